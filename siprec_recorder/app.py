@@ -1,0 +1,240 @@
+"""The composition root: a :class:`~siprec_recorder.config.Config` in, a running recorder out.
+
+Only this module reads configuration and builds objects; every component below gets what it
+needs handed to it. :class:`Recorder` starts, in order: the index (migrations), crash
+recovery of orphan spools, the policy engine, the RTP port pool, the finaliser processes, the
+SIP listeners, the metrics endpoint and the portal. :meth:`Recorder.stop` ends live sessions
+as if they had received a BYE and waits for their files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import ssl
+from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .config import Config, parse_listen
+from .logging_setup import setup_logging
+from .metrics import MetricsServer
+
+__all__ = ["Recorder", "run"]
+
+log = logging.getLogger("siprec_recorder")
+
+
+def _executor(workers: int) -> Executor:
+    ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+class Recorder:
+    """Everything the ``serve`` command runs, built from one Config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db: Any = None
+        self.index: Any = None
+        self.policy: Any = None
+        self.srs: Any = None
+        self.sip: Any = None
+        self.ports: Any = None
+        self.executor: Executor | None = None
+        self.metrics: MetricsServer | None = None
+        self._web_task: asyncio.Task[Any] | None = None
+        self._web_server: Any = None
+        self._notifier: Any = None
+
+    async def start(self) -> None:
+        from .policy.engine import PolicyEngine
+        from .policy.settings import PolicySettings
+        from .rtp.endpoint import PortPool
+        from .rtp.leg import LegReceiver
+        from .sip.core import SipCore, TimerConfig
+        from .sip.transport import SipService
+        from .siprec.server import SessionRecordingServer, SrsSettings
+        from .storage.db import Database
+        from .storage.index import SqlIndex
+        from .storage.spool import SpoolStore
+
+        c = self.config
+        root = c.recordings_path
+        root.mkdir(parents=True, exist_ok=True)
+        self.db = Database(c.database_url)
+        await self.db.open()
+        self.index = SqlIndex(self.db)
+        policy_settings = PolicySettings(
+            timezone=c.policy.timezone,
+            emergency_numbers=tuple(c.policy.emergency_numbers),
+            unknown_numbers=c.policy.unknown_numbers,
+            notify_webhook=c.policy.notify_webhook or None,
+            country_code=c.policy.country_code,
+        )
+        self.policy = PolicyEngine(self.db, policy_settings)
+        self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)
+        self.executor = _executor(c.recording.workers)
+        listeners = [parse_listen(s) for s in c.sip.listen]
+        contact_host = c.sip.public_host or listeners[0][1]
+        if contact_host in ("0.0.0.0", "::"):
+            contact_host = c.rtp.advertised_address or c.rtp.address
+        core = SipCore(
+            TimerConfig(t1=c.sip.t1, t2=c.sip.t2, t4=c.sip.t4),
+            max_message_size=c.sip.max_message_size,
+        )
+        settings = SrsSettings(
+            rtp_address=c.rtp.address,
+            advertised_address=c.rtp.advertised_address or c.rtp.address,
+            contact_host=contact_host,
+            contact_port=listeners[0][2],
+            channels=c.recording.channels,
+            bitrate_kbps=c.recording.bitrate_kbps,
+            retention_years=c.storage.retention_years,
+            inactivity_timeout=c.rtp.inactivity_timeout,
+            flush_interval=c.storage.flush_interval,
+            jitter_window=c.rtp.jitter_window,
+            max_sessions=c.sip.max_sessions,
+            max_sessions_per_source=c.sip.max_sessions_per_source,
+            allowed_sources=tuple(c.sip.allowed_sources),
+            unauthorised_response=c.sip.unauthorised_response,
+            rate_limit_per_source=c.sip.rate_limit_per_source,
+            rate_limit_burst=c.sip.rate_limit_burst,
+            min_free_mb=c.storage.min_free_mb,
+            country_code=c.policy.country_code,
+            session_expires=c.sip.session_expires,
+            srtp_suites=tuple(c.rtp.srtp_suites),
+        )
+        srs_holder: list[Any] = []
+
+        def on_event(event: Any) -> None:
+            srs_holder[0].on_event(event)
+
+        def source_filter(address: Any) -> bool:
+            return bool(srs_holder[0].source_allowed(address))
+
+        self.sip = SipService(core, on_event, source_filter=source_filter)
+        self.srs = SessionRecordingServer(
+            sip=self.sip,
+            index=self.index,
+            policy=self.policy,
+            spool=SpoolStore(root),
+            recordings_root=root,
+            ports=self.ports,
+            executor=self.executor,
+            settings=settings,
+            receiver_factory=LegReceiver,
+        )
+        srs_holder.append(self.srs)
+        await self.srs.start()
+        await self.sip.start(list(c.sip.listen), tls=self._tls_context())
+        if settings.contact_port == 0 and self.sip.bound:
+            self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
+        self.metrics = MetricsServer(self)
+        if c.web.enabled:
+            await self._start_web()
+        if policy_settings.notify_webhook:
+            from .policy.notify import NotificationWorker
+
+            self._notifier = NotificationWorker(self.db, policy_settings.notify_webhook)
+            await self._notifier.start()
+        log.info(
+            "siprec-recorder listening on %s; recordings in %s",
+            ", ".join(f"{t}:{h}:{p}" for t, h, p in self.sip.bound),
+            root.resolve(),
+        )
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        c = self.config.sip
+        if not any(s.startswith("tls:") for s in c.listen):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(c.tls_certificate, c.tls_private_key)
+        if c.tls_client_ca:
+            ctx.load_verify_locations(c.tls_client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    async def _start_web(self) -> None:
+        try:
+            import uvicorn
+
+            from .storage.files import FileLayout
+            from .web.app import WebSettings, create_app
+        except ImportError as exc:  # the portal is optional for the recording path
+            log.warning("portal not started: %s", exc)
+            return
+        c = self.config.web
+        host, _, port = c.listen.rpartition(":")
+        app = create_app(self.db, FileLayout(self.config.recordings_path), WebSettings(
+            secure_cookies=bool(c.tls_certificate)), None)
+        app.state.recorder = self
+        kwargs: dict[str, Any] = {}
+        if c.tls_certificate:
+            kwargs = {"ssl_certfile": c.tls_certificate, "ssl_keyfile": c.tls_private_key}
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host.strip("[]"), port=int(port), log_level="warning",
+                           lifespan="off", **kwargs)
+        )
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._web_server = server
+        self._web_task = asyncio.create_task(server.serve(), name="portal")
+
+    async def stop(self) -> None:
+        if self._web_server is not None:
+            self._web_server.should_exit = True
+        if self._web_task is not None:
+            await asyncio.gather(self._web_task, return_exceptions=True)
+        if self._notifier is not None:
+            await self._notifier.stop()
+        if self.srs is not None:
+            await self.srs.stop()
+        if self.sip is not None:
+            await self.sip.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+        if self.db is not None:
+            await self.db.close()
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+async def _serve(config: Config, ready_file: Path | None = None) -> None:
+    recorder = Recorder(config)
+    await recorder.start()
+    if recorder.metrics is not None:
+        await recorder.metrics.start(config.metrics_listen)
+    if ready_file is not None:
+        ready_file.write_text(
+            "\n".join(f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound) + "\n", encoding="utf-8"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await stop.wait()
+    log.info("stopping: ending live sessions")
+    await recorder.stop()
+
+
+def run(config: Config, ready_file: Path | None = None) -> None:
+    """Run the recorder until SIGINT/SIGTERM (uvloop when installed)."""
+    setup_logging(config.log.level, config.log.format)
+    try:
+        import uvloop
+
+        uvloop.run(_serve(config, ready_file))
+    except ImportError:
+        asyncio.run(_serve(config, ready_file))

@@ -1,0 +1,106 @@
+"""A Prometheus text endpoint (``GET /metrics``) for the ops team.
+
+A small asyncio HTTP/1.0 responder, separate from the portal, so that monitoring keeps
+working when the portal is turned off. It reads counters from the running recorder; it
+never writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import Any
+
+__all__ = ["MetricsServer", "render_metrics"]
+
+
+def render_metrics(recorder: Any) -> str:
+    """The Prometheus exposition text of the recorder's counters and gauges."""
+    srs = recorder.srs
+    c = srs.counters
+    lines = [
+        "# HELP siprec_invites_total New SIPREC INVITEs received.",
+        "# TYPE siprec_invites_total counter",
+        f"siprec_invites_total {c.invites}",
+        "# HELP siprec_sessions_accepted_total Recording sessions accepted.",
+        "# TYPE siprec_sessions_accepted_total counter",
+        f"siprec_sessions_accepted_total {c.accepted}",
+        "# HELP siprec_sessions_active Recording sessions in progress.",
+        "# TYPE siprec_sessions_active gauge",
+        f"siprec_sessions_active {len(srs.sessions)}",
+        "# HELP siprec_recordings_finished_total Recordings finished and indexed.",
+        "# TYPE siprec_recordings_finished_total counter",
+        f"siprec_recordings_finished_total {c.finished}",
+        "# HELP siprec_recordings_failed_total Recordings whose finalisation failed.",
+        "# TYPE siprec_recordings_failed_total counter",
+        f"siprec_recordings_failed_total {c.failed}",
+        "# HELP siprec_emergency_calls_total Emergency calls seen (never recorded).",
+        "# TYPE siprec_emergency_calls_total counter",
+        f"siprec_emergency_calls_total {c.emergency}",
+        "# HELP siprec_declined_total Calls declined, by reason.",
+        "# TYPE siprec_declined_total counter",
+    ]
+    for reason, n in sorted(c.declined.items()):
+        lines.append(f'siprec_declined_total{{reason="{reason}"}} {n}')
+    lines += ["# HELP siprec_responses_rejected_total Error responses sent, by status.",
+              "# TYPE siprec_responses_rejected_total counter"]
+    for status, n in sorted(c.rejected.items()):
+        lines.append(f'siprec_responses_rejected_total{{status="{status}"}} {n}')
+    lines += [
+        "# HELP siprec_finalize_seconds_total Wall time spent finalising recordings.",
+        "# TYPE siprec_finalize_seconds_total counter",
+        f"siprec_finalize_seconds_total {c.finalize_seconds:.3f}",
+    ]
+    try:
+        usage = shutil.disk_usage(srs.recordings_root)
+        lines += [
+            "# HELP siprec_storage_free_bytes Free space on the recordings share.",
+            "# TYPE siprec_storage_free_bytes gauge",
+            f"siprec_storage_free_bytes {usage.free}",
+            "# HELP siprec_storage_low 1 when free space is below [storage] min_free_mb.",
+            "# TYPE siprec_storage_low gauge",
+            f"siprec_storage_low {int(usage.free < srs.settings.min_free_mb * 1024 * 1024)}",
+        ]
+    except OSError:
+        pass
+    return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """Serve :func:`render_metrics` on HOST:PORT."""
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        self._server: asyncio.Server | None = None
+        self.port: int | None = None
+
+    async def start(self, listen: str) -> None:
+        if not listen:
+            return
+        host, _, port = listen.rpartition(":")
+        self._server = await asyncio.start_server(self._handle, host.strip("[]"), int(port))
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                pass
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == b"GET" and parts[1].split(b"?")[0] == b"/metrics":
+                body = render_metrics(self.recorder).encode()
+                head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+            else:
+                body = b"not found\n"
+                head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+            writer.write(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

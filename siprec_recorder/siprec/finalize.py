@@ -1,0 +1,184 @@
+"""Turn a spooled recording session into its finished MP3, sidecar and index facts.
+
+Theory of operation: while a call lasts, each leg's RTP payloads go to an append-only spool
+file (fsync'd about once a second) beside a JSON manifest that says what the call is (call id,
+participants, labels, codecs, start). :func:`finalize_spool` is a plain function of that
+directory: it decodes every leg, lays them on one timeline, mixes or interleaves them, encodes
+MP3, writes the file and its sidecar by atomic rename, and returns what the index needs.
+
+It runs in a worker process (never on the event loop that receives packets), and it is the
+same function at the end of a call and at start-up for spools a crash left behind: its output
+path depends only on the manifest, so running it twice gives the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FinalizeResult", "finalize_spool"]
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeResult:
+    """What a finished recording is, for the index."""
+
+    rec_id: str
+    file: str | None
+    sidecar: str | None
+    sha256: str | None
+    size_bytes: int
+    duration_s: float
+    sample_rate: int
+    channels: int
+    end: str  # ISO 8601 UTC
+    state: str
+    reason: str | None
+    streams: list[dict[str, Any]]
+    dtmf: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def finalize_spool(
+    spool_root: str,
+    rec_id: str,
+    recordings_root: str,
+    state: str,
+    ended_at: float | None,
+    final_stats: dict[str, dict[str, Any]] | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
+
+    ``state`` is ``complete`` for a call that ended normally and ``interrupted`` for one
+    recovered after a crash. ``final_stats`` are the live receivers' per-leg statistics
+    (None after a crash: the statistics are then computed from the spooled packets alone).
+    """
+    from ..rtp.render import LegMedia, render_call
+    from ..rtp.spoolfmt import iter_records
+    from ..storage.files import FileLayout
+    from ..storage.mp3 import encode_mp3
+    from ..storage.spool import SpoolStore
+
+    store = SpoolStore(Path(spool_root))
+    spool = store.get(rec_id)
+    manifest = spool.manifest
+    started_at = float(manifest["started_at"])
+    legs: list[LegMedia] = []
+    for leg in manifest["legs"]:
+        data = spool.read_leg(leg["label"])
+        rtpmaps = {
+            int(pt): (str(v[0]), int(v[1]), v[2] if len(v) > 2 else None)
+            for pt, v in leg["rtpmaps"].items()
+        }
+        legs.append(
+            LegMedia(
+                label=leg["label"],
+                records=list(iter_records(data)),
+                rtpmaps=rtpmaps,
+                role=leg.get("participant_id"),
+            )
+        )
+    rendered = render_call(legs, channels=manifest["channels"], session_start=started_at)
+    last_arrival = started_at + rendered.duration_s
+    end_ts = ended_at if ended_at is not None else last_arrival
+    end_ts = max(end_ts, started_at)
+
+    streams: list[dict[str, Any]] = []
+    for leg in manifest["legs"]:
+        label = leg["label"]
+        info: dict[str, Any] = dict(rendered.per_leg.get(label, {}))
+        if final_stats and label in final_stats:
+            info.update(final_stats[label])
+        info.setdefault("codec", leg.get("codec"))
+        info["label"] = label
+        info["stream_id"] = leg.get("stream_id")
+        info["participant_id"] = leg.get("participant_id")
+        info["srtp"] = bool(leg.get("srtp"))
+        streams.append(info)
+
+    dtmf = [
+        {"label": label, "digit": digit, "at_s": round(at, 3), "duration_ms": dur}
+        for (label, digit, at, dur) in rendered.dtmf
+    ]
+    layout = FileLayout(Path(recordings_root))
+    start_dt = datetime.fromtimestamp(started_at, UTC)
+    file_rel: str | None = None
+    sidecar_rel: str | None = None
+    sha: str | None = None
+    size = 0
+    pcm = rendered.pcm
+    channels = int(pcm.shape[1]) if pcm.ndim == 2 else 1
+    any_media = any(s.get("packets_received", 0) for s in streams) or len(pcm) > 0
+    if not any_media and reason is None:
+        reason = "no media received"
+    if len(pcm) > 0:
+        mp3 = encode_mp3(pcm, rendered.sample_rate, int(manifest["bitrate_kbps"]))
+        file_rel = layout.relative_path(
+            manifest.get("recorded_number"),
+            start_dt,
+            manifest.get("direction", "unknown"),
+            manifest.get("other_number"),
+            rec_id,
+        )
+        sha, size = layout.write_atomic(file_rel, mp3)
+    elif state == "complete":
+        state = "failed"
+    result = FinalizeResult(
+        rec_id=rec_id,
+        file=file_rel,
+        sidecar=None,
+        sha256=sha,
+        size_bytes=size,
+        duration_s=round(rendered.duration_s, 3),
+        sample_rate=rendered.sample_rate,
+        channels=channels,
+        end=_iso(end_ts),
+        state=state,
+        reason=reason,
+        streams=streams,
+        dtmf=dtmf,
+    )
+    if file_rel is not None:
+        retention_years = int(manifest.get("retention_years", 5))
+        doc = {
+            "format": "siprec-recorder/1",
+            "id": rec_id,
+            "call_id": manifest.get("call_id"),
+            "siprec_session_id": manifest.get("siprec_session_id"),
+            "state": state,
+            "reason": reason,
+            "start": _iso(started_at),
+            "end": result.end,
+            "duration_s": result.duration_s,
+            "direction": manifest.get("direction"),
+            "recorded_number": manifest.get("recorded_number"),
+            "other_number": manifest.get("other_number"),
+            "beep": manifest.get("beep", False),
+            "source": manifest.get("source"),
+            "file": os.path.basename(file_rel),
+            "sha256": sha,
+            "size_bytes": size,
+            "audio": {"codec": "mp3", "sample_rate": rendered.sample_rate, "channels": channels},
+            "participants": manifest.get("participants", []),
+            "participant_history": manifest.get("participant_history", []),
+            "streams": streams,
+            "dtmf": dtmf,
+            "metadata": manifest.get("metadata"),
+            "retention_until": _iso(
+                (start_dt + timedelta(days=round(365.25 * retention_years))).timestamp()
+            ),
+        }
+        sidecar_rel = layout.write_sidecar(file_rel, json.loads(json.dumps(doc, default=str)))
+        result = FinalizeResult(**{**result.to_dict(), "sidecar": sidecar_rel})
+    return result.to_dict()

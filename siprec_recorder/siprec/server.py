@@ -1,0 +1,1087 @@
+"""The Session Recording Server: SIP events in, recording sessions out (RFC 7866).
+
+Theory of operation: the SIP layer hands us typed events (``RequestReceived``,
+``AckReceived``, ``InviteCancelled``, ``TransactionTimedOut``). Each dialog's events are
+handled in order, one at a time (a lock per Call-ID); different dialogs run concurrently.
+
+A new INVITE is checked (source, rate, capacity, disk), answered ``100 Trying``, its body
+split (SDP offer + RFC 7865 metadata), the participants worked out (metadata, else From/To),
+and the policy asked. A declined call gets ``403`` with a ``Warning`` that names the reason
+and leaves an index row saying why (emergency calls leave only a counter). An accepted call
+gets an index row in state ``recording``, a spool, one RTP socket per accepted m-line and a
+``200 OK`` whose SDP echoes every label ``recvonly``.
+
+About once a second a flusher moves each leg's released packets into its spool file and
+fsyncs it (in a thread, off the loop), and ends sessions whose media stopped for longer than
+the inactivity timeout (sending a BYE to the SRC). At BYE, CANCEL, timeout or expiry the
+session's sockets close, the spool is flushed one last time, and a worker process renders the
+MP3 (:mod:`.finalize`); the index row is then completed. Nothing here waits on media work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import RemoteProtocolError
+from ..phone import normalize_number, user_part
+from ..sip.events import (
+    AckReceived,
+    InviteCancelled,
+    RequestReceived,
+    TransactionTimedOut,
+)
+from ..sip.message import SipRequest, make_response
+from ..sip.multipart import split_body
+from ..sip.sdp import SessionDescription
+from .answer import AcceptedStream, build_answer
+from .finalize import finalize_spool
+from .metadata import RecordingMetadata
+from .session import Leg, OfferedStream, RecordingSession, parse_offer
+
+__all__ = ["SrsSettings", "SessionRecordingServer"]
+
+log = logging.getLogger("siprec_recorder.srs")
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+KNOWN_METHODS = {
+    "REGISTER",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "MESSAGE",
+    "REFER",
+    "PRACK",
+}
+SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
+
+
+@dataclass(frozen=True, slots=True)
+class SrsSettings:
+    """What the SRS needs to know, handed in by ``app.py``."""
+
+    rtp_address: str = "127.0.0.1"
+    advertised_address: str = "127.0.0.1"
+    contact_host: str = "127.0.0.1"
+    contact_port: int = 5060
+    channels: str = "mono"
+    bitrate_kbps: int = 32
+    retention_years: int = 5
+    inactivity_timeout: float = 30.0
+    flush_interval: float = 1.0
+    jitter_window: int = 64
+    max_sessions: int = 2000
+    max_sessions_per_source: int = 1000
+    allowed_sources: tuple[str, ...] = ()
+    unauthorised_response: str = "403"
+    rate_limit_per_source: float = 0.0
+    rate_limit_burst: int = 100
+    min_free_mb: int = 0
+    country_code: str = "32"
+    session_expires: int = 1800
+    srtp_suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+
+
+class SourcePolicy:
+    """Allowlist (CIDRs; empty means loopback only) and a per-source token bucket."""
+
+    def __init__(self, cidrs: Iterable[str], rate: float, burst: int) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allowed(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        if not self.networks:
+            return ip.is_loopback or (
+                isinstance(ip, ipaddress.IPv6Address)
+                and ip.ipv4_mapped is not None
+                and ip.ipv4_mapped.is_loopback
+            )
+        return any(ip in net for net in self.networks if net.version == ip.version)
+
+    def take(self, host: str, now: float) -> bool:
+        """One new INVITE from ``host``; False when over its rate."""
+        if self.rate <= 0:
+            return True
+        tokens, last = self._buckets.get(host, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[host] = (tokens, now)
+            return False
+        self._buckets[host] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:  # bounded: forget the oldest half
+            for key in list(self._buckets)[:50_000]:
+                del self._buckets[key]
+        return True
+
+
+@dataclass(slots=True)
+class Counters:
+    """Prometheus counters of the SRS (exposed by the metrics endpoint)."""
+
+    invites: int = 0
+    accepted: int = 0
+    declined: dict[str, int] = field(default_factory=dict)
+    rejected: dict[int, int] = field(default_factory=dict)
+    emergency: int = 0
+    finished: int = 0
+    failed: int = 0
+    finalize_seconds: float = 0.0
+
+
+_URI_RE = re.compile(r"<([^>]*)>")
+
+
+def _uri_of(name_addr: str | None) -> str:
+    if not name_addr:
+        return ""
+    m = _URI_RE.search(name_addr)
+    if m:
+        return m.group(1).strip()
+    return name_addr.split(";", 1)[0].strip()
+
+
+def _display_of(name_addr: str | None) -> str | None:
+    if not name_addr or "<" not in name_addr:
+        return None
+    name = name_addr.split("<", 1)[0].strip().strip('"').strip()
+    return name or None
+
+
+class SessionRecordingServer:
+    """The SRS. Feed it SIP events with :meth:`on_event`; it answers through ``sip``."""
+
+    def __init__(
+        self,
+        *,
+        sip: Any,
+        index: Any,
+        policy: Any | None,
+        spool: Any,
+        recordings_root: Path,
+        ports: Any,
+        executor: Executor | None,
+        settings: SrsSettings,
+        receiver_factory: Callable[..., Any],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sip = sip
+        self.index = index
+        self.policy = policy
+        self.spool = spool
+        self.recordings_root = Path(recordings_root)
+        self.ports = ports
+        self.executor = executor
+        self.settings = settings
+        self.receiver_factory = receiver_factory
+        self.clock = clock
+        self.sessions: dict[str, RecordingSession] = {}
+        self.sources = SourcePolicy(
+            settings.allowed_sources, settings.rate_limit_per_source, settings.rate_limit_burst
+        )
+        self.counters = Counters()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._finalizing: set[asyncio.Task[Any]] = set()
+        self._per_source: dict[str, int] = {}
+        self._pending_invites: dict[Any, str] = {}  # transaction -> call-id of a new INVITE
+        self._declined_early: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Recover what a crash left, then start the flusher."""
+        await self.recover()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="srs-flusher")
+
+    async def stop(self) -> None:
+        """End every session as if it had received a BYE, and wait for the files."""
+        self._closing = True
+        if self._flusher is not None:
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except asyncio.CancelledError:
+                pass
+        for call_id in list(self.sessions):
+            await self._end(call_id, reason="recorder shutdown", send_bye=True)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every finalisation under way is done."""
+        while self._finalizing or self._tasks:
+            await asyncio.gather(*list(self._finalizing | self._tasks), return_exceptions=True)
+
+    def source_allowed(self, address: Any) -> bool:
+        """For the SIP transport's filter: False drops a message unanswered."""
+        if self.settings.unauthorised_response != "silence":
+            return True
+        return self.sources.allowed(address[1])
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, event: Any) -> None:
+        """Entry point from the SIP layer (synchronous; schedules the work)."""
+        key = self._event_key(event)
+        task = asyncio.create_task(self._dispatch(key, event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _event_key(self, event: Any) -> str:
+        req = getattr(event, "request", None) or getattr(event, "cancel", None)
+        if req is not None:
+            return req.call_id or "?"
+        tx = getattr(event, "transaction", None)
+        return self._pending_invites.get(tx, "?")
+
+    async def _dispatch(self, key: str, event: Any) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await self._handle(event)
+        except Exception:  # a bug must never take the receive loop down
+            log.exception("error handling %s", type(event).__name__)
+        finally:
+            if not lock.locked() and key not in self.sessions:
+                self._locks.pop(key, None)
+
+    async def _handle(self, event: Any) -> None:
+        match event:
+            case RequestReceived(request=req, transaction=tx, source=src):
+                await self._on_request(req, tx, src)
+            case AckReceived(request=req):
+                s = self.sessions.get(req.call_id or "")
+                if s is not None:
+                    s.acked = True
+            case InviteCancelled(transaction=tx, cancel=cancel):
+                await self._on_cancel(tx, cancel)
+            case TransactionTimedOut(transaction=tx):
+                call_id = self._pending_invites.pop(tx, None)
+                s = self.sessions.get(call_id or "")
+                if s is not None and not s.acked:
+                    log.warning("call %s: no ACK for our 200 OK, ending it", s.call_id)
+                    await self._end(s.call_id, reason="no ACK", send_bye=True)
+            case _:
+                pass
+
+    def _respond(self, tx: Any, req: SipRequest, status: int, reason: str | None = None, **kw: Any) -> None:
+        if status >= 300:
+            self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
+        self.sip.respond(tx, make_response(req, status, reason, **kw))
+
+    async def _on_request(self, req: SipRequest, tx: Any, src: Any) -> None:
+        method = req.method.upper()
+        if method == "INVITE":
+            if req.to_tag:
+                await self._on_reinvite(req, tx, src)
+            else:
+                await self._on_invite(req, tx, src)
+        elif method == "BYE":
+            s = self.sessions.get(req.call_id or "")
+            if s is None or (req.to_tag and req.to_tag != s.local_tag):
+                self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
+                return
+            self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
+            await self._end(s.call_id, reason=None, send_bye=False)
+        elif method == "OPTIONS":
+            self._respond(
+                tx,
+                req,
+                200,
+                "OK",
+                headers=[
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp, application/rs-metadata+xml, multipart/mixed"),
+                    ("Supported", "siprec, timer"),
+                ],
+            )
+        elif method == "UPDATE":
+            await self._on_update(req, tx, src)
+        elif method == "INFO":
+            s = self.sessions.get(req.call_id or "")
+            if s is None:
+                self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
+            else:
+                self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
+        elif method in KNOWN_METHODS:
+            self._respond(tx, req, 405, "Method Not Allowed", headers=[("Allow", ALLOW)])
+        else:
+            self._respond(tx, req, 501, "Not Implemented", headers=[("Allow", ALLOW)])
+
+    # ------------------------------------------------------------------ new INVITE
+    def _free_mb(self) -> float:
+        try:
+            usage = shutil.disk_usage(self.recordings_root)
+        except OSError:
+            return 0.0
+        return usage.free / (1024 * 1024)
+
+    async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
+        self.counters.invites += 1
+        host = src[1]
+        now = self.clock()
+        call_id = req.call_id or ""
+        if call_id in self.sessions:  # a retransmission with a new branch, or a forked copy
+            self._respond(tx, req, 482, "Loop Detected")
+            return
+        if not self.sources.allowed(host):
+            log.info("INVITE from %s refused: not in allowed_sources", host)
+            self._respond(tx, req, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')])
+            return
+        unsupported = [
+            opt.strip()
+            for value in req.headers.get_all("Require")
+            for opt in value.split(",")
+            if opt.strip() and opt.strip().lower() not in SUPPORTED_EXTENSIONS
+        ]
+        if unsupported:
+            self._respond(tx, req, 420, "Bad Extension", headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        if not self.sources.take(host, now):
+            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            return
+        if self._closing or len(self.sessions) >= self.settings.max_sessions:
+            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            return
+        if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
+            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            return
+        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
+            log.error(
+                "ALERT free space on %s below %d MiB: declining new sessions",
+                self.recordings_root,
+                self.settings.min_free_mb,
+            )
+            self.counters.declined["disk-full"] = self.counters.declined.get("disk-full", 0) + 1
+            self._respond(
+                tx, req, 503, "Service Unavailable",
+                headers=[("Retry-After", "60"), ("Warning", '399 - "recorder storage full"')],
+            )
+            return
+
+        local_tag = secrets.token_hex(8)
+        self._respond(tx, req, 100, "Trying")
+        try:
+            offer, metadata = self._parse_body(req)
+        except RemoteProtocolError as exc:
+            self._respond(tx, req, exc.status_hint or 400, exc.message[:100], to_tag=local_tag)
+            return
+        if offer is None:
+            self._respond(
+                tx, req, 488, "Not Acceptable Here",
+                to_tag=local_tag, headers=[("Warning", '399 - "no SDP offer"')],
+            )
+            return
+        streams = parse_offer(offer)
+        participants = self._participants(req, metadata)
+        aors = [p["aor"] for p in participants if p.get("aor")]
+        decision = None
+        if self.policy is not None:
+            decision = await self.policy.decide(aors, datetime.fromtimestamp(now, UTC))
+            if not decision.record:
+                await self._decline(req, tx, local_tag, src, participants, decision, now)
+                return
+        offered_audio = [s for s in streams if s.codec is not None]
+        if not offered_audio:
+            self._respond(
+                tx, req, 488, "Not Acceptable Here",
+                to_tag=local_tag, headers=[("Warning", '304 - "no audio stream we can record"')],
+            )
+            return
+
+        recorded, other, direction = self._roles(participants, decision)
+        rec_id = uuid.uuid4().hex
+        session = RecordingSession(
+            rec_id=rec_id,
+            call_id=call_id,
+            remote_tag=req.from_tag or "",
+            local_tag=local_tag,
+            source=src,
+            remote_target=_uri_of(req.headers.get("Contact")) or _uri_of(req.headers.get("From")),
+            remote_uri=req.headers.get("From") or "",
+            local_uri=req.headers.get("To") or "",
+            started_at=now,
+            metadata=metadata,
+            participants=participants,
+            recorded_number=recorded,
+            other_number=other,
+            direction=direction,
+            beep=bool(decision.beep) if decision is not None else False,
+            spool=None,
+        )
+        session.participant_history = [
+            {"participant_id": p.get("participant_id"), "aor": p.get("aor"),
+             "number": p.get("number"), "event": "joined", "at": datetime.fromtimestamp(now, UTC).isoformat()}
+            for p in participants
+        ]
+        try:
+            answer_streams = await self._open_legs(session, streams)
+        except Exception as exc:  # ports exhausted, bind failures, bad crypto
+            for leg in session.legs:
+                self._close_leg(leg)
+            log.error("call %s: cannot open media: %s", call_id, exc)
+            self._respond(tx, req, 503, "Service Unavailable", to_tag=local_tag, headers=[("Retry-After", "10")])
+            return
+        self._assign_participants(session)
+        session.session_expires = self._session_expires(req)
+        session.refreshed_at = now
+        session.last_answer = answer_streams
+        try:
+            await self.index.create_recording(self._new_recording_row(session, src))
+            session.spool = self.spool.open_session(rec_id, self._manifest(session))
+        except Exception:
+            log.exception("call %s: cannot create index row or spool", call_id)
+            for leg in session.legs:
+                self._close_leg(leg)
+            self._respond(tx, req, 500, "Server Internal Error", to_tag=local_tag)
+            return
+        self.sessions[call_id] = session
+        self._per_source[host] = self._per_source.get(host, 0) + 1
+        self._pending_invites[tx] = call_id
+        self.counters.accepted += 1
+        self._send_answer(req, tx, session)
+        log.info(
+            "call %s: recording %s (%s legs, recorded %s, other %s)",
+            call_id, rec_id, len(session.legs), recorded, other,
+        )
+
+    def _session_expires(self, req: SipRequest) -> float | None:
+        value = req.headers.get("Session-Expires")
+        if not value:
+            return None
+        try:
+            return float(value.split(";", 1)[0].strip())
+        except ValueError:
+            return None
+
+    def _send_answer(self, req: SipRequest, tx: Any, s: RecordingSession) -> None:
+        body = build_answer(
+            origin_host=self.settings.advertised_address,
+            session_id=s.sdp_session_id,
+            session_version=s.sdp_version,
+            connection_address=self.settings.advertised_address,
+            streams=s.last_answer,
+        )
+        headers = [
+            ("Contact", f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source[0]}>"),
+            ("Allow", ALLOW),
+            ("Supported", "siprec, timer"),
+        ]
+        if s.session_expires:
+            headers.append(("Session-Expires", f"{int(s.session_expires)};refresher=uac"))
+            headers.append(("Require", "timer"))
+        self._respond(
+            tx, req, 200, "OK", to_tag=s.local_tag, headers=headers, body=body,
+            content_type="application/sdp",
+        )
+
+    def _contact_hostport(self, source: Any) -> str:
+        host = self.settings.contact_host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.settings.contact_port}"
+
+    def _parse_body(self, req: SipRequest) -> tuple[SessionDescription | None, RecordingMetadata | None]:
+        ctype = req.headers.get("Content-Type")
+        if not req.body:
+            return None, None
+        parts = split_body(ctype, req.body)
+        offer = None
+        metadata = None
+        for part in parts:
+            ct = (part.content_type or "").split(";", 1)[0].strip().lower()
+            if ct == "application/sdp" and offer is None:
+                offer = SessionDescription.parse(part.body)
+            elif ct in ("application/rs-metadata+xml", "application/rs-metadata") and metadata is None:
+                metadata = RecordingMetadata.parse(part.body)
+        return offer, metadata
+
+    def _participants(self, req: SipRequest, md: RecordingMetadata | None) -> list[dict[str, Any]]:
+        cc = self.settings.country_code
+        out: list[dict[str, Any]] = []
+        if md is not None and md.participants:
+            for p in md.participants:
+                aor = p.aor
+                out.append(
+                    {
+                        "participant_id": p.participant_id,
+                        "aor": aor,
+                        "name": p.name,
+                        "number": normalize_number(aor, country_code=cc) if aor else None,
+                        "send": [],
+                        "joined_at": p.associate_time.isoformat() if p.associate_time else None,
+                        "left_at": p.disassociate_time.isoformat() if p.disassociate_time else None,
+                    }
+                )
+            return out
+        # No metadata: the SRC's From/To describe the recorded call (RFC 7866 allows this
+        # only as a fallback; many simple SRCs do it).
+        for role, header in (("caller", "From"), ("callee", "To")):
+            value = req.headers.get(header)
+            uri = _uri_of(value)
+            if not uri:
+                continue
+            out.append(
+                {
+                    "participant_id": role,
+                    "aor": uri,
+                    "name": _display_of(value),
+                    "number": normalize_number(uri, country_code=cc),
+                    "send": [],
+                    "joined_at": None,
+                    "left_at": None,
+                }
+            )
+        return out
+
+    def _roles(self, participants: list[dict[str, Any]], decision: Any) -> tuple[str | None, str | None, str]:
+        numbers = [p.get("number") or (user_part(p["aor"]) if p.get("aor") else None) for p in participants]
+        recorded = getattr(decision, "recorded_number", None) if decision is not None else None
+        if recorded is None:
+            recorded = next((n for n in numbers if n), None)
+        other = next((n for n in numbers if n and n != recorded), None)
+        direction = "unknown"
+        if recorded is not None and numbers:
+            direction = "out" if numbers[0] == recorded else "in"
+        return recorded, other, direction
+
+    async def _decline(
+        self, req: SipRequest, tx: Any, local_tag: str, src: Any,
+        participants: list[dict[str, Any]], decision: Any, now: float,
+    ) -> None:
+        reason = decision.reason
+        self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
+        if decision.emergency:
+            self.counters.emergency += 1
+            # Nothing of an emergency call is kept but the counter.
+            self._respond(
+                tx, req, 403, "Forbidden", to_tag=local_tag,
+                headers=[("Warning", '399 - "not recorded: emergency-number"')],
+            )
+            return
+        recorded, other, direction = self._roles(participants, decision)
+        try:
+            await self.index.record_declined(
+                self._declined_row(req, src, participants, recorded, other, direction, reason, now)
+            )
+        except Exception:
+            log.exception("call %s: cannot write declined row", req.call_id)
+        self._respond(
+            tx, req, 403, "Forbidden", to_tag=local_tag,
+            headers=[("Warning", f'399 - "not recorded: {reason}"')],
+        )
+
+    # ------------------------------------------------------------------ media legs
+    async def _open_legs(self, s: RecordingSession, streams: list[OfferedStream]) -> list[AcceptedStream]:
+        answer: list[AcceptedStream] = []
+        used_labels: set[str] = set()
+        for st in streams:
+            answer.append(await self._accept_stream(s, st, used_labels))
+        return answer
+
+    async def _accept_stream(
+        self, s: RecordingSession, st: OfferedStream, used_labels: set[str]
+    ) -> AcceptedStream:
+        refused = AcceptedStream(
+            port=0, proto=st.proto, codec=None, label=st.label, direction="inactive",
+            media=st.media, refused_format=st.formats[0] if st.formats else "0",
+        )
+        if st.codec is None:
+            return refused
+        srtp_params = None
+        crypto_answer = None
+        if "SAVP" in st.proto.upper():
+            chosen = next(
+                (c for suite in self.settings.srtp_suites for c in st.crypto if c[1].upper() == suite),
+                None,
+            )
+            if chosen is None:
+                return refused
+            from ..rtp.srtp import make_answer_crypto
+
+            tag, suite, key_params = chosen
+            crypto_answer = make_answer_crypto(tag, suite)
+            srtp_params = (suite, key_params)
+        label = st.label if st.label is not None else str(st.index + 1)
+        if label in used_labels:
+            label = f"{label}.{st.index}"
+        used_labels.add(label)
+        receiver = self.receiver_factory(label, srtp=srtp_params, jitter_window=self.settings.jitter_window)
+        endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
+        c = st.codec
+        rtpmaps: dict[int, tuple[str, int, str | None]] = {
+            c.payload_type: (c.encoding, c.clock_rate, c.fmtp)
+        }
+        for pt, rate, fmtp in c.dtmf:
+            rtpmaps[pt] = ("telephone-event", rate, fmtp)
+        for pt in c.comfort_noise:
+            rtpmaps[pt] = ("CN", c.clock_rate, None)
+        # The SRC may switch among the codecs it offered: keep them all for decoding.
+        for pt, (enc, rate, _ch) in st.rtpmaps.items():
+            rtpmaps.setdefault(pt, (enc, rate, st.fmtps.get(pt)))
+        direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
+        leg = Leg(
+            index=st.index, label=label, receiver=receiver, endpoint=endpoint,
+            port=endpoint.port, rtpmaps=rtpmaps, codec=c.encoding, srtp=srtp_params is not None,
+            crypto_answer=crypto_answer[0] if crypto_answer else None, direction=direction,
+        )
+        s.legs.append(leg)
+        return AcceptedStream(
+            port=endpoint.port, proto=st.proto, codec=c, label=st.label, direction=direction,
+            crypto=leg.crypto_answer, rtcp_mux=st.rtcp_mux, media=st.media,
+        )
+
+    def _assign_participants(self, s: RecordingSession) -> None:
+        senders: dict[str, Any] = {}
+        streams_by_label: dict[str, Any] = {}
+        if s.metadata is not None:
+            senders = s.metadata.label_senders()
+            streams_by_label = {st.label: st for st in s.metadata.streams if st.label is not None}
+        for i, leg in enumerate(sorted(s.legs, key=lambda x: x.index)):
+            p = senders.get(leg.label)
+            st = streams_by_label.get(leg.label)
+            if st is not None:
+                leg.stream_id = st.stream_id
+            if p is not None:
+                leg.participant_id = p.participant_id
+            elif s.metadata is None and i < len(s.participants):
+                leg.participant_id = s.participants[i]["participant_id"]
+        for part in s.participants:
+            part["send"] = [leg.label for leg in s.legs if leg.participant_id == part["participant_id"]]
+
+    def _close_leg(self, leg: Leg) -> None:
+        if leg.endpoint is not None:
+            try:
+                self.ports.release(leg.endpoint)
+            except Exception:
+                log.exception("releasing port %s", leg.port)
+            leg.endpoint = None
+
+    def _manifest(self, s: RecordingSession) -> dict[str, Any]:
+        return s.manifest(
+            channels=self.settings.channels,
+            bitrate_kbps=self.settings.bitrate_kbps,
+            retention_years=self.settings.retention_years,
+        )
+
+    # ------------------------------------------------------------------ mid-call changes
+    async def _on_reinvite(self, req: SipRequest, tx: Any, src: Any) -> None:
+        s = self.sessions.get(req.call_id or "")
+        if s is None or req.to_tag != s.local_tag:
+            self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        if s.invite_pending:
+            self._respond(tx, req, 491, "Request Pending", to_tag=s.local_tag)
+            return
+        s.invite_pending = True
+        try:
+            await self._apply_offer(req, tx, s, invite=True)
+        finally:
+            s.invite_pending = False
+
+    async def _on_update(self, req: SipRequest, tx: Any, src: Any) -> None:
+        s = self.sessions.get(req.call_id or "")
+        if s is None or req.to_tag != s.local_tag:
+            self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
+            return
+        await self._apply_offer(req, tx, s, invite=False)
+
+    async def _apply_offer(self, req: SipRequest, tx: Any, s: RecordingSession, *, invite: bool) -> None:
+        now = self.clock()
+        s.refreshed_at = now
+        se = self._session_expires(req)
+        if se:
+            s.session_expires = se
+        try:
+            offer, metadata = self._parse_body(req)
+        except RemoteProtocolError as exc:
+            self._respond(tx, req, exc.status_hint or 400, exc.message[:100], to_tag=s.local_tag)
+            return
+        if metadata is not None:
+            self._update_metadata(s, metadata, now)
+        if offer is None:
+            # A metadata-only update (or a session refresh): answer with the SDP we have.
+            if invite:
+                self._send_answer(req, tx, s)
+            else:
+                self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
+            await self._save_manifest(s)
+            return
+        streams = parse_offer(offer)
+        answer: list[AcceptedStream] = []
+        used = {leg.label for leg in s.legs}
+        for st in streams:
+            leg = s.leg_by_label(st.label, st.index)
+            if leg is None or leg.endpoint is None:
+                if leg is not None:
+                    used.discard(leg.label)
+                try:
+                    answer.append(await self._accept_stream(s, st, used))
+                except Exception as exc:
+                    log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
+                    answer.append(AcceptedStream(port=0, proto=st.proto, codec=None, label=st.label,
+                                                 direction="inactive", media=st.media))
+                continue
+            if st.port == 0 or st.codec is None:
+                # The stream was removed: stop receiving, keep what we have.
+                leg.direction = "inactive"
+                self._close_leg(leg)
+                answer.append(AcceptedStream(port=0, proto=st.proto, codec=None, label=st.label,
+                                             direction="inactive", media=st.media))
+                continue
+            c = st.codec
+            leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
+            for pt, (enc, rate, _ch) in st.rtpmaps.items():
+                if pt not in leg.rtpmaps or leg.rtpmaps[pt][0].upper() != enc.upper():
+                    leg.rtpmaps[pt] = (enc, rate, st.fmtps.get(pt))
+            leg.codec = c.encoding
+            leg.direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
+            answer.append(AcceptedStream(
+                port=leg.port, proto=st.proto, codec=c, label=st.label, direction=leg.direction,
+                crypto=leg.crypto_answer, rtcp_mux=st.rtcp_mux, media=st.media,
+            ))
+        self._assign_participants(s)
+        s.sdp_version += 1
+        s.last_answer = answer
+        await self._save_manifest(s)
+        if invite:
+            self._pending_invites[tx] = s.call_id
+            self._send_answer(req, tx, s)
+        else:
+            body = build_answer(
+                origin_host=self.settings.advertised_address, session_id=s.sdp_session_id,
+                session_version=s.sdp_version, connection_address=self.settings.advertised_address,
+                streams=answer,
+            )
+            self._respond(tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp")
+
+    def _update_metadata(self, s: RecordingSession, update: RecordingMetadata, now: float) -> None:
+        merged = s.metadata.merge(update) if s.metadata is not None else update
+        s.metadata = merged
+        at = datetime.fromtimestamp(now, UTC).isoformat()
+        before = {p["participant_id"]: p for p in s.participants}
+        fresh = self._participants_from(merged)
+        after = {p["participant_id"]: p for p in fresh}
+        for pid, p in after.items():
+            if pid not in before or before[pid].get("aor") != p.get("aor"):
+                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
+                                              "number": p.get("number"), "event": "joined", "at": at})
+            if p.get("left_at") and not (pid in before and before[pid].get("left_at")):
+                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
+                                              "number": p.get("number"), "event": "left", "at": p["left_at"]})
+        for pid, p in before.items():
+            if pid not in after:
+                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
+                                              "number": p.get("number"), "event": "left", "at": at})
+                p = dict(p)
+                p["left_at"] = p.get("left_at") or at
+                fresh.append(p)
+        s.participants = fresh
+        self._assign_participants(s)
+        if s.other_number is None:
+            _r, s.other_number, _d = self._roles(s.participants, None)
+
+    def _participants_from(self, md: RecordingMetadata) -> list[dict[str, Any]]:
+        cc = self.settings.country_code
+        return [
+            {
+                "participant_id": p.participant_id,
+                "aor": p.aor,
+                "name": p.name,
+                "number": normalize_number(p.aor, country_code=cc) if p.aor else None,
+                "send": [],
+                "joined_at": p.associate_time.isoformat() if p.associate_time else None,
+                "left_at": p.disassociate_time.isoformat() if p.disassociate_time else None,
+            }
+            for p in md.participants
+        ]
+
+    async def _save_manifest(self, s: RecordingSession) -> None:
+        if s.spool is None:
+            return
+        manifest = self._manifest(s)
+        await asyncio.to_thread(s.spool.update_manifest, manifest)
+        try:
+            await self.index.update_participants(s.rec_id, s.participants)
+        except Exception:
+            log.exception("call %s: cannot update participants", s.call_id)
+
+    # ------------------------------------------------------------------ CANCEL and end
+    async def _on_cancel(self, tx: Any, cancel: SipRequest) -> None:
+        call_id = cancel.call_id or ""
+        s = self.sessions.get(call_id)
+        invite = getattr(tx, "request", None)
+        if s is not None and not s.acked:
+            # The 200 OK already went out, so the INVITE is no longer pending (RFC 3261
+            # section 9.2): the SRC will ACK and BYE. Nothing to do but log.
+            log.info("call %s: CANCEL after our 200 OK; waiting for BYE", call_id)
+            return
+        if invite is not None:
+            self._respond(tx, invite, 487, "Request Terminated")
+
+    async def _end(self, call_id: str, *, reason: str | None, send_bye: bool) -> None:
+        s = self.sessions.pop(call_id, None)
+        if s is None or s.ended:
+            return
+        s.ended = True
+        host = s.source[1]
+        self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
+        if self._per_source.get(host) == 0:
+            self._per_source.pop(host, None)
+        if send_bye:
+            self._send_bye(s)
+        for leg in s.legs:
+            self._close_leg(leg)
+        ended_at = self.clock()
+        final_stats: dict[str, dict[str, Any]] = {}
+        for leg in s.legs:
+            data = leg.receiver.finish()
+            if data:
+                s.spool.append(leg.label, data)
+            final_stats[leg.label] = leg.receiver.stats.as_dict()
+        task = asyncio.create_task(self._finish(s, ended_at, final_stats, reason))
+        self._finalizing.add(task)
+        task.add_done_callback(self._finalizing.discard)
+
+    async def _finish(
+        self, s: RecordingSession, ended_at: float, stats: dict[str, dict[str, Any]], reason: str | None
+    ) -> None:
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self._flush_one, s)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(
+                self.executor, finalize_spool, str(self.spool.root), s.rec_id,
+                str(self.recordings_root), "complete", ended_at, stats, reason,
+            )
+            await self.index.finish_recording(s.rec_id, self._finished_row(s, result))
+            await asyncio.to_thread(s.spool.remove)
+            self.counters.finished += 1
+            log.info("call %s: recording %s finished (%s, %.1f s)", s.call_id, s.rec_id,
+                     result.get("file"), result.get("duration_s", 0.0))
+        except Exception:
+            self.counters.failed += 1
+            log.exception("call %s: finalising recording %s failed; spool kept for recovery",
+                          s.call_id, s.rec_id)
+        finally:
+            self.counters.finalize_seconds += time.perf_counter() - t0
+
+    def _send_bye(self, s: RecordingSession) -> None:
+        s.local_cseq += 1
+        transport = s.source[0]
+        branch = "z9hG4bK" + secrets.token_hex(10)
+        via_host = self._contact_hostport(s.source)
+        lines = [
+            f"BYE {s.remote_target} SIP/2.0",
+            f"Via: SIP/2.0/{transport.upper()} {via_host};branch={branch};rport",
+            "Max-Forwards: 70",
+            f"From: {s.local_uri};tag={s.local_tag}" if ";tag=" not in s.local_uri else f"From: {s.local_uri}",
+            f"To: {s.remote_uri}",
+            f"Call-ID: {s.call_id}",
+            f"CSeq: {s.local_cseq} BYE",
+            "Content-Length: 0",
+            "",
+            "",
+        ]
+        try:
+            from ..sip.message import parse_message
+
+            msg = parse_message("\r\n".join(lines).encode())
+            self.sip.send_request(msg, s.source)
+        except Exception:
+            log.exception("call %s: cannot send BYE", s.call_id)
+
+    # ------------------------------------------------------------------ flushing
+    def _flush_one(self, s: RecordingSession) -> None:
+        if s.spool is not None:
+            s.spool.flush()
+
+    async def _flush_loop(self) -> None:
+        interval = self.settings.flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.flush_all()
+                await self._expire(self.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("flusher")
+
+    async def flush_all(self) -> None:
+        """Move released packets of every leg to the spools and fsync them (in a thread)."""
+        live = [s for s in self.sessions.values() if s.spool is not None]
+        for s in live:
+            for leg in s.legs:
+                data = leg.receiver.take_spool_bytes()
+                if data:
+                    s.spool.append(leg.label, data)
+        if live:
+            await asyncio.to_thread(lambda: [s.spool.flush() for s in live])
+
+    async def _expire(self, now: float) -> None:
+        timeout = self.settings.inactivity_timeout
+        for s in list(self.sessions.values()):
+            if not s.acked and now - s.started_at < 32:
+                continue
+            if s.session_expires and now - s.refreshed_at > s.session_expires:
+                log.info("call %s: session expired (RFC 4028)", s.call_id)
+                await self._end_locked(s.call_id, "session expired")
+            elif not s.all_on_hold() and now - s.last_media_at() > timeout:
+                log.info("call %s: no RTP for %.0f s, ending", s.call_id, timeout)
+                await self._end_locked(s.call_id, "rtp timeout")
+
+    async def _end_locked(self, call_id: str, reason: str) -> None:
+        lock = self._locks.setdefault(call_id, asyncio.Lock())
+        async with lock:
+            await self._end(call_id, reason=reason, send_bye=True)
+
+    # ------------------------------------------------------------------ crash recovery
+    async def recover(self) -> None:
+        """Finalise every spool a crash left behind, marked ``interrupted``."""
+        orphans = self.spool.orphans()
+        seen: set[str] = set()
+        for sp in orphans:
+            rec_id = sp.rec_id
+            seen.add(rec_id)
+            try:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(
+                    self.executor, finalize_spool, str(self.spool.root), rec_id,
+                    str(self.recordings_root), "interrupted", None, None, "recorder stopped during the call",
+                )
+                manifest = sp.manifest
+                await self.index.finish_recording(rec_id, self._finished_row_from_manifest(manifest, result))
+                await asyncio.to_thread(sp.remove)
+                log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
+            except Exception:
+                log.exception("cannot recover spool %s; left in place", rec_id)
+        for row in await self.index.open_recordings():
+            if row["id"] not in seen:
+                await self.index.mark_interrupted(row["id"], reason="recorder stopped before media was spooled")
+
+    # ------------------------------------------------------------------ index rows
+    def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
+        from ..storage.index import NewRecording, ParticipantRow
+
+        return NewRecording(
+            id=s.rec_id,
+            call_id=s.call_id,
+            siprec_session_id=s.siprec_session_id,
+            start=datetime.fromtimestamp(s.started_at, UTC),
+            direction=s.direction,
+            recorded_number=s.recorded_number,
+            other_number=s.other_number,
+            source=f"{src[0]}:{src[1]}:{src[2]}",
+            beep=s.beep,
+            srtp=any(leg.srtp for leg in s.legs),
+            participants=[_participant_row(ParticipantRow, p) for p in s.participants],
+            metadata_json=s.metadata.to_json() if s.metadata is not None else None,
+            retention_years=self.settings.retention_years,
+        )
+
+    def _declined_row(
+        self, req: SipRequest, src: Any, participants: list[dict[str, Any]],
+        recorded: str | None, other: str | None, direction: str, reason: str, now: float,
+    ) -> Any:
+        from ..storage.index import DeclinedCall, ParticipantRow
+
+        return DeclinedCall(
+            id=uuid.uuid4().hex,
+            call_id=req.call_id or "",
+            start=datetime.fromtimestamp(now, UTC),
+            direction=direction,
+            recorded_number=recorded,
+            other_number=other,
+            source=f"{src[0]}:{src[1]}:{src[2]}",
+            reason=reason,
+            participants=[_participant_row(ParticipantRow, p) for p in participants],
+        )
+
+    def _finished_row(self, s: RecordingSession, result: dict[str, Any]) -> Any:
+        return self._finished_row_from_manifest(self._manifest(s), result)
+
+    def _finished_row_from_manifest(self, manifest: dict[str, Any], result: dict[str, Any]) -> Any:
+        from ..storage.index import FinishedRecording, ParticipantRow, StreamRow
+
+        end = datetime.fromisoformat(result["end"].replace("Z", "+00:00"))
+        streams = [
+            StreamRow(
+                label=st["label"],
+                stream_id=st.get("stream_id"),
+                participant_id=st.get("participant_id"),
+                codec=st.get("codec"),
+                sample_rate=st.get("sample_rate"),
+                packets_expected=int(st.get("packets_expected", 0) or 0),
+                packets_received=int(st.get("packets_received", 0) or 0),
+                packets_lost=int(st.get("packets_lost", 0) or 0),
+                packets_late=int(st.get("packets_late", 0) or 0),
+                packets_duplicate=int(st.get("packets_duplicate", 0) or 0),
+                jitter_ms=st.get("jitter_ms"),
+                longest_gap_ms=st.get("longest_gap_ms"),
+                mos=st.get("mos"),
+                srtp_auth_failures=int(st.get("srtp_auth_failures", 0) or 0),
+                status=st.get("status", "ok"),
+            )
+            for st in result["streams"]
+        ]
+        return FinishedRecording(
+            state=result["state"],
+            reason=result.get("reason"),
+            end=end,
+            duration_s=float(result["duration_s"]),
+            file=result.get("file"),
+            sidecar=result.get("sidecar"),
+            sha256=result.get("sha256"),
+            size_bytes=int(result.get("size_bytes") or 0),
+            codec="mp3",
+            sample_rate=int(result.get("sample_rate") or 0),
+            channels=int(result.get("channels") or 0),
+            streams=streams,
+            participants=[_participant_row(ParticipantRow, p) for p in manifest.get("participants", [])],
+            dtmf=result.get("dtmf", []),
+        )
+
+
+def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
+    def _dt(v: Any) -> datetime | None:
+        if not v:
+            return None
+        try:
+            d = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+    return cls(
+        participant_id=p.get("participant_id"),
+        aor=p.get("aor"),
+        name=p.get("name"),
+        number=p.get("number"),
+        joined_at=_dt(p.get("joined_at")),
+        left_at=_dt(p.get("left_at")),
+    )
+
+
+def free_space_mb(path: Path) -> float:
+    """Free space of the file system holding ``path``, in MiB."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize / (1024 * 1024)
