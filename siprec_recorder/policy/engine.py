@@ -1,0 +1,306 @@
+"""The policy engine: on every INVITE, decide whether the call is recorded.
+
+Theory of operation
+-------------------
+:meth:`PolicyEngine.decide` takes the participants' AORs (as the metadata gives them:
+``tel:``, ``sip:``, bare digits, URNs) and the instant the INVITE arrived, and returns a
+:class:`Decision`. The order of the rules:
+
+1. **Emergency always wins.** If any participant is on the emergency list (see
+   :mod:`.emergency`), the call is not recorded (``emergency=True``) and nothing of it is
+   kept but the ``emergency_calls`` counter: no number, no time, no index row.
+2. The participants are normalised to E.164 and looked up among the firm's numbers.
+3. If none is known, ``unknown_numbers`` decides: ``record`` (the default; reason
+   ``recorded-unknown-number``) or ``decline`` (reason ``unknown-number``).
+4. Each known number gives a verdict: inactive -> ``number-inactive``; status ``auto`` ->
+   recorded when the instant falls in one of its slots (wall time in the configured zone, see
+   :mod:`.schedule`), else ``outside-schedule``; status ``manual`` -> recorded in mode
+   ``professional``, else ``private-mode``. In ``auto`` the schedule alone decides; the mode
+   only applies to ``manual`` numbers.
+5. The first known number (in participant order) whose verdict is "record" is the recorded
+   number; if none records, the call is declined with the first known number's reason.
+
+``recorded_number`` is always the firm's number (E.164), also on a decline (the index row
+says whose call was not recorded); ``beep`` is that number's recording-tone flag.
+
+The decision is taken **once, at INVITE time**. A slot that ends during a call does not cut
+the call, and a slot that starts during a call does not start a recording: re-INVITEs and
+UPDATEs of an established session do not ask again. The reason strings are stable: they go
+into 403 ``Warning`` headers and into index rows.
+
+Speed: the engine keeps a snapshot of every number with its compiled schedule in memory. The
+snapshot is reloaded when :meth:`PolicyEngine.invalidate` was called (the service in the same
+process does so after each change), and otherwise at most every ``refresh_interval`` seconds
+the engine reads the ``policy_version`` counter, which every change bumps in its transaction,
+and reloads when it moved. A decision is a dictionary lookup and a bisect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from siprec_recorder.errors import ConfigError
+from siprec_recorder.phone import normalize_number
+from siprec_recorder.storage.db import Database
+
+from .db import bump_counter, ensure_policy_schema, read_counter, transaction
+from .emergency import EmergencyMatcher
+from .models import (
+    COUNTER_EMERGENCY_CALLS,
+    COUNTER_POLICY_VERSION,
+    PolicyNumber,
+    PolicyNumberSlot,
+    PolicyTemplateSlot,
+)
+from .schedule import Slot, WeeklySchedule, get_zone, minute_of_week
+from .settings import PolicySettings
+
+__all__ = [
+    "REASON_EMERGENCY",
+    "REASON_INACTIVE",
+    "REASON_OUTSIDE_SCHEDULE",
+    "REASON_PRIVATE",
+    "REASON_RECORDED",
+    "REASON_RECORDED_UNKNOWN",
+    "REASON_UNKNOWN",
+    "Decision",
+    "NumberRule",
+    "PolicyEngine",
+]
+
+REASON_EMERGENCY = "emergency-number"
+REASON_PRIVATE = "private-mode"
+REASON_OUTSIDE_SCHEDULE = "outside-schedule"
+REASON_UNKNOWN = "unknown-number"
+REASON_INACTIVE = "number-inactive"
+REASON_RECORDED = "recorded"
+REASON_RECORDED_UNKNOWN = "recorded-unknown-number"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to record a call, and why (``reason`` is one of the stable ``REASON_*``)."""
+
+    record: bool
+    reason: str
+    recorded_number: str | None
+    emergency: bool
+    beep: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRule:
+    """What the engine needs to know of one number."""
+
+    number: str
+    active: bool
+    managed: bool
+    status: str
+    mode: str
+    beep: bool
+    schedule: WeeklySchedule
+
+    def verdict(self, minute: float) -> str:
+        """``REASON_RECORDED`` or the reason not to record, at local minute-of-week."""
+        if not self.active:
+            return REASON_INACTIVE
+        if self.status == "auto":
+            return (
+                REASON_RECORDED
+                if self.schedule.contains_minute(minute)
+                else (REASON_OUTSIDE_SCHEDULE)
+            )
+        return REASON_RECORDED if self.mode == "professional" else REASON_PRIVATE
+
+
+async def load_rules(db: Database) -> dict[str, NumberRule]:
+    """Read every number with its effective schedule (template or own slots)."""
+    await ensure_policy_schema(db)
+    async with db.session() as session:
+        template_slots: dict[int, list[Slot]] = {}
+        for template_id, spec in await session.execute(
+            select(PolicyTemplateSlot.template_id, PolicyTemplateSlot.spec).order_by(
+                PolicyTemplateSlot.template_id, PolicyTemplateSlot.position
+            )
+        ):
+            template_slots.setdefault(template_id, []).append(Slot.parse(spec))
+        own_slots: dict[int, list[Slot]] = {}
+        for number_id, spec in await session.execute(
+            select(PolicyNumberSlot.number_id, PolicyNumberSlot.spec).order_by(
+                PolicyNumberSlot.number_id, PolicyNumberSlot.position
+            )
+        ):
+            own_slots.setdefault(number_id, []).append(Slot.parse(spec))
+        compiled = {tid: WeeklySchedule(slots) for tid, slots in template_slots.items()}
+        empty = WeeklySchedule(())
+        rules: dict[str, NumberRule] = {}
+        rows = await session.execute(
+            select(
+                PolicyNumber.id,
+                PolicyNumber.number,
+                PolicyNumber.active,
+                PolicyNumber.managed,
+                PolicyNumber.status,
+                PolicyNumber.mode,
+                PolicyNumber.beep,
+                PolicyNumber.template_id,
+            )
+        )
+        for nid, number, active, managed, status, mode, beep, tpl_id in rows:
+            if tpl_id is not None:
+                schedule = compiled.get(tpl_id, empty)
+            elif nid in own_slots:
+                schedule = WeeklySchedule(own_slots[nid])
+            else:
+                schedule = empty
+            rules[number] = NumberRule(
+                number=number,
+                active=bool(active),
+                managed=bool(managed),
+                status=status,
+                mode=mode,
+                beep=bool(beep),
+                schedule=schedule,
+            )
+        return rules
+
+
+class PolicyEngine:
+    """Decides, per call, whether it is recorded. See the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: PolicySettings | None = None,
+        *,
+        timezone: str | None = None,
+        emergency_numbers: Iterable[str] | None = None,
+        unknown_numbers: str | None = None,
+        country_code: str | None = None,
+        refresh_interval: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        base = settings if settings is not None else PolicySettings()
+        unknown = unknown_numbers if unknown_numbers is not None else base.unknown_numbers
+        if unknown not in ("record", "decline"):
+            raise ConfigError(
+                f'[policy] unknown_numbers: must be "record" or "decline", not {unknown!r}'
+            )
+        cc = country_code if country_code is not None else base.country_code
+        self._db = db
+        self._zone = get_zone(timezone if timezone is not None else base.timezone)
+        self._emergency = EmergencyMatcher(
+            emergency_numbers if emergency_numbers is not None else base.emergency_numbers,
+            country_code=cc,
+        )
+        self._unknown_record = unknown == "record"
+        self._country_code = cc
+        self._refresh_interval = refresh_interval
+        self._monotonic = monotonic
+        self._rules: dict[str, NumberRule] | None = None
+        self._version = -1
+        self._checked_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        """Reload the snapshot before the next decision (call after a policy change)."""
+        self._rules = None
+
+    async def _snapshot(self) -> dict[str, NumberRule]:
+        rules = self._rules
+        now = self._monotonic()
+        if rules is not None and now - self._checked_at < self._refresh_interval:
+            return rules
+        async with self._lock:
+            if self._rules is not None and self._monotonic() - self._checked_at < (
+                self._refresh_interval
+            ):
+                return self._rules
+            await ensure_policy_schema(self._db)
+            async with self._db.session() as session:
+                version = await read_counter(session, COUNTER_POLICY_VERSION)
+            if self._rules is None or version != self._version:
+                self._rules = await load_rules(self._db)
+                self._version = version
+            self._checked_at = self._monotonic()
+            return self._rules
+
+    def normalize(self, aor: str) -> str | None:
+        """The E.164 form of a participant, or None (a SIP user name without digits)."""
+        try:
+            return normalize_number(aor, country_code=self._country_code)
+        except Exception:  # noqa: BLE001 - a participant we cannot read is simply unknown
+            return None
+
+    async def decide(self, participant_aors: Sequence[str], now: datetime) -> Decision:
+        """The decision for a call whose INVITE arrived at the aware instant ``now``."""
+        aors = [a for a in participant_aors if isinstance(a, str)]
+        if self._emergency.any_matches(aors):
+            async with transaction(self._db) as session:
+                await bump_counter(session, COUNTER_EMERGENCY_CALLS)
+            return Decision(
+                record=False,
+                reason=REASON_EMERGENCY,
+                recorded_number=None,
+                emergency=True,
+                beep=False,
+            )
+        rules = await self._snapshot()
+        minute = minute_of_week(now, self._zone)
+        first_decline: tuple[NumberRule, str] | None = None
+        seen: set[str] = set()
+        for aor in aors:
+            number = self.normalize(aor)
+            if number is None or number in seen:
+                continue
+            seen.add(number)
+            rule = rules.get(number)
+            if rule is None:
+                continue
+            verdict = rule.verdict(minute)
+            if verdict == REASON_RECORDED:
+                return Decision(
+                    record=True,
+                    reason=REASON_RECORDED,
+                    recorded_number=rule.number,
+                    emergency=False,
+                    beep=rule.beep,
+                )
+            if first_decline is None:
+                first_decline = (rule, verdict)
+        if first_decline is not None:
+            rule, verdict = first_decline
+            return Decision(
+                record=False,
+                reason=verdict,
+                recorded_number=rule.number,
+                emergency=False,
+                beep=rule.beep,
+            )
+        if self._unknown_record:
+            return Decision(
+                record=True,
+                reason=REASON_RECORDED_UNKNOWN,
+                recorded_number=None,
+                emergency=False,
+                beep=False,
+            )
+        return Decision(
+            record=False,
+            reason=REASON_UNKNOWN,
+            recorded_number=None,
+            emergency=False,
+            beep=False,
+        )
+
+    async def emergency_calls(self) -> int:
+        """How many emergency calls were refused so far."""
+        await ensure_policy_schema(self._db)
+        async with self._db.session() as session:
+            return await read_counter(session, COUNTER_EMERGENCY_CALLS)

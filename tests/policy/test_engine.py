@@ -1,0 +1,218 @@
+"""PolicyEngine.decide: the decision matrix, on a real SQLite database."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from siprec_recorder.errors import ConfigError
+from siprec_recorder.policy.db import bump_policy_version, transaction
+from siprec_recorder.policy.engine import Decision, PolicyEngine
+from siprec_recorder.policy.models import (
+    PolicyCounter,
+    PolicyNumber,
+    PolicyNumberSlot,
+    PolicyTemplate,
+    PolicyTemplateSlot,
+)
+from siprec_recorder.policy.settings import PolicySettings
+from siprec_recorder.storage.db import Database
+
+BRU = ZoneInfo("Europe/Brussels")
+# 2026-06-01 is a Monday
+MON_10 = datetime(2026, 6, 1, 10, 0, tzinfo=BRU)
+MON_20 = datetime(2026, 6, 1, 20, 0, tzinfo=BRU)
+EXTERNAL = "tel:+3225551234"
+
+
+async def seed(db: Database) -> None:
+    async with transaction(db) as s:
+        office = PolicyTemplate(name="office")
+        s.add(office)
+        await s.flush()
+        s.add(PolicyTemplateSlot(template_id=office.id, position=0, spec="mon-fri 08:00-18:00"))
+        s.add_all(
+            [
+                PolicyNumber(
+                    number="+32470000001",
+                    managed=True,
+                    status="auto",
+                    template_id=office.id,
+                    beep=True,
+                ),
+                PolicyNumber(number="+32470000002", managed=False, status="manual"),
+                PolicyNumber(
+                    number="+32470000003",
+                    managed=True,
+                    status="manual",
+                    mode="private",
+                    template_id=office.id,
+                ),
+                PolicyNumber(number="+32470000004", active=False),
+                PolicyNumber(number="+32470000005", managed=True, status="auto"),
+            ]
+        )
+        await s.flush()
+        own = await s.scalar(select(PolicyNumber.id).where(PolicyNumber.number == "+32470000005"))
+        assert own is not None
+        s.add(PolicyNumberSlot(number_id=own, position=0, spec="sun 22:00-02:00"))
+
+
+@pytest.fixture
+async def engine(db: Database) -> PolicyEngine:
+    await seed(db)
+    return PolicyEngine(db, PolicySettings())
+
+
+def d(
+    record: bool, reason: str, number: str | None, *, emergency: bool = False, beep: bool = False
+) -> Decision:
+    return Decision(
+        record=record, reason=reason, recorded_number=number, emergency=emergency, beep=beep
+    )
+
+
+async def test_auto_in_and_out_of_slot(engine: PolicyEngine) -> None:
+    aors = ["sip:+32470000001@sbc;user=phone", EXTERNAL]
+    assert await engine.decide(aors, MON_10) == d(True, "recorded", "+32470000001", beep=True)
+    assert await engine.decide(aors, MON_20) == d(
+        False, "outside-schedule", "+32470000001", beep=True
+    )
+    # the far end may come first; the firm's number is still the recorded one
+    assert (await engine.decide([EXTERNAL, "0470000001"], MON_10)).recorded_number == (
+        "+32470000001"
+    )
+
+
+async def test_own_slots_across_week_wrap(engine: PolicyEngine) -> None:
+    sunday_23 = datetime(2026, 6, 7, 23, 0, tzinfo=BRU)
+    monday_01 = datetime(2026, 6, 8, 1, 0, tzinfo=BRU)
+    for t in (sunday_23, monday_01):
+        assert (await engine.decide(["tel:+32470000005"], t)).record
+    assert (await engine.decide(["tel:+32470000005"], MON_10)).reason == "outside-schedule"
+
+
+async def test_manual_professional_and_private(engine: PolicyEngine) -> None:
+    assert await engine.decide(["+32470000002", EXTERNAL], MON_20) == d(
+        True, "recorded", "+32470000002"
+    )
+    assert await engine.decide(["+32470000003", EXTERNAL], MON_10) == d(
+        False, "private-mode", "+32470000003"
+    )
+
+
+async def test_inactive_number(engine: PolicyEngine) -> None:
+    assert await engine.decide(["tel:+32470000004", EXTERNAL], MON_10) == d(
+        False, "number-inactive", "+32470000004"
+    )
+
+
+async def test_unknown_numbers_record_or_decline(db: Database, engine: PolicyEngine) -> None:
+    assert await engine.decide([EXTERNAL, "sip:alice@example.com"], MON_10) == d(
+        True, "recorded-unknown-number", None
+    )
+    decline = PolicyEngine(db, PolicySettings(unknown_numbers="decline"))
+    assert await decline.decide([EXTERNAL], MON_10) == d(False, "unknown-number", None)
+    assert await decline.decide([], MON_10) == d(False, "unknown-number", None)
+
+
+async def test_any_recording_number_wins(engine: PolicyEngine) -> None:
+    # an internal call: one side private, the other recorded -> recorded for the latter
+    assert await engine.decide(["+32470000003", "+32470000002"], MON_10) == d(
+        True, "recorded", "+32470000002"
+    )
+
+
+@pytest.mark.parametrize(
+    "emergency", ["112", "tel:112", "sip:112@sbc", "urn:service:sos.police", "+32112"]
+)
+async def test_emergency_always_wins(db: Database, engine: PolicyEngine, emergency: str) -> None:
+    decision = await engine.decide(["+32470000002", emergency], MON_10)
+    assert decision == d(False, "emergency-number", None, emergency=True)
+    assert await engine.emergency_calls() == 1
+    async with db.session() as s:
+        counters = dict((await s.execute(select(PolicyCounter.name, PolicyCounter.value))).all())
+    # only the counter: no number, no time
+    assert counters.get("emergency_calls") == 1
+
+
+async def test_emergency_counter_counts(engine: PolicyEngine) -> None:
+    for _ in range(3):
+        await engine.decide(["112"], MON_10)
+    assert await engine.emergency_calls() == 3
+
+
+async def test_snapshot_refreshes_on_version_change(db: Database) -> None:
+    await seed(db)
+    clock = [0.0]
+    engine = PolicyEngine(db, refresh_interval=5.0, monotonic=lambda: clock[0])
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    async with transaction(db) as s:
+        row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+        assert row is not None
+        row.mode = "private"
+        await bump_policy_version(s)
+    # still within the refresh interval: the snapshot is used
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    clock[0] = 6.0
+    assert (await engine.decide(["+32470000002"], MON_10)).reason == "private-mode"
+    # invalidate() reloads at once
+    async with transaction(db) as s:
+        row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+        assert row is not None
+        row.mode = "professional"
+    engine.invalidate()
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+
+
+async def test_keyword_form_and_bad_setting(db: Database) -> None:
+    engine = PolicyEngine(db, timezone="UTC", emergency_numbers=["999"], unknown_numbers="decline")
+    assert (await engine.decide(["999"], MON_10)).emergency
+    assert not (await engine.decide(["112"], MON_10)).emergency
+    with pytest.raises(ConfigError, match=r"^\[policy\] unknown_numbers: "):
+        PolicyEngine(db, unknown_numbers="maybe")
+
+
+async def test_decide_is_fast_with_many_numbers(db: Database) -> None:
+    async with transaction(db) as s:
+        office = PolicyTemplate(name="office")
+        s.add(office)
+        await s.flush()
+        s.add(PolicyTemplateSlot(template_id=office.id, position=0, spec="mon-fri 08:00-18:00"))
+        await s.execute(
+            PolicyNumber.__table__.insert(),
+            [
+                {
+                    "number": f"+3247{i:07d}",
+                    "managed": True,
+                    "status": "auto",
+                    "template_id": office.id,
+                    "mode": "professional",
+                    "beep": False,
+                    "notify": False,
+                    "self_service": False,
+                    "active": True,
+                }
+                for i in range(20_000)
+            ],
+        )
+    engine = PolicyEngine(db)
+    await engine.decide(["+32470000001"], MON_10)  # loads the snapshot
+    n = 2000
+    start = time.perf_counter()
+    for i in range(n):
+        await engine.decide([f"sip:+3247{i:07d}@sbc;user=phone", EXTERNAL], MON_10)
+    per_call = (time.perf_counter() - start) / n
+    print(f"decide: {per_call * 1e6:.1f} us per call")
+    assert per_call < 0.002
+
+
+def test_decision_is_frozen() -> None:
+    decision = d(True, "recorded", "+32470000001")
+    with pytest.raises(AttributeError):
+        decision.record = False  # type: ignore[misc]
+    assert datetime(2026, 1, 1, tzinfo=UTC)
