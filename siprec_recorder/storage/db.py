@@ -1,0 +1,187 @@
+"""The index database: an async SQLAlchemy engine plus a small versioned migration runner.
+
+Theory of operation
+-------------------
+:class:`Database` wraps one ``AsyncEngine``. For SQLite (the default: one file in the
+recordings folder) every new connection is set to ``journal_mode=WAL`` (readers never block
+the writer), ``synchronous=FULL`` (a committed row survives a power cut: this is compliance
+data), ``foreign_keys=ON`` and a busy timeout, so that several connections (and a CLI running
+beside the server) wait for each other instead of failing. PostgreSQL
+(``postgresql+asyncpg://``) needs none of that.
+
+Migrations: the table ``schema_version`` holds one row per applied migration. :data:`MIGRATIONS`
+is an ordered list of ``(version, description, function)``; :meth:`Database.open` applies, in
+one transaction each, every migration whose version is above the recorded one. A migration is
+a plain function of a synchronous ``Connection`` (run through ``run_sync``), so later ones can
+use ``op``-style DDL (``ALTER TABLE ... ADD COLUMN``) or data fixes written with SQLAlchemy
+Core.
+
+Migration 1 creates every table of ``Base.metadata`` *as the metadata stands when it runs*.
+Other packages (``policy/``, ``web/``) declare their tables on the same ``Base``; they are part
+of the schema as long as their modules are imported before :meth:`Database.open`. Because an
+install may first be opened without a package that was added later, ``open()`` always ends
+with a base step ``Base.metadata.create_all(checkfirst=True)``: it creates tables that do not
+exist yet and never touches an existing one. Changes to an *existing* table always need a new
+numbered migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from .models import Base
+
+__all__ = [
+    "MIGRATIONS",
+    "Database",
+    "Migration",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "default_sqlite_url",
+    "schema_version_table",
+]
+
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+
+Migration = tuple[int, str, Callable[[Connection], None]]
+
+# Kept apart from Base.metadata: the runner needs it before any migration has run.
+_runner_metadata = MetaData()
+schema_version_table = Table(
+    "schema_version",
+    _runner_metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", String(255), nullable=False),
+    Column("applied_at", DateTime(timezone=False), nullable=False),
+)
+
+
+def _migration_1_initial(conn: Connection) -> None:
+    """Create every table declared on ``Base`` (storage, plus any package imported so far)."""
+    Base.metadata.create_all(conn, checkfirst=True)
+
+
+#: The ordered migrations. Append new ones; never edit or reorder an applied one.
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema: all tables of Base.metadata", _migration_1_initial),
+]
+
+
+def default_sqlite_url(recordings_dir: Path | str) -> str:
+    """``sqlite+aiosqlite:///<absolute dir>/index.sqlite3``."""
+    path = Path(recordings_dir).resolve() / "index.sqlite3"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+class Database:
+    """The index database at ``url``; call :meth:`open` before use and :meth:`close` after."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect_name = parsed.get_backend_name()
+        self._sqlite_path: Path | None = None
+        connect_args: dict[str, Any] = {}
+        if self.dialect_name == "sqlite":
+            database = parsed.database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                self._sqlite_path = Path(database)
+            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_MS / 1000
+        self.engine: AsyncEngine = create_async_engine(
+            url, echo=echo, connect_args=connect_args, pool_pre_ping=False
+        )
+        if self.dialect_name == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect_name == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.dialect_name == "postgresql"
+
+    async def open(self) -> None:
+        """Create the database (SQLite: its folder too) and apply pending migrations."""
+        if self._sqlite_path is not None:
+            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        await self.migrate()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations, then create missing tables; returns the versions applied."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(lambda c: _runner_metadata.create_all(c, checkfirst=True))
+        applied: list[int] = []
+        for version, description, function in MIGRATIONS:
+            async with self.engine.begin() as conn:
+                done = await conn.scalar(
+                    select(schema_version_table.c.version).where(
+                        schema_version_table.c.version == version
+                    )
+                )
+                if done is not None:
+                    continue
+                await conn.run_sync(function)
+                await conn.execute(
+                    insert(schema_version_table).values(
+                        version=version,
+                        description=description,
+                        applied_at=datetime.now(UTC).replace(tzinfo=None),
+                    )
+                )
+                applied.append(version)
+        # Base step: tables declared (by any package) after the install was first migrated.
+        async with self.engine.begin() as conn:
+            await conn.run_sync(lambda c: Base.metadata.create_all(c, checkfirst=True))
+        return applied
+
+    async def schema_version(self) -> int:
+        """The highest applied migration (0 when none)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(schema_version_table.c.version))
+            return max((int(r[0]) for r in rows), default=0)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    def session(self) -> AsyncSession:
+        """A new ``AsyncSession``: ``async with db.session() as s: ...; await s.commit()``."""
+        return self._sessions()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"

@@ -1,0 +1,780 @@
+"""The recording index: what was recorded, when, with whom, and how well.
+
+Theory of operation
+-------------------
+:class:`RecordingIndex` is the interface the session layer and the portal use;
+:class:`SqlIndex` implements it on :class:`~siprec_recorder.storage.db.Database`.
+
+Life of a row: :meth:`~SqlIndex.create_recording` inserts it with state ``recording`` when the
+call starts (so a crash leaves a row that recovery finds with :meth:`~SqlIndex.open_recordings`);
+:meth:`~SqlIndex.finish_recording` fills in the file, hash, end and per-leg statistics and sets
+``complete``, ``interrupted`` or ``failed``; :meth:`~SqlIndex.mark_interrupted` closes a row
+whose media could not be recovered; :meth:`~SqlIndex.record_declined` writes the row of a call
+policy refused (no media, a ``reason``). Every state change appends a ledger event
+(``recording.started``, ``recording.finished``, ``recording.failed``, ``recording.interrupted``,
+``recording.declined``; ``recording.participants_updated`` for a mid-call change) in the same
+transaction, so the index and the audit trail cannot disagree.
+
+Search matches a number against the recorded number, the other number and the normalised
+number of *every* participant (a transferred call is found under each party). Numbers are
+normalised by the caller (``siprec_recorder.phone``); several candidate forms may be given.
+Results are JSON-ready dicts (times ISO 8601 UTC with ``Z``), loaded with one query for the
+recordings plus one ``selectinload`` per child table, never one query per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from siprec_recorder.errors import LocalProtocolError
+
+from .db import Database
+from .ledger import append_event
+from .models import (
+    DIRECTIONS,
+    RECORDING_STATES,
+    DtmfDigit,
+    Recording,
+    RecordingParticipant,
+    RecordingStream,
+    new_id,
+)
+
+__all__ = [
+    "DeclinedCall",
+    "DtmfInfo",
+    "FinishedRecording",
+    "NewRecording",
+    "ParticipantInfo",
+    "RecordingIndex",
+    "SqlIndex",
+    "StreamInfo",
+    "iso",
+    "recording_to_dict",
+]
+
+SYSTEM_ACTOR = "system"
+FINISHED_STATES = ("complete", "interrupted", "failed")
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z`` (``None`` stays ``None``; naive is taken as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _to_datetime(value: Any) -> datetime | None:
+    """Accept a datetime, epoch seconds or an ISO string (with or without ``Z``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    raise LocalProtocolError(f"not a time: {value!r}")
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(slots=True)
+class ParticipantInfo:
+    """A participant as the index stores it (``number`` already normalised by the caller)."""
+
+    participant_id: str | None = None
+    aor: str | None = None
+    name: str | None = None
+    number: str | None = None
+    role: str | None = None  # 'caller' | 'callee' | None
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ParticipantInfo:
+        """Build from a dict (unknown keys ignored; times as datetime, epoch or ISO)."""
+        return cls(
+            participant_id=d.get("participant_id"),
+            aor=d.get("aor"),
+            name=d.get("name"),
+            number=d.get("number"),
+            role=d.get("role"),
+            joined_at=_to_datetime(d.get("joined_at")),
+            left_at=_to_datetime(d.get("left_at")),
+        )
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """One received leg and its statistics (names as in ``rtp`` ``LegStats.as_dict()``)."""
+
+    label: str
+    stream_id: str | None = None
+    participant_id: str | None = None
+    codec: str | None = None
+    sample_rate: int | None = None
+    packets_expected: int = 0
+    packets_received: int = 0
+    packets_lost: int = 0
+    packets_late: int = 0
+    packets_duplicate: int = 0
+    jitter_ms: float | None = None
+    longest_gap_ms: float | None = None
+    mos: float | None = None
+    srtp_auth_failures: int = 0
+    first_packet_at: datetime | None = None
+    last_packet_at: datetime | None = None
+    status: str = "ok"  # 'ok' | 'no_media' | 'unsupported_codec' | 'auth_failed'
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StreamInfo:
+        """Build from a stats dict (unknown keys ignored; missing counters are 0)."""
+        sr = d.get("sample_rate")
+        return cls(
+            label=str(d.get("label") or ""),
+            stream_id=d.get("stream_id"),
+            participant_id=d.get("participant_id"),
+            codec=d.get("codec"),
+            sample_rate=None if sr is None else int(sr),
+            packets_expected=int(d.get("packets_expected") or 0),
+            packets_received=int(d.get("packets_received") or 0),
+            packets_lost=int(d.get("packets_lost") or 0),
+            packets_late=int(d.get("packets_late") or 0),
+            packets_duplicate=int(d.get("packets_duplicate") or 0),
+            jitter_ms=_opt_float(d.get("jitter_ms")),
+            longest_gap_ms=_opt_float(d.get("longest_gap_ms")),
+            mos=_opt_float(d.get("mos")),
+            srtp_auth_failures=int(d.get("srtp_auth_failures") or 0),
+            first_packet_at=_to_datetime(d.get("first_packet_at")),
+            last_packet_at=_to_datetime(d.get("last_packet_at")),
+            status=str(d.get("status") or "ok"),
+        )
+
+
+@dataclass(slots=True)
+class DtmfInfo:
+    """A DTMF digit on leg ``label``, ``at_s`` seconds from the start of the recording."""
+
+    label: str | None
+    digit: str
+    at_s: float
+    duration_ms: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DtmfInfo:
+        dur = d.get("duration_ms")
+        return cls(
+            label=d.get("label"),
+            digit=str(d["digit"]),
+            at_s=float(d["at_s"]),
+            duration_ms=None if dur is None else int(dur),
+        )
+
+
+@dataclass(slots=True)
+class NewRecording:
+    """A call that starts being recorded. ``id`` is generated when not given."""
+
+    call_id: str
+    start: datetime
+    recorded_number: str | None = None
+    other_number: str | None = None
+    direction: str = "unknown"  # 'in' | 'out' | 'unknown'
+    siprec_session_id: str | None = None
+    participants: list[ParticipantInfo] = field(default_factory=list)
+    source: str | None = None
+    srtp: bool = False
+    beep: bool = False
+    key_id: str | None = None
+    retention_until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+    id: str | None = None
+
+
+@dataclass(slots=True)
+class FinishedRecording:
+    """How a recording ended. ``participants`` ``None`` keeps the stored list."""
+
+    end: datetime
+    duration_s: float
+    state: str = "complete"  # 'complete' | 'interrupted' | 'failed'
+    reason: str | None = None
+    file: str | None = None
+    sidecar: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    codec: str | None = "mp3"
+    sample_rate: int | None = None
+    channels: int | None = None
+    streams: list[StreamInfo] = field(default_factory=list)
+    participants: list[ParticipantInfo] | None = None
+    dtmf: list[DtmfInfo] = field(default_factory=list)
+    retention_until: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def from_finalize(cls, result: Mapping[str, Any]) -> FinishedRecording:
+        """Build from the dict of ``siprec.finalize.finalize_spool`` (``FinalizeResult``)."""
+        end = _to_datetime(result["end"])
+        assert end is not None
+        return cls(
+            end=end,
+            duration_s=float(result.get("duration_s") or 0.0),
+            state=str(result.get("state") or "complete"),
+            reason=result.get("reason"),
+            file=result.get("file"),
+            sidecar=result.get("sidecar"),
+            sha256=result.get("sha256"),
+            size_bytes=result.get("size_bytes"),
+            sample_rate=result.get("sample_rate"),
+            channels=result.get("channels"),
+            streams=[StreamInfo.from_dict(s) for s in result.get("streams") or []],
+            dtmf=[DtmfInfo.from_dict(d) for d in result.get("dtmf") or []],
+        )
+
+
+@dataclass(slots=True)
+class DeclinedCall:
+    """A call that policy refused to record: who, when, why. No media is kept."""
+
+    call_id: str
+    at: datetime
+    reason: str
+    recorded_number: str | None = None
+    other_number: str | None = None
+    direction: str = "unknown"
+    siprec_session_id: str | None = None
+    participants: list[ParticipantInfo] = field(default_factory=list)
+    source: str | None = None
+    metadata: dict[str, Any] | None = None
+    id: str | None = None
+
+
+class RecordingIndex(Protocol):
+    """What the session layer and the portal need from the index."""
+
+    async def create_recording(self, rec: NewRecording) -> str: ...
+
+    async def finish_recording(self, rec_id: str, finished: FinishedRecording) -> None: ...
+
+    async def record_declined(self, call: DeclinedCall) -> str: ...
+
+    async def update_participants(
+        self, rec_id: str, participants: Sequence[ParticipantInfo]
+    ) -> None: ...
+
+    async def mark_interrupted(
+        self, rec_id: str, *, end: datetime | None = None, reason: str | None = None
+    ) -> None: ...
+
+    async def search(
+        self,
+        number: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        states: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def get(self, rec_id: str) -> dict[str, Any] | None: ...
+
+    async def open_recordings(self) -> list[dict[str, Any]]: ...
+
+    async def count_by_state(self, since: datetime | None = None) -> dict[str, int]: ...
+
+    async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]: ...
+
+
+def _participant_row(p: ParticipantInfo) -> RecordingParticipant:
+    return RecordingParticipant(
+        participant_id=p.participant_id,
+        aor=p.aor,
+        name=p.name,
+        number=p.number,
+        role=p.role,
+        joined_at=p.joined_at,
+        left_at=p.left_at,
+    )
+
+
+def _stream_row(s: StreamInfo) -> RecordingStream:
+    return RecordingStream(
+        label=s.label,
+        stream_id=s.stream_id,
+        participant_id=s.participant_id,
+        codec=s.codec,
+        sample_rate=s.sample_rate,
+        packets_expected=s.packets_expected,
+        packets_received=s.packets_received,
+        packets_lost=s.packets_lost,
+        packets_late=s.packets_late,
+        packets_duplicate=s.packets_duplicate,
+        jitter_ms=s.jitter_ms,
+        longest_gap_ms=s.longest_gap_ms,
+        mos=s.mos,
+        srtp_auth_failures=s.srtp_auth_failures,
+        first_packet_at=s.first_packet_at,
+        last_packet_at=s.last_packet_at,
+        status=s.status,
+    )
+
+
+def _check_direction(direction: str) -> str:
+    if direction not in DIRECTIONS:
+        raise LocalProtocolError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
+    return direction
+
+
+def recording_to_dict(r: Recording) -> dict[str, Any]:
+    """A loaded ``Recording`` (children loaded) as a JSON-ready dict."""
+    return {
+        "id": r.id,
+        "call_id": r.call_id,
+        "siprec_session_id": r.siprec_session_id,
+        "state": r.state,
+        "reason": r.reason,
+        "start": iso(r.start),
+        "end": iso(r.end),
+        "duration_s": r.duration_s,
+        "direction": r.direction,
+        "recorded_number": r.recorded_number,
+        "other_number": r.other_number,
+        "file": r.file,
+        "sidecar": r.sidecar,
+        "sha256": r.sha256,
+        "size_bytes": r.size_bytes,
+        "codec": r.codec,
+        "sample_rate": r.sample_rate,
+        "channels": r.channels,
+        "srtp": r.srtp,
+        "beep": r.beep,
+        "source": r.source,
+        "key_id": r.key_id,
+        "retention_until": iso(r.retention_until),
+        "legal_hold": r.legal_hold,
+        "metadata": r.metadata_json,
+        "created_at": iso(r.created_at),
+        "participants": [
+            {
+                "participant_id": p.participant_id,
+                "aor": p.aor,
+                "name": p.name,
+                "number": p.number,
+                "role": p.role,
+                "joined_at": iso(p.joined_at),
+                "left_at": iso(p.left_at),
+            }
+            for p in r.participants
+        ],
+        "streams": [
+            {
+                "label": s.label,
+                "stream_id": s.stream_id,
+                "participant_id": s.participant_id,
+                "codec": s.codec,
+                "sample_rate": s.sample_rate,
+                "packets_expected": s.packets_expected,
+                "packets_received": s.packets_received,
+                "packets_lost": s.packets_lost,
+                "packets_late": s.packets_late,
+                "packets_duplicate": s.packets_duplicate,
+                "jitter_ms": s.jitter_ms,
+                "longest_gap_ms": s.longest_gap_ms,
+                "mos": s.mos,
+                "srtp_auth_failures": s.srtp_auth_failures,
+                "first_packet_at": iso(s.first_packet_at),
+                "last_packet_at": iso(s.last_packet_at),
+                "status": s.status,
+            }
+            for s in r.streams
+        ],
+        "dtmf": [
+            {"label": d.label, "digit": d.digit, "at_s": d.at_s, "duration_ms": d.duration_ms}
+            for d in r.dtmf
+        ],
+    }
+
+
+def _with_children(stmt: Select[Any]) -> Select[Any]:
+    return stmt.options(
+        selectinload(Recording.participants),
+        selectinload(Recording.streams),
+        selectinload(Recording.dtmf),
+    )
+
+
+def _number_forms(number: str | Sequence[str] | None) -> list[str]:
+    if number is None:
+        return []
+    forms: Iterable[str] = [number] if isinstance(number, str) else number
+    return sorted({f.strip() for f in forms if f and f.strip()})
+
+
+class SqlIndex:
+    """:class:`RecordingIndex` on SQLAlchemy (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database, *, actor: str = SYSTEM_ACTOR) -> None:
+        self.db = db
+        self.actor = actor
+
+    async def _load(self, session: AsyncSession, rec_id: str) -> Recording:
+        rec = await session.get(Recording, rec_id)
+        if rec is None:
+            raise LocalProtocolError(f"no recording with id {rec_id!r}")
+        return rec
+
+    async def create_recording(self, rec: NewRecording) -> str:
+        """Insert the row of a call being recorded (state ``recording``); returns its id."""
+        rec_id = rec.id or new_id()
+        async with self.db.session() as session:
+            row = Recording(
+                id=rec_id,
+                call_id=rec.call_id,
+                siprec_session_id=rec.siprec_session_id,
+                state="recording",
+                start=rec.start,
+                direction=_check_direction(rec.direction),
+                recorded_number=rec.recorded_number,
+                other_number=rec.other_number,
+                srtp=rec.srtp,
+                beep=rec.beep,
+                source=rec.source,
+                key_id=rec.key_id,
+                retention_until=rec.retention_until,
+                metadata_json=rec.metadata,
+                participants=[_participant_row(p) for p in rec.participants],
+            )
+            session.add(row)
+            await session.flush()
+            await append_event(
+                session,
+                actor=self.actor,
+                action="recording.started",
+                subject=rec_id,
+                details={
+                    "call_id": rec.call_id,
+                    "recorded_number": rec.recorded_number,
+                    "other_number": rec.other_number,
+                    "direction": rec.direction,
+                    "start": iso(rec.start),
+                },
+            )
+            await session.commit()
+        return rec_id
+
+    async def finish_recording(self, rec_id: str, finished: FinishedRecording) -> None:
+        """Record how the call ended: file, hash, statistics, final state."""
+        if finished.state not in FINISHED_STATES:
+            raise LocalProtocolError(
+                f"finished state must be one of {FINISHED_STATES}, not {finished.state!r}"
+            )
+        async with self.db.session() as session:
+            rec = await session.get(
+                Recording,
+                rec_id,
+                options=[
+                    selectinload(Recording.participants),
+                    selectinload(Recording.streams),
+                    selectinload(Recording.dtmf),
+                ],
+            )
+            if rec is None:
+                raise LocalProtocolError(f"no recording with id {rec_id!r}")
+            if rec.state not in ("recording", "interrupted"):
+                raise LocalProtocolError(f"recording {rec_id} is already {rec.state}")
+            rec.state = finished.state
+            rec.reason = finished.reason
+            rec.end = finished.end
+            rec.duration_s = finished.duration_s
+            rec.file = finished.file
+            rec.sidecar = finished.sidecar
+            rec.sha256 = finished.sha256
+            rec.size_bytes = finished.size_bytes
+            rec.codec = finished.codec
+            rec.sample_rate = finished.sample_rate
+            rec.channels = finished.channels
+            if finished.retention_until is not None:
+                rec.retention_until = finished.retention_until
+            if finished.metadata is not None:
+                rec.metadata_json = finished.metadata
+            rec.streams = [_stream_row(s) for s in finished.streams]
+            rec.dtmf = [
+                DtmfDigit(label=d.label, digit=d.digit, at_s=d.at_s, duration_ms=d.duration_ms)
+                for d in finished.dtmf
+            ]
+            if finished.participants is not None:
+                rec.participants = [_participant_row(p) for p in finished.participants]
+            await session.flush()
+            action = {
+                "complete": "recording.finished",
+                "interrupted": "recording.interrupted",
+                "failed": "recording.failed",
+            }[finished.state]
+            await append_event(
+                session,
+                actor=self.actor,
+                action=action,
+                subject=rec_id,
+                details={
+                    "state": finished.state,
+                    "reason": finished.reason,
+                    "file": finished.file,
+                    "sha256": finished.sha256,
+                    "size_bytes": finished.size_bytes,
+                    "end": iso(finished.end),
+                    "duration_s": finished.duration_s,
+                },
+            )
+            await session.commit()
+
+    async def mark_interrupted(
+        self, rec_id: str, *, end: datetime | None = None, reason: str | None = None
+    ) -> None:
+        """Close a ``recording`` row whose media could not be recovered (state ``interrupted``)."""
+        async with self.db.session() as session:
+            rec = await self._load(session, rec_id)
+            if rec.state != "recording":
+                raise LocalProtocolError(f"recording {rec_id} is already {rec.state}")
+            rec.state = "interrupted"
+            rec.reason = reason
+            rec.end = end
+            if end is not None:
+                rec.duration_s = max(0.0, (end - rec.start).total_seconds())
+            await session.flush()
+            await append_event(
+                session,
+                actor=self.actor,
+                action="recording.interrupted",
+                subject=rec_id,
+                details={"reason": reason, "end": iso(end), "file": None},
+            )
+            await session.commit()
+
+    async def record_declined(self, call: DeclinedCall) -> str:
+        """Write the row of a call that was not recorded, with the reason; returns its id."""
+        rec_id = call.id or new_id()
+        async with self.db.session() as session:
+            session.add(
+                Recording(
+                    id=rec_id,
+                    call_id=call.call_id,
+                    siprec_session_id=call.siprec_session_id,
+                    state="declined",
+                    reason=call.reason,
+                    start=call.at,
+                    end=call.at,
+                    duration_s=0.0,
+                    direction=_check_direction(call.direction),
+                    recorded_number=call.recorded_number,
+                    other_number=call.other_number,
+                    source=call.source,
+                    metadata_json=call.metadata,
+                    participants=[_participant_row(p) for p in call.participants],
+                )
+            )
+            await session.flush()
+            await append_event(
+                session,
+                actor=self.actor,
+                action="recording.declined",
+                subject=rec_id,
+                details={
+                    "call_id": call.call_id,
+                    "reason": call.reason,
+                    "recorded_number": call.recorded_number,
+                    "other_number": call.other_number,
+                    "at": iso(call.at),
+                },
+            )
+            await session.commit()
+        return rec_id
+
+    async def update_participants(
+        self, rec_id: str, participants: Sequence[ParticipantInfo]
+    ) -> None:
+        """Replace the participant list (the caller passes the full history, left ones too)."""
+        async with self.db.session() as session:
+            rec = await session.get(
+                Recording, rec_id, options=[selectinload(Recording.participants)]
+            )
+            if rec is None:
+                raise LocalProtocolError(f"no recording with id {rec_id!r}")
+            rec.participants = [_participant_row(p) for p in participants]
+            await session.flush()
+            await append_event(
+                session,
+                actor=self.actor,
+                action="recording.participants_updated",
+                subject=rec_id,
+                details={
+                    "participants": [
+                        {"participant_id": p.participant_id, "number": p.number}
+                        for p in participants
+                    ]
+                },
+            )
+            await session.commit()
+
+    async def search(
+        self,
+        number: str | Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        states: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Recordings, newest first, whose start is in ``[since, until)`` and (when ``number``
+        is given) where any of the candidate forms is the recorded number, the other number or
+        a participant's number."""
+        if limit < 0 or offset < 0:
+            raise LocalProtocolError("limit and offset must not be negative")
+        stmt = select(Recording)
+        forms = _number_forms(number)
+        if number is not None:
+            if not forms:
+                return []
+            stmt = stmt.where(
+                or_(
+                    Recording.recorded_number.in_(forms),
+                    Recording.other_number.in_(forms),
+                    exists().where(
+                        RecordingParticipant.recording_id == Recording.id,
+                        RecordingParticipant.number.in_(forms),
+                    ),
+                )
+            )
+        if since is not None:
+            stmt = stmt.where(Recording.start >= since)
+        if until is not None:
+            stmt = stmt.where(Recording.start < until)
+        if states is not None:
+            stmt = stmt.where(Recording.state.in_(list(states)))
+        stmt = stmt.order_by(Recording.start.desc(), Recording.id).limit(limit).offset(offset)
+        async with self.db.session() as session:
+            rows = (await session.scalars(_with_children(stmt))).all()
+            return [recording_to_dict(r) for r in rows]
+
+    async def get(self, rec_id: str) -> dict[str, Any] | None:
+        """One recording as a dict, or ``None``."""
+        async with self.db.session() as session:
+            stmt = _with_children(select(Recording).where(Recording.id == rec_id))
+            row = (await session.scalars(stmt)).first()
+            return None if row is None else recording_to_dict(row)
+
+    async def open_recordings(self) -> list[dict[str, Any]]:
+        """Rows still in state ``recording`` (after a crash: the ones to recover)."""
+        stmt = _with_children(
+            select(Recording).where(Recording.state == "recording").order_by(Recording.start)
+        )
+        async with self.db.session() as session:
+            return [recording_to_dict(r) for r in (await session.scalars(stmt)).all()]
+
+    async def count_by_state(self, since: datetime | None = None) -> dict[str, int]:
+        """``{state: count}`` for every state (0 included), of calls started at/after ``since``."""
+        stmt = select(Recording.state, func.count()).group_by(Recording.state)
+        if since is not None:
+            stmt = stmt.where(Recording.start >= since)
+        counts = {s: 0 for s in RECORDING_STATES}
+        async with self.db.session() as session:
+            for state, n in (await session.execute(stmt)).all():
+                counts[state] = int(n)
+        return counts
+
+    async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]:
+        """How complete recording was for calls started in ``[since, until)``.
+
+        Returns ``period``, ``calls`` (total), ``by_state``, ``declined_by_reason``,
+        ``packets`` (expected/received/lost, ``loss_ratio``), ``recordings_with_loss``,
+        ``streams_by_status`` and ``problems`` (id, state, reason of every failed, interrupted
+        or still-open recording, at most 1000).
+        """
+        window = (Recording.start >= since, Recording.start < until)
+        async with self.db.session() as session:
+            by_state = {s: 0 for s in RECORDING_STATES}
+            for state, n in (
+                await session.execute(
+                    select(Recording.state, func.count()).where(*window).group_by(Recording.state)
+                )
+            ).all():
+                by_state[state] = int(n)
+            declined = {
+                str(reason): int(n)
+                for reason, n in (
+                    await session.execute(
+                        select(Recording.reason, func.count())
+                        .where(*window, Recording.state == "declined")
+                        .group_by(Recording.reason)
+                    )
+                ).all()
+            }
+            totals = (
+                await session.execute(
+                    select(
+                        func.coalesce(func.sum(RecordingStream.packets_expected), 0),
+                        func.coalesce(func.sum(RecordingStream.packets_received), 0),
+                        func.coalesce(func.sum(RecordingStream.packets_lost), 0),
+                    )
+                    .join(Recording, Recording.id == RecordingStream.recording_id)
+                    .where(*window)
+                )
+            ).one()
+            with_loss = await session.scalar(
+                select(func.count(func.distinct(RecordingStream.recording_id)))
+                .join(Recording, Recording.id == RecordingStream.recording_id)
+                .where(*window, RecordingStream.packets_lost > 0)
+            )
+            by_status = {
+                str(status): int(n)
+                for status, n in (
+                    await session.execute(
+                        select(RecordingStream.status, func.count())
+                        .join(Recording, Recording.id == RecordingStream.recording_id)
+                        .where(*window)
+                        .group_by(RecordingStream.status)
+                    )
+                ).all()
+            }
+            problems = [
+                {"id": rid, "state": st, "reason": reason, "start": iso(start)}
+                for rid, st, reason, start in (
+                    await session.execute(
+                        select(Recording.id, Recording.state, Recording.reason, Recording.start)
+                        .where(*window, Recording.state.in_(["failed", "interrupted", "recording"]))
+                        .order_by(Recording.start)
+                        .limit(1000)
+                    )
+                ).all()
+            ]
+        expected, received, lost = (int(x) for x in totals)
+        return {
+            "period": {"since": iso(since), "until": iso(until)},
+            "calls": sum(by_state.values()),
+            "by_state": by_state,
+            "declined_by_reason": declined,
+            "packets": {
+                "expected": expected,
+                "received": received,
+                "lost": lost,
+                "loss_ratio": (lost / expected) if expected else 0.0,
+            },
+            "recordings_with_loss": int(with_loss or 0),
+            "streams_by_status": by_status,
+            "problems": problems,
+        }
