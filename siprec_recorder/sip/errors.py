@@ -25,9 +25,7 @@ __all__ = [
 class SipParseError(RemoteProtocolError):
     """A SIP message could not be parsed or failed validation."""
 
-    def __init__(
-        self, message: str, status_hint: int | None = 400, *, partial: Any = None
-    ) -> None:
+    def __init__(self, message: str, status_hint: int | None = 400, *, partial: Any = None) -> None:
         super().__init__(message, status_hint)
         #: the request/response as far as it could be read (headers only), or ``None``
         self.partial = partial

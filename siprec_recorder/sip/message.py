@@ -128,8 +128,11 @@ class _Common:
 
     def _serialize(self, start_line: str) -> bytes:
         headers = self.headers.without("Content-Length").add("Content-Length", str(len(self.body)))
-        return start_line.encode("utf-8", "surrogateescape") + b"\r\n" + headers.serialize() + (
-            b"\r\n" + self.body
+        return (
+            start_line.encode("utf-8", "surrogateescape")
+            + b"\r\n"
+            + headers.serialize()
+            + (b"\r\n" + self.body)
         )
 
 

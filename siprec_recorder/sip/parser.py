@@ -28,7 +28,7 @@ _CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)$", re.I | re
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
-def skip_keepalives(data: bytes) -> int:
+def skip_keepalives(data: bytes | bytearray) -> int:
     """Index of the first byte that is not CR or LF."""
     i = 0
     n = len(data)
@@ -37,7 +37,7 @@ def skip_keepalives(data: bytes) -> int:
     return i
 
 
-def find_head_end(data: bytes, start: int = 0) -> tuple[int, int] | None:
+def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int] | None:
     """``(end_of_headers, start_of_body)`` or ``None`` when the empty line is not there yet."""
     m = _HEAD_END_RE.search(data, start)
     if m is None:

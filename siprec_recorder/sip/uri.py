@@ -264,7 +264,7 @@ Uri = SipUri | TelUri | AbsoluteUri
 
 def _check_uri_chars(text: str) -> None:
     for c in text:
-        if c in " \t\r\n<>\"" or ord(c) < 0x21 or ord(c) == 0x7F:
+        if c in ' \t\r\n<>"' or ord(c) < 0x21 or ord(c) == 0x7F:
             raise _err("invalid character in URI")
 
 
