@@ -1,0 +1,260 @@
+"""The crash-safe spool of calls in progress.
+
+Theory of operation
+-------------------
+Each recording being made has a folder ``{root}/.spool/{rec_id}/`` holding
+
+* ``manifest.json``: what the call is (call id, numbers, legs, codecs, start ...), written by
+  the session layer and rewritten atomically (``.part`` + fsync + rename + folder fsync) on
+  every :meth:`SpoolSession.update_manifest`;
+* one append-only file per leg, ``leg-<hex of the UTF-8 label>.bin``: whatever bytes the
+  media layer hands over (the record format belongs to ``rtp/spoolfmt``; to this module they
+  are opaque). A label of any form maps to a safe, reversible file name.
+
+:meth:`SpoolSession.append` only buffers in memory and is cheap enough for the event loop.
+:meth:`SpoolSession.flush` writes the buffers and fsyncs them; it is a plain blocking function
+that the session layer calls about once a second, from a worker thread if it likes (appends
+and flushes are guarded by a lock, flushes are serialised). So a crash loses at most the data
+appended since the last flush; a crash in the middle of a write leaves a partial last record,
+which readers of the record format ignore.
+
+On start-up :meth:`SpoolStore.orphans` lists every spool folder: with no call running, each is
+a call a crash interrupted, to be finalised and indexed as ``interrupted``; then
+:meth:`SpoolSession.remove` deletes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from siprec_recorder.errors import LocalProtocolError
+
+from .files import PART_SUFFIX, SPOOL_DIR, fsync_dir
+
+__all__ = ["MANIFEST", "SpoolSession", "SpoolStore", "leg_file_name", "leg_label"]
+
+MANIFEST = "manifest.json"
+_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_LEG_RE = re.compile(r"leg-((?:[0-9a-f]{2})*)\.bin")
+_MAX_LABEL_BYTES = 100
+
+
+def leg_file_name(label: str) -> str:
+    """``leg-<hex of the UTF-8 label>.bin`` (labels longer than 100 bytes are refused)."""
+    raw = label.encode("utf-8")
+    if len(raw) > _MAX_LABEL_BYTES:
+        raise LocalProtocolError(f"leg label too long for the spool: {label[:40]!r}...")
+    return f"leg-{raw.hex()}.bin"
+
+
+def leg_label(file_name: str) -> str | None:
+    """The label a leg file name stands for, or ``None`` for any other name."""
+    m = _LEG_RE.fullmatch(file_name)
+    if m is None:
+        return None
+    try:
+        return bytes.fromhex(m.group(1)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
+    data = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
+    part = path.with_name(path.name + PART_SUFFIX)
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    fsync_dir(path.parent)
+
+
+def _fdatasync(fd: int) -> None:
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
+
+
+class SpoolSession:
+    """The spool folder of one recording."""
+
+    def __init__(self, path: Path, rec_id: str) -> None:
+        self.path = path
+        self.rec_id = rec_id
+        self._lock = threading.Lock()  # guards the buffers and the manifest
+        self._flush_lock = threading.Lock()  # serialises flushes (writes stay in order)
+        self._pending: dict[str, list[bytes]] = {}
+        self._files: dict[str, IO[bytes]] = {}
+        self._manifest: dict[str, Any] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SpoolSession({str(self.path)!r})"
+
+    # -- manifest -------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The manifest (a copy); ``{}`` when the folder has none (crash right after mkdir)."""
+        with self._lock:
+            if self._manifest is None:
+                try:
+                    raw = (self.path / MANIFEST).read_bytes()
+                    loaded = json.loads(raw)
+                    self._manifest = loaded if isinstance(loaded, dict) else {}
+                except (FileNotFoundError, ValueError):
+                    self._manifest = {}
+            return dict(self._manifest)
+
+    @property
+    def has_manifest(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Replace the manifest (atomic rewrite)."""
+        with self._lock:
+            self._manifest = dict(manifest)
+            _write_json_atomic(self.path / MANIFEST, self._manifest)
+
+    def update_manifest(self, changes: Mapping[str, Any]) -> None:
+        """Merge ``changes`` into the manifest (top-level keys) and rewrite it atomically."""
+        current = self.manifest
+        current.update(changes)
+        self.write_manifest(current)
+
+    # -- legs -----------------------------------------------------------------------------
+
+    def append(self, label: str, data: bytes) -> None:
+        """Buffer ``data`` for leg ``label`` (no I/O; call :meth:`flush` to make it durable)."""
+        if not data:
+            return
+        leg_file_name(label)  # validates the label early
+        with self._lock:
+            if self._closed:
+                raise LocalProtocolError(f"spool {self.rec_id} is closed")
+            self._pending.setdefault(label, []).append(bytes(data))
+
+    def pending_bytes(self) -> int:
+        """Bytes appended but not flushed yet."""
+        with self._lock:
+            return sum(len(c) for chunks in self._pending.values() for c in chunks)
+
+    def flush(self) -> int:
+        """Write every buffered chunk to its leg file and fsync it; returns bytes written.
+
+        Blocking: run it in a worker thread when called from the event loop.
+        """
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+            written = 0
+            labels = list(pending)
+            for i, label in enumerate(labels):
+                try:
+                    f = self._files.get(label)
+                    if f is None:
+                        f = open(self.path / leg_file_name(label), "ab")  # noqa: SIM115
+                        self._files[label] = f
+                        fsync_dir(self.path)
+                    data = b"".join(pending[label])
+                    f.write(data)
+                    f.flush()
+                    _fdatasync(f.fileno())
+                except BaseException:
+                    # Keep what was not attempted for the next flush (the failed leg's
+                    # chunk may be partly on disk; its reader drops a torn record).
+                    with self._lock:
+                        for later in labels[i + 1 :]:
+                            self._pending[later] = pending[later] + self._pending.get(later, [])
+                    raise
+                written += len(data)
+            return written
+
+    def legs(self) -> list[str]:
+        """Labels of every leg that has a file (sorted)."""
+        labels = []
+        for entry in os.listdir(self.path):
+            label = leg_label(entry)
+            if label is not None:
+                labels.append(label)
+        return sorted(labels)
+
+    def read_leg(self, label: str) -> bytes:
+        """Everything spooled for ``label``: the file (possibly ending in a partial record
+        after a crash) followed by what is still buffered. ``b""`` for an unknown leg."""
+        try:
+            data = (self.path / leg_file_name(label)).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        with self._lock:
+            pending = b"".join(self._pending.get(label, []))
+        return data + pending
+
+    def close(self) -> None:
+        """Flush and close the leg files (the folder stays)."""
+        self.flush()
+        with self._flush_lock:
+            with self._lock:
+                self._closed = True
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
+
+    def remove(self) -> None:
+        """Delete the folder (after the recording is finished and indexed)."""
+        with self._flush_lock:
+            with self._lock:
+                self._closed = True
+                self._pending.clear()
+            for f in self._files.values():
+                f.close()
+            self._files.clear()
+            shutil.rmtree(self.path, ignore_errors=True)
+            fsync_dir(self.path.parent)
+
+
+class SpoolStore:
+    """All spool folders, under ``{root}/.spool`` (``root`` is the recordings folder)."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.dir = self.root / SPOOL_DIR
+
+    def _path(self, rec_id: str) -> Path:
+        if not _ID_RE.fullmatch(rec_id):
+            raise LocalProtocolError(f"not a recording id: {rec_id!r}")
+        return self.dir / rec_id
+
+    def open_session(self, rec_id: str, manifest: Mapping[str, Any]) -> SpoolSession:
+        """Create the spool of a new recording and write its manifest."""
+        path = self._path(rec_id)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path.mkdir(exist_ok=False)
+        fsync_dir(self.dir)
+        session = SpoolSession(path, rec_id)
+        session.write_manifest(manifest)
+        return session
+
+    def get(self, rec_id: str) -> SpoolSession:
+        """The existing spool of ``rec_id`` (:class:`LocalProtocolError` if there is none)."""
+        path = self._path(rec_id)
+        if not path.is_dir():
+            raise LocalProtocolError(f"no spool for recording {rec_id!r}")
+        return SpoolSession(path, rec_id)
+
+    def orphans(self) -> list[SpoolSession]:
+        """Every spool folder on disk (call at start-up: each is a call a crash cut off)."""
+        if not self.dir.is_dir():
+            return []
+        found = []
+        for entry in sorted(os.listdir(self.dir)):
+            path = self.dir / entry
+            if path.is_dir() and _ID_RE.fullmatch(entry):
+                found.append(SpoolSession(path, entry))
+        return found
