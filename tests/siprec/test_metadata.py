@@ -40,8 +40,7 @@ split_body: Callable[[str | None, bytes], list[Any]] | None = getattr(
 )
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "metadata"
-CORPUS = Path("/work/shared/corpus/siprec/miarec_sipp/scenarios")
-SIPP_SCENARIOS = VECTORS / "sipp_scenarios"
+CORPUS = VECTORS / "miarec_sipp"  # SIPp SRC scenarios, see SOURCES.md
 
 # ---------------------------------------------------------------------------------------
 # a small multipart splitter for the tests
@@ -176,7 +175,7 @@ def sipp_metadata_bodies(scenario: Path) -> list[bytes]:
 
 
 def scenario_files() -> list[Path]:
-    return sorted(CORPUS.rglob("*.xml")) if CORPUS.exists() else []
+    return sorted(CORPUS.rglob("*.xml"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,8 +436,6 @@ def test_configured_normalizer() -> None:
 
 def test_sipp_scenarios_all_parse() -> None:
     files = scenario_files()
-    if not files:
-        pytest.skip("shared corpus not present")
     count = 0
     with_metadata = 0
     for path in files:
@@ -454,8 +451,6 @@ def test_sipp_scenarios_all_parse() -> None:
 
 def _scenario_docs(relative: str) -> list[RecordingMetadata]:
     path = CORPUS / relative
-    if not path.exists():
-        pytest.skip("shared corpus not present")
     return [RecordingMetadata.parse(b) for b in sipp_metadata_bodies(path)]
 
 
