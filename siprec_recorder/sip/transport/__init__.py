@@ -1,1 +1,298 @@
+"""The asyncio edge of the SIP layer: sockets and one timer around a sans-IO :class:`SipCore`.
 
+Theory of operation (the aioquic adapter shape): every input -- a datagram, a framed TCP/TLS
+message, a timer -- is passed to the core with ``loop.time()`` as ``now``; afterwards
+:meth:`SipService._pump` writes ``core.datagrams_to_send()`` to the right socket or
+connection, hands each event to ``on_event`` and re-arms the single ``loop.call_at`` timer at
+``core.get_timer()``. Nothing here decides anything about SIP.
+
+* ``source_filter(address) -> bool``: when it returns ``False`` the input is ignored (a TCP
+  connection is closed) and ``on_rejected_source(address, data)`` is told, so that the upper
+  layer can choose between silence and a ``403`` (sent with :meth:`SipService.send_raw`).
+* Bounded: ``max_message_size`` per message and per stream buffer, ``max_connections``,
+  idle stream connections closed after ``idle_timeout`` seconds.
+* A broken connection or a failing callback is logged and never raises out of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import ssl
+from collections.abc import Callable
+
+from siprec_recorder.errors import ConfigError, LocalProtocolError
+from siprec_recorder.sip.core import SipCore
+from siprec_recorder.sip.errors import SipParseError
+from siprec_recorder.sip.events import Address, Event, MessageRejected, TransactionKey
+from siprec_recorder.sip.headers import Via
+from siprec_recorder.sip.message import SipRequest, SipResponse
+from siprec_recorder.sip.transaction import new_branch
+from siprec_recorder.sip.transport.tcp import StreamProtocol
+from siprec_recorder.sip.transport.tls import TlsSettings
+from siprec_recorder.sip.transport.udp import UdpProtocol
+
+__all__ = ["SipService", "TlsSettings", "parse_listen"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(spec: str) -> tuple[str, str, int]:
+    """``'udp:127.0.0.1:5060'`` / ``'tcp:[::1]:5060'`` -> ``(transport, host, port)``."""
+    transport, _, rest = spec.partition(":")
+    transport = transport.lower()
+    if transport not in ("udp", "tcp", "tls"):
+        raise ConfigError(f"listen {spec!r}: transport must be udp, tcp or tls")
+    if rest.startswith("["):
+        host, _, port_text = rest[1:].partition("]")
+        port_text = port_text.removeprefix(":")
+    else:
+        host, _, port_text = rest.rpartition(":")
+    if not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"listen {spec!r}: expected <transport>:<host>:<port>")
+    return transport, host, int(port_text)
+
+
+class SipService:
+    """Runs a :class:`SipCore` on real sockets."""
+
+    def __init__(
+        self,
+        core: SipCore,
+        on_event: Callable[[Event], None],
+        *,
+        source_filter: Callable[[Address], bool] | None = None,
+        on_rejected_source: Callable[[Address, bytes], None] | None = None,
+        idle_timeout: float = 300.0,
+        max_connections: int = 1024,
+    ) -> None:
+        self.core = core
+        self.on_event = on_event
+        self.source_filter = source_filter
+        self.on_rejected_source = on_rejected_source
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self.bound: list[tuple[str, str, int]] = []
+        self._udp: list[UdpProtocol] = []
+        self._servers: list[asyncio.Server] = []
+        self._connections: dict[int, StreamProtocol] = {}
+        self._ids = itertools.count(1)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tls: TlsSettings | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, listen: list[str], tls: TlsSettings | None = None) -> None:
+        loop = self._loop = asyncio.get_running_loop()
+        self._tls = tls
+        for spec in listen:
+            transport, host, port = parse_listen(spec)
+            if transport == "udp":
+                udp_transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: UdpProtocol(self._on_datagram), local_addr=(host, port)
+                )
+                self._udp.append(protocol)
+                sockname = udp_transport.get_extra_info("sockname")
+            else:
+                if transport == "tls" and tls is None:
+                    raise ConfigError(f"listen {spec!r}: TLS needs TlsSettings")
+                context = tls.server if transport == "tls" and tls else None
+                server = await loop.create_server(
+                    functools.partial(self._new_stream, transport),
+                    host,
+                    port,
+                    ssl=context,
+                )
+                self._servers.append(server)
+                sockname = server.sockets[0].getsockname()
+            self.bound.append((transport, host, int(sockname[1])))
+        self._sweeper = loop.create_task(self._sweep_idle())
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for protocol in self._udp:
+            if protocol.transport is not None:
+                protocol.transport.close()
+        for conn in list(self._connections.values()):
+            conn.close()
+        for server in self._servers:
+            server.close()
+            await server.wait_closed()
+        self._udp.clear()
+        self._servers.clear()
+
+    # -- API for the layer above -----------------------------------------------------------
+
+    def respond(self, tx: TransactionKey, response: SipResponse) -> None:
+        self.core.respond(tx, response, self._now())
+        self._pump()
+
+    def send_request(self, request: SipRequest, destination: Address) -> TransactionKey:
+        """Send a non-INVITE request; a top Via with a fresh branch is added when missing."""
+        if "Via" not in request.headers:
+            request = SipRequest(
+                request.method,
+                request.uri,
+                request.headers.add("Via", self._via_for(destination).serialize()),
+                request.body,
+            )
+        key = self.core.send_request(request, destination, self._now())
+        self._pump()
+        return key
+
+    def send_raw(self, data: bytes, destination: Address) -> None:
+        """Send bytes outside any transaction (e.g. a stateless 403 to a refused source)."""
+        self._send(data, destination)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
+
+    def _via_for(self, destination: Address) -> Via:
+        for transport, host, port in self.bound:
+            if transport == destination.transport:
+                return Via(
+                    transport.upper(),
+                    host if ":" not in host else f"[{host}]",
+                    port,
+                    (("branch", new_branch()), ("rport", None)),
+                )
+        raise LocalProtocolError(f"no {destination.transport} listener to send from")
+
+    def _allowed(self, address: Address, data: bytes) -> bool:
+        if self.source_filter is None or self._guard(self.source_filter, address):
+            return True
+        if self.on_rejected_source is not None:
+            self._guard(self.on_rejected_source, address, data)
+        return False
+
+    def _guard(self, func: Callable[..., object], *args: object) -> bool:
+        try:
+            return bool(func(*args))
+        except Exception:
+            log.exception("SIP callback %r failed", func)
+            return False
+
+    def _on_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
+        address = Address("udp", peer[0], peer[1])
+        if self._allowed(address, data):
+            self.core.receive(data, address, self._now())
+            self._pump()
+
+    def _new_stream(self, transport: str) -> StreamProtocol:
+        return StreamProtocol(
+            next(self._ids),
+            self.core.max_message_size,
+            self._now,
+            functools.partial(self._stream_open, transport=transport),
+            functools.partial(self._stream_message, transport=transport),
+            functools.partial(self._stream_error, transport=transport),
+            self._stream_closed,
+        )
+
+    def _stream_address(self, conn: StreamProtocol, transport: str) -> Address:
+        if transport == "tls":
+            return Address("tls", conn.peer[0], conn.peer[1], conn.connection_id)
+        return Address("tcp", conn.peer[0], conn.peer[1], conn.connection_id)
+
+    def _stream_open(self, conn: StreamProtocol, transport: str) -> bool:
+        if len(self._connections) >= self.max_connections:
+            log.warning("refusing SIP %s connection from %s: limit reached", transport, conn.peer)
+            return False
+        if not self._allowed(self._stream_address(conn, transport), b""):
+            return False
+        self._connections[conn.connection_id] = conn
+        return True
+
+    def _stream_message(self, conn: StreamProtocol, data: bytes, transport: str) -> None:
+        self.core.receive(data, self._stream_address(conn, transport), self._now())
+        self._pump()
+
+    def _stream_error(self, conn: StreamProtocol, exc: SipParseError, transport: str) -> None:
+        address = self._stream_address(conn, transport)
+        self._guard(self.on_event, MessageRejected(address, exc.message, None))
+
+    def _stream_closed(self, conn: StreamProtocol) -> None:
+        self._connections.pop(conn.connection_id, None)
+
+    async def _open_stream(self, data: bytes, destination: Address) -> None:
+        loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        if destination.transport == "tls":
+            context = (self._tls.client if self._tls else None) or ssl.create_default_context()
+        try:
+            _, conn = await loop.create_connection(
+                lambda: self._new_stream(destination.transport),
+                destination.host,
+                destination.port,
+                ssl=context,
+            )
+            conn.write(data)
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("cannot connect to %s:%s: %s", destination.host, destination.port, exc)
+
+    def _send(self, data: bytes, destination: Address) -> None:
+        try:
+            if destination.transport == "udp":
+                family_v6 = ":" in destination.host
+                for protocol in self._udp:
+                    transport = protocol.transport
+                    if transport is None or transport.is_closing():
+                        continue
+                    sock_v6 = ":" in str(transport.get_extra_info("sockname")[0])
+                    if sock_v6 == family_v6:
+                        transport.sendto(data, (destination.host, destination.port))
+                        return
+                log.warning("no UDP socket to reach %s", destination.host)
+                return
+            conn = self._connections.get(destination.connection_id or -1)
+            if conn is not None:
+                conn.write(data)
+            elif self._loop is not None:
+                self._loop.create_task(self._open_stream(data, destination))
+        except (OSError, RuntimeError) as exc:
+            log.warning("SIP send to %s failed: %s", destination, exc)
+
+    def _pump(self) -> None:
+        for data, destination in self.core.datagrams_to_send():
+            self._send(data, destination)
+        while (event := self.core.next_event()) is not None:
+            self._guard(self.on_event, event)
+        # on_event may have answered; flush again
+        for data, destination in self.core.datagrams_to_send():
+            self._send(data, destination)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        when = self.core.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None and self._loop is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.core.handle_timer(self._now())
+        self._pump()
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(max(self.idle_timeout / 4, 0.05))
+            limit = self._now() - self.idle_timeout
+            for conn in list(self._connections.values()):
+                if conn.last_activity < limit:
+                    conn.close()
