@@ -1,0 +1,119 @@
+"""Schema creation, SQLite settings and the migration runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Connection, Integer, String, Table, inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from siprec_recorder.storage import db as dbmod
+from siprec_recorder.storage.db import Database, default_sqlite_url
+from siprec_recorder.storage.models import Base
+
+STORAGE_TABLES = {
+    "recordings",
+    "recording_participants",
+    "recording_streams",
+    "dtmf_digits",
+    "ledger",
+    "users",
+    "schema_version",
+}
+
+
+async def _tables(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+def test_default_sqlite_url(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    assert url == f"sqlite+aiosqlite:///{tmp_path.resolve()}/index.sqlite3"
+
+
+async def test_open_creates_schema_and_sqlite_settings(tmp_path: Path) -> None:
+    db = Database(default_sqlite_url(tmp_path / "sub"))
+    await db.open()
+    try:
+        assert (tmp_path / "sub" / "index.sqlite3").is_file()
+        assert STORAGE_TABLES <= await _tables(db)
+        assert await db.schema_version() == len(dbmod.MIGRATIONS)
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() > 0
+        async with db.engine.connect() as conn:
+            indexes = await conn.run_sync(lambda c: inspect(c).get_indexes("recordings"))
+        cols = {tuple(i["column_names"]) for i in indexes}
+        assert ("recorded_number", "start") in cols
+        assert ("other_number", "start") in cols
+        assert ("start",) in cols
+    finally:
+        await db.close()
+
+
+async def test_open_is_idempotent(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path)
+    for _ in range(3):
+        db = Database(url)
+        await db.open()
+        assert await db.migrate() == []
+        assert await db.schema_version() == 1
+        await db.close()
+    db = Database(url)
+    await db.open()
+    async with db.engine.connect() as conn:
+        n = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
+    assert n == 1
+    await db.close()
+
+
+async def test_later_migration_runs_once_and_late_tables_are_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = default_sqlite_url(tmp_path)
+    db = Database(url)
+    await db.open()
+    await db.close()
+
+    calls: list[int] = []
+
+    def migration_2(conn: Connection) -> None:
+        calls.append(2)
+        conn.exec_driver_sql("ALTER TABLE recordings ADD COLUMN note TEXT")
+
+    # A table declared on Base after the install was first migrated (another package).
+    late = Table(
+        "test_storage_late_table",
+        Base.metadata,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(10)),
+    )
+    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (2, "add note", migration_2)])
+    try:
+        for _ in range(2):
+            db = Database(url)
+            await db.open()
+            assert await db.schema_version() == 2
+            assert "test_storage_late_table" in await _tables(db)
+            async with db.engine.connect() as conn:
+                columns = await conn.run_sync(lambda c: inspect(c).get_columns("recordings"))
+            assert "note" in {c["name"] for c in columns}
+            await db.close()
+        assert calls == [2]
+    finally:
+        Base.metadata.remove(late)
+
+
+async def test_foreign_keys_enforced(db: Database) -> None:
+    async with db.engine.begin() as conn:
+        with pytest.raises(IntegrityError):
+            await conn.execute(
+                text(
+                    "INSERT INTO recording_participants (recording_id, participant_id) "
+                    "VALUES ('nope', 'p')"
+                )
+            )

@@ -1,0 +1,315 @@
+"""The recording index: create/finish/search round trips, declined rows, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import event, select
+
+from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.index import (
+    DeclinedCall,
+    DtmfInfo,
+    FinishedRecording,
+    NewRecording,
+    ParticipantInfo,
+    SqlIndex,
+    StreamInfo,
+)
+from siprec_recorder.storage.ledger import verify_chain
+from siprec_recorder.storage.models import LedgerEntry
+
+T0 = datetime(2026, 3, 2, 9, 30, 0, tzinfo=UTC)
+ME = "+32470000001"
+FAR = "+3222334455"
+TRANSFER = "+32499887766"
+
+
+def _new(i: int = 0, **kw: object) -> NewRecording:
+    fields: dict[str, object] = {
+        "call_id": f"call-{i}@sbc",
+        "start": T0 + timedelta(minutes=i),
+        "recorded_number": ME,
+        "other_number": FAR,
+        "direction": "out",
+        "siprec_session_id": f"sess{i}",
+        "source": "10.0.0.1:5060",
+        "participants": [
+            ParticipantInfo("p1", "sip:+32470000001@ims;user=phone", "Alice", ME, "caller", T0),
+            ParticipantInfo("p2", "tel:+3222334455", None, FAR, "callee", T0),
+        ],
+    }
+    fields.update(kw)
+    return NewRecording(**fields)  # type: ignore[arg-type]
+
+
+def _finished(**kw: object) -> FinishedRecording:
+    fields: dict[str, object] = {
+        "end": T0 + timedelta(seconds=95),
+        "duration_s": 95.04,
+        "file": "32470000001/2026/03/02/x.mp3",
+        "sidecar": "32470000001/2026/03/02/x.json",
+        "sha256": "ab" * 32,
+        "size_bytes": 1234,
+        "sample_rate": 8000,
+        "channels": 1,
+        "streams": [
+            StreamInfo(
+                "1",
+                stream_id="s1",
+                participant_id="p1",
+                codec="PCMA",
+                sample_rate=8000,
+                packets_expected=4750,
+                packets_received=4740,
+                packets_lost=10,
+                packets_late=2,
+                packets_duplicate=1,
+                jitter_ms=3.5,
+                longest_gap_ms=60.0,
+                mos=4.3,
+                first_packet_at=T0,
+                last_packet_at=T0 + timedelta(seconds=95),
+            ),
+            StreamInfo("2", stream_id="s2", participant_id="p2", codec="PCMA", status="no_media"),
+        ],
+        "dtmf": [DtmfInfo("1", "5", 12.5, 120), DtmfInfo("1", "#", 13.0, 100)],
+    }
+    fields.update(kw)
+    return FinishedRecording(**fields)  # type: ignore[arg-type]
+
+
+async def test_create_finish_get_round_trip(index: SqlIndex) -> None:
+    rec_id = await index.create_recording(_new())
+    assert len(rec_id) == 32
+    row = await index.get(rec_id)
+    assert row is not None
+    assert row["state"] == "recording"
+    assert row["start"] == "2026-03-02T09:30:00Z"
+    assert row["end"] is None
+    assert [o["id"] for o in await index.open_recordings()] == [rec_id]
+
+    await index.finish_recording(rec_id, _finished())
+    row = await index.get(rec_id)
+    assert row is not None
+    json.dumps(row)  # JSON-ready
+    assert row["state"] == "complete"
+    assert row["end"] == "2026-03-02T09:31:35Z"
+    assert row["duration_s"] == pytest.approx(95.04)
+    assert row["sha256"] == "ab" * 32
+    assert row["direction"] == "out"
+    assert row["recorded_number"] == ME and row["other_number"] == FAR
+    assert [p["participant_id"] for p in row["participants"]] == ["p1", "p2"]
+    assert row["participants"][0] == {
+        "participant_id": "p1",
+        "aor": "sip:+32470000001@ims;user=phone",
+        "name": "Alice",
+        "number": ME,
+        "role": "caller",
+        "joined_at": "2026-03-02T09:30:00Z",
+        "left_at": None,
+    }
+    s1, s2 = row["streams"]
+    assert s1["label"] == "1" and s1["packets_lost"] == 10 and s1["mos"] == 4.3
+    assert s1["first_packet_at"] == "2026-03-02T09:30:00Z"
+    assert s2["status"] == "no_media" and s2["packets_received"] == 0
+    assert row["dtmf"] == [
+        {"label": "1", "digit": "5", "at_s": 12.5, "duration_ms": 120},
+        {"label": "1", "digit": "#", "at_s": 13.0, "duration_ms": 100},
+    ]
+    assert await index.open_recordings() == []
+    assert await index.get("0" * 32) is None
+
+
+async def test_finish_twice_refused_and_unknown_id(index: SqlIndex) -> None:
+    rec_id = await index.create_recording(_new())
+    await index.finish_recording(rec_id, _finished())
+    with pytest.raises(LocalProtocolError, match="already complete"):
+        await index.finish_recording(rec_id, _finished())
+    with pytest.raises(LocalProtocolError, match="no recording"):
+        await index.finish_recording("f" * 32, _finished())
+    with pytest.raises(LocalProtocolError, match="finished state"):
+        await index.finish_recording(rec_id, _finished(state="declined"))
+
+
+async def test_search_matches_any_participant_and_time_window(index: SqlIndex) -> None:
+    a = await index.create_recording(_new(0))
+    b = await index.create_recording(_new(10, other_number="+3233333333", participants=[]))
+    c = await index.create_recording(
+        _new(
+            20,
+            recorded_number="+32470000009",
+            other_number=None,
+            participants=[ParticipantInfo("p9", number="+32470000009")],
+        )
+    )
+    # A transfer adds a third party to call a.
+    await index.update_participants(
+        a,
+        [
+            ParticipantInfo("p1", None, None, ME, "caller", T0),
+            ParticipantInfo("p2", None, None, FAR, "callee", T0, T0 + timedelta(seconds=30)),
+            ParticipantInfo("p3", "tel:+32499887766", None, TRANSFER, None, T0),
+        ],
+    )
+    ids = lambda rows: [r["id"] for r in rows]  # noqa: E731
+    assert ids(await index.search(TRANSFER)) == [a]
+    assert ids(await index.search(FAR)) == [a]  # participant p2 and other_number
+    assert ids(await index.search(ME)) == [b, a]  # newest first
+    assert ids(await index.search(["0470000009", "+32470000009"])) == [c]
+    assert ids(await index.search("+3233333333")) == [b]
+    assert await index.search("+1555") == []
+    assert await index.search([]) == []
+    assert ids(await index.search()) == [c, b, a]
+    assert ids(await index.search(since=T0 + timedelta(minutes=5))) == [c, b]
+    assert ids(await index.search(until=T0 + timedelta(minutes=10))) == [a]  # until exclusive
+    assert ids(await index.search(limit=1, offset=1)) == [b]
+    assert ids(await index.search(states=["complete"])) == []
+    row = (await index.search(TRANSFER))[0]
+    assert row["participants"][1]["left_at"] == "2026-03-02T09:30:30Z"
+    assert len(row["participants"]) == 3
+
+
+async def test_search_is_not_n_plus_one(db: Database, index: SqlIndex) -> None:
+    for i in range(15):
+        rec_id = await index.create_recording(_new(i))
+        await index.finish_recording(rec_id, _finished())
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        rows = await index.search(ME)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert len(rows) == 15
+    assert all(len(r["streams"]) == 2 and len(r["dtmf"]) == 2 for r in rows)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 4  # recordings + participants + streams + dtmf
+
+
+async def test_declined_row(index: SqlIndex) -> None:
+    rec_id = await index.record_declined(
+        DeclinedCall(
+            call_id="c-decl",
+            at=T0,
+            reason="outside-schedule",
+            recorded_number=ME,
+            other_number=FAR,
+            direction="in",
+            participants=[ParticipantInfo("p1", number=ME)],
+        )
+    )
+    row = await index.get(rec_id)
+    assert row is not None
+    assert row["state"] == "declined"
+    assert row["reason"] == "outside-schedule"
+    assert row["file"] is None and row["duration_s"] == 0.0
+    assert row["start"] == row["end"] == "2026-03-02T09:30:00Z"
+    assert [r["id"] for r in await index.search(ME, states=["declined"])] == [rec_id]
+    assert await index.open_recordings() == []
+
+
+async def test_mark_interrupted_and_counts(index: SqlIndex) -> None:
+    a = await index.create_recording(_new(0))
+    b = await index.create_recording(_new(1))
+    await index.finish_recording(b, _finished(state="failed", reason="no media received"))
+    await index.mark_interrupted(a, end=T0 + timedelta(seconds=42), reason="crash")
+    await index.record_declined(DeclinedCall("c", T0, "private-mode", recorded_number=ME))
+    row = await index.get(a)
+    assert row is not None
+    assert row["state"] == "interrupted" and row["reason"] == "crash"
+    assert row["duration_s"] == pytest.approx(42.0)
+    with pytest.raises(LocalProtocolError):
+        await index.mark_interrupted(a)
+    counts = await index.count_by_state()
+    assert counts == {
+        "recording": 0,
+        "complete": 0,
+        "interrupted": 1,
+        "failed": 1,
+        "declined": 1,
+    }
+    assert sum((await index.count_by_state(T0 + timedelta(days=1))).values()) == 0
+
+
+async def test_completeness_report(index: SqlIndex) -> None:
+    a = await index.create_recording(_new(0))
+    await index.finish_recording(a, _finished())
+    await index.create_recording(_new(1))  # still open
+    await index.record_declined(DeclinedCall("c", T0, "outside-schedule"))
+    await index.record_declined(DeclinedCall("d", T0, "outside-schedule"))
+    report = await index.completeness_report(T0, T0 + timedelta(hours=1))
+    json.dumps(report)
+    assert report["calls"] == 4
+    assert report["by_state"]["complete"] == 1
+    assert report["declined_by_reason"] == {"outside-schedule": 2}
+    assert report["packets"] == {
+        "expected": 4750,
+        "received": 4740,
+        "lost": 10,
+        "loss_ratio": pytest.approx(10 / 4750),
+    }
+    assert report["recordings_with_loss"] == 1
+    assert report["streams_by_status"] == {"ok": 1, "no_media": 1}
+    assert [p["state"] for p in report["problems"]] == ["recording"]
+
+
+async def test_every_state_change_is_in_the_ledger(db: Database, index: SqlIndex) -> None:
+    a = await index.create_recording(_new(0))
+    await index.finish_recording(a, _finished())
+    b = await index.create_recording(_new(1))
+    await index.mark_interrupted(b, reason="crash")
+    d = await index.record_declined(DeclinedCall("c", T0, "emergency-number"))
+    async with db.session() as s:
+        entries = (await s.scalars(select(LedgerEntry).order_by(LedgerEntry.seq))).all()
+        assert await verify_chain(s) == []
+    assert [(e.action, e.subject) for e in entries] == [
+        ("recording.started", a),
+        ("recording.finished", a),
+        ("recording.started", b),
+        ("recording.interrupted", b),
+        ("recording.declined", d),
+    ]
+    assert json.loads(entries[1].details)["sha256"] == "ab" * 32
+
+
+async def test_concurrent_creates_keep_the_chain(db: Database, index: SqlIndex) -> None:
+    ids = await asyncio.gather(*(index.create_recording(_new(i)) for i in range(25)))
+    await asyncio.gather(*(index.finish_recording(i, _finished()) for i in ids))
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+        n = len((await s.scalars(select(LedgerEntry.seq))).all())
+    assert n == 50
+
+
+async def test_from_finalize_result_dict() -> None:
+    result = {
+        "rec_id": "x",
+        "file": "a/b.mp3",
+        "sidecar": "a/b.json",
+        "sha256": "00" * 32,
+        "size_bytes": 10,
+        "duration_s": 1.5,
+        "sample_rate": 8000,
+        "channels": 2,
+        "end": "2026-03-02T09:30:01.500000Z",
+        "state": "interrupted",
+        "reason": None,
+        "streams": [
+            {"label": "1", "codec": "PCMU", "packets_received": 3, "first_packet_at": 1.7e9},
+        ],
+        "dtmf": [{"label": "1", "digit": "1", "at_s": 0.2, "duration_ms": 80}],
+    }
+    f = FinishedRecording.from_finalize(result)
+    assert f.end == datetime(2026, 3, 2, 9, 30, 1, 500000, tzinfo=UTC)
+    assert f.state == "interrupted" and f.channels == 2
+    assert f.streams[0].packets_received == 3 and f.streams[0].packets_lost == 0
+    assert f.streams[0].first_packet_at == datetime.fromtimestamp(1.7e9, UTC)
+    assert f.dtmf[0].digit == "1"
