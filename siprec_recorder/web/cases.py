@@ -1,0 +1,409 @@
+"""Labels, cases, labels on recordings, and access requests.
+
+Theory of operation
+-------------------
+A case is a title, an owner (the admin who created it), one label and three access settings.
+A conversation is in a case while it carries the case's label; adding or removing the label
+is the only way in or out. Access requests move ``pending -> approved | rejected`` and
+``approved -> revoked``; an approved request simply stops counting at its ``expires_at``
+(shown as ``expired``). Every transition is a row of history and a ledger event, and nobody
+decides on their own request. Every method takes the principal and checks its rights itself,
+so the JSON API and the pages share one set of rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.ledger import append_event
+from siprec_recorder.storage.models import Recording, User
+
+from .access import Scope, build_scope
+from .auth import Principal
+from .errors import BadRequest, Conflict, Forbidden, NotFound
+from .models import (
+    RIGHTS,
+    SETTING_VALUES,
+    AccessRequest,
+    AccessRequestEvent,
+    Case,
+    Label,
+    RecordingLabel,
+)
+from .security import as_utc
+from .settings import WebSettings
+
+__all__ = ["CaseService", "NewLabel", "parse_rights", "request_status"]
+
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+MAX_REQUEST_DAYS = 366
+
+
+@dataclass(frozen=True, slots=True)
+class NewLabel:
+    """A label to create together with a case."""
+
+    title: str
+    colour: str
+
+
+def parse_rights(rights: list[str] | str) -> list[str]:
+    """The rights asked for, in canonical order; raises BadRequest on unknown ones."""
+    items = rights.split(",") if isinstance(rights, str) else list(rights)
+    wanted = {r.strip() for r in items if r.strip()}
+    unknown = wanted - set(RIGHTS)
+    if unknown:
+        raise BadRequest(f"unknown right(s): {', '.join(sorted(unknown))}; use list, play, label")
+    if not wanted:
+        raise BadRequest("ask for at least one right: list, play or label")
+    return [r for r in RIGHTS if r in wanted]
+
+
+def request_status(req: AccessRequest, now: datetime) -> str:
+    """``pending``, ``approved``, ``expired``, ``rejected`` or ``revoked`` at ``now``."""
+    if req.status == "approved" and as_utc(req.expires_at) <= now:
+        return "expired"
+    return req.status
+
+
+def label_json(label: Label) -> dict[str, Any]:
+    return {"id": label.id, "title": label.title, "colour": label.colour}
+
+
+class CaseService:
+    """Every operation on labels, cases and access requests, with its checks and audit."""
+
+    def __init__(self, db: Database, settings: WebSettings) -> None:
+        self._db = db
+        self._settings = settings
+
+    def now(self) -> datetime:
+        return as_utc(self._settings.clock())
+
+    async def scope(self, principal: Principal) -> Scope:
+        async with self._db.session() as s:
+            return await build_scope(s, principal, self.now())
+
+    @staticmethod
+    async def _audit(s: AsyncSession, p: Principal, action: str, subject: str, **d: Any) -> None:
+        await append_event(s, actor=p.login, action=action, subject=subject, details=d)
+
+    @staticmethod
+    def _require_admin(p: Principal) -> None:
+        if not p.is_admin:
+            raise Forbidden("only an admin may do this")
+
+    @staticmethod
+    def _require_writer(p: Principal) -> None:
+        if p.is_auditor:
+            raise Forbidden("an auditor reads and changes nothing")
+
+    # -- labels ---------------------------------------------------------------------------
+
+    async def labels(self) -> list[dict[str, Any]]:
+        async with self._db.session() as s:
+            rows = await s.execute(select(Label).order_by(Label.title))
+            case_of = {c.label_id: c.id for c in (await s.execute(select(Case))).scalars()}
+            return [
+                {**label_json(lb), "case_id": case_of.get(lb.id)} for lb in rows.scalars()
+            ]
+
+    async def _create_label(self, s: AsyncSession, p: Principal, new: NewLabel) -> Label:
+        title = new.title.strip()
+        if not title or len(title) > 80:
+            raise BadRequest("a label title has 1 to 80 characters")
+        if not _COLOUR_RE.match(new.colour.strip()):
+            raise BadRequest("a label colour is #rrggbb, e.g. #d03030")
+        exists = await s.scalar(select(Label.id).where(Label.title == title))
+        if exists is not None:
+            raise Conflict(f"a label titled {title!r} already exists")
+        label = Label(title=title, colour=new.colour.strip().lower(), created_by=p.login,
+                      created_at=self.now())
+        s.add(label)
+        await s.flush()
+        await self._audit(s, p, "web.label_created", f"label:{label.id}", title=title,
+                          colour=label.colour)
+        return label
+
+    async def create_label(self, p: Principal, new: NewLabel) -> dict[str, Any]:
+        self._require_admin(p)
+        async with self._db.session() as s:
+            label = await self._create_label(s, p, new)
+            await s.commit()
+            return label_json(label)
+
+    # -- cases ----------------------------------------------------------------------------
+
+    def _case_json(self, case: Case, label: Label, scope: Scope | None,
+                   count: int | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "id": case.id, "title": case.title, "description": case.description,
+            "owner": case.owner, "label": label_json(label),
+            "access": {"list": case.list_access, "play": case.play_access,
+                       "label": case.label_access},
+            "created_at": as_utc(case.created_at).isoformat(),
+        }
+        if scope is not None:
+            doc["my_rights"] = [r for r in RIGHTS if scope.case_right(case.id, r)]
+        if count is not None:
+            doc["recordings"] = count
+        return doc
+
+    async def cases(self, p: Principal) -> list[dict[str, Any]]:
+        """Every case (titles are not secret: users need them to ask for access)."""
+        async with self._db.session() as s:
+            scope = await build_scope(s, p, self.now())
+            rows = await s.execute(
+                select(Case, Label).join(Label, Label.id == Case.label_id).order_by(Case.id.desc())
+            )
+            return [self._case_json(c, lb, scope) for c, lb in rows.all()]
+
+    async def case(self, p: Principal, case_id: int) -> dict[str, Any]:
+        async with self._db.session() as s:
+            row = (await s.execute(
+                select(Case, Label).join(Label, Label.id == Case.label_id).where(Case.id == case_id)
+            )).first()
+            if row is None:
+                raise NotFound(f"no case {case_id}")
+            scope = await build_scope(s, p, self.now())
+            case, label = row
+            count = None
+            if scope.case_right(case.id, "list"):
+                count = len(list(await s.scalars(
+                    select(RecordingLabel.id).where(RecordingLabel.label_id == label.id))))
+            return self._case_json(case, label, scope, count)
+
+    @staticmethod
+    def _check_settings(settings: dict[str, str]) -> None:
+        for right, value in settings.items():
+            if value not in SETTING_VALUES:
+                raise BadRequest(
+                    f"{right} access must be one of {', '.join(SETTING_VALUES)}, got {value!r}")
+
+    async def create_case(
+        self, p: Principal, *, title: str, description: str = "", label_id: int | None = None,
+        new_label: NewLabel | None = None, list_access: str = "admins",
+        play_access: str = "admins", label_access: str = "owner",
+    ) -> dict[str, Any]:
+        """Create a case with an existing label or a new one (title and colour)."""
+        self._require_admin(p)
+        title = title.strip()
+        if not title or len(title) > 200:
+            raise BadRequest("a case title has 1 to 200 characters")
+        self._check_settings({"list": list_access, "play": play_access, "label": label_access})
+        if (label_id is None) == (new_label is None):
+            raise BadRequest("choose an existing label or create a new one (title and colour)")
+        async with self._db.session() as s:
+            if new_label is not None:
+                label = await self._create_label(s, p, new_label)
+            else:
+                found = await s.get(Label, label_id)
+                if found is None:
+                    raise NotFound(f"no label {label_id}")
+                label = found
+                taken = await s.scalar(select(Case.id).where(Case.label_id == label.id))
+                if taken is not None:
+                    raise Conflict(f"label {label.title!r} already belongs to case {taken}")
+            case = Case(title=title, description=description.strip(), label_id=label.id,
+                        owner=p.login, list_access=list_access, play_access=play_access,
+                        label_access=label_access, created_at=self.now())
+            s.add(case)
+            await s.flush()
+            await self._audit(s, p, "web.case_created", f"case:{case.id}", title=title,
+                              label=label.title, access={"list": list_access,
+                              "play": play_access, "label": label_access})
+            await s.commit()
+            scope = await build_scope(s, p, self.now())
+            return self._case_json(case, label, scope)
+
+    async def set_case_access(self, p: Principal, case_id: int, **settings: str) -> dict[str, Any]:
+        """Change the access settings of a case (its owner or any admin)."""
+        self._require_admin(p)
+        self._check_settings(settings)
+        async with self._db.session() as s:
+            case = await s.get(Case, case_id)
+            if case is None:
+                raise NotFound(f"no case {case_id}")
+            before = {"list": case.list_access, "play": case.play_access,
+                      "label": case.label_access}
+            for right, value in settings.items():
+                setattr(case, f"{right}_access", value)
+            after = {"list": case.list_access, "play": case.play_access,
+                     "label": case.label_access}
+            await self._audit(s, p, "web.case_access_changed", f"case:{case.id}",
+                              before=before, after=after)
+            await s.commit()
+        return await self.case(p, case_id)
+
+    # -- labels on recordings -------------------------------------------------------------
+
+    async def _label_right(self, s: AsyncSession, p: Principal, label_id: int) -> Label:
+        label = await s.get(Label, label_id)
+        if label is None:
+            raise NotFound(f"no label {label_id}")
+        self._require_writer(p)
+        case_id = await s.scalar(select(Case.id).where(Case.label_id == label_id))
+        scope = await build_scope(s, p, self.now())
+        if case_id is None:
+            if not p.is_admin:
+                raise Forbidden("only an admin may use a label that belongs to no case")
+        elif not scope.case_right(case_id, "label"):
+            raise Forbidden("you may not add or remove the label of this case")
+        return label
+
+    async def add_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        async with self._db.session() as s:
+            label = await self._label_right(s, p, label_id)
+            if await s.get(Recording, recording_id) is None:
+                raise NotFound(f"no recording {recording_id}")
+            exists = await s.scalar(select(RecordingLabel.id).where(
+                RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id))
+            if exists is None:
+                s.add(RecordingLabel(recording_id=recording_id, label_id=label_id,
+                                     added_by=p.login, added_at=self.now()))
+                await self._audit(s, p, "web.label_added", f"recording:{recording_id}",
+                                  label=label.title, label_id=label.id)
+            await s.commit()
+
+    async def remove_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        async with self._db.session() as s:
+            label = await self._label_right(s, p, label_id)
+            result = await s.execute(delete(RecordingLabel).where(
+                RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id))
+            if getattr(result, "rowcount", 0):
+                await self._audit(s, p, "web.label_removed", f"recording:{recording_id}",
+                                  label=label.title, label_id=label.id)
+            await s.commit()
+
+    # -- access requests ------------------------------------------------------------------
+
+    async def _request_json(self, s: AsyncSession, req: AccessRequest,
+                            history: bool = False) -> dict[str, Any]:
+        case = await s.get(Case, req.case_id)
+        doc: dict[str, Any] = {
+            "id": req.id, "case_id": req.case_id,
+            "case_title": case.title if case else None,
+            "requester": req.requester, "reason": req.reason,
+            "rights": req.rights.split(","),
+            "expires_at": as_utc(req.expires_at).isoformat(),
+            "status": request_status(req, self.now()),
+            "decided_by": req.decided_by, "decision_note": req.decision_note,
+            "created_at": as_utc(req.created_at).isoformat(),
+            "decided_at": as_utc(req.decided_at).isoformat() if req.decided_at else None,
+        }
+        if history:
+            events = await s.execute(select(AccessRequestEvent)
+                                     .where(AccessRequestEvent.request_id == req.id)
+                                     .order_by(AccessRequestEvent.id))
+            doc["history"] = [
+                {"at": as_utc(e.at).isoformat(), "actor": e.actor, "action": e.action,
+                 "note": e.note} for e in events.scalars()
+            ]
+        return doc
+
+    async def _event(self, s: AsyncSession, p: Principal, req: AccessRequest, action: str,
+                     note: str, **details: Any) -> None:
+        s.add(AccessRequestEvent(request_id=req.id, at=self.now(), actor=p.login,
+                                 action=action, note=note))
+        await self._audit(s, p, f"web.access_request_{action}", f"access_request:{req.id}",
+                          case_id=req.case_id, requester=req.requester, rights=req.rights,
+                          expires_at=as_utc(req.expires_at).isoformat(), note=note, **details)
+
+    def _check_expiry(self, expires_at: datetime) -> datetime:
+        expires_at = as_utc(expires_at)
+        now = self.now()
+        if expires_at <= now:
+            raise BadRequest("the expiry date must be in the future")
+        if expires_at > now + timedelta(days=MAX_REQUEST_DAYS):
+            raise BadRequest(f"access can be granted for at most {MAX_REQUEST_DAYS} days")
+        return expires_at
+
+    async def request_access(self, p: Principal, *, case_id: int, reason: str,
+                             rights: list[str] | str, expires_at: datetime) -> dict[str, Any]:
+        self._require_writer(p)
+        wanted = parse_rights(rights)
+        reason = reason.strip()
+        if not reason:
+            raise BadRequest("give a reason for the request")
+        if len(reason) > 2000:
+            raise BadRequest("the reason has at most 2000 characters")
+        expires = self._check_expiry(expires_at)
+        async with self._db.session() as s:
+            if await s.get(Case, case_id) is None:
+                raise NotFound(f"no case {case_id}")
+            req = AccessRequest(case_id=case_id, requester=p.login, reason=reason,
+                                rights=",".join(wanted), expires_at=expires, status="pending",
+                                decision_note="", created_at=self.now())
+            s.add(req)
+            await s.flush()
+            await self._event(s, p, req, "requested", reason)
+            await s.commit()
+            return await self._request_json(s, req, history=True)
+
+    async def _decide(self, p: Principal, request_id: int, action: str, note: str,
+                      expires_at: datetime | None = None) -> dict[str, Any]:
+        self._require_admin(p)
+        async with self._db.session() as s:
+            req = await s.get(AccessRequest, request_id)
+            if req is None:
+                raise NotFound(f"no access request {request_id}")
+            if req.requester == p.login:
+                raise Forbidden("nobody decides on their own request")
+            status = request_status(req, self.now())
+            if action in ("approved", "rejected") and status != "pending":
+                raise Conflict(f"request {request_id} is {status}, not pending")
+            if action == "revoked" and status != "approved":
+                raise Conflict(f"request {request_id} is {status}; only approved access "
+                               "can be revoked")
+            if action == "approved" and expires_at is not None:
+                req.expires_at = self._check_expiry(expires_at)
+            elif action == "approved" and as_utc(req.expires_at) <= self.now():
+                raise Conflict("the requested expiry date has passed; set a new one")
+            req.status = action
+            req.decided_by = p.login
+            req.decision_note = note.strip()
+            req.decided_at = self.now()
+            await self._event(s, p, req, action, note.strip())
+            await s.commit()
+            return await self._request_json(s, req, history=True)
+
+    async def approve(self, p: Principal, request_id: int, note: str = "",
+                      expires_at: datetime | None = None) -> dict[str, Any]:
+        return await self._decide(p, request_id, "approved", note, expires_at)
+
+    async def reject(self, p: Principal, request_id: int, note: str = "") -> dict[str, Any]:
+        return await self._decide(p, request_id, "rejected", note)
+
+    async def revoke(self, p: Principal, request_id: int, note: str = "") -> dict[str, Any]:
+        return await self._decide(p, request_id, "revoked", note)
+
+    async def requests(self, p: Principal, which: str) -> list[dict[str, Any]]:
+        """``mine``, ``pending`` (admins, auditors) or ``all`` (admins, auditors, history)."""
+        async with self._db.session() as s:
+            q = select(AccessRequest).order_by(AccessRequest.id.desc())
+            if which == "mine":
+                q = q.where(AccessRequest.requester == p.login)
+            elif not p.reads_all:
+                raise Forbidden("only admins and auditors see other users' requests")
+            elif which == "pending":
+                q = q.where(AccessRequest.status == "pending")
+            rows = list((await s.execute(q)).scalars())
+            return [await self._request_json(s, r, history=(which != "pending")) for r in rows]
+
+    async def request(self, p: Principal, request_id: int) -> dict[str, Any]:
+        async with self._db.session() as s:
+            req = await s.get(AccessRequest, request_id)
+            if req is None or (req.requester != p.login and not p.reads_all):
+                raise NotFound(f"no access request {request_id}")
+            return await self._request_json(s, req, history=True)
+
+    async def user_exists(self, login: str) -> bool:
+        async with self._db.session() as s:
+            return await s.scalar(select(User.id).where(User.login == login)) is not None

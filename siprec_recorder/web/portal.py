@@ -1,0 +1,116 @@
+"""The portal's services bundled for the routes, and the per-request helpers they share.
+
+A request is authenticated by the session cookie (browsers) or by ``Authorization: Bearer
+<session token>`` (API clients). A cookie-authenticated request that changes anything must
+carry the session's CSRF token (header ``X-CSRF-Token`` or form field ``csrf_token``); a
+bearer token cannot be sent by a foreign page, so it needs none. Until an account has
+changed its first password, its session may only change the password, read ``me`` and
+log out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.ledger import append_event
+from siprec_recorder.storage.models import Base
+
+from .access import Scope
+from .auth import AuthService, Principal
+from .cases import CaseService
+from .errors import Forbidden, Unauthorized
+from .models import web_tables
+from .recordings import RecordingService
+from .security import same_token
+from .settings import WebSettings
+
+__all__ = ["Portal", "audit", "get_portal"]
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PASSWORD_CHANGE_ALLOWED = frozenset(
+    {"/api/auth/password", "/api/auth/logout", "/api/auth/me", "/password", "/logout"}
+)
+
+
+@dataclass
+class Portal:
+    """Everything the routes need, built once by ``create_app``."""
+
+    db: Database
+    files_root: Path
+    settings: WebSettings
+    policy: Any
+    auth: AuthService
+    cases: CaseService
+    recordings: RecordingService
+    _schema_ready: bool = False
+    _schema_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure_schema(self) -> None:
+        """Create the portal's tables once (the recorder may have migrated before import)."""
+        if self._schema_ready:
+            return
+        async with self._schema_lock:
+            if self._schema_ready:
+                return
+            async with self.db.engine.begin() as conn:
+                await conn.run_sync(lambda c: Base.metadata.create_all(
+                    c, tables=web_tables(), checkfirst=True))  # type: ignore[arg-type]
+            self._schema_ready = True
+
+    def session_token(self, request: Request) -> tuple[str | None, bool]:
+        """(token, came_from_cookie)."""
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return header[7:].strip() or None, False
+        return request.cookies.get(self.settings.cookie_name), True
+
+    async def principal(self, request: Request, *, form: dict[str, Any] | None = None,
+                        allow_password_change: bool = False) -> Principal:
+        """The authenticated principal, with CSRF and first-password checks done."""
+        cached = getattr(request.state, "principal", None)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        token, from_cookie = self.session_token(request)
+        principal = await self.auth.authenticate(token)
+        if principal is None:
+            raise Unauthorized("log in first")
+        if from_cookie and request.method in UNSAFE_METHODS:
+            sent = request.headers.get("x-csrf-token") or (form or {}).get("csrf_token") or ""
+            if not isinstance(sent, str) or not same_token(sent, principal.csrf_token):
+                raise Forbidden("missing or wrong CSRF token; reload the page")
+        if principal.must_change_password and not (
+            allow_password_change or request.url.path in PASSWORD_CHANGE_ALLOWED
+        ):
+            raise Forbidden("change your password first")
+        request.state.principal = principal
+        return principal
+
+    async def scope(self, principal: Principal) -> Scope:
+        return await self.cases.scope(principal)
+
+
+def get_portal(request: Request) -> Portal:
+    """The portal of the app serving ``request``."""
+    return request.app.state.portal  # type: ignore[no-any-return]
+
+
+async def audit(portal: Portal, principal: Principal | str, action: str, subject: str,
+                **details: Any) -> None:
+    """Write one ledger event in its own transaction."""
+    actor = principal if isinstance(principal, str) else principal.login
+    async with portal.db.session() as s:
+        await _append(s, actor, action, subject, details)
+        await s.commit()
+
+
+async def _append(s: AsyncSession, actor: str, action: str, subject: str,
+                  details: dict[str, Any]) -> None:
+    await append_event(s, actor=actor, action=action, subject=subject, details=details)

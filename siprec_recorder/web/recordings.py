@@ -1,0 +1,266 @@
+"""Search, detail and file access for recordings, filtered by what the principal may see.
+
+Searching is one SQL query on the index tables (``recordings``, ``recording_participants``)
+and the portal's ``web_recording_labels``: the filters, the visibility rule of the principal
+(:mod:`.access`), a ``count(*)`` for the total, and one page sorted on a fixed list of
+columns. Numbers typed by users are normalised the way the recorder normalises participants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.models import Recording, RecordingParticipant, User
+
+from .access import Scope, numbers_of_login
+from .errors import BadRequest, Forbidden, NotFound
+from .models import Case, Label, RecordingLabel
+from .security import as_utc
+
+__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "normalise_number"]
+
+SORT_COLUMNS: dict[str, Any] = {
+    "start": Recording.start,
+    "duration": Recording.duration_s,
+    "direction": Recording.direction,
+    "number": Recording.recorded_number,
+    "other": Recording.other_number,
+    "state": Recording.state,
+}
+DIRECTIONS = ("in", "out", "unknown")
+
+
+def normalise_number(value: str, country_code: str = "32") -> str:
+    """The indexed form of a number typed in a search box (falls back to the digits)."""
+    from siprec_recorder.phone import normalize_number
+
+    value = value.strip()
+    n = normalize_number(value, country_code=country_code)
+    if n:
+        return n
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """The filters, sort and page of one search; None means "any"."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    number: str | None = None
+    user: str | None = None
+    direction: str | None = None
+    min_duration: float | None = None
+    max_duration: float | None = None
+    case_id: int | None = None
+    label_id: int | None = None
+    state: str | None = None
+    sort: str = "start"
+    order: str = "desc"
+    page: int = 1
+    page_size: int = 50
+
+    def check(self, max_page_size: int) -> None:
+        if self.sort not in SORT_COLUMNS:
+            raise BadRequest(f"sort must be one of {', '.join(SORT_COLUMNS)}")
+        if self.order not in ("asc", "desc"):
+            raise BadRequest("order must be asc or desc")
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise BadRequest(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if self.page < 1 or self.page > 1_000_000:
+            raise BadRequest("page must be 1 or more")
+        if not 1 <= self.page_size <= max_page_size:
+            raise BadRequest(f"page_size must be between 1 and {max_page_size}")
+        if self.since and self.until and as_utc(self.since) > as_utc(self.until):
+            raise BadRequest("since must not be after until")
+
+
+def _participant_numbers(rec: Recording) -> set[str]:
+    numbers = {p.number for p in rec.participants if p.number}
+    for n in (rec.recorded_number, rec.other_number):
+        if n:
+            numbers.add(n)
+    return numbers
+
+
+class RecordingService:
+    """Read access to the index for the portal."""
+
+    def __init__(self, db: Database, files_root: Path, *, country_code: str = "32") -> None:
+        self._db = db
+        self._root = files_root
+        self._cc = country_code
+
+    def _visible(self, q: Select[Any], scope: Scope) -> Select[Any]:
+        if scope.principal.reads_all:
+            return q
+        conds = []
+        if scope.own_numbers:
+            own = list(scope.own_numbers)
+            conds.append(Recording.id.in_(
+                select(RecordingParticipant.recording_id)
+                .where(RecordingParticipant.number.in_(own))))
+            conds.append(Recording.recorded_number.in_(own))
+        labels = list(scope.labels_with("list"))
+        if labels:
+            conds.append(Recording.id.in_(
+                select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))))
+        if not conds:
+            return q.where(Recording.id.is_(None))
+        return q.where(or_(*conds))
+
+    async def _filters(self, s: AsyncSession, q: Select[Any], f: SearchQuery) -> Select[Any]:
+        if f.since is not None:
+            q = q.where(Recording.start >= as_utc(f.since))
+        if f.until is not None:
+            q = q.where(Recording.start < as_utc(f.until))
+        if f.number:
+            n = normalise_number(f.number, self._cc)
+            q = q.where(or_(
+                Recording.recorded_number == n, Recording.other_number == n,
+                Recording.id.in_(select(RecordingParticipant.recording_id)
+                                 .where(RecordingParticipant.number == n))))
+        if f.user:
+            nums = list(await numbers_of_login(s, f.user))
+            q = q.where(or_(
+                Recording.recorded_number.in_(nums),
+                Recording.id.in_(select(RecordingParticipant.recording_id)
+                                 .where(RecordingParticipant.number.in_(nums)))))
+        if f.direction:
+            q = q.where(Recording.direction == f.direction)
+        if f.min_duration is not None:
+            q = q.where(Recording.duration_s >= f.min_duration)
+        if f.max_duration is not None:
+            q = q.where(Recording.duration_s <= f.max_duration)
+        if f.state:
+            q = q.where(Recording.state == f.state)
+        if f.case_id is not None:
+            label_id = await s.scalar(select(Case.label_id).where(Case.id == f.case_id))
+            q = q.where(Recording.id.in_(select(RecordingLabel.recording_id)
+                                         .where(RecordingLabel.label_id == (label_id or -1))))
+        if f.label_id is not None:
+            q = q.where(Recording.id.in_(select(RecordingLabel.recording_id)
+                                         .where(RecordingLabel.label_id == f.label_id)))
+        return q
+
+    async def _labels_of(self, s: AsyncSession, ids: list[str]) -> dict[str, list[Label]]:
+        out: dict[str, list[Label]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        rows = await s.execute(
+            select(RecordingLabel.recording_id, Label)
+            .join(Label, Label.id == RecordingLabel.label_id)
+            .where(RecordingLabel.recording_id.in_(ids)).order_by(Label.title))
+        for rec_id, label in rows.all():
+            out[rec_id].append(label)
+        return out
+
+    async def _owners(self, s: AsyncSession, numbers: set[str]) -> dict[str, str]:
+        try:
+            from siprec_recorder.policy.models import PolicyNumber
+        except ImportError:  # pragma: no cover
+            return {}
+        if not numbers:
+            return {}
+        try:
+            rows = await s.execute(
+                select(PolicyNumber.number, User.login)
+                .join(User, User.id == PolicyNumber.user_id)
+                .where(PolicyNumber.number.in_(list(numbers))))
+        except Exception:
+            await s.rollback()
+            return {}
+        return {n: login for n, login in rows.all()}
+
+    def _json(self, rec: Recording, labels: list[Label], scope: Scope,
+              owners: dict[str, str], *, full: bool = False) -> dict[str, Any]:
+        numbers = _participant_numbers(rec)
+        label_ids = {lb.id for lb in labels}
+        doc: dict[str, Any] = {
+            "id": rec.id,
+            "call_id": rec.call_id,
+            "start": as_utc(rec.start).isoformat(),
+            "end": as_utc(rec.end).isoformat() if rec.end else None,
+            "duration_s": rec.duration_s,
+            "direction": rec.direction,
+            "state": rec.state,
+            "recorded_number": rec.recorded_number,
+            "other_number": rec.other_number,
+            "user": owners.get(rec.recorded_number or "") or next(
+                (owners[n] for n in sorted(numbers) if n in owners), None),
+            "participants": [
+                {"aor": p.aor, "number": p.number, "name": p.name, "role": p.role}
+                for p in rec.participants
+            ],
+            "labels": [{"id": lb.id, "title": lb.title, "colour": lb.colour} for lb in labels],
+            "has_audio": bool(rec.file) and rec.state in ("complete", "interrupted"),
+            "can_play": scope.can_play(numbers, label_ids),
+            "can_download": scope.can_download,
+        }
+        if full:
+            doc.update({
+                "reason": rec.reason, "file": rec.file, "sha256": rec.sha256,
+                "size_bytes": rec.size_bytes, "codec": rec.codec, "beep": rec.beep,
+                "srtp": rec.srtp,
+                "streams": [
+                    {"label": st.label, "codec": st.codec,
+                     "packets_received": st.packets_received, "packets_lost": st.packets_lost,
+                     "jitter_ms": st.jitter_ms, "mos": st.mos, "status": st.status}
+                    for st in rec.streams
+                ],
+            })
+        return doc
+
+    async def search(self, scope: Scope, f: SearchQuery, max_page_size: int) -> dict[str, Any]:
+        """One page of matching recordings, with the total count."""
+        f.check(max_page_size)
+        async with self._db.session() as s:
+            base = self._visible(await self._filters(s, select(Recording.id), f), scope)
+            total = int(await s.scalar(select(func.count()).select_from(base.subquery())) or 0)
+            col = SORT_COLUMNS[f.sort]
+            ordering = [col.asc() if f.order == "asc" else col.desc(), Recording.id.asc()]
+            q = self._visible(await self._filters(s, select(Recording), f), scope)
+            q = (q.options(selectinload(Recording.participants))
+                 .order_by(*ordering).limit(f.page_size).offset((f.page - 1) * f.page_size))
+            recs = list((await s.execute(q)).scalars())
+            labels = await self._labels_of(s, [r.id for r in recs])
+            owners = await self._owners(s, set().union(*(_participant_numbers(r) for r in recs)))
+            items = [self._json(r, labels[r.id], scope, owners) for r in recs]
+        pages = max(1, -(-total // f.page_size))
+        return {"total": total, "page": f.page, "page_size": f.page_size, "pages": pages,
+                "sort": f.sort, "order": f.order, "items": items}
+
+    async def get(self, scope: Scope, recording_id: str) -> dict[str, Any]:
+        """One recording the principal may see; 404 when it does not exist, 403 when hidden."""
+        async with self._db.session() as s:
+            rec = (await s.execute(
+                select(Recording).where(Recording.id == recording_id)
+                .options(selectinload(Recording.participants),
+                         selectinload(Recording.streams)))).scalar_one_or_none()
+            if rec is None:
+                raise NotFound(f"no recording {recording_id}")
+            labels = (await self._labels_of(s, [rec.id]))[rec.id]
+            numbers = _participant_numbers(rec)
+            if not scope.can_list(numbers, {lb.id for lb in labels}):
+                raise Forbidden("you may not see this recording")
+            owners = await self._owners(s, numbers)
+            return self._json(rec, labels, scope, owners, full=True)
+
+    def audio_path(self, doc: dict[str, Any]) -> Path:
+        """The file of a recording (checked to stay inside the recordings folder)."""
+        rel = doc.get("file")
+        if not rel or not doc.get("has_audio"):
+            raise NotFound("this recording has no audio file")
+        root = self._root.resolve()
+        path = (root / rel).resolve()
+        if root not in path.parents or not path.is_file():
+            raise NotFound("the audio file of this recording is missing")
+        return path

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from siprec_recorder.web.app import create_app
+from siprec_recorder.web.settings import WebSettings
+
+from .fixtures import PASSWORD, World, build_world
+
+
+class Clock:
+    """A settable clock for the portal (expiry, lockout)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    w = await build_world(tmp_path)
+    yield w
+    await w.db.close()
+
+
+@pytest.fixture
+def settings(clock: Clock) -> WebSettings:
+    return WebSettings(secure_cookies=True, lockout_threshold=3, lockout_minutes=10, clock=clock)
+
+
+@pytest.fixture
+def app(world: World, settings: WebSettings):  # type: ignore[no-untyped-def]
+    return create_app(world.db, world.layout, settings, None)
+
+
+@pytest.fixture
+def client_factory(app):  # type: ignore[no-untyped-def]
+    clients: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                              base_url="https://testserver", follow_redirects=False)
+        clients.append(c)
+        return c
+
+    yield make
+
+
+async def login(client: httpx.AsyncClient, who: str, password: str = PASSWORD) -> dict:
+    r = await client.post("/api/auth/login", json={"login": who, "password": password})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    if body.get("csrf_token"):
+        client.headers["X-CSRF-Token"] = body["csrf_token"]
+    return body
+
+
+@pytest.fixture
+async def as_user(client_factory):  # type: ignore[no-untyped-def]
+    async def make(who: str) -> httpx.AsyncClient:
+        c = client_factory()
+        await login(c, who)
+        return c
+
+    return make
