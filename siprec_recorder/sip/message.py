@@ -312,7 +312,8 @@ def make_response(
     out = Headers()
     src = request.headers
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        for value in src.get_lines(name):
+        lines = src.get_lines(name)
+        for value in lines if name == "Via" else lines[:1]:
             if name == "To" and status > 100:
                 value = _with_to_tag(value, to_tag)
             out = out.add(name, value)
