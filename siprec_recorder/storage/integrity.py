@@ -97,6 +97,8 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
         chain = await verify_chain(session) if check_ledger else []
     known: set[str] = set()
     for _rec_id, file, sidecar, sha, size in rows:
+        if file is None:
+            continue
         known.add(file)
         problem = await asyncio.to_thread(_check_file, layout, file, sha, size)
         if problem is not None:
