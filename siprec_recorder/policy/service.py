@@ -171,7 +171,8 @@ class PolicyService:
         """Call ``callback`` after every committed change (e.g. ``engine.invalidate``)."""
         self._listeners.append(callback)
 
-    def _changed(self) -> None:
+    def notify_listeners(self) -> None:
+        """Tell every listener the policy changed (bulk imports call it too)."""
         for callback in self._listeners:
             callback()
 
@@ -389,7 +390,7 @@ class PolicyService:
                 subject=f"number:{e164}",
                 details={"before": None, "after": after.to_dict()},
             )
-        self._changed()
+        self.notify_listeners()
         return after
 
     async def set_number(
@@ -453,7 +454,7 @@ class PolicyService:
                     after=after,
                     notify=True,
                 )
-        self._changed()
+        self.notify_listeners()
         return after
 
     async def set_mode(
@@ -499,7 +500,7 @@ class PolicyService:
                     after=after,
                     notify=not by_user,
                 )
-        self._changed()
+        self.notify_listeners()
         return after
 
     async def set_schedule(
@@ -538,7 +539,7 @@ class PolicyService:
                     subject=f"number:{e164}",
                     details={"before": before.to_dict(), "after": after.to_dict()},
                 )
-        self._changed()
+        self.notify_listeners()
         return after
 
     async def remove_number(self, number: str, *, actor: str) -> NumberView:
@@ -563,7 +564,7 @@ class PolicyService:
                 after=after,
                 notify=True,
             )
-        self._changed()
+        self.notify_listeners()
         return after
 
     async def get_number(self, number: str) -> NumberView:
@@ -670,7 +671,7 @@ class PolicyService:
                     subject=f"template:{name}",
                     details={"before": before, "after": view.to_dict()},
                 )
-        self._changed()
+        self.notify_listeners()
         return view
 
     async def _numbers_using(self, session: AsyncSession, template_id: int) -> list[PolicyNumber]:
@@ -731,7 +732,7 @@ class PolicyService:
                 subject=f"template:{name}",
                 details={"before": before, "after": None},
             )
-        self._changed()
+        self.notify_listeners()
 
     # ---------------------------------------------------------------- counters, outbox
 
