@@ -157,7 +157,11 @@ def test_noreason_and_unreason() -> None:
     m = parse_message(read(RFC4475 / "noreason.dat"))
     assert isinstance(m, SipResponse) and (m.status, m.reason) == (100, "")
     u = parse_message(read(RFC4475 / "unreason.dat"))
-    assert isinstance(u, SipResponse) and u.status == 200 and u.reason == "= 2**3 * 5**2 но сто девяносто девять - простое"
+    assert (
+        isinstance(u, SipResponse)
+        and u.status == 200
+        and u.reason == "= 2**3 * 5**2 но сто девяносто девять - простое"
+    )
 
 
 @pytest.mark.parametrize("name", RFC5118_ACCEPTED)
