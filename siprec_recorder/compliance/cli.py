@@ -1,0 +1,227 @@
+"""``siprec-recorder purge|hold|release|retention|report``: retention, legal hold, reconciliation.
+
+``register(subparsers)`` is called by the main CLI, which wraps each handler
+``async def handler(args, ctx) -> int`` (``ctx.db``, ``ctx.config``, ``ctx.actor``,
+``ctx.out``). Exit status: 0 done, 1 refused or partly failed (the message says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from siprec_recorder.storage.files import FileLayout
+
+from . import models as _models  # noqa: F401 - declares retention_rules before the DB opens
+from .report import completeness
+from .retention import (
+    RetentionError,
+    extend_number,
+    extend_recording,
+    purge,
+    release_hold,
+    retention_status,
+    set_hold,
+)
+
+__all__ = ["register"]
+
+
+def _time(value: str) -> datetime:
+    """An ISO 8601 date or time; a bare date is midnight UTC; no zone means UTC."""
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``purge``, ``hold``, ``release``, ``retention`` and ``report`` to the main CLI."""
+    p = subparsers.add_parser(
+        "purge", help="delete recordings past retention and not on legal hold (audited)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_purge)
+
+    p = subparsers.add_parser("hold", help="put a recording on legal hold (blocks deletion)")
+    p.add_argument("recording_id")
+    p.add_argument("--reason", required=True, help="case reference / why (in the ledger)")
+    p.set_defaults(func=cmd_hold)
+
+    p = subparsers.add_parser("release", help="release a recording's legal hold")
+    p.add_argument("recording_id")
+    p.add_argument("--reason", default=None)
+    p.set_defaults(func=cmd_release)
+
+    p = subparsers.add_parser("retention", help="show or extend retention")
+    rsub = p.add_subparsers(dest="retention_command", required=True)
+    pe = rsub.add_parser("extend", help="keep a recording, or every recording of a number, longer")
+    pe.add_argument("recording_id", nargs="?")
+    pe.add_argument("--number", help="a number, in any form (past and future recordings)")
+    pe.add_argument("--until", type=_time, required=True, help="ISO 8601 date")
+    pe.add_argument("--reason", default=None)
+    pe.set_defaults(func=cmd_retention_extend)
+    ps = rsub.add_parser("show", help="a recording's retention and where it comes from")
+    ps.add_argument("recording_id")
+    ps.set_defaults(func=cmd_retention_show)
+
+    p = subparsers.add_parser("report", help="compliance reports")
+    rpsub = p.add_subparsers(dest="report_command", required=True)
+    pc = rpsub.add_parser("completeness", help="every session the SRC offered, and its outcome")
+    pc.add_argument("--since", type=_time, required=True, help="ISO 8601 (UTC if no zone)")
+    pc.add_argument("--until", type=_time, default=None, help="ISO 8601 (default: now)")
+    pc.add_argument("--json", action="store_true")
+    pc.set_defaults(func=cmd_report_completeness)
+
+
+def _layout(ctx: Any) -> FileLayout:
+    return FileLayout(ctx.config.recordings_path)
+
+
+def _years(ctx: Any) -> int:
+    return int(ctx.config.storage.retention_years)
+
+
+async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
+    report = await purge(
+        ctx.db,
+        _layout(ctx),
+        _now(),
+        default_years=_years(ctx),
+        actor=ctx.actor,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2), file=ctx.out)
+    else:
+        verb = "would purge" if args.dry_run else "purged"
+        for item in report.purged:
+            print(
+                f"{verb} {item.rec_id} ({item.state_before}, started {_iso(item.start)}, "
+                f"kept until {_iso(item.retention_until)}) {item.file or ''}",
+                file=ctx.out,
+            )
+        for rec_id in report.held:
+            print(f"kept {rec_id}: past retention but on legal hold", file=ctx.out)
+        for error in report.errors:
+            print(f"error: {error}", file=ctx.out)
+        print(
+            f"{len(report.purged)} recording(s) {verb}, {len(report.held)} kept on legal hold, "
+            f"{len(report.errors)} error(s)",
+            file=ctx.out,
+        )
+    return 1 if report.errors else 0
+
+
+async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
+    try:
+        change = await set_hold(
+            ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
+        )
+    except RetentionError as exc:
+        print(f"error: {exc}", file=ctx.out)
+        return 1
+    what = "is now" if change.changed else "was already"
+    print(f"recording {change.rec_id} {what} on legal hold", file=ctx.out)
+    return 0
+
+
+async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
+    try:
+        change = await release_hold(
+            ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
+        )
+    except RetentionError as exc:
+        print(f"error: {exc}", file=ctx.out)
+        return 1
+    what = "released from" if change.changed else "was not on"
+    print(f"recording {change.rec_id} {what} legal hold", file=ctx.out)
+    return 0
+
+
+async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
+    if (args.recording_id is None) == (args.number is None):
+        print("error: give a RECORDING_ID or --number N (one of them)", file=ctx.out)
+        return 1
+    try:
+        if args.number is not None:
+            from siprec_recorder.phone import normalize_number, user_part
+
+            cc = ctx.config.policy.country_code
+            number = normalize_number(args.number, country_code=cc)
+            if number is None:
+                print(f"error: {args.number!r} is not a number", file=ctx.out)
+                return 1
+            raw = user_part(args.number)
+            result = await extend_number(
+                ctx.db,
+                number,
+                args.until,
+                actor=ctx.actor,
+                now=_now(),
+                default_years=_years(ctx),
+                layout=_layout(ctx),
+                also_match=[raw] if raw and raw != number else [],
+                reason=args.reason,
+            )
+            print(
+                f"recordings of {result.number} are kept at least until {_iso(result.until)}; "
+                f"{len(result.extended)} existing recording(s) extended",
+                file=ctx.out,
+            )
+            return 0
+        change = await extend_recording(
+            ctx.db,
+            args.recording_id,
+            args.until,
+            actor=ctx.actor,
+            now=_now(),
+            default_years=_years(ctx),
+            layout=_layout(ctx),
+            reason=args.reason,
+        )
+    except RetentionError as exc:
+        print(f"error: {exc}", file=ctx.out)
+        return 1
+    print(
+        f"recording {change.rec_id} kept until {_iso(change.after)} (was {_iso(change.before)})",
+        file=ctx.out,
+    )
+    return 0
+
+
+async def cmd_retention_show(args: argparse.Namespace, ctx: Any) -> int:
+    try:
+        status = await retention_status(
+            ctx.db, args.recording_id, default_years=_years(ctx), layout=_layout(ctx)
+        )
+    except RetentionError as exc:
+        print(f"error: {exc}", file=ctx.out)
+        return 1
+    print(json.dumps(status.to_dict(), indent=2), file=ctx.out)
+    return 0
+
+
+async def cmd_report_completeness(args: argparse.Namespace, ctx: Any) -> int:
+    until = args.until or _now()
+    if until <= args.since:
+        print("error: --until must be after --since", file=ctx.out)
+        return 1
+    report = await completeness(ctx.db, args.since, until)
+    if args.json:
+        print(report.to_json(), file=ctx.out)
+    else:
+        ctx.out.write(report.to_table())
+    return 0

@@ -1,0 +1,627 @@
+"""Retention, legal hold and purge: the only code in the product that deletes a recording.
+
+Theory of operation
+-------------------
+MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records kept 5 years,
+7 on request, and protected against alteration and early deletion. Here:
+
+* **Retention of a recording** is the latest of (a) its own ``recordings.retention_until``,
+  (b) the ``retention_until`` written in its sidecar when it was finished, (c) its start plus
+  the configured default (``[storage] retention_years``, calendar years), and (d) every
+  per-number rule (``retention_rules``) for a number that takes part in it. Taking the latest
+  of every bound means nothing can shorten a recording already made: not an edit of one bound,
+  not a lower default in the configuration.
+* **Extension** (:func:`extend_recording`, :func:`extend_number`) only ever moves a date later;
+  an earlier date is refused with :class:`RetentionError`. A number rule also covers
+  recordings made after it.
+* **Legal hold** (:func:`set_hold`, :func:`release_hold`) is ``recordings.legal_hold``; while
+  it is set nothing deletes the recording, whatever its retention. Both need a reason.
+* **Purge** (:func:`purge`) deletes the MP3 and the sidecar of each finished recording that
+  is past retention and not on hold. The row is *kept* as the disposal record (auditors need
+  to see what existed and when it was disposed of): ``state`` becomes ``purged``, ``file`` and
+  ``sidecar`` become ``NULL``, ``sha256``, times, numbers and statistics stay, and
+  ``retention_until`` is set to the retention that was applied. A ledger event
+  ``recording.purged`` records the file, its SHA-256, the retention applied and the state before
+  (``complete``, ``interrupted`` or ``failed``, which the completeness report reads back).
+
+  Purge of one recording runs in three steps so that a crash at any point converges:
+  (1) one transaction does a conditional ``UPDATE ... SET state='purged' WHERE legal_hold is
+  false AND state is still finished`` (a hold set concurrently wins) and appends the ledger
+  event; (2) the files are unlinked and the folder fsync'd; (3) ``file``/``sidecar`` are
+  cleared. A run that died between (1) and (3) leaves a ``purged`` row that still names its
+  file; the next purge finishes it. Declined calls and rows without media have nothing to
+  delete and are left alone; rows still ``recording`` are never touched.
+
+Every change appends a ledger event (``storage.ledger.append_event``) in the same transaction
+as the change. Time is always an argument (``now``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from siprec_recorder.errors import LocalProtocolError, RecorderError
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.files import FileLayout, fsync_dir
+from siprec_recorder.storage.ledger import append_event
+from siprec_recorder.storage.models import Recording, RecordingParticipant
+
+from .models import RetentionRule
+
+__all__ = [
+    "DEFAULT_RETENTION_YEARS",
+    "FINISHED_STATES",
+    "PURGED_STATE",
+    "HoldChange",
+    "NumberExtension",
+    "PurgeItem",
+    "PurgeReport",
+    "RetentionChange",
+    "RetentionError",
+    "RetentionStatus",
+    "add_years",
+    "extend_number",
+    "extend_recording",
+    "purge",
+    "release_hold",
+    "retention_status",
+    "retention_until_for",
+    "set_hold",
+]
+
+DEFAULT_RETENTION_YEARS = 5
+FINISHED_STATES: tuple[str, ...] = ("complete", "interrupted", "failed")
+PURGED_STATE = "purged"
+
+
+class RetentionError(RecorderError):
+    """A retention, hold or purge request that must be refused (the message says why)."""
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return _aware(value).isoformat().replace("+00:00", "Z")
+
+
+def add_years(start: datetime, years: int) -> datetime:
+    """``start`` plus ``years`` calendar years (29 February becomes 28 February)."""
+    start = _aware(start)
+    try:
+        return start.replace(year=start.year + years)
+    except ValueError:  # 29 February into a common year
+        return start.replace(year=start.year + years, day=28)
+
+
+def retention_until_for(start: datetime, years: int = DEFAULT_RETENTION_YEARS) -> datetime:
+    """The default retention of a recording that started at ``start`` (calendar years)."""
+    if years < 1:
+        raise LocalProtocolError(f"retention must be at least one year, not {years}")
+    return add_years(start, years)
+
+
+# ---------------------------------------------------------------------------- effective retention
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionStatus:
+    """Where a recording's retention comes from, and the result."""
+
+    rec_id: str
+    state: str
+    start: datetime
+    legal_hold: bool
+    stored: datetime | None  # recordings.retention_until
+    sidecar: datetime | None  # the sidecar's retention_until
+    default: datetime  # start + [storage] retention_years
+    rules: datetime | None  # latest per-number rule covering the recording
+    effective: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.rec_id,
+            "state": self.state,
+            "start": _iso(self.start),
+            "legal_hold": self.legal_hold,
+            "stored": _iso(self.stored),
+            "sidecar": _iso(self.sidecar),
+            "default": _iso(self.default),
+            "rules": _iso(self.rules),
+            "retention_until": _iso(self.effective),
+        }
+
+
+def _numbers_of(rec: Recording) -> set[str]:
+    numbers = {n for n in (rec.recorded_number, rec.other_number) if n}
+    numbers.update(p.number for p in rec.participants if p.number)
+    return numbers
+
+
+def _sidecar_retention(layout: FileLayout | None, rec: Recording) -> datetime | None:
+    if layout is None or not rec.sidecar:
+        return None
+    try:
+        doc = json.loads(layout.absolute(rec.sidecar).read_text(encoding="utf-8"))
+        value = doc.get("retention_until")
+        if not isinstance(value, str):
+            return None
+        return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except (OSError, ValueError, LocalProtocolError, AttributeError):
+        return None
+
+
+def _status(
+    rec: Recording,
+    rules: dict[str, datetime],
+    default_years: int,
+    layout: FileLayout | None,
+) -> RetentionStatus:
+    default = retention_until_for(rec.start, default_years)
+    stored = None if rec.retention_until is None else _aware(rec.retention_until)
+    side = _sidecar_retention(layout, rec)
+    covering = [rules[n] for n in _numbers_of(rec) if n in rules]
+    by_rule = max(covering) if covering else None
+    effective = max(d for d in (default, stored, side, by_rule) if d is not None)
+    return RetentionStatus(
+        rec_id=rec.id,
+        state=rec.state,
+        start=_aware(rec.start),
+        legal_hold=bool(rec.legal_hold),
+        stored=stored,
+        sidecar=side,
+        default=default,
+        rules=by_rule,
+        effective=effective,
+    )
+
+
+async def _rules(session: AsyncSession) -> dict[str, datetime]:
+    rows = (await session.execute(select(RetentionRule.number, RetentionRule.until))).all()
+    return {number: _aware(until) for number, until in rows}
+
+
+async def _load(session: AsyncSession, rec_id: str) -> Recording:
+    rec = await session.get(Recording, rec_id, options=[selectinload(Recording.participants)])
+    if rec is None:
+        raise RetentionError(f"no recording with id {rec_id!r}")
+    return rec
+
+
+async def retention_status(
+    db: Database,
+    rec_id: str,
+    *,
+    default_years: int = DEFAULT_RETENTION_YEARS,
+    layout: FileLayout | None = None,
+) -> RetentionStatus:
+    """The effective retention of one recording and where each bound comes from."""
+    async with db.session() as session:
+        rec = await _load(session, rec_id)
+        return _status(rec, await _rules(session), default_years, layout)
+
+
+# ---------------------------------------------------------------------------- extension
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionChange:
+    """The retention of ``rec_id`` moved from ``before`` (effective) to ``after``."""
+
+    rec_id: str
+    before: datetime
+    after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NumberExtension:
+    """A per-number rule set to ``until``; ``extended`` recordings got a later date."""
+
+    number: str
+    until: datetime
+    previous_rule: datetime | None
+    extended: list[RetentionChange]
+
+
+async def extend_recording(
+    db: Database,
+    rec_id: str,
+    until: datetime,
+    *,
+    actor: str,
+    now: datetime,
+    default_years: int = DEFAULT_RETENTION_YEARS,
+    layout: FileLayout | None = None,
+    reason: str | None = None,
+) -> RetentionChange:
+    """Keep ``rec_id`` at least until ``until``; refused if that would shorten it."""
+    until = _aware(until)
+    async with db.session() as session:
+        rec = await _load(session, rec_id)
+        if rec.state == PURGED_STATE:
+            raise RetentionError(f"recording {rec_id} was purged; its retention cannot change")
+        if rec.state == "declined":
+            raise RetentionError(f"recording {rec_id} is a declined call: there is no media")
+        status = _status(rec, await _rules(session), default_years, layout)
+        if until < status.effective:
+            raise RetentionError(
+                f"recording {rec_id} is kept until {_iso(status.effective)}; "
+                f"{_iso(until)} would shorten it (retention is never shortened)"
+            )
+        if until <= _aware(now):
+            raise RetentionError(f"{_iso(until)} is not in the future")
+        rec.retention_until = until
+        await session.flush()
+        await append_event(
+            session,
+            actor=actor,
+            action="retention.extended",
+            subject=rec_id,
+            details={"from": _iso(status.effective), "to": _iso(until), "reason": reason},
+            now=now,
+        )
+        await session.commit()
+    return RetentionChange(rec_id, status.effective, until)
+
+
+async def extend_number(
+    db: Database,
+    number: str,
+    until: datetime,
+    *,
+    actor: str,
+    now: datetime,
+    default_years: int = DEFAULT_RETENTION_YEARS,
+    layout: FileLayout | None = None,
+    also_match: Sequence[str] = (),
+    reason: str | None = None,
+) -> NumberExtension:
+    """Keep every recording of ``number`` (past and future) at least until ``until``.
+
+    ``number`` is the normalised form the index stores (E.164, or a short code);
+    ``also_match`` are other stored forms to match existing recordings by. A rule that already
+    says a later date is refused (rules only go up). Existing recordings whose retention is
+    earlier get ``retention_until = until``; later ones are left as they are.
+    """
+    until = _aware(until)
+    if until <= _aware(now):
+        raise RetentionError(f"{_iso(until)} is not in the future")
+    forms = sorted({number, *also_match})
+    async with db.session() as session:
+        rule = await session.get(RetentionRule, number)
+        previous = None if rule is None else _aware(rule.until)
+        if previous is not None and until < previous:
+            raise RetentionError(
+                f"number {number} is already kept until {_iso(previous)}; "
+                f"{_iso(until)} would shorten it (retention is never shortened)"
+            )
+        if rule is None:
+            session.add(RetentionRule(number=number, until=until, set_by=actor, set_at=now))
+        else:
+            rule.until = until
+            rule.set_by = actor
+            rule.set_at = now
+        await session.flush()
+        await append_event(
+            session,
+            actor=actor,
+            action="retention.number_rule",
+            subject=number,
+            details={"from": _iso(previous), "to": _iso(until), "reason": reason},
+            now=now,
+        )
+        rules = await _rules(session)
+        stmt = (
+            select(Recording)
+            .options(selectinload(Recording.participants))
+            .where(
+                Recording.state.in_(FINISHED_STATES + ("recording",)),
+                or_(
+                    Recording.recorded_number.in_(forms),
+                    Recording.other_number.in_(forms),
+                    Recording.id.in_(
+                        select(RecordingParticipant.recording_id).where(
+                            RecordingParticipant.number.in_(forms)
+                        )
+                    ),
+                ),
+            )
+            .order_by(Recording.start)
+        )
+        extended: list[RetentionChange] = []
+        for rec in (await session.scalars(stmt)).all():
+            # The effective date before this rule: recompute without the new rule's raise.
+            before_rules = dict(rules)
+            if previous is None:
+                before_rules.pop(number, None)
+            else:
+                before_rules[number] = previous
+            status = _status(rec, before_rules, default_years, layout)
+            if status.effective >= until:
+                continue
+            rec.retention_until = until
+            extended.append(RetentionChange(rec.id, status.effective, until))
+            await append_event(
+                session,
+                actor=actor,
+                action="retention.extended",
+                subject=rec.id,
+                details={
+                    "from": _iso(status.effective),
+                    "to": _iso(until),
+                    "number": number,
+                    "reason": reason,
+                },
+                now=now,
+            )
+        await session.commit()
+    return NumberExtension(number, until, previous, extended)
+
+
+# ---------------------------------------------------------------------------- legal hold
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChange:
+    """``legal_hold`` of ``rec_id`` is now ``held`` (``changed`` False: it already was)."""
+
+    rec_id: str
+    held: bool
+    changed: bool
+
+
+async def _set_hold_flag(
+    db: Database, rec_id: str, held: bool, *, actor: str, reason: str | None, now: datetime
+) -> HoldChange:
+    async with db.session() as session:
+        rec = await _load(session, rec_id)
+        if rec.state == PURGED_STATE:
+            raise RetentionError(f"recording {rec_id} was purged; there is nothing to hold")
+        if bool(rec.legal_hold) == held:
+            return HoldChange(rec_id, held, False)
+        rec.legal_hold = held
+        await session.flush()
+        await append_event(
+            session,
+            actor=actor,
+            action="legal_hold.set" if held else "legal_hold.released",
+            subject=rec_id,
+            details={"reason": reason},
+            now=now,
+        )
+        await session.commit()
+    return HoldChange(rec_id, held, True)
+
+
+async def set_hold(
+    db: Database, rec_id: str, *, actor: str, reason: str, now: datetime
+) -> HoldChange:
+    """Put ``rec_id`` on legal hold (nothing deletes it until released). Audited."""
+    if not reason or not reason.strip():
+        raise RetentionError("a legal hold needs a reason (case reference)")
+    return await _set_hold_flag(db, rec_id, True, actor=actor, reason=reason.strip(), now=now)
+
+
+async def release_hold(
+    db: Database, rec_id: str, *, actor: str, now: datetime, reason: str | None = None
+) -> HoldChange:
+    """Release the legal hold of ``rec_id``. Audited."""
+    return await _set_hold_flag(db, rec_id, False, actor=actor, reason=reason, now=now)
+
+
+# ---------------------------------------------------------------------------- purge
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeItem:
+    """One recording disposed of (or, in a dry run, that would be)."""
+
+    rec_id: str
+    file: str | None
+    sha256: str | None
+    state_before: str
+    start: datetime
+    retention_until: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.rec_id,
+            "file": self.file,
+            "sha256": self.sha256,
+            "state_before": self.state_before,
+            "start": _iso(self.start),
+            "retention_until": _iso(self.retention_until),
+        }
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What a purge run did."""
+
+    now: datetime
+    dry_run: bool
+    purged: list[PurgeItem] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)  # past retention, kept for a legal hold
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "now": _iso(self.now),
+            "dry_run": self.dry_run,
+            "purged": [p.to_dict() for p in self.purged],
+            "held": list(self.held),
+            "errors": list(self.errors),
+        }
+
+
+def _unlink_recording_files(layout: FileLayout, rels: Iterable[str]) -> None:
+    """Delete the given files (missing is fine), fsync their folders, drop empty folders."""
+    folders: set[Path] = set()
+    for rel in rels:
+        path = layout.absolute(rel)
+        path.unlink(missing_ok=True)
+        folders.add(path.parent)
+    root = layout.root.resolve()
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(folder)
+        current = folder
+        while current != root and current.is_relative_to(root):
+            try:
+                current.rmdir()  # only succeeds when empty
+            except OSError:
+                break
+            fsync_dir(current.parent)
+            current = current.parent
+
+
+async def purge(
+    db: Database,
+    layout: FileLayout,
+    now: datetime,
+    *,
+    default_years: int = DEFAULT_RETENTION_YEARS,
+    actor: str = "system",
+    dry_run: bool = False,
+) -> PurgeReport:
+    """Delete the media of every finished recording past retention and not on legal hold."""
+    now = _aware(now)
+    report = PurgeReport(now=now, dry_run=dry_run)
+    # Cheap SQL pre-filter; a superset of what is due (365 days <= one calendar year), exact
+    # dates are checked in Python. Rows already 'purged' but still naming a file are
+    # unfinished purges from an interrupted run.
+    floor = now - timedelta(days=365 * default_years)
+    stmt = (
+        select(Recording)
+        .options(selectinload(Recording.participants))
+        .where(
+            or_(
+                and_(
+                    Recording.state.in_(FINISHED_STATES),
+                    or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
+                    or_(
+                        Recording.retention_until <= now,
+                        Recording.start <= floor,
+                    ),
+                ),
+                and_(
+                    Recording.state == PURGED_STATE,
+                    or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
+                ),
+            )
+        )
+        .order_by(Recording.start, Recording.id)
+    )
+    async with db.session() as session:
+        rules = await _rules(session)
+        candidates = list((await session.scalars(stmt)).all())
+    for rec in candidates:
+        if rec.state == PURGED_STATE:
+            due: PurgeItem | None = PurgeItem(
+                rec.id,
+                rec.file,
+                rec.sha256,
+                PURGED_STATE,
+                _aware(rec.start),
+                _aware(rec.retention_until) if rec.retention_until else now,
+            )
+        else:
+            status = await _to_thread_status(rec, rules, default_years, layout)
+            if status.effective > now:
+                continue
+            if rec.legal_hold:
+                report.held.append(rec.id)
+                continue
+            due = PurgeItem(rec.id, rec.file, rec.sha256, rec.state, status.start, status.effective)
+        assert due is not None
+        if dry_run:
+            report.purged.append(due)
+            continue
+        try:
+            done = await _purge_one(db, layout, rec, due, actor=actor, now=now)
+        except Exception as exc:  # one bad file must not stop the run; reported, exit != 0
+            report.errors.append(f"{rec.id}: {type(exc).__name__}: {exc}")
+            continue
+        if done == "held":
+            report.held.append(rec.id)
+        elif done == "purged":
+            report.purged.append(due)
+    return report
+
+
+async def _to_thread_status(
+    rec: Recording, rules: dict[str, datetime], default_years: int, layout: FileLayout
+) -> RetentionStatus:
+    return await asyncio.to_thread(_status, rec, rules, default_years, layout)
+
+
+async def _purge_one(
+    db: Database,
+    layout: FileLayout,
+    rec: Recording,
+    due: PurgeItem,
+    *,
+    actor: str,
+    now: datetime,
+) -> str:
+    file, sidecar = rec.file, rec.sidecar
+    if due.state_before != PURGED_STATE:
+        # Step 1: the decision and its ledger entry, atomically; a concurrent hold wins.
+        async with db.session() as session:
+            result = await session.execute(
+                update(Recording)
+                .where(
+                    Recording.id == rec.id,
+                    Recording.state == due.state_before,
+                    Recording.legal_hold.is_(False),
+                )
+                .values(state=PURGED_STATE, retention_until=due.retention_until)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                await session.rollback()
+                return "held"
+            await append_event(
+                session,
+                actor=actor,
+                action="recording.purged",
+                subject=rec.id,
+                details={
+                    "file": file,
+                    "sidecar": sidecar,
+                    "sha256": rec.sha256,
+                    "size_bytes": rec.size_bytes,
+                    "key_id": rec.key_id,
+                    "start": _iso(rec.start),
+                    "state_before": due.state_before,
+                    "retention_until": _iso(due.retention_until),
+                    "reason": "retention expired",
+                },
+                now=now,
+            )
+            await session.commit()
+    # Step 2: the files.
+    rels = [r for r in (file, sidecar) if r]
+    await asyncio.to_thread(_unlink_recording_files, layout, rels)
+    # Step 3: the row no longer names them.
+    async with db.session() as session:
+        await session.execute(
+            update(Recording)
+            .where(Recording.id == rec.id, Recording.state == PURGED_STATE)
+            .values(file=None, sidecar=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+    return "purged"
