@@ -24,7 +24,7 @@ __all__ = ["MAX_HEADERS", "StreamFramer", "split_head", "unfold_header_lines"]
 #: upper bound on header lines per message
 MAX_HEADERS = 256
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
-_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)$", re.I | re.M)
+_CL_RE = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)\r?$", re.I | re.M)
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
