@@ -1,0 +1,492 @@
+"""Offline rendering of a recorded call: spooled RTP of every leg -> one PCM timeline.
+
+Theory of operation
+-------------------
+Runs in a worker (thread or process) at the end of a call or on crash recovery, never on
+the receiving event loop. Everything is vectorised with numpy over whole legs; Python loops
+run per segment or per run of packets, never per sample.
+
+1. **Segments.** A leg's records (in spool order: sequence order within a sequence
+   context) are cut into segments wherever the RTP timeline cannot be trusted to continue:
+   a discontinuity flag (new sequence context written by the receiver), an SSRC change, a
+   change of RTP clock or decoded sample rate (codec switch), a timestamp going backwards,
+   or a timestamp step that disagrees with the arrival-time step by more than
+   ``JUMP_TOLERANCE`` seconds (the SRC restarted its timestamps, or froze them over a hold).
+   Telephone-event packets (whose timestamp is the event start) do not take part.
+2. **Placement.** Inside a segment, each payload goes at its RTP timestamp offset, so loss,
+   DTX and holds with running timestamps become silence in place and nothing is shifted.
+   The segment is anchored on the wall clock from the arrival times (RFC 3550 section
+   5.1: timestamps are relative, arrival time is what relates streams): wall-seconds per
+   media-second ``b`` is the least-squares slope of arrival against timestamp when the
+   segment spans ``DRIFT_MIN_SPAN`` seconds or more (clock drift of the SRC, e.g. 0.3 %),
+   else 1; the offset is the smallest residual ``arrival - b * t`` (the least-delayed
+   packet), measured from ``session_start``.
+3. **Resampling.** Each segment is brought from its decoded rate to the output rate and
+   stretched by ``b`` in one linear interpolation (block-averaged first when the decoded
+   rate is an integer multiple of the output rate, e.g. Opus 48 kHz -> 16 kHz). The output
+   rate is 16 kHz when any leg decodes wideband audio, else 8 kHz.
+4. **Mix.** Mono sums the legs in int32 and clips to int16; stereo puts leg 0 left and leg 1
+   right (further legs alternate). Gaps are zeros.
+5. **DTMF.** RFC 4733 packets are grouped by (SSRC, timestamp): the retransmitted end
+   packets collapse into one entry whose duration is the largest reported; its time is the
+   earliest ``arrival - duration so far``.
+
+Per-leg results (``Rendered.per_leg``) give the codec, status (``ok``, ``no_media``,
+``unsupported_codec``), first/last packet time, segment count, measured drift, and
+statistics computed from the spooled packets alone (used after a crash, when the live
+receiver's counters are gone).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from .codecs import Decoder, cn_level_dbov, get_decoder, parse_telephone_event
+from .errors import RtpParseError
+from .spoolfmt import SpoolRecord
+from .stats import estimate_mos
+
+__all__ = [
+    "DRIFT_MIN_SPAN",
+    "JUMP_TOLERANCE",
+    "LegMedia",
+    "Rendered",
+    "render_call",
+    "resample_linear",
+]
+
+log = logging.getLogger(__name__)
+
+JUMP_TOLERANCE = 0.5  # seconds of disagreement between timestamp and arrival steps
+DRIFT_MIN_SPAN = 20.0  # seconds of media before a drift ratio is estimated
+MAX_DRIFT = 0.02  # larger apparent drift is not believed (b = 1 then)
+_CHUNK = 1 << 20
+
+# RFC 3551 static audio payload types
+_STATIC: dict[int, tuple[str, int, str | None]] = {
+    0: ("PCMU", 8000, None),
+    3: ("GSM", 8000, None),
+    4: ("G723", 8000, None),
+    8: ("PCMA", 8000, None),
+    9: ("G722", 8000, None),
+    13: ("CN", 8000, None),
+    18: ("G729", 8000, None),
+}
+
+F32 = npt.NDArray[np.float32]
+I16 = npt.NDArray[np.int16]
+
+
+@dataclass
+class LegMedia:
+    """The spooled media of one leg, with its payload-type map from the SDP."""
+
+    label: str
+    records: Iterable[SpoolRecord]
+    rtpmaps: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """The rendered call. ``pcm`` is int16 shaped (n, 1) or (n, 2)."""
+
+    pcm: I16
+    sample_rate: int
+    duration_s: float
+    dtmf: list[tuple[str, str, float, int]]
+    per_leg: dict[str, dict[str, Any]]
+
+
+@dataclass
+class _Segment:
+    start_s: float  # wall position of its first sample, relative to session_start
+    stretch: float  # wall seconds per media second
+    rate: int  # decoded sample rate
+    audio: I16
+
+
+def resample_linear(x: npt.NDArray[Any], out_len: int) -> F32:
+    """Resample ``x`` to ``out_len`` samples by linear interpolation (chunked, vectorised)."""
+    n = len(x)
+    if out_len <= 0 or n == 0:
+        return np.zeros(max(out_len, 0), np.float32)
+    src = x.astype(np.float32, copy=False)
+    if out_len == n:
+        return src
+    step = n / out_len
+    out = np.empty(out_len, np.float32)
+    for s in range(0, out_len, _CHUNK):
+        e = min(out_len, s + _CHUNK)
+        pos = np.arange(s, e, dtype=np.float64) * step
+        i0 = pos.astype(np.int64)
+        frac = (pos - i0).astype(np.float32)
+        np.minimum(i0, n - 1, out=i0)
+        i1 = np.minimum(i0 + 1, n - 1)
+        out[s:e] = src[i0] * (1.0 - frac) + src[i1] * frac
+    return out
+
+
+def _block_mean(x: I16, factor: int) -> F32:
+    n = (len(x) // factor) * factor
+    out: F32 = x[:n].astype(np.float32).reshape(-1, factor).mean(axis=1, dtype=np.float32)
+    return out
+
+
+def _to_rate(audio: I16, rate: int, out_rate: int, stretch: float) -> I16:
+    if rate == out_rate and abs(stretch - 1.0) < 1e-9:
+        return audio
+    src: npt.NDArray[Any] = audio
+    if rate > out_rate and rate % out_rate == 0:
+        src = _block_mean(audio, rate // out_rate)
+        rate = out_rate
+    out_len = int(round(len(src) * out_rate / rate * stretch))
+    res = resample_linear(src, out_len)
+    return np.clip(np.rint(res), -32768, 32767).astype(np.int16)
+
+
+def _rtp_jitter_ms(arrival: npt.NDArray[np.float64], ts_s: npt.NDArray[np.float64]) -> float:
+    """RFC 3550 A.8 jitter at the end of the stream, vectorised (J_n = sum w_k |D_k|)."""
+    if len(arrival) < 2:
+        return 0.0
+    order = np.argsort(arrival, kind="stable")
+    transit = arrival[order] - ts_s[order]
+    d = np.abs(np.diff(transit))
+    n = len(d)
+    k = min(n, 2000)  # weights (15/16)^m are < 1e-56 beyond that
+    w = (1.0 / 16.0) * (15.0 / 16.0) ** np.arange(k - 1, -1, -1, dtype=np.float64)
+    return float(np.dot(w, d[n - k :]) * 1000.0)
+
+
+class _LegRenderer:
+    """Decodes and places one leg's records as segments on the wall-clock timeline."""
+
+    def __init__(self, leg: LegMedia, session_start: float) -> None:
+        self.leg = leg
+        self.session_start = session_start
+        maps = dict(_STATIC)
+        maps.update({int(k): v for k, v in leg.rtpmaps.items()})
+        self.maps = maps
+        self.decoders: dict[int, Decoder | None] = {}
+        self.segments: list[_Segment] = []
+        self.dtmf: list[tuple[str, str, float, int]] = []
+        self.info: dict[str, Any] = {"label": leg.label, "role": leg.role}
+        self.unsupported: set[str] = set()
+        self.records: list[SpoolRecord] = list(leg.records)
+
+    # -- payload types ------------------------------------------------------------------
+
+    def kind(self, pt: int) -> str:
+        enc = self.maps.get(pt, (f"PT{pt}", 8000, None))[0].upper()
+        if enc == "TELEPHONE-EVENT":
+            return "event"
+        if enc == "CN":
+            return "cn"
+        return "audio" if self.decoder(pt) is not None else "unsupported"
+
+    def decoder(self, pt: int) -> Decoder | None:
+        if pt not in self.decoders:
+            enc, rate, fmtp = self.maps.get(pt, (f"PT{pt}", 8000, None))
+            dec = get_decoder(enc, int(rate), fmtp)
+            self.decoders[pt] = dec
+            if dec is None and enc.upper() not in ("TELEPHONE-EVENT", "CN"):
+                self.unsupported.add(enc)
+        return self.decoders[pt]
+
+    def clock(self, pt: int) -> int:
+        rate = int(self.maps.get(pt, ("", 8000, None))[1] or 8000)
+        if self.maps.get(pt, ("",))[0].upper() == "OPUS":
+            return 48000
+        return rate if rate > 0 else 8000
+
+    def sample_rate(self, pt: int, seg_default: int) -> int:
+        dec = self.decoder(pt)
+        return dec.sample_rate if dec is not None else seg_default
+
+    # -- rendering ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        recs = self.records
+        info = self.info
+        if not recs:
+            info.update(status="no_media", codec=None, sample_rate=None, first_packet_at=None,
+                        segments=0, packets_received=0, packets_expected=0, packets_lost=0)
+            return
+        kinds = {pt: self.kind(pt) for pt in {r.payload_type for r in recs}}
+        media = [r for r in recs if kinds[r.payload_type] != "event"]
+        events = [r for r in recs if kinds[r.payload_type] == "event"]
+        self._statistics(recs, media)
+        audio_pts = Counter(r.payload_type for r in media if kinds[r.payload_type] != "cn")
+        main_pt = audio_pts.most_common(1)[0][0] if audio_pts else None
+        codec = None
+        if main_pt is not None:
+            codec = self.maps.get(main_pt, (f"PT{main_pt}", 0, None))[0]
+        dec = self.decoder(main_pt) if main_pt is not None else None
+        status = "ok"
+        if main_pt is not None and kinds[main_pt] == "unsupported":
+            status = "unsupported_codec"
+        elif not media:
+            status = "no_media"
+        info.update(
+            status=status,
+            codec=codec,
+            sample_rate=dec.sample_rate if dec is not None else None,
+            first_packet_at=round(recs[0].arrival - self.session_start, 3),
+            last_packet_at=round(max(r.arrival for r in recs) - self.session_start, 3),
+        )
+        if self.unsupported:
+            info["unsupported_encodings"] = sorted(self.unsupported)
+        drift: list[float] = []
+        for seg in self._split(media, kinds):
+            placed = self._render_segment(seg, kinds)
+            if placed is not None:
+                self.segments.append(placed)
+                if placed.stretch != 1.0:
+                    drift.append(placed.stretch)
+        info["segments"] = len(self.segments)
+        info["drift_ppm"] = round((drift[0] - 1.0) * 1e6) if drift else 0
+        self._dtmf(events)
+        info["dtmf"] = len(self.dtmf)
+
+    def _split(self, media: list[SpoolRecord], kinds: dict[int, str]) -> list[list[SpoolRecord]]:
+        if not media:
+            return []
+        n = len(media)
+        arrival = np.fromiter((r.arrival for r in media), np.float64, n)
+        ts = np.fromiter((r.ext_ts for r in media), np.float64, n)
+        ssrc = np.fromiter((r.ssrc for r in media), np.int64, n)
+        disc = np.fromiter((r.discontinuity for r in media), np.bool_, n)
+        pts = np.fromiter((r.payload_type for r in media), np.int64, n)
+        uniq = np.unique(pts)
+        clock_of = np.zeros(128, np.float64)
+        srate_of = np.zeros(128, np.float64)
+        for pt in uniq:
+            clock_of[pt] = self.clock(int(pt))
+            srate_of[pt] = (
+                self.sample_rate(int(pt), int(clock_of[pt])) if kinds[int(pt)] != "cn" else 0
+            )
+        clock = clock_of[pts]
+        srate = srate_of[pts]
+        # CN packets take the sample rate of the audio around them.
+        if np.any(srate == 0):
+            nz = srate != 0
+            if np.any(nz):
+                idx = np.where(nz, np.arange(n), 0)
+                np.maximum.accumulate(idx, out=idx)
+                first = int(np.argmax(nz))
+                idx[:first] = first
+                srate = srate[idx]
+            else:
+                srate = clock.copy()
+        brk = np.zeros(n, np.bool_)
+        brk[0] = True
+        if n > 1:
+            d_ts = np.diff(ts) / clock[1:]
+            d_arr = np.diff(arrival)
+            brk[1:] = (
+                disc[1:]
+                | (ssrc[1:] != ssrc[:-1])
+                | (clock[1:] != clock[:-1])
+                | (srate[1:] != srate[:-1])
+                | (d_ts < 0)
+                | (np.abs(d_ts - d_arr) > JUMP_TOLERANCE)
+            )
+        starts = np.flatnonzero(brk).tolist() + [n]
+        return [media[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+
+    def _render_segment(self, seg: list[SpoolRecord], kinds: dict[int, str]) -> _Segment | None:
+        n = len(seg)
+        first_pt = seg[0].payload_type
+        clock = self.clock(first_pt)
+        rate = next(
+            (self.decoder(r.payload_type).sample_rate  # type: ignore[union-attr]
+             for r in seg if kinds[r.payload_type] == "audio"),
+            clock,
+        )
+        ts = np.fromiter((r.ext_ts for r in seg), np.int64, n)
+        arrival = np.fromiter((r.arrival for r in seg), np.float64, n) - self.session_start
+        rel_ts = ts - ts[0]
+        t_media = rel_ts / clock
+        stretch = 1.0
+        if n >= 50 and t_media[-1] >= DRIFT_MIN_SPAN:
+            tm = t_media - t_media.mean()
+            slope = float(np.dot(tm, arrival - arrival.mean()) / np.dot(tm, tm))
+            if abs(slope - 1.0) <= MAX_DRIFT:
+                stretch = slope
+        offset = float(np.min(arrival - stretch * t_media))
+        pos = np.rint(rel_ts * (rate / clock)).astype(np.int64)
+        # Decode runs of consecutive records of one payload type.
+        chunks: list[I16] = []
+        chunk_pos: list[npt.NDArray[np.int64]] = []
+        chunk_len: list[npt.NDArray[np.int64]] = []
+        cn: list[tuple[int, int]] = []  # (record index, level)
+        i = 0
+        while i < n:
+            pt = seg[i].payload_type
+            j = i + 1
+            while j < n and seg[j].payload_type == pt:
+                j += 1
+            kind = kinds[pt]
+            if kind == "audio":
+                dec = self.decoder(pt)
+                assert dec is not None
+                samples, lengths = dec.decode_run([r.payload for r in seg[i:j]])
+                chunks.append(samples)
+                chunk_pos.append(pos[i:j])
+                chunk_len.append(lengths)
+            elif kind == "cn":
+                cn.extend((k, cn_level_dbov(seg[k].payload)) for k in range(i, j))
+            i = j
+        lens = np.concatenate(chunk_len) if chunk_len else np.zeros(0, np.int64)
+        typical = int(np.median(lens)) if len(lens) else int(rate * 0.02)
+        total = int(pos[-1]) + max(typical, 0)
+        if lens.size:
+            all_pos = np.concatenate(chunk_pos)
+            total = max(total, int(np.max(all_pos + lens)))
+        audio = np.zeros(total, np.int16)
+        if chunks:
+            samples = np.concatenate(chunks)
+            all_pos = np.concatenate(chunk_pos)
+            starts = np.cumsum(lens) - lens
+            dest = np.repeat(all_pos - starts, lens) + np.arange(len(samples), dtype=np.int64)
+            ok = (dest >= 0) & (dest < total)
+            audio[dest[ok]] = samples[ok]
+        if cn:
+            rng = np.random.default_rng(0x5EED)
+            for k, level in cn:
+                a = int(pos[k])
+                b = int(pos[k + 1]) if k + 1 < n else a + typical
+                b = min(b, a + 10 * rate, total)
+                if b > a and level < 127:
+                    amp = 32768.0 * 10.0 ** (-level / 20.0)
+                    noise = rng.uniform(-amp * 1.7, amp * 1.7, b - a)  # uniform: rms = amp
+                    audio[a:b] = np.clip(noise, -32768, 32767).astype(np.int16)
+        return _Segment(start_s=offset, stretch=stretch, rate=rate, audio=audio)
+
+    def _dtmf(self, events: list[SpoolRecord]) -> None:
+        groups: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
+        rates: dict[tuple[int, int], int] = {}
+        for r in events:
+            try:
+                ev = parse_telephone_event(r.payload)
+            except RtpParseError:
+                continue
+            if ev.event > 15:
+                continue
+            groups.setdefault((r.ssrc, r.ext_ts), []).append((r.arrival, ev.event, ev.duration))
+            rates[(r.ssrc, r.ext_ts)] = self.clock(r.payload_type)
+        for key, items in groups.items():
+            pt_rate = rates[key]
+            start = min(a - d / pt_rate for a, _e, d in items) - self.session_start
+            event = Counter(e for _a, e, _d in items).most_common(1)[0][0]
+            duration = max(d for _a, _e, d in items)
+            self.dtmf.append(
+                (self.leg.label, "0123456789*#ABCD"[event], round(max(start, 0.0), 3),
+                 int(round(duration * 1000 / pt_rate)))
+            )
+        self.dtmf.sort(key=lambda x: x[2])
+
+    def _statistics(self, recs: Sequence[SpoolRecord], media: Sequence[SpoolRecord]) -> None:
+        """Reception statistics from the spooled packets alone (crash recovery)."""
+        seen: set[tuple[int, int]] = set()
+        expected = 0
+        lo = hi = None
+        ctx_ssrc = None
+        for r in recs:
+            if r.discontinuity or r.ssrc != ctx_ssrc:
+                if lo is not None and hi is not None:
+                    expected += hi - lo + 1
+                lo = hi = r.ext_seq
+                ctx_ssrc = r.ssrc
+            else:
+                lo = min(lo, r.ext_seq) if lo is not None else r.ext_seq
+                hi = max(hi, r.ext_seq) if hi is not None else r.ext_seq
+            seen.add((r.ssrc, r.ext_seq))
+        if lo is not None and hi is not None:
+            expected += hi - lo + 1
+        received = len(seen)
+        lost = max(0, expected - received)
+        jitter = 0.0
+        if media:
+            pts = [r.payload_type for r in media]
+            clocks = np.array([self.clock(p) for p in pts], np.float64)
+            arrival = np.fromiter((r.arrival for r in media), np.float64, len(media))
+            ts_s = np.fromiter((r.ext_ts for r in media), np.float64, len(media)) / clocks
+            jitter = _rtp_jitter_ms(arrival, ts_s)
+        gaps = np.diff(np.sort(np.fromiter((r.arrival for r in recs), np.float64, len(recs))))
+        codec = None
+        audio = Counter(r.payload_type for r in media)
+        if audio:
+            codec = self.maps.get(audio.most_common(1)[0][0], ("", 0, None))[0]
+        self.info.update(
+            packets_expected=expected,
+            packets_received=received,
+            packets_lost=lost,
+            packets_duplicate=len(recs) - received,
+            jitter_ms=round(jitter, 2),
+            longest_gap_ms=round(float(gaps.max()) * 1000.0, 1) if len(gaps) else 0.0,
+            mos=estimate_mos(codec, lost / expected if expected else 0.0, jitter),
+        )
+
+
+def _mix(tracks: list[I16], channels: int) -> I16:
+    n = max((len(t) for t in tracks), default=0)
+    out = np.zeros((n, channels), np.int16)
+    for s in range(0, n, _CHUNK):
+        e = min(n, s + _CHUNK)
+        acc = np.zeros((e - s, channels), np.int32)
+        for idx, t in enumerate(tracks):
+            part = t[s:e]
+            if len(part):
+                acc[: len(part), idx % channels if channels > 1 else 0] += part
+        np.clip(acc, -32768, 32767, out=acc)
+        out[s:e] = acc
+    return out
+
+
+def render_call(
+    legs: list[LegMedia],
+    *,
+    channels: Literal["mono", "stereo"] | str = "mono",
+    session_start: float,
+) -> Rendered:
+    """Decode, align and mix the legs of one call (see the module docstring)."""
+    nch = 2 if str(channels).lower() == "stereo" else 1
+    renderers = [_LegRenderer(leg, session_start) for leg in legs]
+    for r in renderers:
+        r.run()
+    wideband = any(seg.rate >= 16000 for r in renderers for seg in r.segments)
+    out_rate = 16000 if wideband else 8000
+    tracks: list[I16] = []
+    for r in renderers:
+        placed: list[tuple[int, I16]] = []
+        end = 0
+        for seg in r.segments:
+            audio = _to_rate(seg.audio, seg.rate, out_rate, seg.stretch)
+            start = int(round(seg.start_s * out_rate))
+            if start < 0:
+                audio = audio[-start:]
+                start = 0
+            placed.append((start, audio))
+            end = max(end, start + len(audio))
+        track = np.zeros(end, np.int16)
+        for start, audio in placed:
+            track[start : start + len(audio)] = audio
+        tracks.append(track)
+    pcm = _mix(tracks, nch) if tracks else np.zeros((0, nch), np.int16)
+    dtmf = sorted((d for r in renderers for d in r.dtmf), key=lambda d: d[2])
+    per_leg = {r.leg.label: r.info for r in renderers}
+    return Rendered(
+        pcm=pcm,
+        sample_rate=out_rate,
+        duration_s=len(pcm) / out_rate,
+        dtmf=dtmf,
+        per_leg=per_leg,
+    )

@@ -1,0 +1,73 @@
+"""Synthetic RTP streams for the media tests (no sockets, fake clock)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from siprec_recorder.rtp.codecs import alaw_encode, ulaw_encode
+from siprec_recorder.rtp.packet import RtpPacket
+
+__all__ = ["envelope", "sine", "stream_packets", "tone_bursts"]
+
+
+def sine(freq: float, seconds: float, rate: int = 8000, amp: float = 8000.0) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate))) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def tone_bursts(seconds: float, period: float, on: float, rate: int = 8000,
+                freq: float = 1000.0, amp: float = 8000.0) -> np.ndarray:
+    """Tone for ``on`` seconds at the start of every ``period``; silence elsewhere."""
+    n = int(round(seconds * rate))
+    t = np.arange(n) / rate
+    gate = (t % period) < on
+    return (amp * np.sin(2 * np.pi * freq * t) * gate).astype(np.int16)
+
+
+def envelope(pcm: np.ndarray, rate: int, win_s: float = 0.02) -> np.ndarray:
+    """RMS per window."""
+    w = max(1, int(rate * win_s))
+    x = pcm.astype(np.float64).reshape(-1)
+    n = len(x) // w
+    return np.sqrt((x[: n * w].reshape(n, w) ** 2).mean(axis=1))
+
+
+def stream_packets(
+    pcm: np.ndarray,
+    *,
+    start_wall: float,
+    encoding: str = "PCMA",
+    pt: int = 8,
+    ssrc: int = 0x1234,
+    seq0: int = 1000,
+    ts0: int = 5000,
+    ptime: float = 0.02,
+    rate: int = 8000,
+    clock_ratio: float = 1.0,
+    drop: Callable[[int], bool] | None = None,
+    jitter: Callable[[int], float] | None = None,
+) -> Iterator[tuple[float, bytes]]:
+    """(arrival wall time, datagram) for ``pcm`` sent from ``start_wall``.
+
+    ``clock_ratio`` > 1 means the sender's sample clock runs fast: it produces
+    ``rate * clock_ratio`` samples per wall second (the RTP clock drifts vs arrival).
+    """
+    spp = int(round(rate * ptime))
+    enc = alaw_encode if encoding == "PCMA" else ulaw_encode
+    n = len(pcm) // spp
+    for i in range(n):
+        if drop is not None and drop(i):
+            continue
+        payload = enc(pcm[i * spp : (i + 1) * spp])
+        wall = start_wall + i * ptime / clock_ratio + (jitter(i) if jitter else 0.0)
+        pkt = RtpPacket(
+            payload_type=pt,
+            sequence_number=(seq0 + i) & 0xFFFF,
+            timestamp=(ts0 + i * spp) & 0xFFFFFFFF,
+            ssrc=ssrc,
+            payload=payload,
+            marker=i == 0,
+        )
+        yield wall, pkt.serialize()
