@@ -1,0 +1,150 @@
+"""SipService on real loopback sockets: INVITE / 200 / ACK over UDP and TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from siprec_recorder.sip import (
+    AckReceived,
+    Address,
+    RequestReceived,
+    SipCore,
+    SipResponse,
+    make_response,
+    parse_message,
+)
+from siprec_recorder.sip.events import Event
+from siprec_recorder.sip.transport import SipService, parse_listen
+
+pytestmark = pytest.mark.integration
+
+
+def request(method: str, port: int, transport: str, branch: str, to_tag: str = "") -> bytes:
+    to = "<sip:srs@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+    return (
+        f"{method} sip:srs@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch={branch};rport\r\n"
+        "From: <sip:src@127.0.0.1>;tag=abc\r\n"
+        f"To: {to}\r\nCall-ID: svc-1\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.service: SipService | None = None
+        self.acked = asyncio.Event()
+
+    def on_event(self, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, RequestReceived) and self.service is not None:
+            self.service.respond(
+                event.transaction, make_response(event.request, 200, to_tag="srs1")
+            )
+        if isinstance(event, AckReceived):
+            self.acked.set()
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("udp:127.0.0.1:5060") == ("udp", "127.0.0.1", 5060)
+    assert parse_listen("tcp:[::1]:0") == ("tcp", "::1", 0)
+
+
+async def test_udp_invite_200_ack() -> None:
+    rec = Recorder()
+    service = SipService(SipCore(), rec.on_event)
+    rec.service = service
+    await service.start(["udp:127.0.0.1:0"])
+    try:
+        [(transport, host, port)] = service.bound
+        assert transport == "udp" and port != 0
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        my_port = sock.getsockname()[1]
+        await loop.sock_sendto(sock, request("INVITE", my_port, "UDP", "z9hG4bKu1"), (host, port))
+        statuses = []
+        while 200 not in statuses:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
+            response = parse_message(data)
+            assert isinstance(response, SipResponse)
+            statuses.append(response.status)
+        assert statuses[0] == 100
+        await loop.sock_sendto(
+            sock, request("ACK", my_port, "UDP", "z9hG4bKu2", "srs1"), (host, port)
+        )
+        await asyncio.wait_for(rec.acked.wait(), 2)
+        assert [type(e).__name__ for e in rec.events] == ["RequestReceived", "AckReceived"]
+        sock.close()
+    finally:
+        await service.stop()
+
+
+async def test_tcp_invite_200_ack_and_source_filter() -> None:
+    rec = Recorder()
+    refused: list[Address] = []
+    service = SipService(
+        SipCore(),
+        rec.on_event,
+        source_filter=lambda a: a.host == "127.0.0.1",
+        on_rejected_source=lambda a, d: refused.append(a),
+    )
+    rec.service = service
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        reader, writer = await asyncio.open_connection(host, port)
+        my_port = writer.get_extra_info("sockname")[1]
+        data = request("INVITE", my_port, "TCP", "z9hG4bKt1")
+        writer.write(b"\r\n\r\n" + data[:40])  # keep-alive, then a split message
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(data[40:])
+        await writer.drain()
+        got: list[int] = []
+        while 200 not in got:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+            response = parse_message(head)
+            assert isinstance(response, SipResponse)
+            got.append(response.status)
+        writer.write(request("ACK", my_port, "TCP", "z9hG4bKt2", "srs1"))
+        await writer.drain()
+        await asyncio.wait_for(rec.acked.wait(), 2)
+        assert refused == []
+        # garbage that cannot be framed closes the connection, nothing raises
+        writer.write(b"GARBAGE WITHOUT LENGTH\r\n\r\n")
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+    finally:
+        await service.stop()
+    assert any(type(e).__name__ == "MessageRejected" for e in rec.events)
+
+
+async def test_source_filter_refuses_udp() -> None:
+    refused: list[Address] = []
+    events: list[Event] = []
+    service = SipService(
+        SipCore(),
+        events.append,
+        source_filter=lambda a: False,
+        on_rejected_source=lambda a, d: refused.append(a),
+    )
+    await service.start(["udp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.sendto(request("OPTIONS", 1, "UDP", "z9hG4bKf"), (host, port))
+        for _ in range(100):
+            if refused:
+                break
+            await asyncio.sleep(0.01)
+        sock.close()
+        assert refused and events == []
+    finally:
+        await service.stop()
