@@ -1,0 +1,91 @@
+"""Library entry points of the replay tool: capture file in, SIPREC session(s) out."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from siprec_recorder.errors import LocalProtocolError
+
+from .calls import CapturedCall, find_calls
+from .capture import read_capture
+from .src import ROLE_LABELS, ReplayResult, SrcOptions, replay_call
+
+__all__ = ["load_call", "replay_capture", "replay_many"]
+
+
+def load_call(path: str | Path, call_index: int = 0) -> CapturedCall:
+    """Read a capture and return its ``call_index``-th call (raises LocalProtocolError)."""
+    calls = find_calls(read_capture(path))
+    if not calls:
+        raise LocalProtocolError(f"{path}: no call with RTP found in the capture")
+    if not 0 <= call_index < len(calls):
+        raise LocalProtocolError(
+            f"{path}: call index {call_index} out of range (the capture has {len(calls)})"
+        )
+    return calls[call_index]
+
+
+def _options(
+    to: tuple[str, int],
+    transport: str,
+    speed: float,
+    local_host: str,
+    srtp: bool,
+    labels: tuple[str, str],
+    caller_aor: str | None,
+    callee_aor: str | None,
+) -> SrcOptions:
+    if transport not in ("udp", "tcp"):
+        raise LocalProtocolError(f"transport must be 'udp' or 'tcp', not {transport!r}")
+    if speed <= 0:
+        raise LocalProtocolError(f"speed must be positive, not {speed}")
+    return SrcOptions(
+        to=to,
+        transport=transport,
+        speed=speed,
+        local_host=local_host,
+        srtp=srtp,
+        labels=labels,
+        caller_aor=caller_aor,
+        callee_aor=callee_aor,
+    )
+
+
+async def replay_capture(
+    path: str | Path,
+    to: tuple[str, int],
+    *,
+    transport: str = "udp",
+    speed: float = 1.0,
+    local_host: str = "127.0.0.1",
+    srtp: bool = False,
+    call_index: int = 0,
+    labels: tuple[str, str] = ROLE_LABELS,
+    caller_aor: str | None = None,
+    callee_aor: str | None = None,
+) -> ReplayResult:
+    """Replay one call of a capture as a SIPREC session against the recorder at ``to``."""
+    options = _options(to, transport, speed, local_host, srtp, labels, caller_aor, callee_aor)
+    call = await asyncio.to_thread(load_call, path, call_index)
+    return await replay_call(call, options)
+
+
+async def replay_many(
+    path: str | Path,
+    to: tuple[str, int],
+    calls: int,
+    *,
+    transport: str = "udp",
+    speed: float = 1.0,
+    local_host: str = "127.0.0.1",
+    srtp: bool = False,
+    call_index: int = 0,
+    labels: tuple[str, str] = ROLE_LABELS,
+    caller_aor: str | None = None,
+    callee_aor: str | None = None,
+) -> list[ReplayResult]:
+    """``calls`` concurrent copies of one captured call (own Call-ID and ports each)."""
+    options = _options(to, transport, speed, local_host, srtp, labels, caller_aor, callee_aor)
+    call = await asyncio.to_thread(load_call, path, call_index)
+    return list(await asyncio.gather(*(replay_call(call, options) for _ in range(calls))))

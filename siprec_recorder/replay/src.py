@@ -1,0 +1,654 @@
+"""A minimal SIPREC client (SRC) that replays a captured call against a recorder.
+
+Theory of operation
+-------------------
+One :class:`CapturedCall` (see :mod:`.calls`) becomes one recording session (RFC 7866
+section 5): we send an INVITE with ``Require: siprec`` and a Contact carrying the
+``+sip.src`` feature tag (section 6.1.1), whose ``multipart/mixed`` body (RFC 5621 style)
+holds an SDP offer with one ``sendonly`` audio m-line per captured direction, each with an
+``a=label`` (RFC 4574), and RFC 7865 metadata naming the caller and the callee and the
+stream each sends.  Over UDP the INVITE is retransmitted per Timer A (T1, 2*T1, ...) until
+a response arrives, and given up after Timer B (64*T1) (RFC 3261 section 17.1.1.2).  A
+2xx is ACKed (retransmitted 2xx are ACKed again), a 3xx-6xx is ACKed and ends the replay.
+
+Then each direction's packets are sent, with their original payload type, marker,
+sequence number, timestamp, SSRC and payload bytes, to the port of the answer's m-line
+with the same label (or the same position), paced by the capture's timestamps divided by
+``speed``.  Finally a BYE is sent (retransmitted per Timer E until a final response or
+Timer F) -- unless the recorder hung up first, which we answer with 200.
+
+With ``srtp=True`` each m-line offers ``RTP/SAVP`` with an ``a=crypto``
+``AES_CM_128_HMAC_SHA1_80`` line carrying a fresh random master key and salt (RFC 4568)
+and every packet is protected with libsrtp (pylibsrtp).
+
+Over TCP, everything goes over one connection, framed by Content-Length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import struct
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from xml.sax.saxutils import quoteattr
+
+from .calls import CapturedCall, Leg
+from .sipmini import MiniMessage, MiniSdp, StreamFramer, parse_message, sdp_of, uri_of
+
+__all__ = ["ReplayResult", "SrcOptions", "replay_call"]
+
+ROLE_LABELS = ("1", "2")  # label of the caller's stream, label of the callee's stream
+_USER_AGENT = "siprec-recorder-replay/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class SrcOptions:
+    """How to replay: where to, how fast, which labels, timers."""
+
+    to: tuple[str, int]
+    transport: str = "udp"
+    speed: float = 1.0
+    local_host: str = "127.0.0.1"
+    srtp: bool = False
+    labels: tuple[str, str] = ROLE_LABELS
+    caller_aor: str | None = None
+    callee_aor: str | None = None
+    t1: float = 0.5
+    t2: float = 4.0
+    answer_timeout: float = 32.0
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What happened: the INVITE's final status (0: no answer), what was sent per label."""
+
+    call_id: str
+    status: int
+    packets_sent: dict[str, int] = field(default_factory=dict)
+    duration: float = 0.0
+    answer_sdp: str | None = None
+    sent_payloads: dict[str, list[bytes]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # label -> 'caller' | 'callee'
+    bye_status: int | None = None
+    hung_up_by_recorder: bool = False
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300 and (self.bye_status == 200 or self.hung_up_by_recorder)
+
+
+# -- SIP channel: UDP or TCP, messages in, bytes out --------------------------------------
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, inbox: asyncio.Queue[MiniMessage]) -> None:
+        self.inbox = inbox
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        message = parse_message(data)
+        if message is not None:
+            self.inbox.put_nowait(message)
+
+
+class _Channel:
+    """One SIP flow to the recorder."""
+
+    def __init__(self, options: SrcOptions) -> None:
+        self.options = options
+        self.inbox: asyncio.Queue[MiniMessage] = asyncio.Queue()
+        self.local: tuple[str, int] = (options.local_host, 0)
+        self._udp: asyncio.DatagramTransport | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.options.transport == "tcp"
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.reliable:
+            reader, writer = await asyncio.open_connection(
+                self.options.to[0], self.options.to[1], local_addr=(self.options.local_host, 0)
+            )
+            self._writer = writer
+            sockname = writer.get_extra_info("sockname")
+            self.local = (str(sockname[0]), int(sockname[1]))
+            self._reader_task = asyncio.create_task(self._read_stream(reader))
+        else:
+            transport, _protocol = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self.inbox), local_addr=(self.options.local_host, 0)
+            )
+            self._udp = transport
+            sockname = transport.get_extra_info("sockname")
+            self.local = (str(sockname[0]), int(sockname[1]))
+
+    async def _read_stream(self, reader: asyncio.StreamReader) -> None:
+        framer = StreamFramer()
+        with contextlib.suppress(ConnectionError, ValueError):
+            while data := await reader.read(65536):
+                for raw in framer.feed(data):
+                    message = parse_message(raw)
+                    if message is not None:
+                        self.inbox.put_nowait(message)
+
+    def send(self, data: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(data)
+        elif self._udp is not None:
+            self._udp.sendto(data, self.options.to)
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.wait_closed()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+
+
+# -- message text ---------------------------------------------------------------------
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _ip_version(host: str) -> str:
+    return "IP6" if ":" in host else "IP4"
+
+
+def _token() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _b64id() -> str:
+    return base64.b64encode(uuid.uuid4().bytes).decode()
+
+
+@dataclass(slots=True)
+class _OfferedLeg:
+    label: str
+    leg: Leg
+    sock: socket.socket
+    port: int
+    key: bytes | None  # SRTP master key + salt
+
+
+def _media_lines(offered: _OfferedLeg, host: str, srtp: bool) -> list[str]:
+    leg = offered.leg
+    pts = leg.payload_types
+    proto = "RTP/SAVP" if srtp else "RTP/AVP"
+    lines = [f"m=audio {offered.port} {proto} {' '.join(str(pt) for pt in pts)}"]
+    lines.append(f"c=IN {_ip_version(host)} {host}")
+    for pt in pts:
+        name = leg.rtpmap.get(pt)
+        if name:
+            lines.append(f"a=rtpmap:{pt} {name}")
+        if pt in leg.fmtp:
+            lines.append(f"a=fmtp:{pt} {leg.fmtp[pt]}")
+    lines.append(f"a=label:{offered.label}")
+    lines.append("a=sendonly")
+    if srtp and offered.key is not None:
+        inline = base64.b64encode(offered.key).decode()
+        lines.append(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}")
+    return lines
+
+
+def _sdp_offer(legs: list[_OfferedLeg], host: str, srtp: bool) -> str:
+    session = str(int(time.time()))
+    lines = [
+        "v=0",
+        f"o=- {session} {session} IN {_ip_version(host)} {host}",
+        "s=siprec-replay",
+        f"c=IN {_ip_version(host)} {host}",
+        "t=0 0",
+    ]
+    for offered in legs:
+        lines += _media_lines(offered, host, srtp)
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _metadata(
+    legs: list[_OfferedLeg],
+    caller_aor: str,
+    callee_aor: str,
+    labels: tuple[str, str],
+) -> str:
+    """RFC 7865 metadata: one session, two participants, one stream per label."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    group_id, session_id = _b64id(), _b64id()
+    stream_ids = {labels[0]: _b64id(), labels[1]: _b64id()}
+    offered = {o.label for o in legs}
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<recording xmlns="urn:ietf:params:xml:ns:recording:1">',
+        "  <datamode>complete</datamode>",
+        f'  <group group_id="{group_id}">',
+        f"    <associate-time>{now}</associate-time>",
+        "  </group>",
+        f'  <session session_id="{session_id}">',
+        f"    <group-ref>{group_id}</group-ref>",
+        f"    <start-time>{now}</start-time>",
+        "  </session>",
+        f'  <sessionrecordingassoc session_id="{session_id}">',
+        f"    <associate-time>{now}</associate-time>",
+        "  </sessionrecordingassoc>",
+    ]
+    participants = [
+        (_b64id(), caller_aor, labels[0], labels[1]),
+        (_b64id(), callee_aor, labels[1], labels[0]),
+    ]
+    for pid, aor, _send, _recv in participants:
+        parts += [
+            f'  <participant participant_id="{pid}">',
+            f"    <nameID aor={quoteattr(aor)}/>",
+            "  </participant>",
+            f'  <participantsessionassoc participant_id="{pid}" session_id="{session_id}">',
+            f"    <associate-time>{now}</associate-time>",
+            "  </participantsessionassoc>",
+        ]
+    for label in labels:
+        if label in offered:
+            parts += [
+                f'  <stream stream_id="{stream_ids[label]}" session_id="{session_id}">',
+                f"    <label>{label}</label>",
+                "  </stream>",
+            ]
+    for pid, _aor, send, recv in participants:
+        parts.append(f'  <participantstreamassoc participant_id="{pid}">')
+        if send in offered:
+            parts.append(f"    <send>{stream_ids[send]}</send>")
+        if recv in offered:
+            parts.append(f"    <recv>{stream_ids[recv]}</recv>")
+        parts.append("  </participantstreamassoc>")
+    parts.append("</recording>")
+    return "\r\n".join(parts) + "\r\n"
+
+
+def _multipart(sdp: str, metadata: str) -> tuple[str, bytes]:
+    boundary = "siprec-replay-" + _token()
+    body = (
+        f"--{boundary}\r\nContent-Type: application/sdp\r\n\r\n{sdp}"
+        f"\r\n--{boundary}\r\nContent-Type: application/rs-metadata+xml\r\n"
+        f"Content-Disposition: recording-session\r\n\r\n{metadata}"
+        f"\r\n--{boundary}--\r\n"
+    )
+    return f"multipart/mixed;boundary={boundary}", body.encode()
+
+
+@dataclass(slots=True)
+class _Dialog:
+    call_id: str
+    local_tag: str
+    request_uri: str
+    to_uri: str
+    from_uri: str
+    contact: str
+    via_transport: str
+    local: tuple[str, int]
+    remote_tag: str | None = None
+    remote_target: str | None = None
+    cseq: int = 1
+
+    def via(self, branch: str) -> str:
+        return f"SIP/2.0/{self.via_transport} {_hostport(*self.local)};branch={branch};rport"
+
+    def request(
+        self,
+        method: str,
+        branch: str,
+        *,
+        cseq: int,
+        uri: str | None = None,
+        extra: tuple[tuple[str, str], ...] = (),
+        content_type: str | None = None,
+        body: bytes = b"",
+    ) -> bytes:
+        to = f"<{self.to_uri}>" + (f";tag={self.remote_tag}" if self.remote_tag else "")
+        headers = [
+            ("Via", self.via(branch)),
+            ("Max-Forwards", "70"),
+            ("From", f"<{self.from_uri}>;tag={self.local_tag}"),
+            ("To", to),
+            ("Call-ID", self.call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("Contact", self.contact),
+            ("User-Agent", _USER_AGENT),
+            *extra,
+        ]
+        if content_type is not None:
+            headers.append(("Content-Type", content_type))
+        headers.append(("Content-Length", str(len(body))))
+        head = f"{method} {uri or self.request_uri} SIP/2.0\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+        return head.encode() + b"\r\n" + body
+
+
+def _response_to(request: MiniMessage, status: int, reason: str) -> bytes:
+    lines = [f"SIP/2.0 {status} {reason}"]
+    for name in ("via", "from", "to", "call-id", "cseq"):
+        for value in request.header_all(name):
+            if name == "to" and ";tag=" not in value:
+                value += ";tag=" + _token()
+            lines.append(f"{name.title() if name != 'call-id' else 'Call-ID'}: {value}")
+    lines += [f"User-Agent: {_USER_AGENT}", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+# -- the replay -----------------------------------------------------------------------
+
+
+def _rtp_bytes(pt: int, marker: bool, seq: int, ts: int, ssrc: int, payload: bytes) -> bytes:
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq, ts, ssrc) + payload
+
+
+def _bind_rtp_socket(host: str) -> tuple[socket.socket, int]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock, int(sock.getsockname()[1])
+
+
+def _destinations(
+    answer: MiniSdp | None, legs: list[_OfferedLeg], fallback_host: str
+) -> dict[str, tuple[str, int]]:
+    """label -> where to send, from the answer (matched by label, else by position)."""
+    if answer is None:
+        return {}
+    media = list(answer.media)
+    out: dict[str, tuple[str, int]] = {}
+    for index, offered in enumerate(legs):
+        m = next((x for x in media if x.label == offered.label), None)
+        if m is None and index < len(media):
+            m = media[index]
+        if m is None or m.port == 0 or m.direction == "inactive":
+            continue
+        host = m.connection or fallback_host
+        if host in ("0.0.0.0", "::"):
+            host = fallback_host
+        out[offered.label] = (host, m.port)
+    return out
+
+
+async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
+    """Replay one captured call as a SIPREC session (see the module docstring)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    channel = _Channel(options)
+    await channel.open()
+    role_label = {"caller": options.labels[0], "callee": options.labels[1]}
+    offered: list[_OfferedLeg] = []
+    try:
+        for leg in call.legs:
+            sock, port = _bind_rtp_socket(options.local_host)
+            key = os.urandom(30) if options.srtp else None
+            offered.append(_OfferedLeg(role_label[leg.role], leg, sock, port, key))
+        offered.sort(key=lambda o: options.labels.index(o.label))
+        host = channel.local[0]
+        transport = options.transport.upper()
+        target = _hostport(*options.to)
+        suffix = ";transport=tcp" if channel.reliable else ""
+        dialog = _Dialog(
+            call_id=f"{uuid.uuid4().hex}@{host}",
+            local_tag=_token(),
+            request_uri=f"sip:srs@{target}{suffix}",
+            to_uri=f"sip:srs@{target}",
+            from_uri=f"sip:src@{_hostport(*channel.local)}",
+            contact=f"<sip:src@{_hostport(*channel.local)}{suffix}>;+sip.src",
+            via_transport=transport,
+            local=channel.local,
+        )
+        result = ReplayResult(call_id=dialog.call_id, status=0)
+        result.labels = {o.label: o.leg.role for o in offered}
+        caller_aor = options.caller_aor or call.caller
+        callee_aor = options.callee_aor or call.callee
+        sdp = _sdp_offer(offered, host, options.srtp)
+        content_type, body = _multipart(
+            sdp, _metadata(offered, caller_aor, callee_aor, options.labels)
+        )
+        invite_branch = "z9hG4bK" + _token()
+        invite = dialog.request(
+            "INVITE",
+            invite_branch,
+            cseq=1,
+            extra=(
+                ("Require", "siprec"),
+                ("Supported", "replaces"),
+                ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"),
+                ("Accept", "application/sdp, application/rs-metadata+xml"),
+            ),
+            content_type=content_type,
+            body=body,
+        )
+        final = await _invite_transaction(channel, invite, options, result)
+        if final is None:
+            result.reason = "no final response to INVITE"
+            result.duration = loop.time() - started
+            return result
+        result.status = final.status or 0
+        dialog.remote_tag = _tag_of(final.header("to"))
+        if result.status >= 300:
+            ack = dialog.request("ACK", invite_branch, cseq=1)
+            channel.send(ack)
+            result.reason = f"INVITE answered {result.status} {final.reason}"
+            result.duration = loop.time() - started
+            return result
+        dialog.remote_target = uri_of(final.header("contact"))
+        answer = sdp_of(final)
+        result.answer_sdp = final.body.decode("utf-8", "replace") if final.body else None
+        ack_bytes = dialog.request("ACK", "z9hG4bK" + _token(), cseq=1, uri=dialog.remote_target)
+        channel.send(ack_bytes)
+
+        hangup = asyncio.Event()
+        listener = asyncio.create_task(_listen_in_call(channel, ack_bytes, hangup, result))
+        try:
+            await _stream_media(
+                call,
+                offered,
+                _destinations(answer, offered, options.to[0]),
+                options,
+                hangup,
+                result,
+            )
+        finally:
+            if not hangup.is_set():
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        if hangup.is_set():
+            result.hung_up_by_recorder = True
+        else:
+            bye = dialog.request("BYE", "z9hG4bK" + _token(), cseq=2, uri=dialog.remote_target)
+            response = await _non_invite_transaction(channel, bye, "BYE", options, ack_bytes)
+            result.bye_status = response.status if response is not None else None
+        result.duration = loop.time() - started
+        return result
+    finally:
+        for o in offered:
+            o.sock.close()
+        await channel.close()
+
+
+def _tag_of(value: str | None) -> str | None:
+    if not value:
+        return None
+    tail = value.rsplit(">", 1)[-1]
+    for param in tail.split(";"):
+        name, _, tag = param.strip().partition("=")
+        if name.lower() == "tag" and tag:
+            return tag
+    return None
+
+
+async def _invite_transaction(
+    channel: _Channel, invite: bytes, options: SrcOptions, result: ReplayResult
+) -> MiniMessage | None:
+    """Send the INVITE (Timer A retransmissions over UDP) and return the final response.
+
+    Without any response the INVITE is given up after Timer B (64*T1); after a
+    provisional response we wait ``answer_timeout`` more for the final one.
+    """
+    loop = asyncio.get_running_loop()
+    channel.send(invite)
+    interval = options.t1
+    next_retransmit = loop.time() + interval
+    give_up = loop.time() + 64 * options.t1
+    provisional = False
+    while (now := loop.time()) < give_up:
+        retransmitting = not channel.reliable and not provisional
+        wait = min(give_up, next_retransmit) - now if retransmitting else give_up - now
+        try:
+            message = await asyncio.wait_for(channel.inbox.get(), timeout=max(wait, 0.0))
+        except TimeoutError:
+            if retransmitting and loop.time() >= next_retransmit:
+                channel.send(invite)
+                interval *= 2
+                next_retransmit = loop.time() + interval
+            continue
+        if message.method is not None:
+            if message.method == "OPTIONS":
+                channel.send(_response_to(message, 200, "OK"))
+            elif message.method != "ACK":
+                channel.send(_response_to(message, 481, "Call/Transaction Does Not Exist"))
+            continue
+        cseq = message.cseq
+        if cseq is None or cseq[1] != "INVITE" or message.status is None:
+            continue
+        if message.status < 200:
+            if not provisional:
+                provisional = True
+                give_up = loop.time() + options.answer_timeout
+            continue
+        return message
+    return None
+
+
+async def _listen_in_call(
+    channel: _Channel, ack: bytes, hangup: asyncio.Event, result: ReplayResult
+) -> None:
+    """During media: re-ACK retransmitted 2xx, answer the recorder's BYE and OPTIONS."""
+    while True:
+        message = await channel.inbox.get()
+        if message.status is not None:
+            cseq = message.cseq
+            if cseq is not None and cseq[1] == "INVITE" and 200 <= message.status < 300:
+                channel.send(ack)
+            continue
+        if message.method == "BYE":
+            channel.send(_response_to(message, 200, "OK"))
+            hangup.set()
+            return
+        if message.method in ("OPTIONS", "UPDATE", "INFO"):
+            channel.send(_response_to(message, 200, "OK"))
+        elif message.method != "ACK":
+            channel.send(_response_to(message, 501, "Not Implemented"))
+
+
+async def _non_invite_transaction(
+    channel: _Channel, request: bytes, method: str, options: SrcOptions, ack: bytes
+) -> MiniMessage | None:
+    """Send a BYE (Timer E retransmissions over UDP, Timer F) and return its final response."""
+    loop = asyncio.get_running_loop()
+    channel.send(request)
+    interval = options.t1
+    next_retransmit = loop.time() + interval
+    give_up = loop.time() + 64 * options.t1
+    while (now := loop.time()) < give_up:
+        wait = give_up - now if channel.reliable else min(give_up, next_retransmit) - now
+        try:
+            message = await asyncio.wait_for(channel.inbox.get(), timeout=max(wait, 0.0))
+        except TimeoutError:
+            if not channel.reliable and loop.time() >= next_retransmit:
+                channel.send(request)
+                interval = min(interval * 2, options.t2)
+                next_retransmit = loop.time() + interval
+            continue
+        if message.method is not None:
+            if message.method == "BYE":  # crossed BYEs
+                channel.send(_response_to(message, 200, "OK"))
+            continue
+        cseq = message.cseq
+        if cseq is not None and cseq[1] == "INVITE" and message.status and message.status < 300:
+            channel.send(ack)
+            continue
+        if cseq is None or cseq[1] != method or message.status is None or message.status < 200:
+            continue
+        return message
+    return None
+
+
+async def _stream_media(
+    call: CapturedCall,
+    offered: list[_OfferedLeg],
+    destinations: dict[str, tuple[str, int]],
+    options: SrcOptions,
+    hangup: asyncio.Event,
+    result: ReplayResult,
+) -> None:
+    """Send every captured packet of each leg to its label's port, on the capture's clock."""
+    loop = asyncio.get_running_loop()
+    schedule: list[tuple[float, int, _OfferedLeg, int]] = []
+    for order, o in enumerate(offered):
+        result.packets_sent[o.label] = 0
+        result.sent_payloads[o.label] = []
+        if o.label not in destinations:
+            continue
+        for index, packet in enumerate(o.leg.packets):
+            schedule.append((packet.time, order, o, index))
+    if not schedule:
+        return
+    schedule.sort(key=lambda item: (item[0], item[1], item[3]))
+    first = schedule[0][0]
+    speed = options.speed if options.speed > 0 else 1.0
+    protectors = {}
+    if options.srtp:
+        from pylibsrtp import Policy, Session
+
+        for o in offered:
+            if o.key is not None:
+                policy = Policy(key=o.key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+                protectors[o.label] = Session(policy=policy)
+    t0 = loop.time()
+    for packet_time, _order, o, index in schedule:
+        if hangup.is_set():
+            break
+        delay = t0 + (packet_time - first) / speed - loop.time()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+        packet = o.leg.packets[index]
+        data = _rtp_bytes(
+            packet.payload_type,
+            packet.marker,
+            packet.sequence_number,
+            packet.timestamp,
+            packet.ssrc,
+            packet.payload,
+        )
+        protector = protectors.get(o.label)
+        if protector is not None:
+            data = protector.protect(data)
+        try:
+            o.sock.sendto(data, destinations[o.label])
+        except (BlockingIOError, InterruptedError):
+            await asyncio.sleep(0)
+            try:
+                o.sock.sendto(data, destinations[o.label])
+            except OSError:
+                continue
+        except OSError:
+            continue
+        result.packets_sent[o.label] += 1
+        result.sent_payloads[o.label].append(packet.payload)
