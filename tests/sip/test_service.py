@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +19,7 @@ from siprec_recorder.sip import (
     parse_message,
 )
 from siprec_recorder.sip.events import Event
-from siprec_recorder.sip.transport import SipService, parse_listen
+from siprec_recorder.sip.transport import SipService, TlsSettings, parse_listen
 
 pytestmark = pytest.mark.integration
 
@@ -146,5 +148,81 @@ async def test_source_filter_refuses_udp() -> None:
             await asyncio.sleep(0.01)
         sock.close()
         assert refused and events == []
+    finally:
+        await service.stop()
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_invite_200_ack(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    rec = Recorder()
+    service = SipService(SipCore(), rec.on_event)
+    rec.service = service
+    await service.start(["tls:127.0.0.1:0"], TlsSettings(server_ctx))
+    try:
+        [(transport, host, port)] = service.bound
+        assert transport == "tls"
+        reader, writer = await asyncio.open_connection(host, port, ssl=client_ctx)
+        my_port = writer.get_extra_info("sockname")[1]
+        writer.write(request("INVITE", my_port, "TLS", "z9hG4bKs1"))
+        got: list[int] = []
+        while 200 not in got:
+            response = parse_message(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2))
+            assert isinstance(response, SipResponse)
+            got.append(response.status)
+        writer.write(request("ACK", my_port, "TLS", "z9hG4bKs2", "srs1"))
+        await asyncio.wait_for(rec.acked.wait(), 2)
+        writer.close()
+    finally:
+        await service.stop()
+
+
+async def test_idle_connection_closed() -> None:
+    service = SipService(SipCore(), lambda e: None, idle_timeout=0.2)
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        reader, writer = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
     finally:
         await service.stop()
