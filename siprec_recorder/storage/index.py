@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Select, exists, func, or_, select
@@ -50,12 +50,15 @@ from .models import (
 __all__ = [
     "DeclinedCall",
     "DtmfInfo",
+    "DtmfRow",
     "FinishedRecording",
     "NewRecording",
     "ParticipantInfo",
+    "ParticipantRow",
     "RecordingIndex",
     "SqlIndex",
     "StreamInfo",
+    "StreamRow",
     "iso",
     "recording_to_dict",
 ]
@@ -186,7 +189,11 @@ class DtmfInfo:
 
 @dataclass(slots=True)
 class NewRecording:
-    """A call that starts being recorded. ``id`` is generated when not given."""
+    """A call that starts being recorded. ``id`` is generated when not given.
+
+    ``retention_until`` defaults to ``start`` plus ``retention_years`` (365.25-day years,
+    rounded to whole days, as in the sidecar) when only the latter is given.
+    """
 
     call_id: str
     start: datetime
@@ -194,19 +201,24 @@ class NewRecording:
     other_number: str | None = None
     direction: str = "unknown"  # 'in' | 'out' | 'unknown'
     siprec_session_id: str | None = None
-    participants: list[ParticipantInfo] = field(default_factory=list)
+    participants: Sequence[ParticipantInfo | Mapping[str, Any]] = field(default_factory=list)
     source: str | None = None
     srtp: bool = False
     beep: bool = False
     key_id: str | None = None
     retention_until: datetime | None = None
-    metadata: dict[str, Any] | None = None
+    retention_years: float | None = None  # used when retention_until is None
+    metadata_json: dict[str, Any] | None = None
     id: str | None = None
 
 
 @dataclass(slots=True)
 class FinishedRecording:
-    """How a recording ended. ``participants`` ``None`` keeps the stored list."""
+    """How a recording ended. ``participants`` ``None`` keeps the stored list.
+
+    ``streams``, ``participants`` and ``dtmf`` take the dataclasses or plain dicts (as
+    ``finalize_spool`` returns them; see the ``from_dict`` constructors).
+    """
 
     end: datetime
     duration_s: float
@@ -219,11 +231,11 @@ class FinishedRecording:
     codec: str | None = "mp3"
     sample_rate: int | None = None
     channels: int | None = None
-    streams: list[StreamInfo] = field(default_factory=list)
-    participants: list[ParticipantInfo] | None = None
-    dtmf: list[DtmfInfo] = field(default_factory=list)
+    streams: Sequence[StreamInfo | Mapping[str, Any]] = field(default_factory=list)
+    participants: Sequence[ParticipantInfo | Mapping[str, Any]] | None = None
+    dtmf: Sequence[DtmfInfo | Mapping[str, Any]] = field(default_factory=list)
     retention_until: datetime | None = None
-    metadata: dict[str, Any] | None = None
+    metadata_json: dict[str, Any] | None = None
 
     @classmethod
     def from_finalize(cls, result: Mapping[str, Any]) -> FinishedRecording:
@@ -251,16 +263,22 @@ class DeclinedCall:
     """A call that policy refused to record: who, when, why. No media is kept."""
 
     call_id: str
-    at: datetime
+    start: datetime
     reason: str
     recorded_number: str | None = None
     other_number: str | None = None
     direction: str = "unknown"
     siprec_session_id: str | None = None
-    participants: list[ParticipantInfo] = field(default_factory=list)
+    participants: Sequence[ParticipantInfo | Mapping[str, Any]] = field(default_factory=list)
     source: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata_json: dict[str, Any] | None = None
     id: str | None = None
+
+
+#: Names used by the session layer.
+ParticipantRow = ParticipantInfo
+StreamRow = StreamInfo
+DtmfRow = DtmfInfo
 
 
 class RecordingIndex(Protocol):
@@ -273,7 +291,7 @@ class RecordingIndex(Protocol):
     async def record_declined(self, call: DeclinedCall) -> str: ...
 
     async def update_participants(
-        self, rec_id: str, participants: Sequence[ParticipantInfo]
+        self, rec_id: str, participants: Sequence[ParticipantInfo | Mapping[str, Any]]
     ) -> None: ...
 
     async def mark_interrupted(
@@ -300,7 +318,9 @@ class RecordingIndex(Protocol):
     async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]: ...
 
 
-def _participant_row(p: ParticipantInfo) -> RecordingParticipant:
+def _participant_row(p: ParticipantInfo | Mapping[str, Any]) -> RecordingParticipant:
+    if not isinstance(p, ParticipantInfo):
+        p = ParticipantInfo.from_dict(p)
     return RecordingParticipant(
         participant_id=p.participant_id,
         aor=p.aor,
@@ -312,7 +332,9 @@ def _participant_row(p: ParticipantInfo) -> RecordingParticipant:
     )
 
 
-def _stream_row(s: StreamInfo) -> RecordingStream:
+def _stream_row(s: StreamInfo | Mapping[str, Any]) -> RecordingStream:
+    if not isinstance(s, StreamInfo):
+        s = StreamInfo.from_dict(s)
     return RecordingStream(
         label=s.label,
         stream_id=s.stream_id,
@@ -332,6 +354,18 @@ def _stream_row(s: StreamInfo) -> RecordingStream:
         last_packet_at=s.last_packet_at,
         status=s.status,
     )
+
+
+def _dtmf_row(d: DtmfInfo | Mapping[str, Any]) -> DtmfDigit:
+    if not isinstance(d, DtmfInfo):
+        d = DtmfInfo.from_dict(d)
+    return DtmfDigit(label=d.label, digit=d.digit, at_s=d.at_s, duration_ms=d.duration_ms)
+
+
+def _retention(rec: NewRecording) -> datetime | None:
+    if rec.retention_until is not None or rec.retention_years is None:
+        return rec.retention_until
+    return rec.start + timedelta(days=round(365.25 * rec.retention_years))
 
 
 def _check_direction(direction: str) -> str:
@@ -455,8 +489,8 @@ class SqlIndex:
                 beep=rec.beep,
                 source=rec.source,
                 key_id=rec.key_id,
-                retention_until=rec.retention_until,
-                metadata_json=rec.metadata,
+                retention_until=_retention(rec),
+                metadata_json=rec.metadata_json,
                 participants=[_participant_row(p) for p in rec.participants],
             )
             session.add(row)
@@ -510,13 +544,10 @@ class SqlIndex:
             rec.channels = finished.channels
             if finished.retention_until is not None:
                 rec.retention_until = finished.retention_until
-            if finished.metadata is not None:
-                rec.metadata_json = finished.metadata
+            if finished.metadata_json is not None:
+                rec.metadata_json = finished.metadata_json
             rec.streams = [_stream_row(s) for s in finished.streams]
-            rec.dtmf = [
-                DtmfDigit(label=d.label, digit=d.digit, at_s=d.at_s, duration_ms=d.duration_ms)
-                for d in finished.dtmf
-            ]
+            rec.dtmf = [_dtmf_row(d) for d in finished.dtmf]
             if finished.participants is not None:
                 rec.participants = [_participant_row(p) for p in finished.participants]
             await session.flush()
@@ -576,14 +607,14 @@ class SqlIndex:
                     siprec_session_id=call.siprec_session_id,
                     state="declined",
                     reason=call.reason,
-                    start=call.at,
-                    end=call.at,
+                    start=call.start,
+                    end=call.start,
                     duration_s=0.0,
                     direction=_check_direction(call.direction),
                     recorded_number=call.recorded_number,
                     other_number=call.other_number,
                     source=call.source,
-                    metadata_json=call.metadata,
+                    metadata_json=call.metadata_json,
                     participants=[_participant_row(p) for p in call.participants],
                 )
             )
@@ -598,23 +629,27 @@ class SqlIndex:
                     "reason": call.reason,
                     "recorded_number": call.recorded_number,
                     "other_number": call.other_number,
-                    "at": iso(call.at),
+                    "start": iso(call.start),
                 },
             )
             await session.commit()
         return rec_id
 
     async def update_participants(
-        self, rec_id: str, participants: Sequence[ParticipantInfo]
+        self, rec_id: str, participants: Sequence[ParticipantInfo | Mapping[str, Any]]
     ) -> None:
         """Replace the participant list (the caller passes the full history, left ones too)."""
+        infos = [
+            p if isinstance(p, ParticipantInfo) else ParticipantInfo.from_dict(p)
+            for p in participants
+        ]
         async with self.db.session() as session:
             rec = await session.get(
                 Recording, rec_id, options=[selectinload(Recording.participants)]
             )
             if rec is None:
                 raise LocalProtocolError(f"no recording with id {rec_id!r}")
-            rec.participants = [_participant_row(p) for p in participants]
+            rec.participants = [_participant_row(p) for p in infos]
             await session.flush()
             await append_event(
                 session,
@@ -624,7 +659,7 @@ class SqlIndex:
                 details={
                     "participants": [
                         {"participant_id": p.participant_id, "number": p.number}
-                        for p in participants
+                        for p in infos
                     ]
                 },
             )

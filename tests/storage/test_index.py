@@ -198,7 +198,7 @@ async def test_declined_row(index: SqlIndex) -> None:
     rec_id = await index.record_declined(
         DeclinedCall(
             call_id="c-decl",
-            at=T0,
+            start=T0,
             reason="outside-schedule",
             recorded_number=ME,
             other_number=FAR,
@@ -313,3 +313,42 @@ async def test_from_finalize_result_dict() -> None:
     assert f.streams[0].packets_received == 3 and f.streams[0].packets_lost == 0
     assert f.streams[0].first_packet_at == datetime.fromtimestamp(1.7e9, UTC)
     assert f.dtmf[0].digit == "1"
+
+
+async def test_dicts_accepted_as_the_session_layer_passes_them(index: SqlIndex) -> None:
+    from siprec_recorder.storage.index import ParticipantRow, StreamRow
+
+    assert ParticipantRow is ParticipantInfo and StreamRow is StreamInfo
+    rec_id = await index.create_recording(
+        NewRecording(
+            call_id="c",
+            start=T0,
+            participants=[{"participant_id": "p1", "number": ME, "joined_at": "2026-03-02T09:30Z"}],
+            metadata_json={"datamode": "complete"},
+            retention_years=5,
+        )
+    )
+    await index.update_participants(
+        rec_id, [{"participant_id": "p1", "number": ME}, {"number": FAR}]
+    )
+    await index.finish_recording(
+        rec_id,
+        FinishedRecording(
+            end=T0 + timedelta(seconds=3),
+            duration_s=3.0,
+            streams=[{"label": "1", "packets_received": 150, "jitter_ms": 2}],
+            dtmf=[{"label": "1", "digit": "9", "at_s": 1.25, "duration_ms": 90}],
+        ),
+    )
+    row = await index.get(rec_id)
+    assert row is not None
+    assert row["metadata"] == {"datamode": "complete"}
+    assert row["retention_until"] == iso_z(T0 + timedelta(days=1826))
+    assert [p["number"] for p in row["participants"]] == [ME, FAR]
+    assert row["streams"][0]["packets_received"] == 150 and row["streams"][0]["jitter_ms"] == 2.0
+    assert row["dtmf"][0]["digit"] == "9"
+    assert [r["id"] for r in await index.search(FAR)] == [rec_id]
+
+
+def iso_z(d: datetime) -> str:
+    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
