@@ -149,6 +149,16 @@ class SipCore:
         else:
             self._receive_request(message, source, now)
 
+    def reject_oversized(self, head: bytes, source: Address) -> None:
+        """Answer ``513`` to a stream message whose header section arrived but whose body
+        exceeds the limit (the transport closes the connection afterwards)."""
+        error = MessageTooLarge("message exceeds the size limit")
+        try:
+            parse_message(head + b"\r\n\r\n", max_size=0)
+        except SipParseError as exc:
+            error.partial = exc.partial
+        self._reject(error, source)
+
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None
 

@@ -133,7 +133,8 @@ class StreamFramer:
                 raise SipParseError("invalid Content-Length", None)
             total = body_start + int(text)
             if total > self.max_message_size:
-                raise MessageTooLarge("message exceeds the message size limit", None)
+                # the head is complete: the caller may still answer 513 before closing
+                raise MessageTooLarge("message exceeds the message size limit", None, partial=head)
             if len(self._buffer) < total:
                 return out
             out.append(bytes(self._buffer[:total]))

@@ -304,3 +304,13 @@ def test_keepalive_ignored() -> None:
     core = SipCore()
     core.receive(b"\r\n\r\n", SRC, 0.0)
     assert drain(core) == [] and core.datagrams_to_send() == []
+
+
+def test_reject_oversized_head() -> None:
+    core = SipCore()
+    head = invite().split(b"\r\n\r\n")[0]
+    core.reject_oversized(head, TCP_SRC)
+    [event] = drain(core)
+    assert isinstance(event, MessageRejected) and event.status == 513
+    [(raw, dest)] = core.datagrams_to_send()
+    assert raw.startswith(b"SIP/2.0 513 Message Too Large") and dest == TCP_SRC

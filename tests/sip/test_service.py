@@ -226,3 +226,24 @@ async def test_idle_connection_closed() -> None:
         writer.close()
     finally:
         await service.stop()
+
+
+async def test_tcp_oversized_gets_513_then_close() -> None:
+    events: list[Event] = []
+    service = SipService(SipCore(max_message_size=600), events.append)
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        reader, writer = await asyncio.open_connection(host, port)
+        data = request("INVITE", 1, "TCP", "z9hG4bKbig").replace(
+            b"Content-Length: 0", b"Content-Length: 5000"
+        )
+        writer.write(data)
+        answer = await asyncio.wait_for(reader.read(), 2)
+        assert answer.startswith(b"SIP/2.0 513 Message Too Large\r\n")
+        writer.close()
+    finally:
+        await service.stop()
+    assert [(type(e).__name__, getattr(e, "status", None)) for e in events] == [
+        ("MessageRejected", 513)
+    ]

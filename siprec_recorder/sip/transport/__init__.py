@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from siprec_recorder.errors import ConfigError, LocalProtocolError
 from siprec_recorder.sip.core import SipCore
-from siprec_recorder.sip.errors import SipParseError
+from siprec_recorder.sip.errors import MessageTooLarge, SipParseError
 from siprec_recorder.sip.events import Address, Event, MessageRejected, TransactionKey
 from siprec_recorder.sip.headers import Via
 from siprec_recorder.sip.message import SipRequest, SipResponse
@@ -219,6 +219,10 @@ class SipService:
 
     def _stream_error(self, conn: StreamProtocol, exc: SipParseError, transport: str) -> None:
         address = self._stream_address(conn, transport)
+        if isinstance(exc, MessageTooLarge) and isinstance(exc.partial, bytes):
+            self.core.reject_oversized(exc.partial, address)  # 513, then the close
+            self._pump()
+            return
         self._guard(self.on_event, MessageRejected(address, exc.message, None))
 
     def _stream_closed(self, conn: StreamProtocol) -> None:
