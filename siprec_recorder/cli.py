@@ -210,7 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--config", "-c", default=argparse.SUPPRESS)
     pc.set_defaults(run=cmd_config_check)
 
-    for module in ("siprec_recorder.policy.cli", "siprec_recorder.web.cli"):
+    for module in (
+        "siprec_recorder.policy.cli",
+        "siprec_recorder.web.cli",
+        "siprec_recorder.compliance.cli",
+    ):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:

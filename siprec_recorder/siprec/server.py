@@ -44,7 +44,7 @@ from ..sip.events import (
     RequestReceived,
     TransactionTimedOut,
 )
-from ..sip.message import SipRequest, make_response
+from ..sip.message import SipRequest, make_response, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
 from .answer import AcceptedStream, build_answer
@@ -346,14 +346,10 @@ class SessionRecordingServer:
             log.info("INVITE from %s refused: not in allowed_sources", host)
             self._respond(tx, req, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')])
             return
-        unsupported = [
-            opt.strip()
-            for value in req.headers.get_all("Require")
-            for opt in value.split(",")
-            if opt.strip() and opt.strip().lower() not in SUPPORTED_EXTENSIONS
-        ]
-        if unsupported:
-            self._respond(tx, req, 420, "Bad Extension", headers=[("Unsupported", ", ".join(unsupported))])
+        check = uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)
+        if check is not None:
+            status, reason, extra = check
+            self._respond(tx, req, status, reason, headers=list(extra))
             return
         if not self.sources.take(host, now):
             self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "5")])
