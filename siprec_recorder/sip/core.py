@@ -186,11 +186,7 @@ class SipCore:
         if tx.kind is Kind.SERVER_INVITE and status >= 200:
             tx.to_tag = _safe_to_tag(response)
         effects = tx.apply(event, now, response.serialize(), response)
-        if (
-            tx.kind is Kind.SERVER_INVITE
-            and 200 <= status < 300
-            and isinstance(tx.request, SipRequest)
-        ):
+        if tx.kind is Kind.SERVER_INVITE and 200 <= status < 300 and tx.request is not None:
             self._ack_index[_ack_key(tx.request)] = tx.key
         self._carry_out(tx, effects)
 
@@ -356,9 +352,7 @@ class SipCore:
                 self._outbox.append((effect.data, effect.destination))
             elif effect.report is Action.REPORT_TIMEOUT:
                 self._emit(TransactionTimedOut(tx.key))
-            elif effect.report is Action.REPORT_RESPONSE and isinstance(
-                effect.response, SipResponse
-            ):
+            elif effect.report is Action.REPORT_RESPONSE and effect.response is not None:
                 self._emit(ResponseReceived(effect.response, tx.key))
         if tx.terminated:
             self._forget(tx)
@@ -369,7 +363,7 @@ class SipCore:
 
     def _forget(self, tx: Transaction) -> None:
         self._transactions.pop(tx.key, None)
-        if tx.kind is Kind.SERVER_INVITE and isinstance(tx.request, SipRequest):
+        if tx.kind is Kind.SERVER_INVITE and tx.request is not None:
             ack_key = _ack_key(tx.request)
             if self._ack_index.get(ack_key) == tx.key:
                 del self._ack_index[ack_key]

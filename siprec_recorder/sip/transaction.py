@@ -26,6 +26,7 @@ from enum import Enum, auto
 
 from siprec_recorder.errors import LocalProtocolError
 from siprec_recorder.sip.events import Address, TransactionKey
+from siprec_recorder.sip.message import SipRequest, SipResponse
 
 __all__ = [
     "CLIENT_NON_INVITE_TABLE",
@@ -211,7 +212,7 @@ class Effect:
     data: bytes = b""
     destination: Address | None = None
     report: Action | None = None
-    response: object = None
+    response: SipResponse | None = None
 
 
 class Transaction:
@@ -236,7 +237,7 @@ class Transaction:
         self,
         kind: Kind,
         key: TransactionKey,
-        request: object,
+        request: SipRequest | None,
         destination: Address,
         config: TimerConfig,
         *,
@@ -251,7 +252,7 @@ class Transaction:
         self.state = _INITIAL_STATE[kind]
         self.timers: dict[str, tuple[float, float]] = {}
         self.last_response: bytes | None = None
-        self.last_response_obj: object = None
+        self.last_response_obj: SipResponse | None = None
         self.to_tag: str | None = None
         self._last_interval = config.t1
 
@@ -274,7 +275,11 @@ class Transaction:
         return effects
 
     def apply(
-        self, event: TxInput, now: float, data: bytes | None = None, response: object = None
+        self,
+        event: TxInput,
+        now: float,
+        data: bytes | None = None,
+        response: SipResponse | None = None,
     ) -> list[Effect]:
         """Apply one input; return the effects to carry out."""
         row = TABLES[self.kind].get((self.state, event))
@@ -304,7 +309,9 @@ class Transaction:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def _do(self, action: Action, now: float, data: bytes | None, response: object) -> list[Effect]:
+    def _do(
+        self, action: Action, now: float, data: bytes | None, response: SipResponse | None
+    ) -> list[Effect]:
         if action is A.SEND_RESPONSE:
             assert data is not None
             self.last_response = data

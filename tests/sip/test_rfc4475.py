@@ -232,3 +232,22 @@ def test_insuf_is_dropped_by_the_core() -> None:
     event = core.next_event()
     assert isinstance(event, MessageRejected) and event.status is None
     assert core.datagrams_to_send() == []
+
+
+def test_consistent_with_manifest_and_ersip() -> None:
+    """Every 'valid' file accepted; every 'invalid' one rejected unless the manifest allows
+    tolerance; everything ersip parses as GOOD is accepted by us too."""
+    import re
+
+    rows = [line.split("\t") for line in (RFC4475 / "MANIFEST.tsv").read_text().splitlines()[1:]]
+    for row in rows:
+        name, category, handling = row[0][:-4], row[3], row[4]
+        if category == "valid":
+            assert name in ACCEPTED, name
+        elif category == "invalid" and name in ACCEPTED:
+            assert "tolerate" in handling or "may accept" in handling, name
+        if handling.startswith("reject 400") and "robust" not in handling:
+            assert REJECTED.get(name, (None,))[0] == 400, name
+    erl = (RFC4475 / "third_party_expectations" / "ersip_rfc4475_test.erl").read_text()
+    good = set(re.findall(r"^\s*\?GOOD(?:_DGRAM)?\((\w+)\)", erl, re.M))
+    assert len(good) == 22 and good <= set(ACCEPTED)
