@@ -121,7 +121,5 @@ async def build_scope(session: AsyncSession, principal: Principal, now: datetime
             granted.setdefault(req.case_id, set()).update(
                 r for r in req.rights.split(",") if r in RIGHTS
             )
-    rights = {
-        c.id: frozenset(base_rights(c, principal) | granted.get(c.id, set())) for c in cases
-    }
+    rights = {c.id: frozenset(base_rights(c, principal) | granted.get(c.id, set())) for c in cases}
     return Scope(principal, own, rights, {c.id: c.label_id for c in cases})

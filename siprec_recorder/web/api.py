@@ -45,19 +45,26 @@ Me = Annotated[Principal, Depends(principal)]
 def set_session_cookie(portal: Portal, response: Response, outcome: LoginOutcome) -> None:
     """Put the session token into a secure, HttpOnly, SameSite=Strict cookie."""
     response.set_cookie(
-        portal.settings.cookie_name, outcome.token, httponly=True, samesite="strict",
-        secure=portal.settings.secure_cookies, path="/",
+        portal.settings.cookie_name,
+        outcome.token,
+        httponly=True,
+        samesite="strict",
+        secure=portal.settings.secure_cookies,
+        path="/",
         max_age=int(portal.settings.session_ttl) if portal.settings.session_ttl else None,
     )
 
 
 def _login_json(outcome: LoginOutcome) -> dict[str, Any]:
     if outcome.kind == "second_person":
-        return {"status": "second_person", "pending_token": outcome.token,
-                "login": outcome.login}
-    return {"status": "ok", "login": outcome.login, "token": outcome.token,
-            "csrf_token": outcome.csrf_token,
-            "must_change_password": outcome.must_change_password}
+        return {"status": "second_person", "pending_token": outcome.token, "login": outcome.login}
+    return {
+        "status": "ok",
+        "login": outcome.login,
+        "token": outcome.token,
+        "csrf_token": outcome.csrf_token,
+        "must_change_password": outcome.must_change_password,
+    }
 
 
 # -- accounts ----------------------------------------------------------------------------
@@ -77,7 +84,8 @@ async def login(body: LoginIn, portal: PortalDep) -> JSONResponse:
 async def second_person(body: SecondPersonIn, portal: PortalDep) -> JSONResponse:
     """A different account confirms a four-eyes login."""
     outcome = await portal.auth.confirm_second_person(
-        body.pending_token, body.login, body.password, body.otp)
+        body.pending_token, body.login, body.password, body.otp
+    )
     response = JSONResponse(_login_json(outcome))
     set_session_cookie(portal, response, outcome)
     return response
@@ -95,13 +103,17 @@ async def logout(request: Request, portal: PortalDep) -> JSONResponse:
 @router.get("/auth/me", tags=["auth"])
 async def whoami(request: Request, portal: PortalDep) -> dict[str, Any]:
     me = await portal.principal(request, allow_password_change=True)
-    return {"login": me.login, "name": me.name, "role": me.role,
-            "must_change_password": me.must_change_password, "csrf_token": me.csrf_token}
+    return {
+        "login": me.login,
+        "name": me.name,
+        "role": me.role,
+        "must_change_password": me.must_change_password,
+        "csrf_token": me.csrf_token,
+    }
 
 
 @router.post("/auth/password", tags=["auth"])
-async def change_password(body: PasswordIn, request: Request, portal: PortalDep
-                          ) -> dict[str, str]:
+async def change_password(body: PasswordIn, request: Request, portal: PortalDep) -> dict[str, str]:
     me = await portal.principal(request, allow_password_change=True)
     await portal.auth.change_password(me, body.current, body.new)
     return {"status": "password changed"}
@@ -112,8 +124,10 @@ async def change_password(body: PasswordIn, request: Request, portal: PortalDep
 
 @router.get("/recordings", tags=["recordings"])
 async def search(
-    me: Me, portal: PortalDep,
-    since: datetime | None = None, until: datetime | None = None,
+    me: Me,
+    portal: PortalDep,
+    since: datetime | None = None,
+    until: datetime | None = None,
     number: Annotated[str | None, Query(max_length=100)] = None,
     user: Annotated[str | None, Query(max_length=255)] = None,
     direction: Literal["in", "out", "unknown"] | None = None,
@@ -128,20 +142,36 @@ async def search(
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Search recordings visible to the caller; ``total`` counts every match."""
-    f = SearchQuery(since=since, until=until, number=number or None, user=user or None,
-                    direction=direction, min_duration=min_duration, max_duration=max_duration,
-                    case_id=case_id, label_id=label_id, state=state, sort=sort, order=order,
-                    page=page, page_size=min(page_size, portal.settings.max_page_size))
+    f = SearchQuery(
+        since=since,
+        until=until,
+        number=number or None,
+        user=user or None,
+        direction=direction,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        case_id=case_id,
+        label_id=label_id,
+        state=state,
+        sort=sort,
+        order=order,
+        page=page,
+        page_size=min(page_size, portal.settings.max_page_size),
+    )
     scope = await portal.scope(me)
     result = await portal.recordings.search(scope, f, portal.settings.max_page_size)
-    filters = {k: (v.isoformat() if isinstance(v, datetime) else v)
-               for k, v in asdict(f).items() if v is not None}
+    filters = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in asdict(f).items()
+        if v is not None
+    }
     await audit(portal, me, "web.search", "recordings", filters=filters, total=result["total"])
     return result
 
 
-async def _recording(portal: Portal, me: Principal, recording_id: str,
-                     right: str) -> dict[str, Any]:
+async def _recording(
+    portal: Portal, me: Principal, recording_id: str, right: str
+) -> dict[str, Any]:
     scope = await portal.scope(me)
     try:
         doc = await portal.recordings.get(scope, recording_id)
@@ -164,44 +194,55 @@ async def recording(recording_id: str, me: Me, portal: PortalDep) -> dict[str, A
     return doc
 
 
-@router.get("/recordings/{recording_id}/audio", tags=["recordings"],
-            responses={200: {"content": {"audio/mpeg": {}}},
-                       206: {"description": "Partial Content"}})
+@router.get(
+    "/recordings/{recording_id}/audio",
+    tags=["recordings"],
+    responses={200: {"content": {"audio/mpeg": {}}}, 206: {"description": "Partial Content"}},
+)
 async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -> Response:
     """The MP3 for the in-page player (range requests); each play is audited."""
     doc = await _recording(portal, me, recording_id, "play")
     path = portal.recordings.audio_path(doc)
     rng = request.headers.get("range")
     if not rng or rng.replace(" ", "").startswith("bytes=0-"):
-        await audit(portal, me, "web.recording_played", f"recording:{recording_id}",
-                    range=rng or "")
+        await audit(
+            portal, me, "web.recording_played", f"recording:{recording_id}", range=rng or ""
+        )
     return range_response(path, rng)
 
 
-@router.get("/recordings/{recording_id}/download", tags=["recordings"],
-            responses={200: {"content": {"audio/mpeg": {}}}})
-async def download(recording_id: str, request: Request, me: Me, portal: PortalDep
-                   ) -> Response:
+@router.get(
+    "/recordings/{recording_id}/download",
+    tags=["recordings"],
+    responses={200: {"content": {"audio/mpeg": {}}}},
+)
+async def download(recording_id: str, request: Request, me: Me, portal: PortalDep) -> Response:
     """The MP3 as an attachment; admins only; audited."""
     doc = await _recording(portal, me, recording_id, "download")
     path = portal.recordings.audio_path(doc)
-    await audit(portal, me, "web.recording_downloaded", f"recording:{recording_id}",
-                sha256=doc.get("sha256"))
-    return range_response(path, request.headers.get("range"),
-                          download_name=f"recording-{doc['id']}.mp3")
+    await audit(
+        portal,
+        me,
+        "web.recording_downloaded",
+        f"recording:{recording_id}",
+        sha256=doc.get("sha256"),
+    )
+    return range_response(
+        path, request.headers.get("range"), download_name=f"recording-{doc['id']}.mp3"
+    )
 
 
 @router.post("/recordings/{recording_id}/labels", tags=["recordings"])
-async def add_label(recording_id: str, body: LabelRef, me: Me, portal: PortalDep
-                    ) -> dict[str, Any]:
+async def add_label(recording_id: str, body: LabelRef, me: Me, portal: PortalDep) -> dict[str, Any]:
     await _recording(portal, me, recording_id, "list")
     await portal.cases.add_label(me, recording_id, body.label_id)
     return await portal.recordings.get(await portal.scope(me), recording_id)
 
 
 @router.delete("/recordings/{recording_id}/labels/{label_id}", tags=["recordings"])
-async def remove_label(recording_id: str, label_id: int, me: Me, portal: PortalDep
-                       ) -> dict[str, str]:
+async def remove_label(
+    recording_id: str, label_id: int, me: Me, portal: PortalDep
+) -> dict[str, str]:
     await _recording(portal, me, recording_id, "list")
     await portal.cases.remove_label(me, recording_id, label_id)
     return {"status": "removed"}
@@ -229,9 +270,15 @@ async def cases(me: Me, portal: PortalDep) -> list[dict[str, Any]]:
 async def create_case(body: CaseIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     new = NewLabel(body.new_label.title, body.new_label.colour) if body.new_label else None
     return await portal.cases.create_case(
-        me, title=body.title, description=body.description, label_id=body.label_id,
-        new_label=new, list_access=body.list_access, play_access=body.play_access,
-        label_access=body.label_access)
+        me,
+        title=body.title,
+        description=body.description,
+        label_id=body.label_id,
+        new_label=new,
+        list_access=body.list_access,
+        play_access=body.play_access,
+        label_access=body.label_access,
+    )
 
 
 @router.get("/cases/{case_id}", tags=["cases"])
@@ -240,8 +287,7 @@ async def case(case_id: int, me: Me, portal: PortalDep) -> dict[str, Any]:
 
 
 @router.patch("/cases/{case_id}/access", tags=["cases"])
-async def case_access(case_id: int, body: AccessIn, me: Me, portal: PortalDep
-                      ) -> dict[str, Any]:
+async def case_access(case_id: int, body: AccessIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     changes = {k.removesuffix("_access"): v for k, v in body.model_dump().items() if v}
     return await portal.cases.set_case_access(me, case_id, **changes)
 
@@ -250,16 +296,21 @@ async def case_access(case_id: int, body: AccessIn, me: Me, portal: PortalDep
 
 
 @router.get("/requests", tags=["requests"])
-async def requests(me: Me, portal: PortalDep,
-                   which: Literal["mine", "pending", "all"] = "mine") -> list[dict[str, Any]]:
+async def requests(
+    me: Me, portal: PortalDep, which: Literal["mine", "pending", "all"] = "mine"
+) -> list[dict[str, Any]]:
     return await portal.cases.requests(me, which)
 
 
 @router.post("/requests", tags=["requests"], status_code=201)
 async def request_access(body: RequestIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.request_access(
-        me, case_id=body.case_id, reason=body.reason, rights=list(body.rights),
-        expires_at=body.expires_at)
+        me,
+        case_id=body.case_id,
+        reason=body.reason,
+        rights=list(body.rights),
+        expires_at=body.expires_at,
+    )
 
 
 @router.get("/requests/{request_id}", tags=["requests"])
@@ -268,20 +319,17 @@ async def access_request(request_id: int, me: Me, portal: PortalDep) -> dict[str
 
 
 @router.post("/requests/{request_id}/approve", tags=["requests"])
-async def approve(request_id: int, body: DecisionIn, me: Me, portal: PortalDep
-                  ) -> dict[str, Any]:
+async def approve(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.approve(me, request_id, body.note, body.expires_at)
 
 
 @router.post("/requests/{request_id}/reject", tags=["requests"])
-async def reject(request_id: int, body: DecisionIn, me: Me, portal: PortalDep
-                 ) -> dict[str, Any]:
+async def reject(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.reject(me, request_id, body.note)
 
 
 @router.post("/requests/{request_id}/revoke", tags=["requests"])
-async def revoke(request_id: int, body: DecisionIn, me: Me, portal: PortalDep
-                 ) -> dict[str, Any]:
+async def revoke(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.revoke(me, request_id, body.note)
 
 
@@ -290,14 +338,17 @@ async def revoke(request_id: int, body: DecisionIn, me: Me, portal: PortalDep
 
 @router.get("/audit", tags=["audit"])
 async def audit_events(
-    me: Me, portal: PortalDep,
+    me: Me,
+    portal: PortalDep,
     actor: Annotated[str | None, Query(max_length=255)] = None,
     action: Annotated[str | None, Query(max_length=128)] = None,
     subject: Annotated[str | None, Query(max_length=255)] = None,
-    since: datetime | None = None, until: datetime | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Ledger events (admins, auditors), newest first, with the hash chain's status."""
-    return await audit_trail(portal.db, me, AuditQuery(actor, action, subject, since, until,
-                                                       page, page_size))
+    return await audit_trail(
+        portal.db, me, AuditQuery(actor, action, subject, since, until, page, page_size)
+    )

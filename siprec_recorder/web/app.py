@@ -45,8 +45,14 @@ _SECURITY_HEADERS = {
 }
 
 
-def create_app(db: Database, layout: Any, settings: WebSettings | None = None,
-               policy: Any | None = None, *, country_code: str = "32") -> FastAPI:
+def create_app(
+    db: Database,
+    layout: Any,
+    settings: WebSettings | None = None,
+    policy: Any | None = None,
+    *,
+    country_code: str = "32",
+) -> FastAPI:
     """Build the portal on an opened ``db``; ``layout.root`` is the recordings folder.
 
     ``policy`` is the policy layer's service for the number-management pages (``None``
@@ -55,8 +61,12 @@ def create_app(db: Database, layout: Any, settings: WebSettings | None = None,
     settings = settings or WebSettings()
     root = Path(getattr(layout, "root", layout))
     portal = Portal(
-        db=db, files_root=root, settings=settings, policy=policy,
-        auth=AuthService(db, settings), cases=CaseService(db, settings),
+        db=db,
+        files_root=root,
+        settings=settings,
+        policy=policy,
+        auth=AuthService(db, settings),
+        cases=CaseService(db, settings),
         recordings=RecordingService(db, root, country_code=country_code),
     )
     app = FastAPI(
@@ -94,10 +104,10 @@ def create_app(db: Database, layout: Any, settings: WebSettings | None = None,
 
     app.include_router(api.router)
     if policy is not None:
-        from . import numbers
+        from .numbers import api_router, page_router
 
-        app.include_router(numbers.api_router)
-        app.include_router(numbers.page_router)
+        app.include_router(api_router)
+        app.include_router(page_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     return app

@@ -55,18 +55,37 @@ async def audit_trail(db: Database, p: Principal, q: AuditQuery) -> dict[str, An
         stmt = stmt.where(LedgerEntry.ts < as_utc(q.until))
     async with db.session() as s:
         total = int(await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
-        rows = (await s.execute(stmt.order_by(LedgerEntry.seq.desc()).limit(q.page_size)
-                                .offset((q.page - 1) * q.page_size))).scalars()
+        rows = (
+            await s.execute(
+                stmt.order_by(LedgerEntry.seq.desc())
+                .limit(q.page_size)
+                .offset((q.page - 1) * q.page_size)
+            )
+        ).scalars()
         items = []
         for e in rows:
             try:
                 details = json.loads(e.details)
             except (TypeError, ValueError):
                 details = {"unreadable": e.details}
-            items.append({"seq": e.seq, "ts": as_utc(e.ts).isoformat(), "actor": e.actor,
-                          "action": e.action, "subject": e.subject, "details": details,
-                          "hash": e.hash})
+            items.append(
+                {
+                    "seq": e.seq,
+                    "ts": as_utc(e.ts).isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "subject": e.subject,
+                    "details": details,
+                    "hash": e.hash,
+                }
+            )
         problems = await verify_chain(s)
-    return {"chain_ok": not problems, "problems": problems[:50], "total": total,
-            "page": q.page, "page_size": q.page_size,
-            "pages": max(1, -(-total // q.page_size)), "items": items}
+    return {
+        "chain_ok": not problems,
+        "problems": problems[:50],
+        "total": total,
+        "page": q.page,
+        "page_size": q.page_size,
+        "pages": max(1, -(-total // q.page_size)),
+        "items": items,
+    }

@@ -106,13 +106,20 @@ class AuthService:
         user = (await s.execute(select(User).where(User.login == login))).scalar_one_or_none()
         if user is None:
             verify_password(None, password)  # same cost as a real check
-            await self._audit(s, login or "-", "web.login_failed", f"user:{login}",
-                              reason="unknown login", step=step)
+            await self._audit(
+                s,
+                login or "-",
+                "web.login_failed",
+                f"user:{login}",
+                reason="unknown login",
+                step=step,
+            )
             await s.commit()
             raise Unauthorized(_BAD_CREDENTIALS)
         if user.locked_until is not None and as_utc(user.locked_until) > now:
-            await self._audit(s, login, "web.login_failed", f"user:{login}",
-                              reason="locked", step=step)
+            await self._audit(
+                s, login, "web.login_failed", f"user:{login}", reason="locked", step=step
+            )
             await s.commit()
             until = as_utc(user.locked_until).strftime("%Y-%m-%d %H:%M UTC")
             raise Unauthorized(f"account locked after repeated failures, try again after {until}")
@@ -127,8 +134,11 @@ class AuthService:
             reason = "inactive"
         if reason is not None:
             user.failed_logins = (user.failed_logins or 0) + 1
-            details: dict[str, Any] = {"reason": reason, "step": step,
-                                       "failed_logins": user.failed_logins}
+            details: dict[str, Any] = {
+                "reason": reason,
+                "step": step,
+                "failed_logins": user.failed_logins,
+            }
             if user.failed_logins >= self._settings.lockout_threshold:
                 user.locked_until = now + timedelta(minutes=self._settings.lockout_minutes)
                 user.failed_logins = 0
@@ -153,10 +163,17 @@ class AuthService:
             user = await self._check_credentials(s, login, password, otp, step="first")
             if user.four_eyes:
                 token = new_token()
-                s.add(PendingLogin(token_hash=hash_token(token), login=user.login,
-                                   created_at=self._now(), used=False))
-                await self._audit(s, user.login, "web.login_pending_second_person",
-                                  f"user:{user.login}")
+                s.add(
+                    PendingLogin(
+                        token_hash=hash_token(token),
+                        login=user.login,
+                        created_at=self._now(),
+                        used=False,
+                    )
+                )
+                await self._audit(
+                    s, user.login, "web.login_pending_second_person", f"user:{user.login}"
+                )
                 await s.commit()
                 return LoginOutcome("second_person", token, user.login)
             outcome = await self._open_session(s, user, second=None)
@@ -173,7 +190,9 @@ class AuthService:
         if not token:
             return None
         pending = (
-            await s.execute(select(PendingLogin).where(PendingLogin.token_hash == hash_token(token)))
+            await s.execute(
+                select(PendingLogin).where(PendingLogin.token_hash == hash_token(token))
+            )
         ).scalar_one_or_none()
         if pending is None or pending.used:
             return None
@@ -192,8 +211,14 @@ class AuthService:
             if pending is None:
                 raise Unauthorized("the login waiting for a second person has expired; start again")
             if login == pending.login:
-                await self._audit(s, login, "web.login_failed", f"user:{pending.login}",
-                                  reason="second person is the same account", step="second")
+                await self._audit(
+                    s,
+                    login,
+                    "web.login_failed",
+                    f"user:{pending.login}",
+                    reason="second person is the same account",
+                    step="second",
+                )
                 await s.commit()
                 raise Unauthorized("the second person must use a different account")
             second = await self._check_credentials(s, login, password, otp, step="second")
@@ -208,17 +233,27 @@ class AuthService:
             await s.commit()
             return outcome
 
-    async def _open_session(self, s: AsyncSession, user: User, *, second: str | None) -> LoginOutcome:
+    async def _open_session(
+        self, s: AsyncSession, user: User, *, second: str | None
+    ) -> LoginOutcome:
         token, csrf = new_token(), new_token()
         now = self._now()
-        s.add(WebSession(token_hash=hash_token(token), login=user.login, csrf_token=csrf,
-                         created_at=now, last_seen=now, second_login=second, ended=False))
+        s.add(
+            WebSession(
+                token_hash=hash_token(token),
+                login=user.login,
+                csrf_token=csrf,
+                created_at=now,
+                last_seen=now,
+                second_login=second,
+                ended=False,
+            )
+        )
         details: dict[str, Any] = {"must_change_password": bool(user.must_change_password)}
         if second:
             details["second_person"] = second
         await self._audit(s, user.login, "web.login", f"user:{user.login}", **details)
-        return LoginOutcome("session", token, user.login,
-                            bool(user.must_change_password), csrf)
+        return LoginOutcome("session", token, user.login, bool(user.must_change_password), csrf)
 
     async def authenticate(self, token: str | None) -> Principal | None:
         """The principal of a session cookie, or None when absent, ended or expired."""
@@ -227,7 +262,9 @@ class AuthService:
         now = self._now()
         async with self._db.session() as s:
             ws = (
-                await s.execute(select(WebSession).where(WebSession.token_hash == hash_token(token)))
+                await s.execute(
+                    select(WebSession).where(WebSession.token_hash == hash_token(token))
+                )
             ).scalar_one_or_none()
             if ws is None or ws.ended:
                 return None
@@ -235,7 +272,9 @@ class AuthService:
                 ws.ended = True
                 await s.commit()
                 return None
-            user = (await s.execute(select(User).where(User.login == ws.login))).scalar_one_or_none()
+            user = (
+                await s.execute(select(User).where(User.login == ws.login))
+            ).scalar_one_or_none()
             if user is None or not user.active:
                 ws.ended = True
                 await s.commit()
@@ -243,14 +282,21 @@ class AuthService:
             if (now - as_utc(ws.last_seen)).total_seconds() > 30:
                 ws.last_seen = now
                 await s.commit()
-            return Principal(user.login, user.name or user.login, user.role,
-                             bool(user.must_change_password), ws.csrf_token, ws.id)
+            return Principal(
+                user.login,
+                user.name or user.login,
+                user.role,
+                bool(user.must_change_password),
+                ws.csrf_token,
+                ws.id,
+            )
 
     async def logout(self, principal: Principal) -> None:
         """End the session of ``principal``."""
         async with self._db.session() as s:
-            await s.execute(update(WebSession).where(WebSession.id == principal.session_id)
-                            .values(ended=True))
+            await s.execute(
+                update(WebSession).where(WebSession.id == principal.session_id).values(ended=True)
+            )
             await self._audit(s, principal.login, "web.logout", f"user:{principal.login}")
             await s.commit()
 
@@ -263,8 +309,13 @@ class AuthService:
             if user is None:
                 raise Forbidden("no such account")
             if not verify_password(user.password_hash, current):
-                await self._audit(s, user.login, "web.password_change_failed",
-                                  f"user:{user.login}", reason="bad current password")
+                await self._audit(
+                    s,
+                    user.login,
+                    "web.password_change_failed",
+                    f"user:{user.login}",
+                    reason="bad current password",
+                )
                 await s.commit()
                 raise BadRequest("the current password is wrong")
             problem = check_password_strength(new, login=user.login)

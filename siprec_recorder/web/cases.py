@@ -111,9 +111,7 @@ class CaseService:
         async with self._db.session() as s:
             rows = await s.execute(select(Label).order_by(Label.title))
             case_of = {c.label_id: c.id for c in (await s.execute(select(Case))).scalars()}
-            return [
-                {**label_json(lb), "case_id": case_of.get(lb.id)} for lb in rows.scalars()
-            ]
+            return [{**label_json(lb), "case_id": case_of.get(lb.id)} for lb in rows.scalars()]
 
     async def _create_label(self, s: AsyncSession, p: Principal, new: NewLabel) -> Label:
         title = new.title.strip()
@@ -124,12 +122,17 @@ class CaseService:
         exists = await s.scalar(select(Label.id).where(Label.title == title))
         if exists is not None:
             raise Conflict(f"a label titled {title!r} already exists")
-        label = Label(title=title, colour=new.colour.strip().lower(), created_by=p.login,
-                      created_at=self.now())
+        label = Label(
+            title=title,
+            colour=new.colour.strip().lower(),
+            created_by=p.login,
+            created_at=self.now(),
+        )
         s.add(label)
         await s.flush()
-        await self._audit(s, p, "web.label_created", f"label:{label.id}", title=title,
-                          colour=label.colour)
+        await self._audit(
+            s, p, "web.label_created", f"label:{label.id}", title=title, colour=label.colour
+        )
         return label
 
     async def create_label(self, p: Principal, new: NewLabel) -> dict[str, Any]:
@@ -141,13 +144,20 @@ class CaseService:
 
     # -- cases ----------------------------------------------------------------------------
 
-    def _case_json(self, case: Case, label: Label, scope: Scope | None,
-                   count: int | None = None) -> dict[str, Any]:
+    def _case_json(
+        self, case: Case, label: Label, scope: Scope | None, count: int | None = None
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
-            "id": case.id, "title": case.title, "description": case.description,
-            "owner": case.owner, "label": label_json(label),
-            "access": {"list": case.list_access, "play": case.play_access,
-                       "label": case.label_access},
+            "id": case.id,
+            "title": case.title,
+            "description": case.description,
+            "owner": case.owner,
+            "label": label_json(label),
+            "access": {
+                "list": case.list_access,
+                "play": case.play_access,
+                "label": case.label_access,
+            },
             "created_at": as_utc(case.created_at).isoformat(),
         }
         if scope is not None:
@@ -167,17 +177,26 @@ class CaseService:
 
     async def case(self, p: Principal, case_id: int) -> dict[str, Any]:
         async with self._db.session() as s:
-            row = (await s.execute(
-                select(Case, Label).join(Label, Label.id == Case.label_id).where(Case.id == case_id)
-            )).first()
+            row = (
+                await s.execute(
+                    select(Case, Label)
+                    .join(Label, Label.id == Case.label_id)
+                    .where(Case.id == case_id)
+                )
+            ).first()
             if row is None:
                 raise NotFound(f"no case {case_id}")
             scope = await build_scope(s, p, self.now())
             case, label = row
             count = None
             if scope.case_right(case.id, "list"):
-                count = len(list(await s.scalars(
-                    select(RecordingLabel.id).where(RecordingLabel.label_id == label.id))))
+                count = len(
+                    list(
+                        await s.scalars(
+                            select(RecordingLabel.id).where(RecordingLabel.label_id == label.id)
+                        )
+                    )
+                )
             return self._case_json(case, label, scope, count)
 
     @staticmethod
@@ -185,12 +204,20 @@ class CaseService:
         for right, value in settings.items():
             if value not in SETTING_VALUES:
                 raise BadRequest(
-                    f"{right} access must be one of {', '.join(SETTING_VALUES)}, got {value!r}")
+                    f"{right} access must be one of {', '.join(SETTING_VALUES)}, got {value!r}"
+                )
 
     async def create_case(
-        self, p: Principal, *, title: str, description: str = "", label_id: int | None = None,
-        new_label: NewLabel | None = None, list_access: str = "admins",
-        play_access: str = "admins", label_access: str = "owner",
+        self,
+        p: Principal,
+        *,
+        title: str,
+        description: str = "",
+        label_id: int | None = None,
+        new_label: NewLabel | None = None,
+        list_access: str = "admins",
+        play_access: str = "admins",
+        label_access: str = "owner",
     ) -> dict[str, Any]:
         """Create a case with an existing label or a new one (title and colour)."""
         self._require_admin(p)
@@ -211,14 +238,27 @@ class CaseService:
                 taken = await s.scalar(select(Case.id).where(Case.label_id == label.id))
                 if taken is not None:
                     raise Conflict(f"label {label.title!r} already belongs to case {taken}")
-            case = Case(title=title, description=description.strip(), label_id=label.id,
-                        owner=p.login, list_access=list_access, play_access=play_access,
-                        label_access=label_access, created_at=self.now())
+            case = Case(
+                title=title,
+                description=description.strip(),
+                label_id=label.id,
+                owner=p.login,
+                list_access=list_access,
+                play_access=play_access,
+                label_access=label_access,
+                created_at=self.now(),
+            )
             s.add(case)
             await s.flush()
-            await self._audit(s, p, "web.case_created", f"case:{case.id}", title=title,
-                              label=label.title, access={"list": list_access,
-                              "play": play_access, "label": label_access})
+            await self._audit(
+                s,
+                p,
+                "web.case_created",
+                f"case:{case.id}",
+                title=title,
+                label=label.title,
+                access={"list": list_access, "play": play_access, "label": label_access},
+            )
             await s.commit()
             scope = await build_scope(s, p, self.now())
             return self._case_json(case, label, scope)
@@ -231,14 +271,17 @@ class CaseService:
             case = await s.get(Case, case_id)
             if case is None:
                 raise NotFound(f"no case {case_id}")
-            before = {"list": case.list_access, "play": case.play_access,
-                      "label": case.label_access}
+            before = {
+                "list": case.list_access,
+                "play": case.play_access,
+                "label": case.label_access,
+            }
             for right, value in settings.items():
                 setattr(case, f"{right}_access", value)
-            after = {"list": case.list_access, "play": case.play_access,
-                     "label": case.label_access}
-            await self._audit(s, p, "web.case_access_changed", f"case:{case.id}",
-                              before=before, after=after)
+            after = {"list": case.list_access, "play": case.play_access, "label": case.label_access}
+            await self._audit(
+                s, p, "web.case_access_changed", f"case:{case.id}", before=before, after=after
+            )
             await s.commit()
         return await self.case(p, case_id)
 
@@ -263,58 +306,112 @@ class CaseService:
             label = await self._label_right(s, p, label_id)
             if await s.get(Recording, recording_id) is None:
                 raise NotFound(f"no recording {recording_id}")
-            exists = await s.scalar(select(RecordingLabel.id).where(
-                RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id))
+            exists = await s.scalar(
+                select(RecordingLabel.id).where(
+                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
+                )
+            )
             if exists is None:
-                s.add(RecordingLabel(recording_id=recording_id, label_id=label_id,
-                                     added_by=p.login, added_at=self.now()))
-                await self._audit(s, p, "web.label_added", f"recording:{recording_id}",
-                                  label=label.title, label_id=label.id)
+                s.add(
+                    RecordingLabel(
+                        recording_id=recording_id,
+                        label_id=label_id,
+                        added_by=p.login,
+                        added_at=self.now(),
+                    )
+                )
+                await self._audit(
+                    s,
+                    p,
+                    "web.label_added",
+                    f"recording:{recording_id}",
+                    label=label.title,
+                    label_id=label.id,
+                )
             await s.commit()
 
     async def remove_label(self, p: Principal, recording_id: str, label_id: int) -> None:
         async with self._db.session() as s:
             label = await self._label_right(s, p, label_id)
-            result = await s.execute(delete(RecordingLabel).where(
-                RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id))
+            result = await s.execute(
+                delete(RecordingLabel).where(
+                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
+                )
+            )
             if getattr(result, "rowcount", 0):
-                await self._audit(s, p, "web.label_removed", f"recording:{recording_id}",
-                                  label=label.title, label_id=label.id)
+                await self._audit(
+                    s,
+                    p,
+                    "web.label_removed",
+                    f"recording:{recording_id}",
+                    label=label.title,
+                    label_id=label.id,
+                )
             await s.commit()
 
     # -- access requests ------------------------------------------------------------------
 
-    async def _request_json(self, s: AsyncSession, req: AccessRequest,
-                            history: bool = False) -> dict[str, Any]:
+    async def _request_json(
+        self, s: AsyncSession, req: AccessRequest, history: bool = False
+    ) -> dict[str, Any]:
         case = await s.get(Case, req.case_id)
         doc: dict[str, Any] = {
-            "id": req.id, "case_id": req.case_id,
+            "id": req.id,
+            "case_id": req.case_id,
             "case_title": case.title if case else None,
-            "requester": req.requester, "reason": req.reason,
+            "requester": req.requester,
+            "reason": req.reason,
             "rights": req.rights.split(","),
             "expires_at": as_utc(req.expires_at).isoformat(),
             "status": request_status(req, self.now()),
-            "decided_by": req.decided_by, "decision_note": req.decision_note,
+            "decided_by": req.decided_by,
+            "decision_note": req.decision_note,
             "created_at": as_utc(req.created_at).isoformat(),
             "decided_at": as_utc(req.decided_at).isoformat() if req.decided_at else None,
         }
         if history:
-            events = await s.execute(select(AccessRequestEvent)
-                                     .where(AccessRequestEvent.request_id == req.id)
-                                     .order_by(AccessRequestEvent.id))
+            events = await s.execute(
+                select(AccessRequestEvent)
+                .where(AccessRequestEvent.request_id == req.id)
+                .order_by(AccessRequestEvent.id)
+            )
             doc["history"] = [
-                {"at": as_utc(e.at).isoformat(), "actor": e.actor, "action": e.action,
-                 "note": e.note} for e in events.scalars()
+                {
+                    "at": as_utc(e.at).isoformat(),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "note": e.note,
+                }
+                for e in events.scalars()
             ]
         return doc
 
-    async def _event(self, s: AsyncSession, p: Principal, req: AccessRequest, action: str,
-                     note: str, **details: Any) -> None:
-        s.add(AccessRequestEvent(request_id=req.id, at=self.now(), actor=p.login,
-                                 action=action, note=note))
-        await self._audit(s, p, f"web.access_request_{action}", f"access_request:{req.id}",
-                          case_id=req.case_id, requester=req.requester, rights=req.rights,
-                          expires_at=as_utc(req.expires_at).isoformat(), note=note, **details)
+    async def _event(
+        self,
+        s: AsyncSession,
+        p: Principal,
+        req: AccessRequest,
+        action: str,
+        note: str,
+        **details: Any,
+    ) -> None:
+        s.add(
+            AccessRequestEvent(
+                request_id=req.id, at=self.now(), actor=p.login, action=action, note=note
+            )
+        )
+        await self._audit(
+            s,
+            p,
+            f"web.access_request_{action}",
+            f"access_request:{req.id}",
+            case_id=req.case_id,
+            requester=req.requester,
+            rights=req.rights,
+            expires_at=as_utc(req.expires_at).isoformat(),
+            note=note,
+            **details,
+        )
 
     def _check_expiry(self, expires_at: datetime) -> datetime:
         expires_at = as_utc(expires_at)
@@ -325,8 +422,15 @@ class CaseService:
             raise BadRequest(f"access can be granted for at most {MAX_REQUEST_DAYS} days")
         return expires_at
 
-    async def request_access(self, p: Principal, *, case_id: int, reason: str,
-                             rights: list[str] | str, expires_at: datetime) -> dict[str, Any]:
+    async def request_access(
+        self,
+        p: Principal,
+        *,
+        case_id: int,
+        reason: str,
+        rights: list[str] | str,
+        expires_at: datetime,
+    ) -> dict[str, Any]:
         self._require_writer(p)
         wanted = parse_rights(rights)
         reason = reason.strip()
@@ -338,17 +442,30 @@ class CaseService:
         async with self._db.session() as s:
             if await s.get(Case, case_id) is None:
                 raise NotFound(f"no case {case_id}")
-            req = AccessRequest(case_id=case_id, requester=p.login, reason=reason,
-                                rights=",".join(wanted), expires_at=expires, status="pending",
-                                decision_note="", created_at=self.now())
+            req = AccessRequest(
+                case_id=case_id,
+                requester=p.login,
+                reason=reason,
+                rights=",".join(wanted),
+                expires_at=expires,
+                status="pending",
+                decision_note="",
+                created_at=self.now(),
+            )
             s.add(req)
             await s.flush()
             await self._event(s, p, req, "requested", reason)
             await s.commit()
             return await self._request_json(s, req, history=True)
 
-    async def _decide(self, p: Principal, request_id: int, action: str, note: str,
-                      expires_at: datetime | None = None) -> dict[str, Any]:
+    async def _decide(
+        self,
+        p: Principal,
+        request_id: int,
+        action: str,
+        note: str,
+        expires_at: datetime | None = None,
+    ) -> dict[str, Any]:
         self._require_admin(p)
         async with self._db.session() as s:
             req = await s.get(AccessRequest, request_id)
@@ -360,8 +477,9 @@ class CaseService:
             if action in ("approved", "rejected") and status != "pending":
                 raise Conflict(f"request {request_id} is {status}, not pending")
             if action == "revoked" and status != "approved":
-                raise Conflict(f"request {request_id} is {status}; only approved access "
-                               "can be revoked")
+                raise Conflict(
+                    f"request {request_id} is {status}; only approved access can be revoked"
+                )
             if action == "approved" and expires_at is not None:
                 req.expires_at = self._check_expiry(expires_at)
             elif action == "approved" and as_utc(req.expires_at) <= self.now():
@@ -374,8 +492,9 @@ class CaseService:
             await s.commit()
             return await self._request_json(s, req, history=True)
 
-    async def approve(self, p: Principal, request_id: int, note: str = "",
-                      expires_at: datetime | None = None) -> dict[str, Any]:
+    async def approve(
+        self, p: Principal, request_id: int, note: str = "", expires_at: datetime | None = None
+    ) -> dict[str, Any]:
         return await self._decide(p, request_id, "approved", note, expires_at)
 
     async def reject(self, p: Principal, request_id: int, note: str = "") -> dict[str, Any]:

@@ -58,8 +58,15 @@ def register(subparsers: Any) -> None:
 async def cmd_add(args: argparse.Namespace, ctx: Any) -> int:
     try:
         user, password, secret = await add_user(
-            ctx.db, actor=ctx.actor, login=args.login, name=args.name, role=args.role,
-            password=args.password, four_eyes=args.four_eyes, totp=args.totp)
+            ctx.db,
+            actor=ctx.actor,
+            login=args.login,
+            name=args.name,
+            role=args.role,
+            password=args.password,
+            four_eyes=args.four_eyes,
+            totp=args.totp,
+        )
     except WebError as exc:
         print(f"error: {exc.message}", file=ctx.out)
         return 1
@@ -72,9 +79,15 @@ async def cmd_add(args: argparse.Namespace, ctx: Any) -> int:
 
 
 async def cmd_set(args: argparse.Namespace, ctx: Any) -> int:
-    change = UserChange(name=args.name, role=args.role, password=args.password,
-                        active=args.active, four_eyes=args.four_eyes, totp=args.totp,
-                        unlock=args.unlock)
+    change = UserChange(
+        name=args.name,
+        role=args.role,
+        password=args.password,
+        active=args.active,
+        four_eyes=args.four_eyes,
+        totp=args.totp,
+        unlock=args.unlock,
+    )
     try:
         user, secret = await set_user(ctx.db, actor=ctx.actor, login=args.login, change=change)
     except WebError as exc:
@@ -92,7 +105,15 @@ async def cmd_list(args: argparse.Namespace, ctx: Any) -> int:
         print(json.dumps(users, indent=2), file=ctx.out)
         return 0
     for u in users:
-        flags = [f for f, on in (("inactive", not u["active"]), ("four-eyes", u["four_eyes"]),
-                                 ("totp", u["totp"]), ("locked", u["locked_until"])) if on]
+        flags = [
+            f
+            for f, on in (
+                ("inactive", not u["active"]),
+                ("four-eyes", u["four_eyes"]),
+                ("totp", u["totp"]),
+                ("locked", u["locked_until"]),
+            )
+            if on
+        ]
         print(f"{u['login']:20} {u['role']:9} {u['name']:30} {' '.join(flags)}", file=ctx.out)
     return 0

@@ -57,8 +57,13 @@ async def _stream(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def range_response(path: Path, range_header: str | None, *, media_type: str = "audio/mpeg",
-                   download_name: str | None = None) -> Response:
+def range_response(
+    path: Path,
+    range_header: str | None,
+    *,
+    media_type: str = "audio/mpeg",
+    download_name: str | None = None,
+) -> Response:
     """The response for a GET of ``path`` with an optional ``Range`` header."""
     size = path.stat().st_size
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
@@ -69,11 +74,13 @@ def range_response(path: Path, range_header: str | None, *, media_type: str = "a
         return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     if wanted is None or isinstance(wanted, str):
         headers["Content-Length"] = str(size)
-        return StreamingResponse(_stream(path, 0, size), status_code=200,
-                                 media_type=media_type, headers=headers)
+        return StreamingResponse(
+            _stream(path, 0, size), status_code=200, media_type=media_type, headers=headers
+        )
     first, last = wanted
     length = last - first + 1
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     headers["Content-Length"] = str(length)
-    return StreamingResponse(_stream(path, first, length), status_code=206,
-                             media_type=media_type, headers=headers)
+    return StreamingResponse(
+        _stream(path, first, length), status_code=206, media_type=media_type, headers=headers
+    )

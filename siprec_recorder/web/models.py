@@ -12,6 +12,7 @@ database (only hashes of their tokens), so a restart does not log anybody out.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import (
     Boolean,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.schema import Table
 
 from siprec_recorder.storage.models import Base, UTCDateTime
 
@@ -141,10 +143,10 @@ class PendingLogin(Base):
     used: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-def web_tables() -> list[object]:
+def web_tables() -> list[Table]:
     """The tables this package owns, for ``create_all(tables=...)``."""
     return [
-        m.__table__
+        cast(Table, m.__table__)
         for m in (
             Label,
             RecordingLabel,

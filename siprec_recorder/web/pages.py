@@ -24,7 +24,7 @@ from .auth import LoginOutcome, Principal
 from .cases import NewLabel
 from .errors import BadRequest, Forbidden, Redirect, WebError
 from .models import RIGHTS, SETTING_VALUES
-from .portal import Portal, audit, get_portal
+from .portal import audit, get_portal
 from .recordings import SORT_COLUMNS, SearchQuery
 from .security import as_utc
 
@@ -46,7 +46,9 @@ def _fmt_duration(value: float | None) -> str:
     if value is None:
         return ""
     s = int(round(value))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
 
 
 templates.env.filters["t"] = _fmt_time
@@ -77,7 +79,8 @@ async def _form(request: Request) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in form:
         values = [v for v in form.getlist(key) if isinstance(v, str)]
-        out[key] = values if len(values) > 1 or key.endswith("[]") else (values[0] if values else "")
+        many = len(values) > 1 or key.endswith("[]")
+        out[key] = values if many else (values[0] if values else "")
     return out
 
 
@@ -138,12 +141,19 @@ def _after_login(request: Request, outcome: LoginOutcome) -> Response:
     portal = get_portal(request)
     if outcome.kind == "second_person":
         response: Response = RedirectResponse("/login/second", status_code=303)
-        response.set_cookie(PENDING_COOKIE, outcome.token, httponly=True, samesite="strict",
-                            secure=portal.settings.secure_cookies, path="/login",
-                            max_age=int(portal.settings.four_eyes_window))
+        response.set_cookie(
+            PENDING_COOKIE,
+            outcome.token,
+            httponly=True,
+            samesite="strict",
+            secure=portal.settings.secure_cookies,
+            path="/login",
+            max_age=int(portal.settings.four_eyes_window),
+        )
         return response
     response = RedirectResponse(
-        "/password" if outcome.must_change_password else "/", status_code=303)
+        "/password" if outcome.must_change_password else "/", status_code=303
+    )
     set_session_cookie(portal, response, outcome)
     response.delete_cookie(PENDING_COOKIE, path="/login")
     return response
@@ -154,12 +164,19 @@ async def login_submit(request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
     try:
-        outcome = await portal.auth.login(str(form.get("login", ""))[:255],
-                                          str(form.get("password", ""))[:1024],
-                                          str(form.get("otp", ""))[:16])
+        outcome = await portal.auth.login(
+            str(form.get("login", ""))[:255],
+            str(form.get("password", ""))[:1024],
+            str(form.get("otp", ""))[:16],
+        )
     except WebError as exc:
-        return render(request, "login.html", status=401, error=exc.message,
-                      login=str(form.get("login", ""))[:255])
+        return render(
+            request,
+            "login.html",
+            status=401,
+            error=exc.message,
+            login=str(form.get("login", ""))[:255],
+        )
     return _after_login(request, outcome)
 
 
@@ -168,8 +185,12 @@ async def second_page(request: Request) -> Response:
     portal = get_portal(request)
     first = await portal.auth.pending_login(request.cookies.get(PENDING_COOKIE, ""))
     if first is None:
-        return render(request, "login.html", status=401,
-                      error="the login waiting for a second person has expired; start again")
+        return render(
+            request,
+            "login.html",
+            status=401,
+            error="the login waiting for a second person has expired; start again",
+        )
     return render(request, "second.html", first=first)
 
 
@@ -181,8 +202,11 @@ async def second_submit(request: Request) -> Response:
     first = await portal.auth.pending_login(token)
     try:
         outcome = await portal.auth.confirm_second_person(
-            token, str(form.get("login", ""))[:255], str(form.get("password", ""))[:1024],
-            str(form.get("otp", ""))[:16])
+            token,
+            str(form.get("login", ""))[:255],
+            str(form.get("password", ""))[:1024],
+            str(form.get("otp", ""))[:16],
+        )
     except WebError as exc:
         if first is None:
             return render(request, "login.html", status=401, error=exc.message)
@@ -204,8 +228,7 @@ async def password_submit(request: Request) -> Response:
     me = await portal.principal(request, form=form, allow_password_change=True)
     new = str(form.get("new", ""))[:1024]
     if new != str(form.get("confirm", ""))[:1024]:
-        return render(request, "password.html", status=400,
-                      error="the two new passwords differ")
+        return render(request, "password.html", status=400, error="the two new passwords differ")
     try:
         await portal.auth.change_password(me, str(form.get("current", ""))[:1024], new)
     except WebError as exc:
@@ -256,10 +279,12 @@ async def search_page(request: Request) -> Response:
         )
         scope = await portal.scope(me)
         result = await portal.recordings.search(scope, f, portal.settings.max_page_size)
-        filters = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                   for k, v in asdict(f).items() if v is not None}
-        await audit(portal, me, "web.search", "recordings", filters=filters,
-                    total=result["total"])
+        filters = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in asdict(f).items()
+            if v is not None
+        }
+        await audit(portal, me, "web.search", "recordings", filters=filters, total=result["total"])
     except WebError as exc:
         error = exc.message
     keep = {k: v for k, v in qp.items() if k not in ("sort", "order", "page") and v}
@@ -269,9 +294,17 @@ async def search_page(request: Request) -> Response:
         return "/?" + urlencode(params)
 
     return render(
-        request, "search.html", status=400 if error else 200, error=error, result=result,
-        q=qp, f=f, link=link, sort_columns=list(SORT_COLUMNS),
-        cases=await portal.cases.cases(me), labels=await portal.cases.labels(),
+        request,
+        "search.html",
+        status=400 if error else 200,
+        error=error,
+        result=result,
+        q=qp,
+        f=f,
+        link=link,
+        sort_columns=list(SORT_COLUMNS),
+        cases=await portal.cases.cases(me),
+        labels=await portal.cases.labels(),
     )
 
 
@@ -295,8 +328,13 @@ async def recording_page(recording_id: str, request: Request) -> Response:
             usable.append(lb)
         elif lb["case_id"] is not None and scope.case_right(lb["case_id"], "label"):
             usable.append(lb)
-    return render(request, "recording.html", rec=doc, usable_labels=usable,
-                  usable_ids={lb["id"] for lb in usable})
+    return render(
+        request,
+        "recording.html",
+        rec=doc,
+        usable_labels=usable,
+        usable_ids={lb["id"] for lb in usable},
+    )
 
 
 @router.post("/recordings/{recording_id}/labels")
@@ -329,8 +367,13 @@ async def recording_remove_label(recording_id: str, label_id: int, request: Requ
 async def cases_page(request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
-    return render(request, "cases.html", cases=await portal.cases.cases(me),
-                  labels=await portal.cases.labels(), settings_values=SETTING_VALUES)
+    return render(
+        request,
+        "cases.html",
+        cases=await portal.cases.cases(me),
+        labels=await portal.cases.labels(),
+        settings_values=SETTING_VALUES,
+    )
 
 
 @router.post("/cases")
@@ -341,13 +384,15 @@ async def cases_create(request: Request) -> Response:
     choice = str(form.get("label_choice", "new"))
     try:
         doc = await portal.cases.create_case(
-            me, title=str(form.get("title", ""))[:300],
+            me,
+            title=str(form.get("title", ""))[:300],
             description=str(form.get("description", ""))[:4000],
-            label_id=_int(str(form.get("label_id", "")), "label") if choice == "existing"
+            label_id=_int(str(form.get("label_id", "")), "label") if choice == "existing" else None,
+            new_label=NewLabel(
+                str(form.get("label_title", ""))[:100], str(form.get("label_colour", ""))[:20]
+            )
+            if choice != "existing"
             else None,
-            new_label=NewLabel(str(form.get("label_title", ""))[:100],
-                               str(form.get("label_colour", ""))[:20])
-            if choice != "existing" else None,
             list_access=str(form.get("list_access", "admins")),
             play_access=str(form.get("play_access", "admins")),
             label_access=str(form.get("label_access", "owner")),
@@ -355,9 +400,16 @@ async def cases_create(request: Request) -> Response:
     except WebError as exc:
         if exc.status in (401, 403):
             raise
-        return render(request, "cases.html", status=exc.status, error=exc.message,
-                      cases=await portal.cases.cases(me), labels=await portal.cases.labels(),
-                      settings_values=SETTING_VALUES, form=form)
+        return render(
+            request,
+            "cases.html",
+            status=exc.status,
+            error=exc.message,
+            cases=await portal.cases.cases(me),
+            labels=await portal.cases.labels(),
+            settings_values=SETTING_VALUES,
+            form=form,
+        )
     return _back(f"/cases/{doc['id']}", "case created")
 
 
@@ -370,12 +422,20 @@ async def case_page(case_id: int, request: Request) -> Response:
     if "list" in case["my_rights"]:
         scope = await portal.scope(me)
         result = await portal.recordings.search(
-            scope, SearchQuery(case_id=case_id, page_size=100), portal.settings.max_page_size)
+            scope, SearchQuery(case_id=case_id, page_size=100), portal.settings.max_page_size
+        )
     mine = [r for r in await portal.cases.requests(me, "mine") if r["case_id"] == case_id]
     default_expiry = (as_utc(portal.settings.clock()) + timedelta(days=30)).strftime("%Y-%m-%d")
-    return render(request, "case.html", case=case, result=result, rights=RIGHTS,
-                  settings_values=SETTING_VALUES, my_requests=mine,
-                  default_expiry=default_expiry)
+    return render(
+        request,
+        "case.html",
+        case=case,
+        result=result,
+        rights=RIGHTS,
+        settings_values=SETTING_VALUES,
+        my_requests=mine,
+        default_expiry=default_expiry,
+    )
 
 
 @router.post("/cases/{case_id}/access")
@@ -384,8 +444,10 @@ async def case_access_submit(case_id: int, request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request, form)
     await portal.cases.set_case_access(
-        me, case_id, **{r: str(form.get(f"{r}_access", "")) for r in RIGHTS
-                        if form.get(f"{r}_access")})
+        me,
+        case_id,
+        **{r: str(form.get(f"{r}_access", "")) for r in RIGHTS if form.get(f"{r}_access")},
+    )
     return _back(f"/cases/{case_id}", "access settings saved")
 
 
@@ -398,9 +460,15 @@ async def requests_page(request: Request) -> Response:
     me = await _me(request)
     pending = await portal.cases.requests(me, "pending") if me.reads_all else []
     default_expiry = (as_utc(portal.settings.clock()) + timedelta(days=30)).strftime("%Y-%m-%d")
-    return render(request, "requests.html", mine=await portal.cases.requests(me, "mine"),
-                  pending=pending, cases=await portal.cases.cases(me), rights=RIGHTS,
-                  default_expiry=default_expiry)
+    return render(
+        request,
+        "requests.html",
+        mine=await portal.cases.requests(me, "mine"),
+        pending=pending,
+        cases=await portal.cases.cases(me),
+        rights=RIGHTS,
+        default_expiry=default_expiry,
+    )
 
 
 @router.get("/requests/all")
@@ -424,8 +492,9 @@ async def requests_create(request: Request) -> Response:
     expires = _parse_dt(str(form.get("expires_at", ""))[:40], "expiry date", end_of_day=True)
     if expires is None:
         raise BadRequest("give an expiry date")
-    await portal.cases.request_access(me, case_id=case_id, reason=str(form.get("reason", "")),
-                                      rights=rights, expires_at=expires)
+    await portal.cases.request_access(
+        me, case_id=case_id, reason=str(form.get("reason", "")), rights=rights, expires_at=expires
+    )
     return _back("/requests", "request sent")
 
 
@@ -436,8 +505,7 @@ async def requests_decide(request_id: int, action: str, request: Request) -> Res
     me = await _me(request, form)
     note = str(form.get("note", ""))[:2000]
     if action == "approve":
-        expires = _parse_dt(str(form.get("expires_at", ""))[:40], "expiry date",
-                            end_of_day=True)
+        expires = _parse_dt(str(form.get("expires_at", ""))[:40], "expiry date", end_of_day=True)
         await portal.cases.approve(me, request_id, note, expires)
     elif action == "reject":
         await portal.cases.reject(me, request_id, note)
@@ -447,8 +515,10 @@ async def requests_decide(request_id: int, action: str, request: Request) -> Res
         raise BadRequest("unknown action")
     back = str(form.get("back", "/requests"))
     done = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[action]
-    return _back(back if back in ("/requests", "/requests/all") else "/requests",
-                 f"request {request_id} {done}")
+    return _back(
+        back if back in ("/requests", "/requests/all") else "/requests",
+        f"request {request_id} {done}",
+    )
 
 
 # -- audit trail ---------------------------------------------------------------------------
@@ -462,20 +532,32 @@ async def audit_page(request: Request) -> Response:
     error = ""
     trail = None
     try:
-        trail = await audit_trail(portal.db, me, AuditQuery(
-            actor=(qp.get("actor") or "")[:255] or None,
-            action=(qp.get("action") or "")[:128] or None,
-            subject=(qp.get("subject") or "")[:255] or None,
-            since=_parse_dt(qp.get("since", ""), "from"),
-            until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
-            page=_int(qp.get("page", ""), "page") or 1, page_size=100))
+        trail = await audit_trail(
+            portal.db,
+            me,
+            AuditQuery(
+                actor=(qp.get("actor") or "")[:255] or None,
+                action=(qp.get("action") or "")[:128] or None,
+                subject=(qp.get("subject") or "")[:255] or None,
+                since=_parse_dt(qp.get("since", ""), "from"),
+                until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
+                page=_int(qp.get("page", ""), "page") or 1,
+                page_size=100,
+            ),
+        )
     except Forbidden:
         raise
     except WebError as exc:
         error = exc.message
     keep = {k: v for k, v in qp.items() if k != "page" and v}
-    return render(request, "audit.html", trail=trail, q=qp, error=error,
-                  link=lambda page: "/audit?" + urlencode({**keep, "page": page}))
+    return render(
+        request,
+        "audit.html",
+        trail=trail,
+        q=qp,
+        error=error,
+        link=lambda page: "/audit?" + urlencode({**keep, "page": page}),
+    )
 
 
 @router.get("/health", include_in_schema=False)

@@ -61,8 +61,9 @@ class Portal:
             if self._schema_ready:
                 return
             async with self.db.engine.begin() as conn:
-                await conn.run_sync(lambda c: Base.metadata.create_all(
-                    c, tables=web_tables(), checkfirst=True))  # type: ignore[arg-type]
+                await conn.run_sync(
+                    lambda c: Base.metadata.create_all(c, tables=web_tables(), checkfirst=True)
+                )
             self._schema_ready = True
 
     def session_token(self, request: Request) -> tuple[str | None, bool]:
@@ -72,8 +73,13 @@ class Portal:
             return header[7:].strip() or None, False
         return request.cookies.get(self.settings.cookie_name), True
 
-    async def principal(self, request: Request, *, form: dict[str, Any] | None = None,
-                        allow_password_change: bool = False) -> Principal:
+    async def principal(
+        self,
+        request: Request,
+        *,
+        form: dict[str, Any] | None = None,
+        allow_password_change: bool = False,
+    ) -> Principal:
         """The authenticated principal, with CSRF and first-password checks done."""
         cached = getattr(request.state, "principal", None)
         if cached is not None:
@@ -102,8 +108,9 @@ def get_portal(request: Request) -> Portal:
     return request.app.state.portal  # type: ignore[no-any-return]
 
 
-async def audit(portal: Portal, principal: Principal | str, action: str, subject: str,
-                **details: Any) -> None:
+async def audit(
+    portal: Portal, principal: Principal | str, action: str, subject: str, **details: Any
+) -> None:
     """Write one ledger event in its own transaction."""
     actor = principal if isinstance(principal, str) else principal.login
     async with portal.db.session() as s:
@@ -111,6 +118,7 @@ async def audit(portal: Portal, principal: Principal | str, action: str, subject
         await s.commit()
 
 
-async def _append(s: AsyncSession, actor: str, action: str, subject: str,
-                  details: dict[str, Any]) -> None:
+async def _append(
+    s: AsyncSession, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> None:
     await append_event(s, actor=actor, action=action, subject=subject, details=details)

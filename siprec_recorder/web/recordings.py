@@ -96,7 +96,7 @@ class RecordingService:
 
     def __init__(self, db: Database, files_root: Path, *, country_code: str = "32") -> None:
         self._db = db
-        self._root = files_root
+        self._root: Path = files_root
         self._cc = country_code
 
     def _visible(self, q: Select[Any], scope: Scope) -> Select[Any]:
@@ -105,14 +105,21 @@ class RecordingService:
         conds = []
         if scope.own_numbers:
             own = list(scope.own_numbers)
-            conds.append(Recording.id.in_(
-                select(RecordingParticipant.recording_id)
-                .where(RecordingParticipant.number.in_(own))))
+            conds.append(
+                Recording.id.in_(
+                    select(RecordingParticipant.recording_id).where(
+                        RecordingParticipant.number.in_(own)
+                    )
+                )
+            )
             conds.append(Recording.recorded_number.in_(own))
         labels = list(scope.labels_with("list"))
         if labels:
-            conds.append(Recording.id.in_(
-                select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))))
+            conds.append(
+                Recording.id.in_(
+                    select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))
+                )
+            )
         if not conds:
             return q.where(Recording.id.is_(None))
         return q.where(or_(*conds))
@@ -124,16 +131,29 @@ class RecordingService:
             q = q.where(Recording.start < as_utc(f.until))
         if f.number:
             n = normalise_number(f.number, self._cc)
-            q = q.where(or_(
-                Recording.recorded_number == n, Recording.other_number == n,
-                Recording.id.in_(select(RecordingParticipant.recording_id)
-                                 .where(RecordingParticipant.number == n))))
+            q = q.where(
+                or_(
+                    Recording.recorded_number == n,
+                    Recording.other_number == n,
+                    Recording.id.in_(
+                        select(RecordingParticipant.recording_id).where(
+                            RecordingParticipant.number == n
+                        )
+                    ),
+                )
+            )
         if f.user:
             nums = list(await numbers_of_login(s, f.user))
-            q = q.where(or_(
-                Recording.recorded_number.in_(nums),
-                Recording.id.in_(select(RecordingParticipant.recording_id)
-                                 .where(RecordingParticipant.number.in_(nums)))))
+            q = q.where(
+                or_(
+                    Recording.recorded_number.in_(nums),
+                    Recording.id.in_(
+                        select(RecordingParticipant.recording_id).where(
+                            RecordingParticipant.number.in_(nums)
+                        )
+                    ),
+                )
+            )
         if f.direction:
             q = q.where(Recording.direction == f.direction)
         if f.min_duration is not None:
@@ -144,11 +164,19 @@ class RecordingService:
             q = q.where(Recording.state == f.state)
         if f.case_id is not None:
             label_id = await s.scalar(select(Case.label_id).where(Case.id == f.case_id))
-            q = q.where(Recording.id.in_(select(RecordingLabel.recording_id)
-                                         .where(RecordingLabel.label_id == (label_id or -1))))
+            q = q.where(
+                Recording.id.in_(
+                    select(RecordingLabel.recording_id).where(
+                        RecordingLabel.label_id == (label_id or -1)
+                    )
+                )
+            )
         if f.label_id is not None:
-            q = q.where(Recording.id.in_(select(RecordingLabel.recording_id)
-                                         .where(RecordingLabel.label_id == f.label_id)))
+            q = q.where(
+                Recording.id.in_(
+                    select(RecordingLabel.recording_id).where(RecordingLabel.label_id == f.label_id)
+                )
+            )
         return q
 
     async def _labels_of(self, s: AsyncSession, ids: list[str]) -> dict[str, list[Label]]:
@@ -158,7 +186,9 @@ class RecordingService:
         rows = await s.execute(
             select(RecordingLabel.recording_id, Label)
             .join(Label, Label.id == RecordingLabel.label_id)
-            .where(RecordingLabel.recording_id.in_(ids)).order_by(Label.title))
+            .where(RecordingLabel.recording_id.in_(ids))
+            .order_by(Label.title)
+        )
         for rec_id, label in rows.all():
             out[rec_id].append(label)
         return out
@@ -174,14 +204,22 @@ class RecordingService:
             rows = await s.execute(
                 select(PolicyNumber.number, User.login)
                 .join(User, User.id == PolicyNumber.user_id)
-                .where(PolicyNumber.number.in_(list(numbers))))
+                .where(PolicyNumber.number.in_(list(numbers)))
+            )
         except Exception:
             await s.rollback()
             return {}
         return {n: login for n, login in rows.all()}
 
-    def _json(self, rec: Recording, labels: list[Label], scope: Scope,
-              owners: dict[str, str], *, full: bool = False) -> dict[str, Any]:
+    def _json(
+        self,
+        rec: Recording,
+        labels: list[Label],
+        scope: Scope,
+        owners: dict[str, str],
+        *,
+        full: bool = False,
+    ) -> dict[str, Any]:
         numbers = _participant_numbers(rec)
         label_ids = {lb.id for lb in labels}
         doc: dict[str, Any] = {
@@ -194,8 +232,8 @@ class RecordingService:
             "state": rec.state,
             "recorded_number": rec.recorded_number,
             "other_number": rec.other_number,
-            "user": owners.get(rec.recorded_number or "") or next(
-                (owners[n] for n in sorted(numbers) if n in owners), None),
+            "user": owners.get(rec.recorded_number or "")
+            or next((owners[n] for n in sorted(numbers) if n in owners), None),
             "participants": [
                 {"aor": p.aor, "number": p.number, "name": p.name, "role": p.role}
                 for p in rec.participants
@@ -206,17 +244,29 @@ class RecordingService:
             "can_download": scope.can_download,
         }
         if full:
-            doc.update({
-                "reason": rec.reason, "file": rec.file, "sha256": rec.sha256,
-                "size_bytes": rec.size_bytes, "codec": rec.codec, "beep": rec.beep,
-                "srtp": rec.srtp,
-                "streams": [
-                    {"label": st.label, "codec": st.codec,
-                     "packets_received": st.packets_received, "packets_lost": st.packets_lost,
-                     "jitter_ms": st.jitter_ms, "mos": st.mos, "status": st.status}
-                    for st in rec.streams
-                ],
-            })
+            doc.update(
+                {
+                    "reason": rec.reason,
+                    "file": rec.file,
+                    "sha256": rec.sha256,
+                    "size_bytes": rec.size_bytes,
+                    "codec": rec.codec,
+                    "beep": rec.beep,
+                    "srtp": rec.srtp,
+                    "streams": [
+                        {
+                            "label": st.label,
+                            "codec": st.codec,
+                            "packets_received": st.packets_received,
+                            "packets_lost": st.packets_lost,
+                            "jitter_ms": st.jitter_ms,
+                            "mos": st.mos,
+                            "status": st.status,
+                        }
+                        for st in rec.streams
+                    ],
+                }
+            )
         return doc
 
     async def search(self, scope: Scope, f: SearchQuery, max_page_size: int) -> dict[str, Any]:
@@ -228,23 +278,37 @@ class RecordingService:
             col = SORT_COLUMNS[f.sort]
             ordering = [col.asc() if f.order == "asc" else col.desc(), Recording.id.asc()]
             q = self._visible(await self._filters(s, select(Recording), f), scope)
-            q = (q.options(selectinload(Recording.participants))
-                 .order_by(*ordering).limit(f.page_size).offset((f.page - 1) * f.page_size))
+            q = (
+                q.options(selectinload(Recording.participants))
+                .order_by(*ordering)
+                .limit(f.page_size)
+                .offset((f.page - 1) * f.page_size)
+            )
             recs = list((await s.execute(q)).scalars())
             labels = await self._labels_of(s, [r.id for r in recs])
             owners = await self._owners(s, set().union(*(_participant_numbers(r) for r in recs)))
             items = [self._json(r, labels[r.id], scope, owners) for r in recs]
         pages = max(1, -(-total // f.page_size))
-        return {"total": total, "page": f.page, "page_size": f.page_size, "pages": pages,
-                "sort": f.sort, "order": f.order, "items": items}
+        return {
+            "total": total,
+            "page": f.page,
+            "page_size": f.page_size,
+            "pages": pages,
+            "sort": f.sort,
+            "order": f.order,
+            "items": items,
+        }
 
     async def get(self, scope: Scope, recording_id: str) -> dict[str, Any]:
         """One recording the principal may see; 404 when it does not exist, 403 when hidden."""
         async with self._db.session() as s:
-            rec = (await s.execute(
-                select(Recording).where(Recording.id == recording_id)
-                .options(selectinload(Recording.participants),
-                         selectinload(Recording.streams)))).scalar_one_or_none()
+            rec = (
+                await s.execute(
+                    select(Recording)
+                    .where(Recording.id == recording_id)
+                    .options(selectinload(Recording.participants), selectinload(Recording.streams))
+                )
+            ).scalar_one_or_none()
             if rec is None:
                 raise NotFound(f"no recording {recording_id}")
             labels = (await self._labels_of(s, [rec.id]))[rec.id]
@@ -260,7 +324,7 @@ class RecordingService:
         if not rel or not doc.get("has_audio"):
             raise NotFound("this recording has no audio file")
         root = self._root.resolve()
-        path = (root / rel).resolve()
+        path = (root / str(rel)).resolve()
         if root not in path.parents or not path.is_file():
             raise NotFound("the audio file of this recording is missing")
         return path

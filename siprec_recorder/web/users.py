@@ -39,16 +39,31 @@ class UserChange:
 
 
 def _user_json(u: User) -> dict[str, Any]:
-    return {"login": u.login, "name": u.name or "", "role": u.role, "active": u.active,
-            "four_eyes": u.four_eyes, "totp": bool(u.totp_secret),
-            "must_change_password": u.must_change_password,
-            "locked_until": u.locked_until.isoformat() if u.locked_until else None,
-            "created_at": u.created_at.isoformat() if u.created_at else None}
+    return {
+        "login": u.login,
+        "name": u.name or "",
+        "role": u.role,
+        "active": u.active,
+        "four_eyes": u.four_eyes,
+        "totp": bool(u.totp_secret),
+        "must_change_password": u.must_change_password,
+        "locked_until": u.locked_until.isoformat() if u.locked_until else None,
+        "created_at": u.created_at.isoformat() if u.created_at else None,
+    }
 
 
-async def add_user(db: Database, *, actor: str, login: str, name: str = "", role: str = "standard",
-                   password: str | None = None, four_eyes: bool = False, totp: bool = False,
-                   must_change_password: bool = True) -> tuple[dict[str, Any], str, str | None]:
+async def add_user(
+    db: Database,
+    *,
+    actor: str,
+    login: str,
+    name: str = "",
+    role: str = "standard",
+    password: str | None = None,
+    four_eyes: bool = False,
+    totp: bool = False,
+    must_change_password: bool = True,
+) -> tuple[dict[str, Any], str, str | None]:
     """Create an account; returns (user, first password, TOTP secret or None)."""
     login = login.strip()
     if not login or len(login) > 255 or any(c.isspace() for c in login):
@@ -63,20 +78,33 @@ async def add_user(db: Database, *, actor: str, login: str, name: str = "", role
     async with db.session() as s:
         if await s.scalar(select(User.id).where(User.login == login)) is not None:
             raise Conflict(f"user {login!r} already exists")
-        user = User(login=login, name=name or login, role=role,
-                    password_hash=hash_password(password),
-                    must_change_password=must_change_password, active=True, failed_logins=0,
-                    totp_secret=secret, four_eyes=four_eyes)
+        user = User(
+            login=login,
+            name=name or login,
+            role=role,
+            password_hash=hash_password(password),
+            must_change_password=must_change_password,
+            active=True,
+            failed_logins=0,
+            totp_secret=secret,
+            four_eyes=four_eyes,
+        )
         s.add(user)
         await s.flush()
-        await append_event(s, actor=actor, action="web.user_added", subject=f"user:{login}",
-                           details={"role": role, "four_eyes": four_eyes, "totp": totp})
+        await append_event(
+            s,
+            actor=actor,
+            action="web.user_added",
+            subject=f"user:{login}",
+            details={"role": role, "four_eyes": four_eyes, "totp": totp},
+        )
         await s.commit()
         return _user_json(user), password, secret
 
 
-async def set_user(db: Database, *, actor: str, login: str, change: UserChange
-                   ) -> tuple[dict[str, Any], str | None]:
+async def set_user(
+    db: Database, *, actor: str, login: str, change: UserChange
+) -> tuple[dict[str, Any], str | None]:
     """Change an account; returns (user, new TOTP secret or None)."""
     secret = None
     async with db.session() as s:
@@ -110,9 +138,17 @@ async def set_user(db: Database, *, actor: str, login: str, change: UserChange
             user.locked_until = None
             user.failed_logins = 0
         after = _user_json(user)
-        await append_event(s, actor=actor, action="web.user_changed", subject=f"user:{login}",
-                           details={"before": before, "after": after,
-                                    "password_reset": change.password is not None})
+        await append_event(
+            s,
+            actor=actor,
+            action="web.user_changed",
+            subject=f"user:{login}",
+            details={
+                "before": before,
+                "after": after,
+                "password_reset": change.password is not None,
+            },
+        )
         await s.commit()
         return after, secret
 

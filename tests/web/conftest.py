@@ -13,6 +13,18 @@ from siprec_recorder.web.settings import WebSettings
 from .fixtures import PASSWORD, World, build_world
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap argon2 parameters in tests (production keeps argon2-cffi's defaults)."""
+    from argon2 import PasswordHasher
+
+    from siprec_recorder.web import security
+
+    monkeypatch.setattr(
+        security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+
+
 class Clock:
     """A settable clock for the portal (expiry, lockout)."""
 
@@ -41,8 +53,15 @@ def settings(clock: Clock) -> WebSettings:
 
 
 @pytest.fixture
-def app(world: World, settings: WebSettings):  # type: ignore[no-untyped-def]
-    return create_app(world.db, world.layout, settings, None)
+def app(world: World, settings: WebSettings, policy):  # type: ignore[no-untyped-def]
+    return create_app(world.db, world.layout, settings, policy)
+
+
+@pytest.fixture
+def policy(world: World):  # type: ignore[no-untyped-def]
+    from siprec_recorder.policy.service import PolicyService
+
+    return PolicyService(world.db)
 
 
 @pytest.fixture
@@ -50,8 +69,11 @@ def client_factory(app):  # type: ignore[no-untyped-def]
     clients: list[httpx.AsyncClient] = []
 
     def make() -> httpx.AsyncClient:
-        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                              base_url="https://testserver", follow_redirects=False)
+        c = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="https://testserver",
+            follow_redirects=False,
+        )
         clients.append(c)
         return c
 

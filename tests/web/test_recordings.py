@@ -1,0 +1,123 @@
+"""Roles, search, playback with ranges and download."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from siprec_recorder.storage.models import LedgerEntry
+
+from .fixtures import BOB_NUMBER, FAR_END
+
+
+async def test_admin_sees_all_with_counts_and_sorting(as_user):
+    c = await as_user("alice")
+    r = (await c.get("/api/recordings", params={"sort": "duration", "order": "asc"})).json()
+    assert r["total"] == 3
+    assert [i["duration_s"] for i in r["items"]] == [3.0, 6.0, 12.0]
+    r = (await c.get("/api/recordings", params={"page_size": 2, "page": 2})).json()
+    assert r["total"] == 3 and r["pages"] == 2 and len(r["items"]) == 1
+    assert (await c.get("/api/recordings", params={"sort": "sha256"})).status_code == 422
+
+
+async def test_search_filters(as_user, world):
+    c = await as_user("alice")
+
+    async def total(**params):  # type: ignore[no-untyped-def]
+        r = await c.get("/api/recordings", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["total"]
+
+    assert await total(number=FAR_END) == 2
+    assert await total(number="0032470000001") == 2  # any form of the number
+    assert await total(user="bob") == 2
+    assert await total(user="carol") == 1
+    assert await total(direction="in") == 1
+    assert await total(min_duration=5) == 2
+    assert await total(max_duration=5) == 1
+    assert await total(since="2026-11-02T10:30:00Z") == 1
+    assert await total(until="2026-11-02T09:30:00Z") == 1
+    assert (
+        await c.get(
+            "/api/recordings",
+            params={"since": "2026-11-03T00:00:00Z", "until": "2026-11-02T00:00:00Z"},
+        )
+    ).status_code == 400
+
+
+async def test_standard_user_sees_only_own_calls(as_user, world):
+    c = await as_user("bob")
+    r = (await c.get("/api/recordings")).json()
+    assert r["total"] == 2
+    assert {i["recorded_number"] for i in r["items"]} == {BOB_NUMBER}
+    assert all(i["can_play"] and not i["can_download"] for i in r["items"])
+    carol = world.recordings["carol1"]
+    assert (await c.get(f"/api/recordings/{carol}")).status_code == 403
+    assert (await c.get(f"/api/recordings/{carol}/audio")).status_code == 403
+    own = world.recordings["bob1"]
+    assert (await c.get(f"/api/recordings/{own}/audio")).status_code == 200
+    assert (await c.get(f"/api/recordings/{own}/download")).status_code == 403
+    assert (await c.get(f"/api/recordings/{carol}/download")).status_code == 403
+    # searching for carol's number finds nothing for bob
+    assert (await c.get("/api/recordings", params={"user": "carol"})).json()["total"] == 0
+
+
+async def test_playback_supports_ranges_and_is_audited(as_user, world):
+    c = await as_user("alice")
+    rec = world.recordings["bob2"]
+    full = await c.get(f"/api/recordings/{rec}/audio")
+    assert full.status_code == 200
+    assert full.headers["accept-ranges"] == "bytes"
+    assert full.headers["content-type"] == "audio/mpeg"
+    data = full.content
+    assert data[:3] == b"ID3" or data[0] == 0xFF
+    r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206
+    assert r.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    assert r.content == data[100:200]
+    r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": "bytes=-50"})
+    assert r.status_code == 206 and r.content == data[-50:]
+    r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": f"bytes={len(data) + 10}-"})
+    assert r.status_code == 416
+    assert r.headers["content-range"] == f"bytes */{len(data)}"
+    d = await c.get(f"/api/recordings/{rec}/download")
+    assert d.status_code == 200 and d.content == data
+    assert "attachment" in d.headers["content-disposition"]
+    async with world.db.session() as s:
+        rows = (
+            (await s.execute(select(LedgerEntry).where(LedgerEntry.subject == f"recording:{rec}")))
+            .scalars()
+            .all()
+        )
+    actions = [e.action for e in rows]
+    assert actions.count("web.recording_played") == 1  # range continuations are not plays
+    assert "web.recording_downloaded" in actions
+
+
+async def test_auditor_reads_but_never_changes(as_user, world):
+    c = await as_user("audrey")
+    assert (await c.get("/api/recordings")).json()["total"] == 3
+    rec = world.recordings["carol1"]
+    assert (await c.get(f"/api/recordings/{rec}/audio")).status_code == 200
+    assert (await c.get(f"/api/recordings/{rec}/download")).status_code == 403
+    assert (
+        await c.post("/api/labels", json={"title": "A", "colour": "#000000"})
+    ).status_code == 403
+    assert (await c.get("/api/audit")).status_code == 200
+    std = await as_user("bob")
+    assert (await std.get("/api/audit")).status_code == 403
+
+
+async def test_audit_trail_filters_and_chain_status(as_user, world):
+    c = await as_user("alice")
+    await c.get(f"/api/recordings/{world.recordings['bob1']}")
+    r = (await c.get("/api/audit", params={"action": "recording_viewed"})).json()
+    assert r["chain_ok"] is True
+    assert r["total"] >= 1
+    assert all("recording_viewed" in e["action"] for e in r["items"])
+    r = (await c.get("/api/audit", params={"actor": "alice"})).json()
+    assert all(e["actor"] == "alice" for e in r["items"])
+
+
+async def test_unknown_recording_is_404(as_user):
+    c = await as_user("alice")
+    assert (await c.get("/api/recordings/nope")).status_code == 404
