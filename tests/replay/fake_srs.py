@@ -36,7 +36,8 @@ class FakeSrs:
     invites: list[bytes] = field(default_factory=list)
     requests: list[MiniMessage] = field(default_factory=list)
     responses: list[MiniMessage] = field(default_factory=list)
-    rtp: dict[str, list[Arrival]] = field(default_factory=dict)  # label -> arrivals
+    rtp: dict[str, list[Arrival]] = field(default_factory=dict)  # label -> arrivals (last call)
+    by_call: dict[str, dict[str, list[Arrival]]] = field(default_factory=dict)
     port: int = 0
     bye_received: asyncio.Event = field(default_factory=asyncio.Event)
     ack_received: asyncio.Event = field(default_factory=asyncio.Event)
@@ -118,11 +119,15 @@ class FakeSrs:
         boundary = re.search(r"boundary=([^;]+)", ctype)
         assert boundary is not None
         sdp_part = next(
-            p for p in invite.body.split(b"--" + boundary.group(1).encode()) if b"application/sdp" in p
+            p
+            for p in invite.body.split(b"--" + boundary.group(1).encode())
+            if b"application/sdp" in p
         )
         offer = parse_sdp(sdp_part.split(b"\r\n\r\n", 1)[1])
         assert offer is not None
         lines = ["v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=fake", "c=IN IP4 127.0.0.1", "t=0 0"]
+        self.rtp = self.by_call.setdefault(invite.call_id or "", {})
+        arrivals = self.rtp
         for m in offer.media:
             label = m.label or ""
             if label in self.refuse_labels:
@@ -133,8 +138,10 @@ class FakeSrs:
                 sock.setblocking(False)
                 self._rtp_socks.append(sock)
                 port = sock.getsockname()[1]
-                self.rtp[label] = []
-                self._tasks.append(asyncio.get_running_loop().create_task(self._recv_rtp(sock, label)))
+                arrivals[label] = []
+                self._tasks.append(
+                    asyncio.get_running_loop().create_task(self._recv_rtp(sock, arrivals[label]))
+                )
             lines.append(f"m=audio {port} {m.proto} {m.formats[0]}")
             if m.formats[0] in {str(pt) for pt in m.rtpmap} and int(m.formats[0]) in m.rtpmap:
                 lines.append(f"a=rtpmap:{m.formats[0]} {m.rtpmap[int(m.formats[0])]}")
@@ -142,11 +149,11 @@ class FakeSrs:
             lines.append("a=recvonly")
         return ("\r\n".join(lines) + "\r\n").encode()
 
-    async def _recv_rtp(self, sock: socket.socket, label: str) -> None:
+    async def _recv_rtp(self, sock: socket.socket, arrivals: list[Arrival]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             data = await loop.sock_recv(sock, 4096)
-            self.rtp[label].append(Arrival(loop.time(), data))
+            arrivals.append(Arrival(loop.time(), data))
             self._packets += 1
             if (
                 self.bye_after_packets is not None
