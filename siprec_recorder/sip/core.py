@@ -219,16 +219,21 @@ class SipCore:
     def handle_timer(self, now: float) -> None:
         """Fire every timer due at ``now``."""
         while self._heap and self._heap[0][0] <= now:
-            _, _, key = heapq.heappop(self._heap)
+            deadline, _, key = heapq.heappop(self._heap)
             tx = self._transactions.get(key)
-            if tx is None:
-                continue
+            if tx is None or tx.scheduled_at != deadline:
+                continue  # stale entry
+            tx.scheduled_at = None
             self._carry_out(tx, tx.fire_timers(now))
 
     def get_timer(self) -> float | None:
         """The earliest deadline at which ``handle_timer`` must be called, or ``None``."""
-        while self._heap and self._heap[0][2] not in self._transactions:
-            heapq.heappop(self._heap)
+        while self._heap:
+            deadline, _, key = self._heap[0]
+            tx = self._transactions.get(key)
+            if tx is not None and tx.scheduled_at == deadline:
+                break
+            heapq.heappop(self._heap)  # stale entry
         return self._heap[0][0] if self._heap else None
 
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
@@ -358,8 +363,12 @@ class SipCore:
             self._forget(tx)
             return
         deadline = tx.next_deadline()
-        if deadline is not None:
+        if deadline is not None and deadline != tx.scheduled_at:
+            # one live heap entry per transaction; superseded ones are skipped as stale
+            tx.scheduled_at = deadline
             heapq.heappush(self._heap, (deadline, next(self._seq), tx.key))
+        elif deadline is None:
+            tx.scheduled_at = None
 
     def _forget(self, tx: Transaction) -> None:
         self._transactions.pop(tx.key, None)

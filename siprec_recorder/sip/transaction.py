@@ -231,6 +231,7 @@ class Transaction:
         "config",
         "to_tag",
         "_last_interval",
+        "scheduled_at",
     )
 
     def __init__(
@@ -255,6 +256,8 @@ class Transaction:
         self.last_response_obj: SipResponse | None = None
         self.to_tag: str | None = None
         self._last_interval = config.t1
+        #: the deadline the core has queued for this transaction (owned by the core)
+        self.scheduled_at: float | None = None
 
     @property
     def reliable(self) -> bool:

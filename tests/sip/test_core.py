@@ -314,3 +314,16 @@ def test_reject_oversized_head() -> None:
     assert isinstance(event, MessageRejected) and event.status == 513
     [(raw, dest)] = core.datagrams_to_send()
     assert raw.startswith(b"SIP/2.0 513 Message Too Large") and dest == TCP_SRC
+
+
+def test_retransmission_flood_keeps_timer_queue_small() -> None:
+    core = SipCore()
+    core.receive(invite(), SRC, 0.0)
+    [event] = drain(core)
+    assert isinstance(event, RequestReceived)
+    core.respond(event.transaction, make_response(event.request, 486), 0.0)
+    for i in range(1000):
+        core.receive(invite(), SRC, 0.0001 * i)
+    assert len(core._heap) <= 3
+    assert len(core.datagrams_to_send()) == 1 + 1000
+    assert drain(core) == []

@@ -17,6 +17,7 @@ connection, hands each event to ``on_event`` and re-arms the single ``loop.call_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import logging
@@ -118,6 +119,9 @@ class SipService:
             self._timer.cancel()
         if self._sweeper is not None:
             self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         for protocol in self._udp:
             if protocol.transport is not None:
                 protocol.transport.close()
