@@ -249,6 +249,8 @@ async def extend_recording(
 ) -> RetentionChange:
     """Keep ``rec_id`` at least until ``until``; refused if that would shorten it."""
     until = _aware(until)
+    if until <= _aware(now):
+        raise RetentionError(f"{_iso(until)} is not in the future")
     async with db.session() as session:
         rec = await _load(session, rec_id)
         if rec.state == PURGED_STATE:
@@ -261,8 +263,6 @@ async def extend_recording(
                 f"recording {rec_id} is kept until {_iso(status.effective)}; "
                 f"{_iso(until)} would shorten it (retention is never shortened)"
             )
-        if until <= _aware(now):
-            raise RetentionError(f"{_iso(until)} is not in the future")
         rec.retention_until = until
         await session.flush()
         await append_event(
