@@ -88,7 +88,7 @@ async def test_purge_deletes_only_what_is_past_retention_and_not_held(store: Sto
     dry = await purge(store.db, store.layout, NOW, dry_run=True, actor="cli:ops")
     assert sorted(p.rec_id for p in dry.purged) == sorted([due, due_interrupted])
     assert dry.held == [held]
-    for rec_id, (file, sidecar, _, _) in gone.items():  # a dry run deletes nothing
+    for rec_id, (file, _sidecar, _, _) in gone.items():  # a dry run deletes nothing
         assert store.layout.absolute(file).exists()
         assert (await _row(store, rec_id)).state != "purged"
 
@@ -97,7 +97,7 @@ async def test_purge_deletes_only_what_is_past_retention_and_not_held(store: Sto
     assert report.held == [held]
     assert report.errors == []
 
-    for rec_id, (file, sidecar, sha, state_before) in gone.items():
+    for rec_id, (file, sidecar, sha, _state) in gone.items():
         assert not store.layout.absolute(file).exists()
         assert not store.layout.absolute(sidecar).exists()
         row = await _row(store, rec_id)
