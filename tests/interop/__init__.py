@@ -1,0 +1,1 @@
+"""Interop and hostile-input tests against the running recorder (issue 3)."""
