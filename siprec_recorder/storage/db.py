@@ -83,9 +83,24 @@ def _migration_1_initial(conn: Connection) -> None:
     Base.metadata.create_all(conn, checkfirst=True)
 
 
+def _migration_2_ledger_head(conn: Connection) -> None:
+    """Create ``ledger_head`` and its one row, pointing at the current last ledger entry."""
+    head = Base.metadata.tables["ledger_head"]
+    ledger = Base.metadata.tables["ledger"]
+    head.create(conn, checkfirst=True)
+    if conn.execute(select(head.c.id)).first() is not None:
+        return
+    last = conn.execute(
+        select(ledger.c.seq, ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
+    ).first()
+    seq, digest = (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
+    conn.execute(insert(head).values(id=1, seq=seq, hash=digest))
+
+
 #: The ordered migrations. Append new ones; never edit or reorder an applied one.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema: all tables of Base.metadata", _migration_1_initial),
+    (2, "ledger_head: append lock and tail anchor of the ledger", _migration_2_ledger_head),
 ]
 
 

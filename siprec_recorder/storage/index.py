@@ -658,8 +658,7 @@ class SqlIndex:
                 subject=rec_id,
                 details={
                     "participants": [
-                        {"participant_id": p.participant_id, "number": p.number}
-                        for p in infos
+                        {"participant_id": p.participant_id, "number": p.number} for p in infos
                     ]
                 },
             )

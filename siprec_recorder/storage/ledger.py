@@ -9,17 +9,23 @@ Each entry has a sequence number ``seq`` (1, 2, 3, ... without gaps) and
 where ``prev_hash`` is the ``hash`` of entry ``seq - 1`` (64 zeros for entry 1), ``ts`` is the
 UTC time in ISO 8601 with microseconds and ``Z``, and canonical JSON has sorted keys, no spaces
 and UTF-8 text. :func:`verify_chain` recomputes every hash and link, so a row that was edited,
-deleted (a gap in ``seq``), inserted or moved is reported. What a hash chain cannot show on its
-own: the removal of the *last* entries, or a rewrite of the whole chain by someone who can
-write the database; keeping the head hash elsewhere (e.g. in the daily report) closes that.
+deleted (a gap in ``seq``), inserted or moved is reported. What a hash chain cannot show: a rewrite
+of the whole chain by someone who can write the database; keeping the head hash elsewhere
+(e.g. in a daily report) closes that.
 
 Appends are serialised. :func:`append_event` runs inside the caller's transaction (the event
-commits or rolls back with the change it describes) and takes a per-event-loop ``asyncio.Lock``
-that it holds until that transaction ends (commit, rollback or close), so two coroutines never
-read the same last entry. On PostgreSQL it also takes ``pg_advisory_xact_lock`` so that several
-recorder processes sharing a database serialise too. On SQLite across processes, ``seq`` being
-the primary key is the guard: a process that read a stale last entry tries to insert a ``seq``
-that exists and its transaction fails with an ``IntegrityError`` instead of forking the chain.
+commits or rolls back with the change it describes). In one process it takes a per-event-loop
+``asyncio.Lock`` held until that transaction ends (commit, rollback or close), so coroutines
+queue without busy-waiting on the database. Across processes (a CLI beside the server, several
+nodes on one PostgreSQL) the guard is the one-row table ``ledger_head``: the append first
+updates that row, which takes SQLite's write lock or PostgreSQL's row lock until commit, and
+only then reads the last entry; so no two transactions ever extend the same entry. Should
+anything still race, ``seq`` is the primary key and the loser fails with ``IntegrityError``
+rather than forking the chain. ``ledger_head`` also names the last entry, so
+:func:`verify_chain` notices entries cut from the end (unless the head was edited to match).
+
+Do not append from two sessions in one task at once: the second waits for the first's
+transaction to end, which would never happen.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ import weakref
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
-from .models import LedgerEntry, utcnow
+from siprec_recorder.errors import LocalProtocolError
+
+from .models import LedgerEntry, LedgerHead, utcnow
 
 __all__ = [
     "GENESIS_HASH",
@@ -48,7 +56,6 @@ __all__ = [
 ]
 
 GENESIS_HASH = "0" * 64
-_ADVISORY_LOCK_KEY = 0x5349_5052_4543  # "SIPREC"
 _HELD = "siprec_recorder.ledger_lock"
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -126,11 +133,17 @@ async def append_event(
         await lock.acquire()
         session.info[_HELD] = lock
     try:
-        if session.bind is not None and session.bind.dialect.name == "postgresql":
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_LOCK_KEY}
-            )
+        claimed = await session.execute(
+            update(LedgerHead).where(LedgerHead.id == 1).values(seq=LedgerHead.seq)
+        )
         last = await last_entry(session)
+        if getattr(claimed, "rowcount", 0) != 1:
+            if last is not None:
+                # Entries without a head: the head was removed. Refuse rather than hide it.
+                raise LocalProtocolError("ledger_head row missing: the ledger needs checking")
+            # A schema made without Database.open() (create_all): start the head here.
+            session.add(LedgerHead(id=1, seq=0, hash=GENESIS_HASH))
+            await session.flush()
     except BaseException:
         held = session.info.pop(_HELD, None)
         if held is not None:
@@ -152,6 +165,9 @@ async def append_event(
     )
     session.add(entry)
     await session.flush()
+    await session.execute(
+        update(LedgerHead).where(LedgerHead.id == 1).values(seq=entry.seq, hash=entry.hash)
+    )
     return entry
 
 
@@ -195,4 +211,20 @@ async def verify_chain(session: AsyncSession) -> list[str]:
                 problems.append(f"ledger: entry {seq} does not match its hash (edited)")
         expected_seq = seq + 1
         prev_hash = row_hash
+    head = (
+        await session.execute(select(LedgerHead.seq, LedgerHead.hash).where(LedgerHead.id == 1))
+    ).first()
+    last_seq = expected_seq - 1
+    if head is None:
+        problems.append("ledger: head record missing")
+    elif head[0] > last_seq:
+        problems.append(
+            f"ledger: head names entry {head[0]} but the chain ends at {last_seq} "
+            "(entries deleted from the end)"
+        )
+    elif (head[0], head[1]) != (last_seq, prev_hash):
+        problems.append(
+            f"ledger: head names entry {head[0]} but the chain ends at {last_seq} "
+            "(entries added behind the ledger's back, or head edited)"
+        )
     return problems

@@ -21,7 +21,8 @@ Tables of this package:
   search), with join/leave times (participants change on transfer).
 * ``recording_streams``: one row per received leg with its quality statistics.
 * ``dtmf_digits``: RFC 4733 digits seen on a leg, at seconds from the start of the recording.
-* ``ledger``: the append-only, hash-chained audit trail (see :mod:`.ledger`).
+* ``ledger``: the append-only, hash-chained audit trail (see :mod:`.ledger`), and
+  ``ledger_head``: one row naming its last entry (append lock and tail anchor).
 * ``users``: portal users (used by ``policy/`` and ``web/``).
 """
 
@@ -53,6 +54,7 @@ __all__ = [
     "Base",
     "DtmfDigit",
     "LedgerEntry",
+    "LedgerHead",
     "Recording",
     "RecordingParticipant",
     "RecordingStream",
@@ -249,6 +251,22 @@ class LedgerEntry(Base):
     details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+
+
+class LedgerHead(Base):
+    """The ledger's last entry, one row (``id`` 1), updated with every append.
+
+    Appending first updates this row, which takes the write lock (SQLite) or the row lock
+    (PostgreSQL) before the last entry is read: appends from several processes serialise. It
+    also lets :func:`~siprec_recorder.storage.ledger.verify_chain` notice entries removed from
+    the end of the chain.
+    """
+
+    __tablename__ = "ledger_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    hash: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
 class User(Base):

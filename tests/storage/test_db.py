@@ -61,13 +61,13 @@ async def test_open_is_idempotent(tmp_path: Path) -> None:
         db = Database(url)
         await db.open()
         assert await db.migrate() == []
-        assert await db.schema_version() == 1
+        assert await db.schema_version() == len(dbmod.MIGRATIONS)
         await db.close()
     db = Database(url)
     await db.open()
     async with db.engine.connect() as conn:
         n = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
-    assert n == 1
+    assert n == len(dbmod.MIGRATIONS)
     await db.close()
 
 
@@ -80,9 +80,10 @@ async def test_later_migration_runs_once_and_late_tables_are_created(
     await db.close()
 
     calls: list[int] = []
+    version = len(dbmod.MIGRATIONS) + 1
 
-    def migration_2(conn: Connection) -> None:
-        calls.append(2)
+    def migration_next(conn: Connection) -> None:
+        calls.append(version)
         conn.exec_driver_sql("ALTER TABLE recordings ADD COLUMN note TEXT")
 
     # A table declared on Base after the install was first migrated (another package).
@@ -92,18 +93,20 @@ async def test_later_migration_runs_once_and_late_tables_are_created(
         Column("id", Integer, primary_key=True),
         Column("name", String(10)),
     )
-    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (2, "add note", migration_2)])
+    monkeypatch.setattr(
+        dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (version, "add note", migration_next)]
+    )
     try:
         for _ in range(2):
             db = Database(url)
             await db.open()
-            assert await db.schema_version() == 2
+            assert await db.schema_version() == version
             assert "test_storage_late_table" in await _tables(db)
             async with db.engine.connect() as conn:
                 columns = await conn.run_sync(lambda c: inspect(c).get_columns("recordings"))
             assert "note" in {c["name"] for c in columns}
             await db.close()
-        assert calls == [2]
+        assert calls == [version]
     finally:
         Base.metadata.remove(late)
 
@@ -117,3 +120,29 @@ async def test_foreign_keys_enforced(db: Database) -> None:
                     "VALUES ('nope', 'p')"
                 )
             )
+
+
+async def test_migration_2_points_the_head_at_an_existing_chain(tmp_path: Path) -> None:
+    from siprec_recorder.storage.ledger import append_event, verify_chain
+
+    url = default_sqlite_url(tmp_path)
+    db = Database(url)
+    await db.open()
+    for i in range(3):
+        async with db.session() as s:
+            await append_event(s, actor="t", action="a", subject=str(i), details={})
+            await s.commit()
+    # Pretend the install predates migration 2.
+    async with db.engine.begin() as conn:
+        await conn.execute(text("DELETE FROM ledger_head"))
+        await conn.execute(text("DELETE FROM schema_version WHERE version = 2"))
+    await db.close()
+    db = Database(url)
+    await db.open()
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+        await append_event(s, actor="t", action="a", subject="after", details={})
+        await s.commit()
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+    await db.close()

@@ -6,10 +6,12 @@ import asyncio
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
+from siprec_recorder.errors import LocalProtocolError
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import (
     GENESIS_HASH,
@@ -188,3 +190,77 @@ async def test_non_json_details_refused(db: Database) -> None:
     async with asyncio.timeout(5), db.session() as s:
         await append_event(s, actor="t", action="a", subject="y", details={})
         await s.commit()
+
+
+async def test_entries_cut_from_the_end_detected(db: Database) -> None:
+    await _fill(db)
+    await _raw(db, "DELETE FROM ledger WHERE seq >= 5")
+    problems = await _problems(db)
+    assert problems == [
+        "ledger: head names entry 6 but the chain ends at 4 (entries deleted from the end)"
+    ]
+
+
+async def test_head_row_missing_detected_and_appends_refused(db: Database) -> None:
+    await _fill(db, 2)
+    await _raw(db, "DELETE FROM ledger_head")
+    assert await _problems(db) == ["ledger: head record missing"]
+    async with db.session() as s:
+        with pytest.raises(LocalProtocolError, match="ledger_head"):
+            await append_event(s, actor="t", action="a", subject="x", details={})
+
+
+_WORKER = """
+import asyncio, sys
+from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.ledger import append_event
+
+async def main(url, name, n):
+    db = Database(url)
+    await db.open()
+    for i in range(n):
+        async with db.session() as s:
+            await append_event(s, actor=name, action="a", subject=str(i), details={"i": i})
+            await s.commit()
+    await db.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
+
+
+async def test_appends_from_several_processes_stay_one_chain(db: Database) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import siprec_recorder
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(siprec_recorder.__file__).parent.parent)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, db.url, f"proc{k}", "25"], env=env)
+        for k in range(3)
+    ]
+    codes = await asyncio.gather(*(asyncio.to_thread(p.wait, 60) for p in procs))
+    assert codes == [0, 0, 0]
+    async with db.session() as s:
+        seqs = (await s.scalars(select(LedgerEntry.seq).order_by(LedgerEntry.seq))).all()
+        assert await verify_chain(s) == []
+    assert seqs == list(range(1, 76))
+
+
+async def test_head_created_lazily_on_a_schema_made_without_open(tmp_path: Path) -> None:
+    from siprec_recorder.storage.models import Base
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path}/x.sqlite3")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    async with db.session() as s:
+        await append_event(s, actor="t", action="a", subject="x", details={})
+        await s.commit()
+    async with db.session() as s:
+        await append_event(s, actor="t", action="a", subject="y", details={})
+        await s.commit()
+    assert await _problems(db) == []
+    await db.close()
