@@ -21,7 +21,7 @@ STEREO_LABELS = ("caller", "callee")
 def parse_target(value: str) -> tuple[str, int]:
     """'HOST:PORT' or '[v6]:PORT' -> (host, port)."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -42,7 +42,7 @@ def _positive_float(value: str) -> float:
 
 
 def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise argparse.ArgumentTypeError("must be a whole number >= 1")
     return int(value)
 

@@ -43,6 +43,11 @@ _STATUS_RE = re.compile(r"^SIP/2\.0 (\d{3})(?: (.*))?$")
 _BOUNDARY_RE = re.compile(r'boundary\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 
 
+def _is_int(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also accepts e.g. superscripts)."""
+    return text.isascii() and text.isdigit() and len(text) < 10
+
+
 @dataclass(frozen=True, slots=True)
 class MiniMessage:
     """A SIP request (``method`` set) or response (``status`` set)."""
@@ -76,7 +81,7 @@ class MiniMessage:
         if not value:
             return None
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not _is_int(parts[0]):
             return None
         return int(parts[0]), parts[1].upper()
 
@@ -108,7 +113,7 @@ def parse_message(data: bytes) -> MiniMessage | None:
         key = name.strip().lower()
         headers.append((_COMPACT.get(key, key), value.strip()))
     length = next((v for k, v in headers if k == "content-length"), None)
-    if length is not None and length.strip().isdigit():
+    if length is not None and _is_int(length.strip()):
         body = body[: int(length)]
     request = _REQUEST_RE.match(start)
     if request:
@@ -224,7 +229,7 @@ def parse_sdp(body: bytes | str) -> MiniSdp | None:
             port = parts[1].split("/")[0]
             media.append(
                 _MediaBuilder(
-                    parts[0].lower(), int(port) if port.isdigit() else 0, parts[2], tuple(parts[3:])
+                    parts[0].lower(), int(port) if _is_int(port) else 0, parts[2], tuple(parts[3:])
                 )
             )
         elif kind == "a" and current is not None:
@@ -233,7 +238,7 @@ def parse_sdp(body: bytes | str) -> MiniSdp | None:
             attr = attr.strip()
             if name in ("rtpmap", "fmtp"):
                 pt, _, rest = attr.partition(" ")
-                if pt.isdigit():
+                if _is_int(pt):
                     table = current.rtpmap if name == "rtpmap" else current.fmtp
                     table[int(pt)] = rest.strip()
             elif name == "label":
@@ -242,7 +247,7 @@ def parse_sdp(body: bytes | str) -> MiniSdp | None:
                 current.direction = name
             elif name == "crypto":
                 current.crypto.append(attr)
-            elif name == "ptime" and attr.isdigit():
+            elif name == "ptime" and _is_int(attr):
                 current.ptime = int(attr)
     if not media:
         return None

@@ -433,7 +433,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             content_type=content_type,
             body=body,
         )
-        final = await _invite_transaction(channel, invite, options, result)
+        final = await _invite_transaction(channel, invite, options)
         if final is None:
             result.reason = "no final response to INVITE"
             result.duration = loop.time() - started
@@ -494,7 +494,7 @@ def _tag_of(value: str | None) -> str | None:
 
 
 async def _invite_transaction(
-    channel: _Channel, invite: bytes, options: SrcOptions, result: ReplayResult
+    channel: _Channel, invite: bytes, options: SrcOptions
 ) -> MiniMessage | None:
     """Send the INVITE (Timer A retransmissions over UDP) and return the final response.
 

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from siprec_recorder.replay.calls import find_calls, is_rtp_like
 from siprec_recorder.replay.capture import CaptureError, Datagram, read_capture
@@ -455,3 +457,43 @@ def test_minimal_sip_and_sdp_helpers() -> None:
     assert framer.feed(raw[30:] + b"\r\n") == [raw[:-5]]
     assert not is_rtp_like(b"\x80\xc8" + b"\0" * 10)  # RTCP SR
     assert is_rtp_like(b"\x80\x08" + b"\0" * 10)
+
+
+# -- robustness ----------------------------------------------------------------------------
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_fuzzed_captures_never_crash(tmp_path: Path, data: st.DataObject) -> None:
+    source = data.draw(st.sampled_from(["pkts_sip_rtp.pcap", "sipnab_SIP_DTMF2.cap"]))
+    buf = bytearray((PCAPS / source).read_bytes()[:20000])
+    for _ in range(data.draw(st.integers(1, 30))):
+        pos = data.draw(st.integers(24, len(buf) - 1))
+        buf[pos] = data.draw(st.integers(0, 255))
+    path = tmp_path / "fuzz.pcap"
+    path.write_bytes(bytes(buf))
+    find_calls(read_capture(path))
+
+
+@given(st.binary(max_size=3000))
+def test_fuzzed_pcapng_never_crashes(tail: bytes) -> None:
+    import tempfile
+
+    head = _pcapng([], 1)
+    with tempfile.NamedTemporaryFile(suffix=".pcapng") as f:
+        f.write(head + tail)
+        f.flush()
+        find_calls(read_capture(f.name))
+
+
+@given(st.binary(max_size=2000))
+def test_sip_and_sdp_helpers_never_crash(data: bytes) -> None:
+    message = parse_message(b"INVITE sip:a@b SIP/2.0\r\n" + data)
+    if message is not None:
+        message.cseq  # noqa: B018
+    parse_sdp(data)
+    parse_sdp(data.decode("utf-8", "replace"))
+    try:
+        StreamFramer(max_message_size=4096).feed(data)
+    except ValueError:
+        pass
