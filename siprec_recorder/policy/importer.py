@@ -37,9 +37,9 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
@@ -322,6 +322,30 @@ class _Cells:
         return value
 
 
+_BOOLS = {
+    "yes": True,
+    "y": True,
+    "on": True,
+    "true": True,
+    "1": True,
+    "no": False,
+    "n": False,
+    "off": False,
+    "false": False,
+    "0": False,
+}
+_OWNER = "\x00owner\x00"
+
+
+def _check_slot_text(text: str) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """Canonical slots of a ``|``-separated cell and its problems (owner as a placeholder)."""
+    try:
+        parsed = parse_slots(s for s in text.split("|") if s.strip())
+    except ScheduleError as exc:
+        return None, exc.problems
+    return tuple(str(s) for s in parsed), tuple(check_slots(_OWNER, parsed))
+
+
 def plan_import(
     rows: Sequence[Sequence[str]],
     state: CurrentState,
@@ -339,20 +363,36 @@ def plan_import(
     total = len(rows) - 1
     width = max(index.values()) + 1
 
+    col = {name: index.get(name) for name in COLUMNS + OPTIONAL_COLUMNS}
+    bool_cols = [(n, col[n]) for n in ("managed", "beep", "notify", "self_service", "active")]
+    choice_cols = [(n, col[n], c) for n, c in (("status", STATUSES), ("mode", MODES))]
+    slot_cache: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {}
+    login_cache: dict[str, str | None] = {}
+    login_errors: dict[str, str] = {}
+
     for offset, cells in enumerate(rows[1:], start=2):
-        if progress is not None and offset % 1000 == 0:
+        if progress is not None and offset % 5000 == 0:
             progress(offset - 1, total)
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():
             continue
         plan.rows += 1
         row_problems: list[RowProblem] = []
         bad = _Reporter(row_problems, offset)
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
-            bad("row", f"{len(cells)} cells, more than the {width} columns of the header")
-        cell = _Cells(cells, index, bad)
+        ncells = len(cells)
+        if ncells > width and "".join(cells[width:]).strip():
+            bad("row", f"{ncells} cells, more than the {width} columns of the header")
+        if sum(map(len, cells)) > MAX_CELL:
+            cells = list(cells)
+            for name, i in col.items():
+                if i is not None and i < ncells and len(cells[i]) > MAX_CELL:
+                    bad(name, f"longer than {MAX_CELL} characters")
+                    cells[i] = ""
+
+        def cell(i: int | None, cells: Sequence[str] = cells, n: int = ncells) -> str:
+            return cells[i].strip() if i is not None and i < n else ""
 
         try:
-            number = normalize_firm_number(cell("number"), country_code)
+            number = normalize_firm_number(cell(col["number"]), country_code)
         except ValueError as exc:
             bad("number", str(exc))
             problems.extend(row_problems)
@@ -366,46 +406,55 @@ def plan_import(
         before = existing.state() if existing is not None else None
 
         given: dict[str, Any] = {}
-        for name in ("managed", "beep", "notify", "self_service", "active"):
-            raw = cell(name)
+        for name, i in bool_cols:
+            raw = cell(i)
             if raw:
-                try:
-                    given[name] = parse_bool(raw, name)
-                except ValueError as exc:
-                    bad(name, str(exc))
-        for name, choices in (("status", STATUSES), ("mode", MODES)):
-            raw = cell(name)
+                value = _BOOLS.get(raw.lower())
+                if value is None:
+                    try:
+                        value = parse_bool(raw, name)
+                    except ValueError as exc:
+                        bad(name, str(exc))
+                        continue
+                given[name] = value
+        for name, i, choices in choice_cols:
+            raw = cell(i)
             if raw:
                 try:
                     given[name] = _parse_choice(raw, name, choices)
                 except ValueError as exc:
                     bad(name, str(exc))
 
-        template = cell("template") or None
-        slots_text = cell("slots")
+        template = cell(col["template"]) or None
+        slots_text = cell(col["slots"])
         slots: tuple[str, ...] | None = None
         if template is not None and template not in state.templates:
             bad("template", f"template {template} does not exist")
         if slots_text:
             if template is not None:
                 bad("slots", f"number {number}: give a template or slots, not both")
-            try:
-                parsed = parse_slots(s for s in slots_text.split("|") if s.strip())
-            except ScheduleError as exc:
-                for message in exc.problems:
-                    bad("slots", message)
-            else:
-                for message in check_slots(f"number {number}", parsed):
-                    bad("slots", message)
-                slots = tuple(str(s) for s in parsed)
+            cached = slot_cache.get(slots_text)
+            if cached is None:
+                cached = _check_slot_text(slots_text)
+                if len(slot_cache) < 10_000:
+                    slot_cache[slots_text] = cached
+            slots, slot_problems = cached
+            for message in slot_problems:
+                bad("slots", message.replace(_OWNER, f"number {number}"))
 
-        login = cell("user") or None
-        user_name = cell("user_name") or None
+        login = cell(col["user"]) or None
+        user_name = cell(col["user_name"]) or None
         if login is not None:
-            try:
-                login = validate_login(login)
-            except ValueError as exc:
-                bad("user", str(exc))
+            if login not in login_cache:
+                try:
+                    login_cache[login] = validate_login(login)
+                except ValueError as exc:
+                    login_cache[login] = None
+                    login_errors[login] = str(exc)
+            checked = login_cache[login]
+            if checked is None:
+                bad("user", login_errors[login])
+            login = checked
         elif existing is None:
             bad("user", f"number {number}: a new number needs a user")
 
@@ -531,6 +580,30 @@ async def load_state(db: Database) -> CurrentState:
     return state
 
 
+def _table(model: type[Any]) -> Table:
+    """The Core table of a model: bulk statements on it skip the ORM's per-row work."""
+    return cast(Table, model.__table__)
+
+
+_NUMBER_FIELDS = (
+    "user_id",
+    "mode",
+    "managed",
+    "status",
+    "beep",
+    "notify",
+    "self_service",
+    "active",
+    "template_id",
+    "updated_at",
+)
+_UPDATE_NUMBER = (
+    update(_table(PolicyNumber))
+    .where(_table(PolicyNumber).c.id == bindparam("_id"))
+    .values({name: bindparam(name) for name in _NUMBER_FIELDS})
+)
+
+
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -575,7 +648,7 @@ async def import_numbers(
             )
         if plan.new_users:
             await session.execute(
-                insert(User),
+                insert(_table(User)),
                 [
                     {"login": login, "name": name or login, "role": "standard"}
                     for login, name in plan.new_users.items()
@@ -604,7 +677,7 @@ async def import_numbers(
 
         for chunk in _chunks(added, 5000):
             await session.execute(
-                insert(PolicyNumber),
+                insert(_table(PolicyNumber)),
                 [{"number": p.number, "created_at": now, **values(p)} for p in chunk],
             )
             done += len(chunk)
@@ -612,7 +685,7 @@ async def import_numbers(
                 progress(done, total_work)
         for chunk in _chunks(changed, 5000):
             await session.execute(
-                update(PolicyNumber), [{"id": p.existing_id, **values(p)} for p in chunk]
+                _UPDATE_NUMBER, [{"_id": p.existing_id, **values(p)} for p in chunk]
             )
             done += len(chunk)
             if progress is not None:
@@ -645,7 +718,7 @@ async def import_numbers(
             for position, spec in enumerate(p.after["slots"]):
                 slot_rows.append({"number_id": target_id, "position": position, "spec": spec})
         if slot_rows:
-            await session.execute(insert(PolicyNumberSlot), slot_rows)
+            await session.execute(insert(_table(PolicyNumberSlot)), slot_rows)
 
         # notifications for fleet-manager changes of numbers with notify on
         notes: list[dict[str, Any]] = []
@@ -674,7 +747,7 @@ async def import_numbers(
                 }
             )
         if notes:
-            await session.execute(insert(PolicyNotification), notes)
+            await session.execute(insert(_table(PolicyNotification)), notes)
 
         # audit: one event per EVENT_CHUNK changed numbers, with before and after
         work = added + changed

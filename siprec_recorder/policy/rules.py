@@ -6,6 +6,8 @@ its own (the CLI prints it, the importer prefixes the row). Column names are tho
 
 from __future__ import annotations
 
+import re
+
 from siprec_recorder.phone import normalize_number
 
 __all__ = [
@@ -21,6 +23,7 @@ MODES = ("professional", "private")
 STATUSES = ("auto", "manual")
 _TRUE = frozenset({"yes", "y", "on", "true", "1"})
 _FALSE = frozenset({"no", "n", "off", "false", "0"})
+_E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _MIN_E164_DIGITS = 7
 _MAX_E164_DIGITS = 15
 
@@ -55,6 +58,8 @@ def _show(value: object) -> str:
 def normalize_firm_number(text: str, country_code: str) -> str:
     """The E.164 form of a firm number; ValueError when it is not a full E.164 number."""
     raw = text.strip()
+    if _E164_RE.match(raw):
+        return raw  # already canonical: the common case of a bulk import
     number = normalize_number(raw, country_code=country_code) if raw else None
     if number is None or not number.startswith("+"):
         raise ValueError(f"{_show(raw)} is not a full phone number (E.164, e.g. +32470000001)")

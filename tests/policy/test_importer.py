@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openpyxl
@@ -91,11 +92,7 @@ async def test_import_adds_numbers(svc: PolicyService, db: Database) -> None:
     assert details["changes"][0]["before"] is None
     # the engine sees the imported numbers
     engine = PolicyEngine(db)
-    assert (
-        await engine.decide(
-            ["+32470000002"], __import__("datetime").datetime.now(__import__("datetime").UTC)
-        )
-    ).record
+    assert (await engine.decide(["+32470000002"], datetime.now(UTC))).record
 
 
 async def test_semicolon_and_bom(svc: PolicyService, db: Database) -> None:
