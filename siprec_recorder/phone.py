@@ -8,7 +8,8 @@ and the index need one form, so every address goes through :func:`normalize_numb
 
 1. :func:`user_part` takes the user part of the URI (RFC 3261 section 19.1.1, RFC 3966):
    display name and angle brackets, scheme, ``@host``, URI/user parameters and headers
-   are dropped, ``%xx`` escapes are decoded.
+   are dropped, ``%xx`` escapes are decoded.  A ``sip:`` URI without ``@`` whose host is
+   a phone number (BroadWorks' ``sip:8638254725``) yields that number.
 2. Visual separators (RFC 3966 ``visual-separator``: ``-`` ``.`` ``(`` ``)`` and space) are
    removed (and a bracketed trunk prefix "(0)" after "+CC").  A user part with other
    letters (``alice``, ``Extension-016190619``) is only taken as a number when it holds
@@ -29,6 +30,7 @@ holds no usable digits (``sip:alice@host``).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 
@@ -38,6 +40,7 @@ _SCHEME_RE = re.compile(r"^(sips?|tel|pres|im):", re.IGNORECASE)
 _PHONE_CONTEXT_RE = re.compile(r";\s*phone-context\s*=\s*([^;@>?,\s]*)", re.IGNORECASE)
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.() \t")
 _DIGIT_RUN_RE = re.compile(r"[0-9]+")
+_HOSTLESS_NUMBER_RE = re.compile(r"^\+?[0-9][0-9().-]*$")
 _MIN_DIGITS_IN_NAME = 7
 _MAX_SHORT_CODE = 6
 _MIN_WITH_COUNTRY_CODE = 11
@@ -49,7 +52,8 @@ def user_part(aor: str) -> str:
 
     ``'sip:+3247...@h;user=phone'`` -> ``'+3247...'``; ``'tel:+32..;phone-context=x'`` ->
     ``'+32..'``; ``'"Bob" <sip:bob@h>'`` -> ``'bob'``; ``'1234'`` -> ``'1234'``;
-    ``'sip:host'`` (no user) -> ``''``.
+    ``'sip:host'`` (no user) -> ``''``; but ``'sip:8638254725'`` -> ``'8638254725'``
+    (BroadWorks puts the number where the host belongs; an IPv4 address stays a host).
     """
     text = aor[:_MAX_INPUT].strip()
     if "<" in text:
@@ -61,7 +65,7 @@ def user_part(aor: str) -> str:
         text = text[match.end() :]
     if scheme in ("sip", "sips"):
         if "@" not in text:
-            return ""
+            return _hostless_number(text)
         text = text.rsplit("@", 1)[0]
     elif "@" in text:
         text = text.rsplit("@", 1)[0]
@@ -69,6 +73,18 @@ def user_part(aor: str) -> str:
     if scheme in ("sip", "sips", None) and ":" in text:
         text = text.split(":", 1)[0]  # user:password
     return urllib.parse.unquote(text).strip()
+
+
+def _hostless_number(hostport: str) -> str:
+    """``sip:8638254725`` (BroadWorks): a "host" that is a phone number is the user."""
+    host = hostport.split(";", 1)[0].split("?", 1)[0].strip()
+    if not _HOSTLESS_NUMBER_RE.match(host):
+        return ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return ""  # a dotted IPv4 address such as sip:10.0.0.31
 
 
 def _context_country_digits(aor: str) -> str | None:
