@@ -235,7 +235,7 @@ class SessionRecordingServer:
         """For the SIP transport's filter: False drops a message unanswered."""
         if self.settings.unauthorised_response != "silence":
             return True
-        return self.sources.allowed(address[1])
+        return self.sources.allowed(address.host)
 
     # ------------------------------------------------------------------ events
     def on_event(self, event: Any) -> None:
@@ -259,6 +259,11 @@ class SessionRecordingServer:
                 await self._handle(event)
         except Exception:  # a bug must never take the receive loop down
             log.exception("error handling %s", type(event).__name__)
+            if isinstance(event, RequestReceived) and event.request.method != "ACK":
+                try:
+                    self._respond(event.transaction, event.request, 500, "Server Internal Error")
+                except Exception:
+                    log.debug("could not answer 500", exc_info=True)
         finally:
             if not lock.locked() and key not in self.sessions:
                 self._locks.pop(key, None)
@@ -336,7 +341,7 @@ class SessionRecordingServer:
 
     async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
         self.counters.invites += 1
-        host = src[1]
+        host = src.host
         now = self.clock()
         call_id = req.call_id or ""
         if call_id in self.sessions:  # a retransmission with a new branch, or a forked copy
@@ -477,7 +482,7 @@ class SessionRecordingServer:
             streams=s.last_answer,
         )
         headers = [
-            ("Contact", f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source[0]}>"),
+            ("Contact", f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source.transport}>"),
             ("Allow", ALLOW),
             ("Supported", "siprec, timer"),
         ]
@@ -620,7 +625,10 @@ class SessionRecordingServer:
         if label in used_labels:
             label = f"{label}.{st.index}"
         used_labels.add(label)
-        receiver = self.receiver_factory(label, srtp=srtp_params, jitter_window=self.settings.jitter_window)
+        leg_maps = {pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()}
+        receiver = self.receiver_factory(
+            label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
+        )
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
         c = st.codec
         rtpmaps: dict[int, tuple[str, int, str | None]] = {
@@ -838,7 +846,7 @@ class SessionRecordingServer:
         if s is None or s.ended:
             return
         s.ended = True
-        host = s.source[1]
+        host = s.source.host
         self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
         if self._per_source.get(host) == 0:
             self._per_source.pop(host, None)
@@ -882,7 +890,7 @@ class SessionRecordingServer:
 
     def _send_bye(self, s: RecordingSession) -> None:
         s.local_cseq += 1
-        transport = s.source[0]
+        transport = s.source.transport
         branch = "z9hG4bK" + secrets.token_hex(10)
         via_host = self._contact_hostport(s.source)
         lines = [
@@ -986,7 +994,7 @@ class SessionRecordingServer:
             direction=s.direction,
             recorded_number=s.recorded_number,
             other_number=s.other_number,
-            source=f"{src[0]}:{src[1]}:{src[2]}",
+            source=f"{src.transport}:{src.host}:{src.port}",
             beep=s.beep,
             srtp=any(leg.srtp for leg in s.legs),
             participants=[_participant_row(ParticipantRow, p) for p in s.participants],
@@ -1007,7 +1015,7 @@ class SessionRecordingServer:
             direction=direction,
             recorded_number=recorded,
             other_number=other,
-            source=f"{src[0]}:{src[1]}:{src[2]}",
+            source=f"{src.transport}:{src.host}:{src.port}",
             reason=reason,
             participants=[_participant_row(ParticipantRow, p) for p in participants],
         )

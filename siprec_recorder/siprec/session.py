@@ -152,8 +152,8 @@ class RecordingSession:
             "rec_id": self.rec_id,
             "call_id": self.call_id,
             "siprec_session_id": self.siprec_session_id,
-            "source": f"{self.source[0]}:{self.source[1]}:{self.source[2]}"
-            if isinstance(self.source, tuple)
+            "source": f"{self.source.transport}:{self.source.host}:{self.source.port}"
+            if hasattr(self.source, "transport")
             else str(self.source),
             "started_at": self.started_at,
             "start": datetime.fromtimestamp(self.started_at, UTC).isoformat(),

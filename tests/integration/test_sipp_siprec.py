@@ -24,9 +24,9 @@ def sent_payloads(pcap: Path) -> list[tuple[float, bytes]]:
     """(offset, payload) of every RTP packet in the capture, offsets from the first one."""
     from siprec_recorder.replay.capture import read_capture
 
-    packets = [p for p in read_capture(pcap) if p.udp_payload and len(p.udp_payload) > 12]
-    t0 = packets[0].timestamp
-    return [(p.timestamp - t0, bytes(p.udp_payload[12:])) for p in packets]
+    packets = [d for d in read_capture(pcap).udp if len(d.payload) > 12]
+    t0 = packets[0].time
+    return [(d.time - t0, bytes(d.payload[12:])) for d in packets]
 
 
 def run_sipp(tmp_path: Path, target: tuple[str, int], transport: str, calls: int = 1,
