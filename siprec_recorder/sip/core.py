@@ -308,13 +308,16 @@ class SipCore:
             return
         kind = Kind.SERVER_INVITE if request.method == "INVITE" else Kind.SERVER_NON_INVITE
         tx = Transaction(kind, key, request, destination, self.timers)
+        tx.start_server(now)
         self._transactions[key] = tx
         if request.method == "CANCEL":
             self._receive_cancel(request, tx, now)
             return
+        effects: list[Effect] = []
         if kind is Kind.SERVER_INVITE:
             trying = make_response(request, 100, server=self.server_header)
-            self._carry_out(tx, tx.apply(TxInput.SENT_1XX, now, trying.serialize(), trying))
+            effects = tx.apply(TxInput.SENT_1XX, now, trying.serialize(), trying)
+        self._carry_out(tx, effects)  # also queues the tu_guard timer
         self._emit(RequestReceived(request, key, source))
 
     def _receive_ack(

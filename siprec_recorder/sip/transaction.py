@@ -58,6 +58,10 @@ class TimerConfig:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    #: not in RFC 3261: a server transaction whose request the layer above never answers
+    #: is dropped (and reported timed out) after this long, so that a lost request cannot
+    #: hold a transaction slot forever. Ignored once a final response was sent.
+    tu_guard: float = 300.0
 
 
 class Kind(Enum):
@@ -92,6 +96,7 @@ class TxInput(Enum):
     TIMER_J = auto()
     TIMER_K = auto()
     TIMER_L = auto()
+    TIMER_TU = auto()  # tu_guard, not RFC 3261
 
 
 class Action(Enum):
@@ -110,6 +115,7 @@ class Action(Enum):
     START_J = auto()
     START_K = auto()
     START_L = auto()
+    START_TU = auto()
     STOP_RETRANSMIT = auto()  # clear G, G2XX, E
     STOP_ALL_TIMERS = auto()
     REPORT_RESPONSE = auto()
@@ -135,6 +141,7 @@ SERVER_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
     (S.ACCEPTED, In.TIMER_G2XX): (S.ACCEPTED, (A.RESEND_RESPONSE, A.RESTART_G2XX)),
     (S.ACCEPTED, In.ACK_RECEIVED): (S.CONFIRMED, (A.STOP_RETRANSMIT, A.REPORT_ACK)),
     (S.ACCEPTED, In.TIMER_L): (S.TERMINATED, (A.STOP_ALL_TIMERS, A.REPORT_TIMEOUT)),
+    (S.PROCEEDING, In.TIMER_TU): (S.TERMINATED, (A.STOP_ALL_TIMERS, A.REPORT_TIMEOUT)),
     (S.CONFIRMED, In.REQUEST_RETRANSMITTED): (S.CONFIRMED, ()),
     (S.CONFIRMED, In.ACK_RECEIVED): (S.CONFIRMED, ()),
     (S.CONFIRMED, In.TIMER_I): (S.TERMINATED, (A.STOP_ALL_TIMERS,)),
@@ -144,6 +151,8 @@ SERVER_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
 #: RFC 3261 figure 8 (non-INVITE server transaction)
 SERVER_NON_INVITE_TABLE: dict[tuple[TxState, TxInput], Row] = {
     (S.TRYING, In.REQUEST_RETRANSMITTED): (S.TRYING, ()),
+    (S.TRYING, In.TIMER_TU): (S.TERMINATED, (A.STOP_ALL_TIMERS, A.REPORT_TIMEOUT)),
+    (S.PROCEEDING, In.TIMER_TU): (S.TERMINATED, (A.STOP_ALL_TIMERS, A.REPORT_TIMEOUT)),
     (S.TRYING, In.SENT_1XX): (S.PROCEEDING, (A.SEND_RESPONSE,)),
     (S.TRYING, In.SENT_2XX): (S.COMPLETED, (A.SEND_RESPONSE, A.START_J)),
     (S.TRYING, In.SENT_FAILURE): (S.COMPLETED, (A.SEND_RESPONSE, A.START_J)),
@@ -198,6 +207,7 @@ _TIMER_INPUT = {
     "J": In.TIMER_J,
     "K": In.TIMER_K,
     "L": In.TIMER_L,
+    "TU": In.TIMER_TU,
 }
 _RETRANSMIT_TIMERS = ("E", "G", "G2XX")
 #: inputs produced by our own API calls: a missing row is a LocalProtocolError
@@ -258,6 +268,10 @@ class Transaction:
         self._last_interval = config.t1
         #: the deadline the core has queued for this transaction (owned by the core)
         self.scheduled_at: float | None = None
+
+    def start_server(self, now: float) -> None:
+        """Arm the guard against a layer above that never answers (``tu_guard``)."""
+        self._start("TU", now)
 
     @property
     def reliable(self) -> bool:
@@ -354,6 +368,7 @@ class Transaction:
             "F": 64 * c.t1,
             "H": 64 * c.t1,
             "L": 64 * c.t1,
+            "TU": c.tu_guard,
             "I": 0.0 if reliable else c.t4,
             "J": 0.0 if reliable else 64 * c.t1,
             "K": 0.0 if reliable else c.t4,

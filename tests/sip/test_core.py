@@ -327,3 +327,15 @@ def test_retransmission_flood_keeps_timer_queue_small() -> None:
     assert len(core._heap) <= 3
     assert len(core.datagrams_to_send()) == 2 + 1000  # 100, 486, 1000 re-sent 486s
     assert drain(core) == []
+
+
+def test_unanswered_request_is_dropped_by_the_guard() -> None:
+    core = SipCore(TimerConfig(tu_guard=60.0))
+    core.receive(invite(), SRC, 0.0)
+    core.receive(invite("z9hG4bKopt", "OPTIONS"), SRC, 0.0)
+    keys = [e.transaction for e in drain(core) if isinstance(e, RequestReceived)]
+    core.datagrams_to_send()
+    assert core.get_timer() == 60.0
+    run_timers(core, 61.0)
+    assert drain(core) == [TransactionTimedOut(k) for k in keys]
+    assert core.transaction_count == 0 and core.datagrams_to_send() == []
