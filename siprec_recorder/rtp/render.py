@@ -28,8 +28,8 @@ run per segment or per run of packets, never per sample.
 4. **Mix.** Mono sums the legs in int32 and clips to int16; stereo puts leg 0 left and leg 1
    right (further legs alternate). Gaps are zeros.
 5. **DTMF.** RFC 4733 packets are grouped by (SSRC, timestamp): the retransmitted end
-   packets collapse into one entry whose duration is the largest reported; its time is the
-   earliest ``arrival - duration so far``.
+   packets collapse into one entry whose duration is the largest reported; its time is
+   ``arrival - duration so far`` of its first report (the smallest duration).
 
 Per-leg results (``Rendered.per_leg``) give the codec, status (``ok``, ``no_media``,
 ``unsupported_codec``), first/last packet time, segment count, measured drift, and
@@ -384,7 +384,9 @@ class _LegRenderer:
             rates[(r.ssrc, r.ext_ts)] = self.clock(r.payload_type)
         for key, items in groups.items():
             pt_rate = rates[key]
-            start = min(a - d / pt_rate for a, _e, d in items) - self.session_start
+            # The first report of an event (smallest duration so far) dates it best.
+            first = min(items, key=lambda it: (it[2], it[0]))
+            start = first[0] - first[2] / pt_rate - self.session_start
             event = Counter(e for _a, e, _d in items).most_common(1)[0][0]
             duration = max(d for _a, _e, d in items)
             self.dtmf.append(
