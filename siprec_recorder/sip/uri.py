@@ -28,12 +28,18 @@ from siprec_recorder.sip.errors import SipParseError
 __all__ = [
     "AbsoluteUri",
     "NameAddr",
+    "Params",
     "SipUri",
     "TelUri",
     "Uri",
+    "format_hostport",
     "format_params",
+    "is_token",
+    "param",
     "parse_params",
     "parse_uri",
+    "split_hostport",
+    "unquote",
 ]
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")

@@ -21,12 +21,22 @@ def test_several_messages_in_one_segment_with_keepalives() -> None:
     assert framer.buffered == 0
 
 
-@pytest.mark.parametrize("cut", range(0, len(M1 + M2) + 1))
-def test_split_at_every_offset(cut: int) -> None:
-    stream = M1 + M2
-    framer = StreamFramer()
-    out = framer.feed(stream[:cut]) + framer.feed(stream[cut:])
-    assert out == [M1, M2]
+def test_split_at_every_offset() -> None:
+    stream = b"\r\n" + M1 + M2 + b"\r\n\r\n" + M3
+    for cut in range(len(stream) + 1):
+        framer = StreamFramer()
+        out = framer.feed(stream[:cut]) + framer.feed(stream[cut:])
+        assert out == [M1, M2, M3], cut
+        assert framer.buffered == 0
+
+
+def test_split_at_every_pair_of_offsets_small() -> None:
+    stream = M3 + M3
+    for a in range(0, len(stream) + 1, 7):
+        for b in range(a, len(stream) + 1, 5):
+            framer = StreamFramer()
+            out = framer.feed(stream[:a]) + framer.feed(stream[a:b]) + framer.feed(stream[b:])
+            assert out == [M3, M3], (a, b)
 
 
 def test_byte_by_byte() -> None:

@@ -89,30 +89,38 @@ class SipService:
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self, listen: list[str], tls: TlsSettings | None = None) -> None:
-        loop = self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self._tls = tls
-        for spec in listen:
-            transport, host, port = parse_listen(spec)
-            if transport == "udp":
-                udp_transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: UdpProtocol(self._on_datagram), local_addr=(host, port)
-                )
-                self._udp.append(protocol)
-                sockname = udp_transport.get_extra_info("sockname")
-            else:
-                if transport == "tls" and tls is None:
-                    raise ConfigError(f"listen {spec!r}: TLS needs TlsSettings")
-                context = tls.server if transport == "tls" and tls else None
-                server = await loop.create_server(
-                    functools.partial(self._new_stream, transport),
-                    host,
-                    port,
-                    ssl=context,
-                )
-                self._servers.append(server)
-                sockname = server.sockets[0].getsockname()
-            self.bound.append((transport, host, int(sockname[1])))
-        self._sweeper = loop.create_task(self._sweep_idle())
+        try:
+            for spec in listen:
+                await self._listen(spec, tls)
+        except BaseException:
+            await self.stop()  # nothing half-open is left behind
+            raise
+        self._sweeper = self._loop.create_task(self._sweep_idle())
+
+    async def _listen(self, spec: str, tls: TlsSettings | None) -> None:
+        loop = asyncio.get_running_loop()
+        transport, host, port = parse_listen(spec)
+        if transport == "udp":
+            udp_transport, protocol = await loop.create_datagram_endpoint(
+                lambda: UdpProtocol(self._on_datagram), local_addr=(host, port)
+            )
+            self._udp.append(protocol)
+            sockname = udp_transport.get_extra_info("sockname")
+        else:
+            if transport == "tls" and tls is None:
+                raise ConfigError(f"listen {spec!r}: TLS needs TlsSettings")
+            context = tls.server if transport == "tls" and tls else None
+            server = await loop.create_server(
+                functools.partial(self._new_stream, transport),
+                host,
+                port,
+                ssl=context,
+            )
+            self._servers.append(server)
+            sockname = server.sockets[0].getsockname()
+        self.bound.append((transport, host, int(sockname[1])))
 
     async def stop(self) -> None:
         if self._timer is not None:
