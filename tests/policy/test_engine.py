@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -216,3 +216,46 @@ def test_decision_is_frozen() -> None:
     with pytest.raises(AttributeError):
         decision.record = False  # type: ignore[misc]
     assert datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def test_dst_change_days(db: Database) -> None:
+    from siprec_recorder.policy.service import PolicyService
+
+    svc = PolicyService(db)
+    engine = PolicyEngine(db)
+    svc.add_listener(engine.invalidate)
+    await svc.add_number("+32470000001", actor="t", user="a", slots=["sun 01:00-04:00"])
+    await svc.add_number("+32470000002", actor="t", user="b", slots=["sun 02:00-02:30"])
+    # spring forward, 2026-03-29: 02:00 CET -> 03:00 CEST at 01:00 UTC
+    spring = [
+        (datetime(2026, 3, 29, 0, 30, tzinfo=UTC), True),  # 01:30 CET
+        (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), True),  # 03:00 CEST
+        (datetime(2026, 3, 29, 1, 59, tzinfo=UTC), True),  # 03:59 CEST
+        (datetime(2026, 3, 29, 2, 0, tzinfo=UTC), False),  # 04:00 CEST
+    ]
+    for t, expected in spring:
+        assert (await engine.decide(["+32470000001"], t)).record is expected, t
+    # a slot inside the skipped hour never records that day
+    for minute in range(0, 180, 10):
+        t = datetime(2026, 3, 28, 23, 0, tzinfo=UTC) + timedelta(minutes=minute)
+        assert (await engine.decide(["+32470000002"], t)).reason == "outside-schedule"
+    # fall back, 2026-10-25: 03:00 CEST -> 02:00 CET at 01:00 UTC; 02:10 happens twice
+    first = datetime(2026, 10, 25, 0, 10, tzinfo=UTC)  # 02:10 CEST
+    second = datetime(2026, 10, 25, 1, 10, tzinfo=UTC)  # 02:10 CET
+    assert (await engine.decide(["+32470000002"], first)).record
+    assert (await engine.decide(["+32470000002"], second)).record
+    assert not (
+        await engine.decide(["+32470000002"], datetime(2026, 10, 25, 1, 30, tzinfo=UTC))
+    ).record
+
+
+async def test_participant_forms(engine: PolicyEngine) -> None:
+    for aor in (
+        "sip:+32470000002@10.0.0.1;user=phone",
+        "tel:+32-470-00-00-02",
+        "<sip:0470000002@sbc.example.com>",
+        '"Bob" <sip:0032470000002@sbc>',
+        "32470000002",
+    ):
+        decision = await engine.decide([aor, "sip:alice@example.com"], MON_20)
+        assert decision.recorded_number == "+32470000002", aor

@@ -333,7 +333,7 @@ _cells = st.sampled_from(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.lists(st.one_of(_cells, st.text(max_size=12)), max_size=11), max_size=8))
 def test_fuzz_plan_only_raises_import_errors(rows: list[list[str]]) -> None:
     state = CurrentState(templates={"office": (1, 1)}, users={"alice": 1})
@@ -344,7 +344,7 @@ def test_fuzz_plan_only_raises_import_errors(rows: list[list[str]]) -> None:
         assert exc.problems and all(p.row >= 1 for p in exc.problems)
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_reader_only_raises_import_errors(data: bytes) -> None:
     try:
