@@ -51,7 +51,24 @@ def _fmt_duration(value: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def _until_date(value: str | datetime | None) -> str:
+    """The last day an expiry covers (an expiry is the midnight that ends that day)."""
+    if not value:
+        return ""
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return (as_utc(dt) - timedelta(seconds=1)).strftime("%Y-%m-%d")
+
+
+def _until(value: str | datetime | None) -> str:
+    if not value:
+        return ""
+    dt = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return (as_utc(dt) - timedelta(seconds=1)).strftime("%Y-%m-%d %H:%M")
+
+
 templates.env.filters["t"] = _fmt_time
+templates.env.filters["until"] = _until
+templates.env.filters["until_date"] = _until_date
 templates.env.filters["dur"] = _fmt_duration
 
 

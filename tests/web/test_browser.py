@@ -1,0 +1,343 @@
+"""End-to-end: the portal in a real headless Chromium (Debian ``chromium``, Playwright).
+
+One live portal (uvicorn on 127.0.0.1:0) serves every test of this module; each test gets a
+fresh browser context, so cookies never leak between users. Screenshots of the search, case,
+request and schedule pages are written to ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from siprec_recorder.web.users import UserChange, add_user, set_user
+
+from .fixtures import BOB_NUMBER, FAR_END, PASSWORD
+from .live import LiveServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--autoplay-policy=no-user-gesture-required"]
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+if not shutil.which(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = LiveServer(tmp_path_factory.mktemp("live")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, live: LiveServer) -> Iterator[Any]:
+    contexts: list[Any] = []
+
+    def make() -> Any:
+        ctx = browser.new_context(base_url=live.url, viewport={"width": 1366, "height": 900})
+        ctx.set_default_timeout(15_000)
+        contexts.append(ctx)
+        return ctx.new_page()
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def log_in(page: Any, login: str, password: str = PASSWORD) -> None:
+    page.goto("/login")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", password)
+    page.click("main button[type=submit]")
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_first_login_forces_password_change(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    db = live.world.db
+    live.call(lambda: add_user(db, actor="test", login="newbie", name="New Bie",
+                               password="first-password-1"))
+    page = new_page()
+    log_in(page, "newbie", "first-password-1")
+    page.wait_for_url("**/password")
+    assert "choose a new password" in page.content()
+    page.goto("/")
+    page.wait_for_url("**/password")  # nothing else until the password is changed
+    page.fill("input[name=current]", "first-password-1")
+    page.fill("input[name=new]", "my own new secret")
+    page.fill("input[name=confirm]", "my own new secret")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/\?msg="))
+    assert "password changed" in page.text_content(".flash")
+    assert page.is_visible("#search-form")
+
+
+def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    db = live.world.db
+    live.call(lambda: add_user(db, actor="test", login="fred", name="Fred", password=PASSWORD,
+                               must_change_password=False, four_eyes=True))
+    page = new_page()
+    log_in(page, "fred")
+    page.wait_for_url("**/login/second")
+    assert "needs a second person" in page.text_content("main")
+    # fred is not in yet
+    assert page.request.get("/api/auth/me").status == 401
+    page.fill("input[name=login]", "fred")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    assert "the second person must use a different account" in page.text_content(".error")
+    page.fill("input[name=login]", "carol")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
+    page.wait_for_url(live.url + "/")
+    assert "(fred, standard)" in page.text_content("header")
+
+
+def test_standard_user_sees_only_own_calls(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    recs = live.world.recordings
+    page = new_page()
+    log_in(page, "bob")
+    page.wait_for_url(live.url + "/")
+    assert page.text_content("#result-count").startswith("2 recordings")
+    numbers = page.locator("table.results tbody tr td:nth-child(4)").all_text_contents()
+    assert set(numbers) == {BOB_NUMBER}
+    resp = page.goto(f"/recordings/{recs['carol1']}")
+    assert resp is not None and resp.status == 403
+    assert "you may not see this recording" in page.text_content(".error")
+    assert page.request.get(f"/api/recordings/{recs['carol1']}/audio").status == 403
+    page.goto(f"/recordings/{recs['bob1']}")
+    assert page.locator("audio#player").count() == 1
+    assert page.locator("#download").count() == 0
+    assert page.request.get(f"/api/recordings/{recs['bob1']}/download").status == 403
+    assert page.request.get(f"/api/recordings/{recs['carol1']}/download").status == 403
+
+
+def _wait_playing(page: Any) -> float:
+    """Start the in-page player and wait until audio actually advances; its duration."""
+    page.evaluate("() => document.querySelector('audio#player').play()")
+    for _ in range(150):  # polled from here: the page's CSP forbids eval-based waits
+        if page.evaluate("() => document.querySelector('audio#player').currentTime") > 0.2:
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the audio element never played")
+    return float(page.evaluate("() => document.querySelector('audio#player').duration"))
+
+
+def test_admin_searches_plays_and_downloads(live: LiveServer, new_page: Any,
+                                            tmp_path: Path) -> None:
+    assert live.world is not None
+    recs = live.world.recordings
+    page = new_page()
+    log_in(page, "alice")
+    page.wait_for_url(live.url + "/")
+    assert page.text_content("#result-count").startswith("3 recordings")
+    page.fill("input[name=number]", FAR_END)
+    page.click("#search-form button[type=submit]")
+    page.wait_for_url("**number=*")
+    assert page.text_content("#result-count").startswith("2 recordings")
+    page.goto("/")
+    page.click("th a:has-text('Duration')")
+    page.wait_for_url("**sort=duration*")
+    page.goto(f"/recordings/{recs['bob2']}")
+    duration = _wait_playing(page)
+    assert 11.0 < duration < 13.5
+    with page.expect_download() as info:
+        page.click("#download")
+    target = tmp_path / "dl.mp3"
+    info.value.save_as(target)
+    assert live.world.layout.root.joinpath(
+        next(p for p in live.world.layout.root.rglob(f"*{recs['bob2']}.mp3"))
+    ).read_bytes() == target.read_bytes()
+
+
+def _make_case(page: Any, title: str, label: str, colour: str) -> str:
+    page.goto("/cases")
+    page.fill("#new-case input[name=title]", title)
+    page.check("#new-case input[name=label_choice][value=new]")
+    page.fill("#new-case input[name=label_title]", label)
+    page.fill("#new-case input[name=label_colour]", colour)
+    page.select_option("#new-case select[name=list_access]", "admins")
+    page.click("#new-case button[type=submit]")
+    page.wait_for_url(re.compile(r"/cases/\d+\?msg="))
+    return str(page.url.split("/cases/")[1].split("?")[0])
+
+
+def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    recs = live.world.recordings
+    admin = new_page()
+    log_in(admin, "alice")
+    admin.wait_for_url(live.url + "/")
+    case_id = _make_case(admin, "Desk 7 review", "DESK7", "#1f9d55")
+    chip = admin.locator("h1 .chip")
+    assert chip.text_content() == "DESK7"
+    assert chip.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(31, 157, 85)"
+    # put carol's call into the case
+    admin.goto(f"/recordings/{recs['carol1']}")
+    admin.select_option("select[name=label_id]", label="DESK7")
+    admin.click("text=Add label")
+    admin.wait_for_url("**msg=label*")
+    admin.goto(f"/cases/{case_id}")
+    assert admin.locator("table.results tbody tr[data-id]").count() == 1
+    shot(admin, "case")
+    admin.goto("/?sort=start&order=desc")
+    assert admin.locator("table.results .chip:has-text('DESK7')").count() == 1
+    shot(admin, "search")
+
+    # bob asks for list + play
+    bob = new_page()
+    log_in(bob, "bob")
+    bob.wait_for_url(live.url + "/")
+    assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    bob.goto("/requests")
+    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.fill("#request-form textarea[name=reason]", "Review of desk 7 trades, ticket 4711")
+    bob.check("#request-form input[value=play]")
+    bob.click("#request-form button[type=submit]")
+    bob.wait_for_url("**msg=request*")
+    assert "pending" in bob.text_content("#mine")
+
+    # alice sees it pending (reason, user, rights, expiry) and approves with a note
+    admin.goto("/requests")
+    row = admin.locator("#pending tr[data-id]").first
+    text = row.text_content() or ""
+    assert "bob" in text and "Review of desk 7 trades" in text and "list, play" in text
+    shot(admin, "requests")
+    row.locator("input[name=note]").fill("approved for the review")
+    row.locator("button:has-text('Approve')").click()
+    admin.wait_for_url("**msg=request*approved*")
+
+    # bob lists and plays the conversation
+    bob.goto(f"/cases/{case_id}")
+    assert bob.locator("table.results tbody tr[data-id]").count() == 1
+    bob.goto(f"/recordings/{recs['carol1']}")
+    assert _wait_playing(bob) > 5
+    assert bob.request.get(f"/api/recordings/{recs['carol1']}/download").status == 403
+
+    # alice revokes: 403 right after
+    admin.goto("/requests/all")
+    admin.on("dialog", lambda d: d.accept())
+    rrow = admin.locator("#all-requests tr[data-id]").first
+    rrow.locator("button:has-text('Revoke')").click()
+    admin.wait_for_url("**msg=request*revoked*")
+    assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    assert bob.request.get(f"/api/recordings/{recs['carol1']}/audio").status == 403
+    admin.goto("/requests/all")
+    history = admin.locator("#all-requests tr[data-id]").first.text_content() or ""
+    assert "requested" in history and "approved" in history and "revoked" in history
+
+    # a new request, approved, then expired
+    bob.goto("/requests")
+    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.fill("#request-form textarea[name=reason]", "second look")
+    bob.check("#request-form input[value=play]")
+    bob.fill("#request-form input[name=expires_at]",
+             (live.clock.now + timedelta(days=2)).strftime("%Y-%m-%d"))
+    bob.click("#request-form button[type=submit]")
+    admin.goto("/requests")
+    admin.locator("#pending tr[data-id] button:has-text('Approve')").first.click()
+    admin.wait_for_url("**approved*")
+    assert bob.goto(f"/recordings/{recs['carol1']}").status == 200
+    live.clock.now += timedelta(days=4)
+    try:
+        assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+        bob.goto("/requests")
+        assert "expired" in bob.text_content("#mine")
+    finally:
+        live.clock.now -= timedelta(days=4)
+
+
+def test_schedule_overlap_rejected_with_policy_message(live: LiveServer, new_page: Any) -> None:
+    assert live.policy is not None
+    policy = live.policy
+    page = new_page()
+    log_in(page, "alice")
+    page.wait_for_url(live.url + "/")
+    page.goto("/numbers")
+    page.click(f"text={BOB_NUMBER}")
+    page.wait_for_url("**/numbers/*")
+    page.check("#schedule-form input[value=slots]")
+    page.fill("#schedule-form textarea[name=slots]", "mon-fri 08:00-18:00")
+    page.click("#schedule-form button[type=submit]")
+    page.wait_for_url("**msg=schedule*")
+    assert page.text_content("#current-slots") == "mon-fri 08:00-18:00"
+    bad = ["mon-fri 08:00-18:00", "wed 12:00-20:00"]
+    page.fill("#schedule-form textarea[name=slots]", "\n".join(bad))
+    page.click("#schedule-form button[type=submit]")
+    shown = page.text_content(".error")
+
+    async def expected() -> str:
+        try:
+            await policy.set_schedule(BOB_NUMBER, actor="test", slots=bad)
+        except Exception as exc:  # the policy layer's own error
+            return str(exc)
+        raise AssertionError("the policy layer accepted overlapping slots")
+
+    assert shown == live.call(expected)
+    assert page.text_content("#current-slots") == "mon-fri 08:00-18:00"
+    shot(page, "schedule")
+
+
+def test_csv_upload_shows_row_errors(live: LiveServer, new_page: Any, tmp_path: Path) -> None:
+    csv = tmp_path / "numbers.csv"
+    csv.write_text(
+        "number;user;template;managed;status;mode;beep;notify;self_service\n"
+        "+32470000020;gina;;no;manual;professional;no;no;no\n"
+        "0470 00 00 21;hank;;maybe;manual;professional;no;no;no\n"
+        "+32470000022;ivy;;no;manual;sideways;no;no;no\n", encoding="utf-8")
+    page = new_page()
+    log_in(page, "alice")
+    page.wait_for_url(live.url + "/")
+    page.goto("/numbers")
+    page.set_input_files("#import-form input[type=file]", str(csv))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_selector("#import-problems")
+    problems = page.locator("#import-problems li").all_text_contents()
+    assert any(p.startswith("row 3, managed:") for p in problems), problems
+    assert any(p.startswith("row 4, mode:") for p in problems), problems
+    assert "import refused, nothing changed" in page.text_content(".error")
+    assert "+32470000020" not in page.text_content("#numbers")
+
+
+def test_standard_user_has_no_admin_pages(live: LiveServer, new_page: Any) -> None:
+    page = new_page()
+    log_in(page, "carol")
+    page.wait_for_url(live.url + "/")
+    assert page.goto("/numbers").status == 403
+    assert page.goto("/audit").status == 403
+    admin = new_page()
+    log_in(admin, "audrey")
+    admin.wait_for_url(live.url + "/")
+    admin.goto("/audit")
+    assert "Hash chain verified: intact" in admin.text_content("#chain")
+    admin.fill("input[name=action]", "recording_played")
+    admin.click("form.filters button[type=submit]")
+    assert admin.locator("#audit tbody tr").count() >= 1
