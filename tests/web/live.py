@@ -11,7 +11,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import uvicorn
 
@@ -68,11 +68,9 @@ class LiveServer:
         self._loop = asyncio.get_running_loop()
         self.world = await build_world(self.tmp)
         self.policy = PolicyService(self.world.db)
-        settings = WebSettings(secure_cookies=False, session_ttl=90 * 86400.0,
-                               clock=self.clock)
+        settings = WebSettings(secure_cookies=False, session_ttl=90 * 86400.0, clock=self.clock)
         app = create_app(self.world.db, self.world.layout, settings, self.policy)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                lifespan="off")
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         task = asyncio.create_task(self._server.serve())

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from siprec_recorder.web.users import UserChange, add_user, set_user
+from siprec_recorder.web.users import add_user
 
 from .fixtures import BOB_NUMBER, FAR_END, PASSWORD
 from .live import LiveServer
@@ -25,9 +25,17 @@ from .live import LiveServer
 pytestmark = pytest.mark.browser
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--autoplay-policy=no-user-gesture-required"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 if not shutil.which(CHROMIUM):
@@ -80,8 +88,11 @@ def shot(page: Any, name: str) -> None:
 def test_first_login_forces_password_change(live: LiveServer, new_page: Any) -> None:
     assert live.world is not None
     db = live.world.db
-    live.call(lambda: add_user(db, actor="test", login="newbie", name="New Bie",
-                               password="first-password-1"))
+    live.call(
+        lambda: add_user(
+            db, actor="test", login="newbie", name="New Bie", password="first-password-1"
+        )
+    )
     page = new_page()
     log_in(page, "newbie", "first-password-1")
     page.wait_for_url("**/password")
@@ -100,8 +111,17 @@ def test_first_login_forces_password_change(live: LiveServer, new_page: Any) -> 
 def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
     assert live.world is not None
     db = live.world.db
-    live.call(lambda: add_user(db, actor="test", login="fred", name="Fred", password=PASSWORD,
-                               must_change_password=False, four_eyes=True))
+    live.call(
+        lambda: add_user(
+            db,
+            actor="test",
+            login="fred",
+            name="Fred",
+            password=PASSWORD,
+            must_change_password=False,
+            four_eyes=True,
+        )
+    )
     page = new_page()
     log_in(page, "fred")
     page.wait_for_url("**/login/second")
@@ -151,8 +171,9 @@ def _wait_playing(page: Any) -> float:
     return float(page.evaluate("() => document.querySelector('audio#player').duration"))
 
 
-def test_admin_searches_plays_and_downloads(live: LiveServer, new_page: Any,
-                                            tmp_path: Path) -> None:
+def test_admin_searches_plays_and_downloads(
+    live: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
     assert live.world is not None
     recs = live.world.recordings
     page = new_page()
@@ -173,9 +194,12 @@ def test_admin_searches_plays_and_downloads(live: LiveServer, new_page: Any,
         page.click("#download")
     target = tmp_path / "dl.mp3"
     info.value.save_as(target)
-    assert live.world.layout.root.joinpath(
-        next(p for p in live.world.layout.root.rglob(f"*{recs['bob2']}.mp3"))
-    ).read_bytes() == target.read_bytes()
+    assert (
+        live.world.layout.root.joinpath(
+            next(p for p in live.world.layout.root.rglob(f"*{recs['bob2']}.mp3"))
+        ).read_bytes()
+        == target.read_bytes()
+    )
 
 
 def _make_case(page: Any, title: str, label: str, colour: str) -> str:
@@ -259,8 +283,10 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
     bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
     bob.fill("#request-form textarea[name=reason]", "second look")
     bob.check("#request-form input[value=play]")
-    bob.fill("#request-form input[name=expires_at]",
-             (live.clock.now + timedelta(days=2)).strftime("%Y-%m-%d"))
+    bob.fill(
+        "#request-form input[name=expires_at]",
+        (live.clock.now + timedelta(days=2)).strftime("%Y-%m-%d"),
+    )
     bob.click("#request-form button[type=submit]")
     admin.goto("/requests")
     admin.locator("#pending tr[data-id] button:has-text('Approve')").first.click()
@@ -312,7 +338,9 @@ def test_csv_upload_shows_row_errors(live: LiveServer, new_page: Any, tmp_path: 
         "number;user;template;managed;status;mode;beep;notify;self_service\n"
         "+32470000020;gina;;no;manual;professional;no;no;no\n"
         "0470 00 00 21;hank;;maybe;manual;professional;no;no;no\n"
-        "+32470000022;ivy;;no;manual;sideways;no;no;no\n", encoding="utf-8")
+        "+32470000022;ivy;;no;manual;sideways;no;no;no\n",
+        encoding="utf-8",
+    )
     page = new_page()
     log_in(page, "alice")
     page.wait_for_url(live.url + "/")

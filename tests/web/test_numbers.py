@@ -19,8 +19,9 @@ async def test_numbers_listed_for_admins_and_auditors_only(as_user):
 
 async def test_schedule_edit_and_overlap_rejected_word_for_word(as_user, policy):
     admin = await as_user("alice")
-    r = await admin.put(f"/api/numbers/{BOB_NUMBER}/schedule",
-                        json={"slots": ["mon-fri 08:00-18:00"]})
+    r = await admin.put(
+        f"/api/numbers/{BOB_NUMBER}/schedule", json={"slots": ["mon-fri 08:00-18:00"]}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["slots"] == ["mon-fri 08:00-18:00"]
     bad = ["mon-fri 08:00-18:00", "wed 17:00-19:00"]
@@ -32,10 +33,12 @@ async def test_schedule_edit_and_overlap_rejected_word_for_word(as_user, policy)
     assert "overlap" in r.json()["detail"]
     # nothing changed
     assert (await admin.get(f"/api/numbers/{BOB_NUMBER}")).json()["slots"] == [
-        "mon-fri 08:00-18:00"]
+        "mon-fri 08:00-18:00"
+    ]
     auditor = await as_user("audrey")
-    r = await auditor.put(f"/api/numbers/{BOB_NUMBER}/schedule",
-                          json={"slots": ["sat 08:00-09:00"]})
+    r = await auditor.put(
+        f"/api/numbers/{BOB_NUMBER}/schedule", json={"slots": ["sat 08:00-09:00"]}
+    )
     assert r.status_code == 403
 
 
@@ -57,11 +60,11 @@ async def test_csv_upload_reports_every_bad_row(as_user, world):
 
     admin = await as_user("alice")
     csv = (
-        "number,user,template,managed,status,mode,beep,notify,self_service\n"
-        "+32470000010,dave,,no,manual,professional,no,no,no\n"
-        "not-a-number,erin,,no,manual,professional,no,no,no\n"
-        "+32470000011,frank,nosuchtemplate,yes,auto,professional,no,no,no\n"
-    ).encode()
+        b"number,user,template,managed,status,mode,beep,notify,self_service\n"
+        b"+32470000010,dave,,no,manual,professional,no,no,no\n"
+        b"not-a-number,erin,,no,manual,professional,no,no,no\n"
+        b"+32470000011,frank,nosuchtemplate,yes,auto,professional,no,no,no\n"
+    )
     r = await admin.post("/api/numbers/import", files={"file": ("n.csv", csv, "text/csv")})
     assert r.status_code == 422
     body = r.json()
@@ -70,8 +73,10 @@ async def test_csv_upload_reports_every_bad_row(as_user, world):
     assert body["detail"] == info.value.message
     assert [p["row"] for p in body["problems"]] == [p.row for p in info.value.problems]
     assert {p["row"] for p in body["problems"]} == {3, 4}
-    good = b"number,user,template,managed,status,mode,beep,notify,self_service\n" \
-           b"+32470000010,dave,,no,manual,professional,no,no,no\n"
+    good = (
+        b"number,user,template,managed,status,mode,beep,notify,self_service\n"
+        b"+32470000010,dave,,no,manual,professional,no,no,no\n"
+    )
     r = await admin.post("/api/numbers/import", files={"file": ("n.csv", good, "text/csv")})
     assert r.status_code == 200, r.text
     assert r.json()["added"] == 1
