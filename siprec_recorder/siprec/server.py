@@ -445,24 +445,31 @@ class SessionRecordingServer:
         session.session_expires = self._session_expires(req)
         session.refreshed_at = now
         session.last_answer = answer_streams
-        try:
-            await self.index.create_recording(self._new_recording_row(session, src))
-            session.spool = self.spool.open_session(rec_id, self._manifest(session))
-        except Exception:
-            log.exception("call %s: cannot create index row or spool", call_id)
-            for leg in session.legs:
-                self._close_leg(leg)
-            self._respond(tx, req, 500, "Server Internal Error", to_tag=local_tag)
-            return
+        # Answer first: the signalling path never waits on the disk. The spool and the index
+        # row are created right after, off the loop; the flusher skips the session until its
+        # spool exists (packets wait in the legs' buffers), and the end of the call waits for
+        # it. A crash in between leaves a spool without a row, which recovery indexes.
+        session.started_at = self.clock()
         self.sessions[call_id] = session
         self._per_source[host] = self._per_source.get(host, 0) + 1
         self._pending_invites[tx] = call_id
         self.counters.accepted += 1
         self._send_answer(req, tx, session)
+        session.setup = asyncio.create_task(self._persist_start(session))
         log.info(
             "call %s: recording %s (%s legs, recorded %s, other %s)",
             call_id, rec_id, len(session.legs), recorded, other,
         )
+
+    async def _persist_start(self, s: RecordingSession) -> None:
+        manifest = self._manifest(s)
+        s.spool = await asyncio.to_thread(self.spool.open_session, s.rec_id, manifest)
+        try:
+            await self.index.create_recording(self._new_recording_row(s, s.source))
+        except Exception:
+            # The spool holds the call; recovery or the end of the call will index it.
+            log.exception("call %s: cannot create index row yet", s.call_id)
+            s.index_pending = True
 
     def _session_expires(self, req: SipRequest) -> float | None:
         value = req.headers.get("Session-Expires")
@@ -819,6 +826,8 @@ class SessionRecordingServer:
         ]
 
     async def _save_manifest(self, s: RecordingSession) -> None:
+        if s.setup is not None and not s.setup.done():
+            await asyncio.gather(s.setup, return_exceptions=True)
         if s.spool is None:
             return
         manifest = self._manifest(s)
@@ -855,6 +864,13 @@ class SessionRecordingServer:
         for leg in s.legs:
             self._close_leg(leg)
         ended_at = self.clock()
+        if s.setup is not None:
+            try:
+                await s.setup
+            except Exception:
+                log.exception("call %s: spool could not be created; recording lost", s.call_id)
+                self.counters.failed += 1
+                return
         final_stats: dict[str, dict[str, Any]] = {}
         for leg in s.legs:
             data = leg.receiver.finish()
@@ -876,6 +892,8 @@ class SessionRecordingServer:
                 self.executor, finalize_spool, str(self.spool.root), s.rec_id,
                 str(self.recordings_root), "complete", ended_at, stats, reason,
             )
+            if s.index_pending or await self.index.get(s.rec_id) is None:
+                await self.index.create_recording(self._new_recording_row(s, s.source))
             await self.index.finish_recording(s.rec_id, self._finished_row(s, result))
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
@@ -973,6 +991,8 @@ class SessionRecordingServer:
                     str(self.recordings_root), "interrupted", None, None, "recorder stopped during the call",
                 )
                 manifest = sp.manifest
+                if await self.index.get(rec_id) is None:
+                    await self.index.create_recording(self._new_row_from_manifest(manifest))
                 await self.index.finish_recording(rec_id, self._finished_row_from_manifest(manifest, result))
                 await asyncio.to_thread(sp.remove)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
@@ -1000,6 +1020,25 @@ class SessionRecordingServer:
             participants=[_participant_row(ParticipantRow, p) for p in s.participants],
             metadata_json=s.metadata.to_json() if s.metadata is not None else None,
             retention_years=self.settings.retention_years,
+        )
+
+    def _new_row_from_manifest(self, m: dict[str, Any]) -> Any:
+        from ..storage.index import NewRecording, ParticipantRow
+
+        return NewRecording(
+            id=m["rec_id"],
+            call_id=m.get("call_id") or "",
+            siprec_session_id=m.get("siprec_session_id"),
+            start=datetime.fromtimestamp(float(m["started_at"]), UTC),
+            direction=m.get("direction") or "unknown",
+            recorded_number=m.get("recorded_number"),
+            other_number=m.get("other_number"),
+            source=m.get("source"),
+            beep=bool(m.get("beep")),
+            srtp=any(leg.get("srtp") for leg in m.get("legs", [])),
+            participants=[_participant_row(ParticipantRow, p) for p in m.get("participants", [])],
+            metadata_json=m.get("metadata"),
+            retention_years=m.get("retention_years"),
         )
 
     def _declined_row(

@@ -145,6 +145,8 @@ class RecordingSession:
     session_expires: float | None = None
     refreshed_at: float = 0.0
     last_answer: list[AcceptedStream] = field(default_factory=list)
+    setup: Any = None  # asyncio.Task creating the spool and the index row
+    index_pending: bool = False
 
     def manifest(self, *, channels: str, bitrate_kbps: int, retention_years: int) -> dict[str, Any]:
         """The spool manifest: everything a finaliser needs without the live objects."""
