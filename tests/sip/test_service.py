@@ -247,3 +247,48 @@ async def test_tcp_oversized_gets_513_then_close() -> None:
     assert [(type(e).__name__, getattr(e, "status", None)) for e in events] == [
         ("MessageRejected", 513)
     ]
+
+
+async def test_udp_send_bye_and_receive_response() -> None:
+    from siprec_recorder.sip import ResponseReceived, SipRequest
+    from siprec_recorder.sip.headers import Headers
+
+    events: list[Event] = []
+    got = asyncio.Event()
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, ResponseReceived):
+            got.set()
+
+    service = SipService(SipCore(), on_event)
+    await service.start(["udp:127.0.0.1:0"])
+    try:
+        loop = asyncio.get_running_loop()
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.setblocking(False)
+        peer.bind(("127.0.0.1", 0))
+        peer_port = peer.getsockname()[1]
+        headers = Headers.of(
+            [
+                ("From", "<sip:srs@127.0.0.1>;tag=srs1"),
+                ("To", "<sip:src@127.0.0.1>;tag=abc"),
+                ("Call-ID", "svc-1"),
+                ("CSeq", "2 BYE"),
+                ("Max-Forwards", "70"),
+            ]
+        )
+        bye = SipRequest("BYE", f"sip:src@127.0.0.1:{peer_port}", headers)
+        key = service.send_request(bye, Address("udp", "127.0.0.1", peer_port))
+        data, addr = await asyncio.wait_for(loop.sock_recvfrom(peer, 65535), 2)
+        received = parse_message(data)
+        assert isinstance(received, SipRequest) and received.method == "BYE"
+        assert received.branch is not None and received.branch.startswith("z9hG4bK")
+        ok = make_response(received, 200)
+        await loop.sock_sendto(peer, ok.serialize(), addr)
+        await asyncio.wait_for(got.wait(), 2)
+        [event] = [e for e in events if isinstance(e, ResponseReceived)]
+        assert event.transaction == key and event.response.status == 200
+        peer.close()
+    finally:
+        await service.stop()
