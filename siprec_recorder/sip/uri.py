@@ -359,7 +359,11 @@ class NameAddr:
         if rest.startswith("<"):
             gt = rest.find(">")
             if gt < 0:
-                raise _err(f"missing '>' in {what}")
+                # Tolerated: a value that ends without its '>' (Metaswitch CFS Contacts in
+                # the miarec SIPp scenarios). Anything after whitespace is still an error.
+                if any(c in rest for c in " \t"):
+                    raise _err(f"missing '>' in {what}")
+                rest, gt = rest + ">", len(rest)
             inner = rest[1:gt]
             if inner != inner.strip(_LWS + "\r\n"):
                 raise _err(f"whitespace inside <> in {what}")

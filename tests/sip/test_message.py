@@ -65,8 +65,11 @@ def test_name_addr() -> None:
     plain = NameAddr.parse("sip:a@b;tag=9")
     assert plain.tag == "9" and isinstance(plain.uri, SipUri) and plain.uri.params == ()
     assert NameAddr.parse("Bob <sip:b@c>").display == "Bob"
+    # tolerated: the closing '>' missing at the very end (Metaswitch CFS, interop F1)
+    tolerant = NameAddr.parse("<sip:7602922410@127.0.0.1:5070;+sip.src", "Contact")
+    assert isinstance(tolerant.uri, SipUri) and tolerant.uri.params == (("+sip.src", None),)
     with pytest.raises(SipParseError):
-        NameAddr.parse("<sip:a@b")
+        NameAddr.parse("<sip:a@b ;tag=1")
 
 
 def test_via_and_cseq() -> None:
