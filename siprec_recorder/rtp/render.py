@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -165,6 +165,10 @@ def _rtp_jitter_ms(arrival: npt.NDArray[np.float64], ts_s: npt.NDArray[np.float6
     return float(np.dot(w, d[n - k :]) * 1000.0)
 
 
+_AUDIO, _CN, _EVENT, _UNSUPPORTED = 0, 1, 2, 3
+_PLACE_BLOCK = 4096  # packets placed per vectorised step (bounds the index arrays)
+
+
 class _LegRenderer:
     """Decodes and places one leg's records as segments on the wall-clock timeline."""
 
@@ -180,16 +184,26 @@ class _LegRenderer:
         self.info: dict[str, Any] = {"label": leg.label, "role": leg.role}
         self.unsupported: set[str] = set()
         self.records: list[SpoolRecord] = list(leg.records)
+        # per payload type (0..127) lookup tables
+        self.kind_of = np.full(128, _UNSUPPORTED, np.int8)
+        self.clock_of = np.full(128, 8000.0)
+        self.rate_of = np.zeros(128)
 
     # -- payload types ------------------------------------------------------------------
 
-    def kind(self, pt: int) -> str:
-        enc = self.maps.get(pt, (f"PT{pt}", 8000, None))[0].upper()
-        if enc == "TELEPHONE-EVENT":
-            return "event"
-        if enc == "CN":
-            return "cn"
-        return "audio" if self.decoder(pt) is not None else "unsupported"
+    def _classify(self, pts: Iterable[int]) -> None:
+        for pt in pts:
+            enc = self.maps.get(pt, (f"PT{pt}", 8000, None))[0].upper()
+            if enc == "TELEPHONE-EVENT":
+                kind = _EVENT
+            elif enc == "CN":
+                kind = _CN
+            else:
+                kind = _AUDIO if self.decoder(pt) is not None else _UNSUPPORTED
+            self.kind_of[pt] = kind
+            self.clock_of[pt] = self.clock(pt)
+            dec = self.decoders.get(pt)
+            self.rate_of[pt] = dec.sample_rate if dec is not None else 0.0
 
     def decoder(self, pt: int) -> Decoder | None:
         if pt not in self.decoders:
@@ -201,51 +215,58 @@ class _LegRenderer:
         return self.decoders[pt]
 
     def clock(self, pt: int) -> int:
-        rate = int(self.maps.get(pt, ("", 8000, None))[1] or 8000)
-        if self.maps.get(pt, ("",))[0].upper() == "OPUS":
+        enc, rate = self.maps.get(pt, ("", 8000, None))[:2]
+        if enc.upper() == "OPUS":
             return 48000
-        return rate if rate > 0 else 8000
-
-    def sample_rate(self, pt: int, seg_default: int) -> int:
-        dec = self.decoder(pt)
-        return dec.sample_rate if dec is not None else seg_default
+        return int(rate) if rate and int(rate) > 0 else 8000
 
     # -- rendering ----------------------------------------------------------------------
 
     def run(self) -> None:
         recs = self.records
         info = self.info
-        if not recs:
+        n = len(recs)
+        if not n:
             info.update(status="no_media", codec=None, sample_rate=None, first_packet_at=None,
                         segments=0, packets_received=0, packets_expected=0, packets_lost=0)
             return
-        kinds = {pt: self.kind(pt) for pt in {r.payload_type for r in recs}}
-        media = [r for r in recs if kinds[r.payload_type] != "event"]
-        events = [r for r in recs if kinds[r.payload_type] == "event"]
-        self._statistics(recs, media)
-        audio_pts = Counter(r.payload_type for r in media if kinds[r.payload_type] != "cn")
-        main_pt = audio_pts.most_common(1)[0][0] if audio_pts else None
+        self.arrival = np.fromiter((r.arrival for r in recs), np.float64, n)
+        self.ts = np.fromiter((r.ext_ts for r in recs), np.int64, n)
+        self.seq = np.fromiter((r.ext_seq for r in recs), np.int64, n)
+        self.pt = np.fromiter((r.payload_type for r in recs), np.int64, n)
+        self.ssrc = np.fromiter((r.ssrc for r in recs), np.int64, n)
+        self.disc = np.fromiter((r.discontinuity for r in recs), np.bool_, n)
+        self._classify(int(p) for p in np.unique(self.pt))
+        kind = self.kind_of[self.pt]
+        media = np.flatnonzero(kind != _EVENT)
+        events = np.flatnonzero(kind == _EVENT)
+        audio_pts = self.pt[media][kind[media] != _CN]
+        main_pt: int | None = None
+        if len(audio_pts):
+            values, counts = np.unique(audio_pts, return_counts=True)
+            main_pt = int(values[np.argmax(counts)])
         codec = None
         if main_pt is not None:
             codec = self.maps.get(main_pt, (f"PT{main_pt}", 0, None))[0]
-        dec = self.decoder(main_pt) if main_pt is not None else None
+        self._statistics(media, codec)
+        dec = self.decoders.get(main_pt) if main_pt is not None else None
         status = "ok"
-        if main_pt is not None and kinds[main_pt] == "unsupported":
+        if main_pt is not None and self.kind_of[main_pt] == _UNSUPPORTED:
             status = "unsupported_codec"
-        elif not media:
+        elif not len(media):
             status = "no_media"
         info.update(
             status=status,
             codec=codec,
             sample_rate=dec.sample_rate if dec is not None else None,
-            first_packet_at=round(recs[0].arrival - self.session_start, 3),
-            last_packet_at=round(max(r.arrival for r in recs) - self.session_start, 3),
+            first_packet_at=round(float(self.arrival[0]) - self.session_start, 3),
+            last_packet_at=round(float(self.arrival.max()) - self.session_start, 3),
         )
         if self.unsupported:
             info["unsupported_encodings"] = sorted(self.unsupported)
         drift: list[float] = []
-        for seg in self._split(media, kinds):
-            placed = self._render_segment(seg, kinds)
+        for seg in self._split(media):
+            placed = self._render_segment(seg)
             if placed is not None:
                 self.segments.append(placed)
                 if placed.stretch != 1.0:
@@ -255,26 +276,15 @@ class _LegRenderer:
         self._dtmf(events)
         info["dtmf"] = len(self.dtmf)
 
-    def _split(self, media: list[SpoolRecord], kinds: dict[int, str]) -> list[list[SpoolRecord]]:
-        if not media:
-            return []
+    def _split(self, media: npt.NDArray[np.intp]) -> list[npt.NDArray[np.intp]]:
+        """Cut the media records (indices) into segments (see the module docstring)."""
         n = len(media)
-        arrival = np.fromiter((r.arrival for r in media), np.float64, n)
-        ts = np.fromiter((r.ext_ts for r in media), np.float64, n)
-        ssrc = np.fromiter((r.ssrc for r in media), np.int64, n)
-        disc = np.fromiter((r.discontinuity for r in media), np.bool_, n)
-        pts = np.fromiter((r.payload_type for r in media), np.int64, n)
-        uniq = np.unique(pts)
-        clock_of = np.zeros(128, np.float64)
-        srate_of = np.zeros(128, np.float64)
-        for pt in uniq:
-            clock_of[pt] = self.clock(int(pt))
-            srate_of[pt] = (
-                self.sample_rate(int(pt), int(clock_of[pt])) if kinds[int(pt)] != "cn" else 0
-            )
-        clock = clock_of[pts]
-        srate = srate_of[pts]
-        # CN packets take the sample rate of the audio around them.
+        if not n:
+            return []
+        pts = self.pt[media]
+        clock = self.clock_of[pts]
+        srate = self.rate_of[pts]
+        # CN and undecodable packets take the sample rate of the audio before them.
         if np.any(srate == 0):
             nz = srate != 0
             if np.any(nz):
@@ -285,33 +295,36 @@ class _LegRenderer:
                 srate = srate[idx]
             else:
                 srate = clock.copy()
+        self._seg_srate = srate
         brk = np.zeros(n, np.bool_)
         brk[0] = True
         if n > 1:
+            ts = self.ts[media].astype(np.float64)
+            arrival = self.arrival[media]
+            ssrc = self.ssrc[media]
             d_ts = np.diff(ts) / clock[1:]
             d_arr = np.diff(arrival)
             brk[1:] = (
-                disc[1:]
+                self.disc[media][1:]
                 | (ssrc[1:] != ssrc[:-1])
                 | (clock[1:] != clock[:-1])
                 | (srate[1:] != srate[:-1])
                 | (d_ts < 0)
                 | (np.abs(d_ts - d_arr) > JUMP_TOLERANCE)
             )
-        starts = np.flatnonzero(brk).tolist() + [n]
-        return [media[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
+        bounds = np.flatnonzero(brk).tolist() + [n]
+        return [media[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
-    def _render_segment(self, seg: list[SpoolRecord], kinds: dict[int, str]) -> _Segment | None:
-        n = len(seg)
-        first_pt = seg[0].payload_type
-        clock = self.clock(first_pt)
-        rate = next(
-            (self.decoder(r.payload_type).sample_rate  # type: ignore[union-attr]
-             for r in seg if kinds[r.payload_type] == "audio"),
-            clock,
-        )
-        ts = np.fromiter((r.ext_ts for r in seg), np.int64, n)
-        arrival = np.fromiter((r.arrival for r in seg), np.float64, n) - self.session_start
+    def _render_segment(self, idx: npt.NDArray[np.intp]) -> _Segment | None:
+        n = len(idx)
+        recs = self.records
+        pts = self.pt[idx]
+        kinds = self.kind_of[pts]
+        clock = float(self.clock_of[pts[0]])
+        rates = self.rate_of[pts][kinds == _AUDIO]
+        rate = int(rates[0]) if len(rates) else int(clock)
+        ts = self.ts[idx]
+        arrival = self.arrival[idx] - self.session_start
         rel_ts = ts - ts[0]
         t_media = rel_ts / clock
         stretch = 1.0
@@ -323,57 +336,46 @@ class _LegRenderer:
         offset = float(np.min(arrival - stretch * t_media))
         pos = np.rint(rel_ts * (rate / clock)).astype(np.int64)
         # Decode runs of consecutive records of one payload type.
-        chunks: list[I16] = []
-        chunk_pos: list[npt.NDArray[np.int64]] = []
-        chunk_len: list[npt.NDArray[np.int64]] = []
-        cn: list[tuple[int, int]] = []  # (record index, level)
-        i = 0
-        while i < n:
-            pt = seg[i].payload_type
-            j = i + 1
-            while j < n and seg[j].payload_type == pt:
-                j += 1
-            kind = kinds[pt]
-            if kind == "audio":
-                dec = self.decoder(pt)
+        run_bounds = [0, *(np.flatnonzero(np.diff(pts) != 0) + 1).tolist(), n]
+        decoded: list[tuple[int, I16, npt.NDArray[np.int64]]] = []  # (first index, pcm, lens)
+        cn: list[tuple[int, int]] = []  # (segment index, level)
+        for a, b in zip(run_bounds[:-1], run_bounds[1:], strict=True):
+            pt = int(pts[a])
+            kind = int(kinds[a])
+            if kind == _AUDIO:
+                dec = self.decoders[pt]
                 assert dec is not None
-                samples, lengths = dec.decode_run([r.payload for r in seg[i:j]])
-                chunks.append(samples)
-                chunk_pos.append(pos[i:j])
-                chunk_len.append(lengths)
-            elif kind == "cn":
-                cn.extend((k, cn_level_dbov(seg[k].payload)) for k in range(i, j))
-            i = j
-        lens = np.concatenate(chunk_len) if chunk_len else np.zeros(0, np.int64)
+                samples, lengths = dec.decode_run([recs[i].payload for i in idx[a:b]])
+                decoded.append((a, samples, lengths))
+            elif kind == _CN:
+                cn.extend((k, cn_level_dbov(recs[idx[k]].payload)) for k in range(a, b))
+        all_lens = [d[2] for d in decoded]
+        lens = np.concatenate(all_lens) if all_lens else np.zeros(0, np.int64)
         typical = int(np.median(lens)) if len(lens) else int(rate * 0.02)
         total = int(pos[-1]) + max(typical, 0)
-        if lens.size:
-            all_pos = np.concatenate(chunk_pos)
-            total = max(total, int(np.max(all_pos + lens)))
+        for a, _samples, lengths in decoded:
+            if len(lengths):
+                total = max(total, int(np.max(pos[a : a + len(lengths)] + lengths)))
         audio = np.zeros(total, np.int16)
-        if chunks:
-            samples = np.concatenate(chunks)
-            all_pos = np.concatenate(chunk_pos)
-            starts = np.cumsum(lens) - lens
-            dest = np.repeat(all_pos - starts, lens) + np.arange(len(samples), dtype=np.int64)
-            ok = (dest >= 0) & (dest < total)
-            audio[dest[ok]] = samples[ok]
+        for a, samples, lengths in decoded:
+            _place(audio, samples, pos[a : a + len(lengths)], lengths)
         if cn:
             rng = np.random.default_rng(0x5EED)
             for k, level in cn:
-                a = int(pos[k])
-                b = int(pos[k + 1]) if k + 1 < n else a + typical
-                b = min(b, a + 10 * rate, total)
-                if b > a and level < 127:
+                lo = int(pos[k])
+                hi = int(pos[k + 1]) if k + 1 < n else lo + typical
+                hi = min(hi, lo + 10 * rate, total)
+                if hi > lo and level < 127:
                     amp = 32768.0 * 10.0 ** (-level / 20.0)
-                    noise = rng.uniform(-amp * 1.7, amp * 1.7, b - a)  # uniform: rms = amp
-                    audio[a:b] = np.clip(noise, -32768, 32767).astype(np.int16)
+                    noise = rng.uniform(-amp * 1.7, amp * 1.7, hi - lo)  # uniform: rms = amp
+                    audio[lo:hi] = np.clip(noise, -32768, 32767).astype(np.int16)
         return _Segment(start_s=offset, stretch=stretch, rate=rate, audio=audio)
 
-    def _dtmf(self, events: list[SpoolRecord]) -> None:
+    def _dtmf(self, events: npt.NDArray[np.intp]) -> None:
         groups: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
         rates: dict[tuple[int, int], int] = {}
-        for r in events:
+        for i in events.tolist():
+            r = self.records[i]
             try:
                 ev = parse_telephone_event(r.payload)
             except RtpParseError:
@@ -395,47 +397,59 @@ class _LegRenderer:
             )
         self.dtmf.sort(key=lambda x: x[2])
 
-    def _statistics(self, recs: Sequence[SpoolRecord], media: Sequence[SpoolRecord]) -> None:
+    def _statistics(self, media: npt.NDArray[np.intp], codec: str | None) -> None:
         """Reception statistics from the spooled packets alone (crash recovery)."""
-        seen: set[tuple[int, int]] = set()
-        expected = 0
-        lo = hi = None
-        ctx_ssrc = None
-        for r in recs:
-            if r.discontinuity or r.ssrc != ctx_ssrc:
-                if lo is not None and hi is not None:
-                    expected += hi - lo + 1
-                lo = hi = r.ext_seq
-                ctx_ssrc = r.ssrc
-            else:
-                lo = min(lo, r.ext_seq) if lo is not None else r.ext_seq
-                hi = max(hi, r.ext_seq) if hi is not None else r.ext_seq
-            seen.add((r.ssrc, r.ext_seq))
-        if lo is not None and hi is not None:
-            expected += hi - lo + 1
-        received = len(seen)
+        n = len(self.seq)
+        new_ctx = np.ones(n, np.bool_)
+        new_ctx[1:] = self.disc[1:] | (self.ssrc[1:] != self.ssrc[:-1])
+        starts = np.flatnonzero(new_ctx)
+        expected = int(np.sum(np.maximum.reduceat(self.seq, starts)
+                              - np.minimum.reduceat(self.seq, starts) + 1))
+        received = int(len(np.unique(self.seq)))
         lost = max(0, expected - received)
         jitter = 0.0
-        if media:
-            pts = [r.payload_type for r in media]
-            clocks = np.array([self.clock(p) for p in pts], np.float64)
-            arrival = np.fromiter((r.arrival for r in media), np.float64, len(media))
-            ts_s = np.fromiter((r.ext_ts for r in media), np.float64, len(media)) / clocks
-            jitter = _rtp_jitter_ms(arrival, ts_s)
-        gaps = np.diff(np.sort(np.fromiter((r.arrival for r in recs), np.float64, len(recs))))
-        codec = None
-        audio = Counter(r.payload_type for r in media)
-        if audio:
-            codec = self.maps.get(audio.most_common(1)[0][0], ("", 0, None))[0]
+        if len(media):
+            ts_s = self.ts[media] / self.clock_of[self.pt[media]]
+            jitter = _rtp_jitter_ms(self.arrival[media], ts_s)
+        gaps = np.diff(np.sort(self.arrival))
         self.info.update(
             packets_expected=expected,
             packets_received=received,
             packets_lost=lost,
-            packets_duplicate=len(recs) - received,
+            packets_duplicate=n - received,
             jitter_ms=round(jitter, 2),
             longest_gap_ms=round(float(gaps.max()) * 1000.0, 1) if len(gaps) else 0.0,
             mos=estimate_mos(codec, lost / expected if expected else 0.0, jitter),
         )
+
+
+def _place(audio: I16, samples: I16, pos: npt.NDArray[np.int64],
+           lengths: npt.NDArray[np.int64]) -> None:
+    """Write each payload's samples at its position; blocks keep index arrays small."""
+    total = len(audio)
+    starts = np.cumsum(lengths) - lengths
+    for b0 in range(0, len(lengths), _PLACE_BLOCK):
+        b1 = min(len(lengths), b0 + _PLACE_BLOCK)
+        ln = lengths[b0:b1]
+        if not len(ln):
+            continue
+        src0 = int(starts[b0])
+        src1 = int(starts[b1 - 1] + ln[-1])
+        block = samples[src0:src1]
+        if np.all(ln == ln[0]):
+            width = int(ln[0])
+            if width == 0:
+                continue
+            dest = (pos[b0:b1, None] + np.arange(width, dtype=np.int64)).ravel()
+        else:
+            dest = np.repeat(pos[b0:b1] - (starts[b0:b1] - src0), ln) + np.arange(
+                len(block), dtype=np.int64
+            )
+        ok = (dest >= 0) & (dest < total)
+        if ok.all():
+            audio[dest] = block
+        else:
+            audio[dest[ok]] = block[ok]
 
 
 def _mix(tracks: list[I16], channels: int) -> I16:

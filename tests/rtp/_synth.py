@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from siprec_recorder.rtp.codecs import alaw_encode, ulaw_encode
-from siprec_recorder.rtp.packet import RtpPacket
 
 __all__ = ["envelope", "sine", "stream_packets", "tone_bursts"]
 
@@ -21,9 +21,13 @@ def tone_bursts(seconds: float, period: float, on: float, rate: int = 8000,
                 freq: float = 1000.0, amp: float = 8000.0) -> np.ndarray:
     """Tone for ``on`` seconds at the start of every ``period``; silence elsewhere."""
     n = int(round(seconds * rate))
-    t = np.arange(n) / rate
-    gate = (t % period) < on
-    return (amp * np.sin(2 * np.pi * freq * t) * gate).astype(np.int16)
+    idx = np.arange(n, dtype=np.int64)
+    gate = (idx % int(round(period * rate))) < int(round(on * rate))
+    out = np.zeros(n, np.int16)
+    t = idx[gate].astype(np.float32) / np.float32(rate)
+    phase = np.mod(t * np.float32(freq), np.float32(1.0))
+    out[gate] = (amp * np.sin(np.float32(2 * np.pi) * phase)).astype(np.int16)
+    return out
 
 
 def envelope(pcm: np.ndarray, rate: int, win_s: float = 0.02) -> np.ndarray:
@@ -57,17 +61,12 @@ def stream_packets(
     spp = int(round(rate * ptime))
     enc = alaw_encode if encoding == "PCMA" else ulaw_encode
     n = len(pcm) // spp
+    coded = enc(pcm[: n * spp])
+    header = struct.Struct("!BBHII")
     for i in range(n):
         if drop is not None and drop(i):
             continue
-        payload = enc(pcm[i * spp : (i + 1) * spp])
         wall = start_wall + i * ptime / clock_ratio + (jitter(i) if jitter else 0.0)
-        pkt = RtpPacket(
-            payload_type=pt,
-            sequence_number=(seq0 + i) & 0xFFFF,
-            timestamp=(ts0 + i * spp) & 0xFFFFFFFF,
-            ssrc=ssrc,
-            payload=payload,
-            marker=i == 0,
-        )
-        yield wall, pkt.serialize()
+        hdr = header.pack(0x80, pt | (0x80 if i == 0 else 0), (seq0 + i) & 0xFFFF,
+                          (ts0 + i * spp) & 0xFFFFFFFF, ssrc)
+        yield wall, hdr + coded[i * spp : (i + 1) * spp]
