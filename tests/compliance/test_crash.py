@@ -1,0 +1,171 @@
+"""Crash safety: SIGKILL the real recorder during live calls, restart it, and find every call
+recorded up to (at most about) one second before the kill, ``interrupted``, indexed, with its
+sidecar; no ``.part`` file and no open row left; a call after the restart records normally.
+
+The SRC is :mod:`.srcdriver`: it knows how many 20 ms packets it had sent when the recorder
+died, so the audio lost is ``sent - recorded``, measured on the decoded MP3 (from the first to
+the last sample of our tone). The worst case over the calls is printed (``-s`` to see it).
+A SIGKILL leaves whatever the recorder had not yet written out of its own buffers unwritten,
+which is the "killed process with unflushed buffers" case; data written but not fsync'd
+survives a SIGKILL (the kernel still has it), so a real power cut can lose up to one more
+flush interval on file systems that do not order data writes (see the closing note).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.integration.audio import decode_mp3
+
+from .srcdriver import BLOCK_S, PTIME, SrcCall, levels
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MAX_LOSS_MS = 1000.0  # the issue's bound: "up to at most 1 s before the kill"
+TOLERANCE_MS = 60.0  # measurement: 10 ms analysis windows, MP3 frame edges, scheduling
+
+
+def audio_extent(path: Path) -> tuple[float, float, np.ndarray, int]:
+    """(start s, end s) of the non-silent audio in an MP3, its 100 ms block RMS, and the rate."""
+    pcm, rate = decode_mp3(path)
+    x = pcm[:, 0].astype(np.float64)
+    win = rate // 100  # 10 ms
+    n = len(x) // win
+    rms = np.sqrt((x[: n * win].reshape(n, win) ** 2).mean(axis=1))
+    loud = np.nonzero(rms > 0.03)[0]
+    assert len(loud), f"{path}: no audio at all"
+    start, end = loud[0] * win / rate, (loud[-1] + 1) * win / rate
+    seg = x[int(start * rate) : int(end * rate)]
+    block = int(BLOCK_S * rate)
+    nb = len(seg) // block
+    blocks = np.sqrt((seg[: nb * block].reshape(nb, block) ** 2).mean(axis=1))
+    return start, end, blocks, rate
+
+
+def spool_bytes(rec: Any) -> int:
+    return sum(p.stat().st_size for p in (rec.recordings / ".spool").rglob("*") if p.is_file())
+
+
+def wait_for_worst_moment(rec: Any, timeout: float = 10.0) -> float:
+    """Sleep until just before the recorder's next spool flush (the moment when the most
+    audio is still only in its memory); returns the measured flush period.
+
+    One flush writes several files one after the other, so size changes closer than 0.3 s
+    together are one flush; its start is the first change."""
+    flushes: list[float] = []
+    last_size, last_change = spool_bytes(rec), 0.0
+    deadline = time.monotonic() + timeout
+    while len(flushes) < 3 and time.monotonic() < deadline:
+        time.sleep(0.002)
+        size = spool_bytes(rec)
+        if size != last_size:
+            now = time.monotonic()
+            if now - last_change > 0.3:
+                flushes.append(now)
+            last_size, last_change = size, now
+    assert len(flushes) == 3, "the spool did not grow: is the recorder flushing?"
+    period = min(flushes[2] - flushes[1], flushes[1] - flushes[0])
+    time.sleep(max(0.0, flushes[2] + period - 0.02 - time.monotonic()))
+    return period
+
+
+def kill_round(rec: Any, round_no: int, n_calls: int, extra_wait: float | None) -> dict[str, float]:
+    """Start ``n_calls`` calls, SIGKILL the recorder mid-call, restart it, check every call;
+    returns the audio lost per call (ms). ``extra_wait`` None: kill just before a flush."""
+    target = rec.listeners["udp"]
+    calls = [
+        SrcCall(target, seed=100 * round_no + i, caller=f"+324700{round_no:02d}{i:03d}")
+        for i in range(n_calls)
+    ]
+    try:
+        for call in calls:
+            resp = call.invite()
+            assert resp.status == 200, resp.text
+            call.start_audio(120.0)
+            time.sleep(0.37)  # staggered: each call is at another point of its audio
+        time.sleep(2.5 + (extra_wait or 0.0))  # moves the kill against the flush ticks
+        if extra_wait is None:
+            period = wait_for_worst_moment(rec)
+            print(
+                f"round {round_no}: spool flush period {period * 1000:.0f} ms, killing 20 ms "
+                "before the next flush"
+            )
+        running = {c.call_id: time.time() - (c.first_packet_at or time.time()) for c in calls}
+        rec.proc.kill()  # SIGKILL, no chance to flush or finalise
+        sent = {c.call_id: c.packets_sent for c in calls}
+        rec.proc.wait()
+        rec.proc = None
+        for call in calls:
+            call.stop_audio()
+        assert all(n > 100 for n in sent.values()), sent
+
+        rec.start()  # recovery of the orphan spools runs before the recorder is ready
+        rows = {r["call_id"]: r for r in rec.search()}
+        assert set(rows) >= set(sent), f"calls missing from the index:\n{rec.log()[-3000:]}"
+        assert not [r for r in rows.values() if r["state"] == "recording"], "open rows remain"
+        assert not list(rec.recordings.rglob("*.part")), "a .part file was left behind"
+        assert not [p for p in (rec.recordings / ".spool").glob("*") if p.is_dir()], (
+            "spools left after recovery"
+        )
+
+        losses: dict[str, float] = {}
+        for call in calls:
+            row = rows[call.call_id]
+            assert row["state"] == "interrupted", row
+            assert row["file"] and row["sidecar"] and row["sha256"]
+            mp3 = rec.recordings / row["file"]
+            assert (rec.recordings / row["sidecar"]).is_file()
+            start, end, blocks, _rate = audio_extent(mp3)
+            sent_ms = sent[call.call_id] * PTIME * 1000
+            recorded_ms = (end - start) * 1000
+            losses[call.call_id] = sent_ms - recorded_ms
+            # What was recorded is this call's own audio, in order (its level pattern).
+            expected = levels(call.seed, 120.0)[: len(blocks)] * 32767 / np.sqrt(2) / 32768
+            k = min(len(blocks), len(expected)) - 1
+            corr = np.corrcoef(blocks[:k], expected[:k])[0, 1]
+            assert corr > 0.9, f"{call.call_id}: recorded audio does not match what was sent"
+            print(
+                f"round {round_no} call {call.call_id}: running {running[call.call_id]:.2f} s "
+                f"at the kill, sent {sent_ms:.0f} ms, recorded {recorded_ms:.0f} ms, "
+                f"lost {losses[call.call_id]:.0f} ms (envelope corr {corr:.3f})"
+            )
+        return losses
+    finally:
+        for call in calls:
+            call.close()
+
+
+def test_sigkill_mid_call_loses_at_most_a_second(recorder_factory: Any) -> None:
+    rec = recorder_factory()
+    losses: dict[str, float] = {}
+    for round_no, extra in enumerate((0.0, 0.35, 0.7, None), start=1):
+        losses.update(kill_round(rec, round_no, 3, extra))
+    worst = max(losses.values())
+    print(f"worst-case audio lost at a SIGKILL: {worst:.0f} ms over {len(losses)} calls")
+    assert worst <= MAX_LOSS_MS + TOLERANCE_MS, (
+        f"lost {worst:.0f} ms of audio at the kill (bound {MAX_LOSS_MS:.0f} ms): {losses}"
+    )
+    assert min(losses.values()) > -TOLERANCE_MS, f"more audio than was sent? {losses}"
+
+    res = rec.cli("verify", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+    # A call after the restart records normally.
+    after = SrcCall(rec.listeners["udp"], seed=7, caller="+32470000200")
+    try:
+        resp = after.invite()
+        assert resp.status == 200, resp.text
+        after.start_audio(3.0)
+        after.wait_audio(10)
+        assert after.bye().status == 200
+        done = rec.wait_for_recordings(1, number="+32470000200")
+        assert done[0]["state"] == "complete"
+        start, end, _blocks, _ = audio_extent(rec.recordings / done[0]["file"])
+        assert abs((end - start) - 3.0) < 0.15
+    finally:
+        after.close()
