@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siprec_recorder.policy.emergency import EmergencyMatcher, is_emergency
@@ -77,6 +77,7 @@ def test_configured_list_and_country_code() -> None:
     assert "112" in DEFAULT_EMERGENCY_NUMBERS
 
 
+@settings(deadline=None)
 @given(st.text(max_size=200))
 def test_fuzz_never_raises(text: str) -> None:
     EmergencyMatcher().matches(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -10,8 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from siprec_recorder.errors import ConfigError
+from siprec_recorder.policy import engine as engine_module
 from siprec_recorder.policy.db import bump_policy_version, transaction
-from siprec_recorder.policy.engine import Decision, PolicyEngine
+from siprec_recorder.policy.engine import Decision, NumberRule, PolicyEngine
 from siprec_recorder.policy.models import (
     PolicyCounter,
     PolicyNumber,
@@ -159,6 +161,9 @@ async def test_snapshot_refreshes_on_version_change(db: Database) -> None:
     # still within the refresh interval: the snapshot is used
     assert (await engine.decide(["+32470000002"], MON_10)).record
     clock[0] = 6.0
+    # the interval passed: a call starts a background reload and is not delayed by it
+    await engine.decide(["+32470000002"], MON_10)
+    await engine.wait_refreshed()
     assert (await engine.decide(["+32470000002"], MON_10)).reason == "private-mode"
     # invalidate() reloads at once
     async with transaction(db) as s:
@@ -167,6 +172,32 @@ async def test_snapshot_refreshes_on_version_change(db: Database) -> None:
         row.mode = "professional"
     engine.invalidate()
     assert (await engine.decide(["+32470000002"], MON_10)).record
+    await engine.close()
+
+
+async def test_reload_never_blocks_a_call_for_long(db: Database) -> None:
+    await seed(db)
+    engine = PolicyEngine(db, max_wait=0.05)
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    gate = asyncio.Event()
+    original = engine_module.load_rules
+
+    async def slow_load(database: Database) -> dict[str, NumberRule]:
+        await gate.wait()
+        return await original(database)
+
+    engine_module.load_rules = slow_load  # type: ignore[assignment]
+    try:
+        engine.invalidate()
+        start = time.perf_counter()
+        # the reload hangs: the call waits at most max_wait, then uses the current snapshot
+        assert (await engine.decide(["+32470000002"], MON_10)).record
+        assert time.perf_counter() - start < 1.0
+        gate.set()
+        await engine.wait_refreshed()
+    finally:
+        engine_module.load_rules = original  # type: ignore[assignment]
+    await engine.close()
 
 
 async def test_keyword_form_and_bad_setting(db: Database) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siprec_recorder.errors import ConfigError, LocalProtocolError
@@ -209,6 +209,7 @@ def test_unknown_zone_names_the_key() -> None:
         get_zone("Mars/Olympus")
 
 
+@settings(deadline=None)
 @given(st.text(max_size=80))
 def test_fuzz_parser_only_raises_schedule_error(text: str) -> None:
     try:
@@ -223,6 +224,7 @@ _day = st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
 _time = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
 
 
+@settings(deadline=None)
 @given(
     st.lists(st.builds(lambda d, a, b: f"{d} {a}-{b}", _day, _time, _time), min_size=1, max_size=6),
     st.integers(0, 7 * 1440 - 1),
