@@ -131,21 +131,31 @@ async def load_rules(db: Database) -> dict[str, NumberRule]:
     """Read every number with its effective schedule (template or own slots)."""
     await ensure_policy_schema(db)
     async with db.session() as session:
-        template_slots: dict[int, list[Slot]] = {}
+        template_slots: dict[int, list[str]] = {}
         for template_id, spec in await session.execute(
             select(PolicyTemplateSlot.template_id, PolicyTemplateSlot.spec).order_by(
                 PolicyTemplateSlot.template_id, PolicyTemplateSlot.position
             )
         ):
-            template_slots.setdefault(template_id, []).append(Slot.parse(spec))
-        own_slots: dict[int, list[Slot]] = {}
+            template_slots.setdefault(template_id, []).append(spec)
+        own_slots: dict[int, list[str]] = {}
         for number_id, spec in await session.execute(
             select(PolicyNumberSlot.number_id, PolicyNumberSlot.spec).order_by(
                 PolicyNumberSlot.number_id, PolicyNumberSlot.position
             )
         ):
-            own_slots.setdefault(number_id, []).append(Slot.parse(spec))
-        compiled = {tid: WeeklySchedule(slots) for tid, slots in template_slots.items()}
+            own_slots.setdefault(number_id, []).append(spec)
+        # many numbers share the same slots: compile each distinct set once
+        cache: dict[tuple[str, ...], WeeklySchedule] = {}
+
+        def compiled_schedule(specs: list[str]) -> WeeklySchedule:
+            key = tuple(specs)
+            schedule = cache.get(key)
+            if schedule is None:
+                schedule = cache[key] = WeeklySchedule(Slot.parse(spec) for spec in key)
+            return schedule
+
+        compiled = {tid: compiled_schedule(specs) for tid, specs in template_slots.items()}
         empty = WeeklySchedule(())
         rules: dict[str, NumberRule] = {}
         rows = await session.execute(
@@ -164,7 +174,7 @@ async def load_rules(db: Database) -> dict[str, NumberRule]:
             if tpl_id is not None:
                 schedule = compiled.get(tpl_id, empty)
             elif nid in own_slots:
-                schedule = WeeklySchedule(own_slots[nid])
+                schedule = compiled_schedule(own_slots[nid])
             else:
                 schedule = empty
             rules[number] = NumberRule(
