@@ -101,16 +101,23 @@ class SrcCall:
     def port(self) -> int:
         return int(self.sock.getsockname()[1])
 
-    def _via(self) -> str:
-        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)};rport"
+    def _via(self, branch: str | None = None) -> str:
+        branch = branch or "z9hG4bK" + secrets.token_hex(6)
+        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport"
 
     def _request(
-        self, method: str, cseq: int, to: str, body: bytes = b"", ctype: str = ""
+        self,
+        method: str,
+        cseq: int,
+        to: str,
+        body: bytes = b"",
+        ctype: str = "",
+        branch: str | None = None,
     ) -> bytes:
         host, port = self.target
         lines = [
             f"{method} sip:srs@{host}:{port} SIP/2.0",
-            f"Via: {self._via()}",
+            f"Via: {self._via(branch)}",
             f"From: <sip:{self.caller}@127.0.0.1;user=phone>;tag={self.tag}",
             f"To: {to}",
             f"Call-ID: {self.call_id}",
@@ -198,7 +205,11 @@ class SrcCall:
         """Send the INVITE; on 2xx send the ACK and remember the answer's media ports."""
         ctype, body = self._offer()
         to = "<sip:srs@{}:{}>".format(*self.target)
-        resp = self._transact(self._request("INVITE", 1, to, body, ctype), timeout)
+        branch = "z9hG4bK" + secrets.token_hex(6)
+        resp = self._transact(self._request("INVITE", 1, to, body, ctype, branch), timeout)
+        if resp.status >= 300:  # RFC 3261 17.1.1.3: ACK in the INVITE's transaction
+            to_tagged = resp.headers.get("to") or to
+            self.sock.sendto(self._request("ACK", 1, to_tagged, branch=branch), self.target)
         if 200 <= resp.status < 300:
             self.to_header = resp.headers.get("to") or resp.headers.get("t") or to
             self.sock.sendto(self._request("ACK", 1, self.to_header), self.target)
