@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -684,16 +684,16 @@ class SqlIndex:
         if number is not None:
             if not forms:
                 return []
-            stmt = stmt.where(
-                or_(
-                    Recording.recorded_number.in_(forms),
-                    Recording.other_number.in_(forms),
-                    exists().where(
-                        RecordingParticipant.recording_id == Recording.id,
-                        RecordingParticipant.number.in_(forms),
-                    ),
-                )
-            )
+            # One indexed lookup per column, united: an OR across the three (with EXISTS)
+            # makes SQLite scan every recording (27 s at 200,000 rows; this form: ms).
+            matching = union(
+                select(Recording.id.label("rid")).where(Recording.recorded_number.in_(forms)),
+                select(Recording.id.label("rid")).where(Recording.other_number.in_(forms)),
+                select(RecordingParticipant.recording_id.label("rid")).where(
+                    RecordingParticipant.number.in_(forms)
+                ),
+            ).subquery()
+            stmt = stmt.where(Recording.id.in_(select(matching.c.rid)))
         if since is not None:
             stmt = stmt.where(Recording.start >= since)
         if until is not None:
