@@ -47,6 +47,7 @@ from .models import LedgerEntry, LedgerHead, utcnow
 
 __all__ = [
     "GENESIS_HASH",
+    "LOCK_TIMEOUT_S",
     "append_event",
     "canonical_json",
     "entry_hash",
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 GENESIS_HASH = "0" * 64
+LOCK_TIMEOUT_S = 60.0  # a transaction holding the ledger lock longer than this is a bug
 _HELD = "siprec_recorder.ledger_lock"
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -130,7 +132,13 @@ async def append_event(
     details_text = canonical_json(details)  # fails early on non-JSON values
     if _HELD not in session.info:
         lock = _loop_lock()
-        await lock.acquire()
+        try:
+            await asyncio.wait_for(lock.acquire(), LOCK_TIMEOUT_S)
+        except TimeoutError:
+            raise LocalProtocolError(
+                f"ledger lock not released for {LOCK_TIMEOUT_S:.0f} s: a transaction that "
+                "appended to the ledger is still open (two sessions appending in one task?)"
+            ) from None
         session.info[_HELD] = lock
     try:
         claimed = await session.execute(

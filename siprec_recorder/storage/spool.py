@@ -32,7 +32,7 @@ import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from siprec_recorder.errors import LocalProtocolError
 
@@ -90,7 +90,7 @@ class SpoolSession:
         self._lock = threading.Lock()  # guards the buffers and the manifest
         self._flush_lock = threading.Lock()  # serialises flushes (writes stay in order)
         self._pending: dict[str, list[bytes]] = {}
-        self._files: dict[str, IO[bytes]] = {}
+        self._created: set[str] = set()  # legs whose file exists (folder fsync'd)
         self._manifest: dict[str, Any] | None = None
         self._closed = False
 
@@ -157,15 +157,8 @@ class SpoolSession:
             labels = list(pending)
             for i, label in enumerate(labels):
                 try:
-                    f = self._files.get(label)
-                    if f is None:
-                        f = open(self.path / leg_file_name(label), "ab")  # noqa: SIM115
-                        self._files[label] = f
-                        fsync_dir(self.path)
                     data = b"".join(pending[label])
-                    f.write(data)
-                    f.flush()
-                    _fdatasync(f.fileno())
+                    self._append_durably(label, data)
                 except BaseException:
                     # Keep what was not attempted for the next flush (the failed leg's
                     # chunk may be partly on disk; its reader drops a torn record).
@@ -175,6 +168,23 @@ class SpoolSession:
                     raise
                 written += len(data)
             return written
+
+    def _append_durably(self, label: str, data: bytes) -> None:
+        # Opened per flush, not kept open: a thousand calls with two legs each would
+        # otherwise hold two thousand descriptors beside their RTP sockets.
+        path = self.path / leg_file_name(label)
+        created = label not in self._created
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            _fdatasync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(self.path)
+            self._created.add(label)
 
     def legs(self) -> list[str]:
         """Labels of every leg that has a file (sorted)."""
@@ -197,14 +207,10 @@ class SpoolSession:
         return data + pending
 
     def close(self) -> None:
-        """Flush and close the leg files (the folder stays)."""
+        """Flush, then refuse further appends (the folder stays)."""
         self.flush()
-        with self._flush_lock:
-            with self._lock:
-                self._closed = True
-            for f in self._files.values():
-                f.close()
-            self._files.clear()
+        with self._lock:
+            self._closed = True
 
     def remove(self) -> None:
         """Delete the folder (after the recording is finished and indexed)."""
@@ -212,9 +218,6 @@ class SpoolSession:
             with self._lock:
                 self._closed = True
                 self._pending.clear()
-            for f in self._files.values():
-                f.close()
-            self._files.clear()
             shutil.rmtree(self.path, ignore_errors=True)
             fsync_dir(self.path.parent)
 

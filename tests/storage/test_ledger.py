@@ -264,3 +264,18 @@ async def test_head_created_lazily_on_a_schema_made_without_open(tmp_path: Path)
         await s.commit()
     assert await _problems(db) == []
     await db.close()
+
+
+async def test_nested_appends_in_one_task_fail_instead_of_hanging(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siprec_recorder.storage import ledger
+
+    monkeypatch.setattr(ledger, "LOCK_TIMEOUT_S", 0.2)
+    async with db.session() as outer:
+        await append_event(outer, actor="t", action="a", subject="outer", details={})
+        async with db.session() as inner:
+            with pytest.raises(LocalProtocolError, match="ledger lock"):
+                await append_event(inner, actor="t", action="a", subject="inner", details={})
+        await outer.commit()
+    assert await _problems(db) == []
