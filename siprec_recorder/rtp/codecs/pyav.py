@@ -16,6 +16,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import RtpParseError
 from .base import PcmArray, concat_run
 
 __all__ = ["PyAvDecoder"]
@@ -61,7 +62,11 @@ class PyAvDecoder:
         self.errors = 0
 
     def decode(self, payload: bytes) -> PcmArray:
-        packets = self._split(payload) if self._split is not None else [payload]
+        try:
+            packets = self._split(payload) if self._split is not None else [payload]
+        except RtpParseError:
+            self.errors += 1
+            return np.zeros(0, np.int16)
         out: list[PcmArray] = []
         for data in packets:
             try:

@@ -1,0 +1,92 @@
+import asyncio
+import os
+import socket
+
+import pytest
+
+from siprec_recorder.rtp.endpoint import PortPool, PortsExhaustedError
+from siprec_recorder.rtp.leg import LegReceiver
+from siprec_recorder.rtp.packet import RtpPacket
+from siprec_recorder.rtp.spoolfmt import iter_records
+
+
+def free_even_range(size: int) -> int:
+    # above the Linux ephemeral range and the integration tests' 40000-60000 RTP ranges
+    for base in range(61000 + (os.getpid() % 40) * 80, 65400, 80):
+        ok = True
+        for port in range(base, base + size):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+async def test_endpoint_feeds_receiver_rtp_and_rtcp() -> None:
+    base = free_even_range(4)
+    pool = PortPool("127.0.0.1", base, base + 3, clock=lambda: 42.0)
+    leg = LegReceiver("1")
+    ep = await pool.open(leg)
+    assert ep.port == base and pool.in_use == 1
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(3):
+            tx.sendto(RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(),
+                      ("127.0.0.1", ep.port))
+        tx.sendto(bytes.fromhex("80c80006") + (9).to_bytes(4, "big") + bytes(20),
+                  ("127.0.0.1", ep.port + 1))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if leg.stats.packets_received == 3 and leg.stats.rtcp_packets == 1:
+                break
+    finally:
+        tx.close()
+    recs = list(iter_records(leg.take_spool_bytes()))
+    assert [r.arrival for r in recs] == [42.0] * 3
+    assert leg.stats.rtcp_packets == 1
+    assert leg.last_packet_at == 42.0
+    pool.release(ep)
+    pool.release(ep)  # idempotent
+    assert pool.in_use == 0 and ep.closed
+
+
+async def test_pool_exhaustion_and_round_robin_reuse() -> None:
+    base = free_even_range(6)
+    pool = PortPool("127.0.0.1", base, base + 4)  # the pair at base + 4 would need base + 5
+    assert pool.capacity == 2
+    a = await pool.open(LegReceiver("a"))
+    b = await pool.open(LegReceiver("b"), rtcp_mux=True)
+    assert {a.port, b.port} == {base, base + 2}
+    with pytest.raises(PortsExhaustedError, match=f"no free RTP port pair in {base}-{base + 4}"):
+        await pool.open(LegReceiver("c"))
+    pool.release(a)
+    await asyncio.sleep(0)  # transports close their sockets on the next loop iteration
+    c = await pool.open(LegReceiver("c"))
+    assert c.port == a.port
+    pool.close_all()
+    assert pool.in_use == 0
+
+
+async def test_busy_port_is_skipped() -> None:
+    base = free_even_range(6)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blocker.bind(("127.0.0.1", base + 1))  # the RTCP port of the first pair
+    try:
+        pool = PortPool("127.0.0.1", base, base + 4)
+        ep = await pool.open(LegReceiver("a"))
+        assert ep.port == base + 2
+        pool.release(ep)
+    finally:
+        blocker.close()
+
+
+def test_empty_range_rejected() -> None:
+    with pytest.raises(ValueError, match="empty RTP port range"):
+        PortPool("127.0.0.1", 20001, 20001)
