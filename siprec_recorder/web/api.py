@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from .audit import AuditQuery, audit_trail
@@ -32,7 +32,7 @@ __all__ = ["router", "set_session_cookie"]
 
 router = APIRouter(prefix="/api")
 PortalDep = Annotated[Portal, Depends(get_portal)]
-Id = Annotated[int, Query(ge=1, le=2**31 - 1)]
+PathId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 async def principal(request: Request, portal: PortalDep) -> Principal:
@@ -241,7 +241,7 @@ async def add_label(recording_id: str, body: LabelRef, me: Me, portal: PortalDep
 
 @router.delete("/recordings/{recording_id}/labels/{label_id}", tags=["recordings"])
 async def remove_label(
-    recording_id: str, label_id: int, me: Me, portal: PortalDep
+    recording_id: str, label_id: PathId, me: Me, portal: PortalDep
 ) -> dict[str, str]:
     await _recording(portal, me, recording_id, "list")
     await portal.cases.remove_label(me, recording_id, label_id)
@@ -282,12 +282,12 @@ async def create_case(body: CaseIn, me: Me, portal: PortalDep) -> dict[str, Any]
 
 
 @router.get("/cases/{case_id}", tags=["cases"])
-async def case(case_id: int, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def case(case_id: PathId, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.case(me, case_id)
 
 
 @router.patch("/cases/{case_id}/access", tags=["cases"])
-async def case_access(case_id: int, body: AccessIn, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def case_access(case_id: PathId, body: AccessIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     changes = {k.removesuffix("_access"): v for k, v in body.model_dump().items() if v}
     return await portal.cases.set_case_access(me, case_id, **changes)
 
@@ -314,22 +314,24 @@ async def request_access(body: RequestIn, me: Me, portal: PortalDep) -> dict[str
 
 
 @router.get("/requests/{request_id}", tags=["requests"])
-async def access_request(request_id: int, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def access_request(request_id: PathId, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.request(me, request_id)
 
 
 @router.post("/requests/{request_id}/approve", tags=["requests"])
-async def approve(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def approve(
+    request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep
+) -> dict[str, Any]:
     return await portal.cases.approve(me, request_id, body.note, body.expires_at)
 
 
 @router.post("/requests/{request_id}/reject", tags=["requests"])
-async def reject(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def reject(request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.reject(me, request_id, body.note)
 
 
 @router.post("/requests/{request_id}/revoke", tags=["requests"])
-async def revoke(request_id: int, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
+async def revoke(request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     return await portal.cases.revoke(me, request_id, body.note)
 
 

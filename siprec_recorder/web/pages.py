@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from .api import set_session_cookie
+from .api import PathId, set_session_cookie
 from .audit import AuditQuery, audit_trail
 from .auth import LoginOutcome, Principal
 from .cases import NewLabel
@@ -368,7 +368,7 @@ async def recording_add_label(recording_id: str, request: Request) -> Response:
 
 
 @router.post("/recordings/{recording_id}/labels/{label_id}/remove")
-async def recording_remove_label(recording_id: str, label_id: int, request: Request) -> Response:
+async def recording_remove_label(recording_id: str, label_id: PathId, request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
     me = await _me(request, form)
@@ -431,7 +431,7 @@ async def cases_create(request: Request) -> Response:
 
 
 @router.get("/cases/{case_id}")
-async def case_page(case_id: int, request: Request) -> Response:
+async def case_page(case_id: PathId, request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
     case = await portal.cases.case(me, case_id)
@@ -456,7 +456,7 @@ async def case_page(case_id: int, request: Request) -> Response:
 
 
 @router.post("/cases/{case_id}/access")
-async def case_access_submit(case_id: int, request: Request) -> Response:
+async def case_access_submit(case_id: PathId, request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
     me = await _me(request, form)
@@ -516,7 +516,7 @@ async def requests_create(request: Request) -> Response:
 
 
 @router.post("/requests/{request_id}/{action}")
-async def requests_decide(request_id: int, action: str, request: Request) -> Response:
+async def requests_decide(request_id: PathId, action: str, request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
     me = await _me(request, form)

@@ -33,7 +33,13 @@ class SettableClock:
 
 
 class LiveServer:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, fast_hashing: bool = True) -> None:
+        if fast_hashing:  # cheap argon2 parameters for the whole test process
+            from argon2 import PasswordHasher
+
+            from siprec_recorder.web import security
+
+            security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         self.tmp = tmp
         self.clock = SettableClock()
         self.port = 0
