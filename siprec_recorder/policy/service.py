@@ -22,6 +22,8 @@ Decisions recorded here:
 * Notifications: when the fleet manager (not the user) changes ``status``, ``mode``,
   ``managed`` or ``active`` of a number whose ``notify`` is on, a JSON notification is queued
   in ``policy_notifications`` in the same transaction; :mod:`.notify` delivers it.
+* A template used by an active number cannot be deleted; inactive numbers that use it keep
+  a copy of its slots as their own.
 * A user named by login that does not exist yet is created (role ``standard``, no password:
   it cannot log in to the portal until an administrator sets one).
 """
@@ -709,17 +711,27 @@ class PolicyService:
             return TemplateView(row.name, tuple(slots), len(used))
 
     async def delete_template(self, name: str, *, actor: str) -> None:
-        """Delete a template no number uses (inactive numbers included)."""
+        """Delete a template no active number uses.
+
+        Inactive numbers that still reference it keep its slots as their own slots, so that
+        they can be re-activated with the schedule they had.
+        """
         name = name.strip()
         async with transaction(self.db) as session:
             row = await self._template(session, name)
             used = await self._numbers_using(session, row.id)
-            if used:
-                some = ", ".join(sorted(r.number for r in used)[:3])
-                more = ", ..." if len(used) > 3 else ""
-                noun = "number" if len(used) == 1 else "numbers"
-                raise RuleError(f"template {name} is used by {len(used)} {noun} ({some}{more})")
-            before = {"name": name, "slots": await self._template_slots(session, row.id)}
+            active = [r for r in used if r.active]
+            if active:
+                some = ", ".join(sorted(r.number for r in active)[:3])
+                more = ", ..." if len(active) > 3 else ""
+                noun = "number" if len(active) == 1 else "numbers"
+                raise RuleError(f"template {name} is used by {len(active)} {noun} ({some}{more})")
+            slots = await self._template_slots(session, row.id)
+            parsed = [Slot.parse(spec) for spec in slots]
+            for number_row in used:
+                number_row.template_id = None
+                await self._replace_own_slots(session, number_row.id, parsed)
+            before = {"name": name, "slots": slots}
             await session.execute(
                 delete(PolicyTemplateSlot).where(PolicyTemplateSlot.template_id == row.id)
             )
@@ -730,7 +742,11 @@ class PolicyService:
                 actor=actor,
                 action="policy.template.deleted",
                 subject=f"template:{name}",
-                details={"before": before, "after": None},
+                details={
+                    "before": before,
+                    "after": None,
+                    "slots_copied_to_inactive_numbers": sorted(r.number for r in used),
+                },
             )
         self.notify_listeners()
 

@@ -238,6 +238,15 @@ async def test_remove_is_soft_and_blocks_changes(svc: PolicyService, db: Databas
     assert [v.number for v in await svc.list_numbers(include_inactive=False)] == [N1]
 
 
+async def test_delete_template_used_only_by_inactive_numbers(svc: PolicyService) -> None:
+    await svc.add_number(N1, actor="fm", user="alice", template="office")
+    await svc.remove_number(N1, actor="fm")
+    await svc.delete_template("office", actor="fm")
+    view = await svc.get_number(N1)
+    assert (view.template, view.slots, view.active) == (None, ("mon-fri 08:00-18:00",), False)
+    assert (await svc.set_number(N1, actor="fm", active=True)).active
+
+
 async def test_notifications_queued_for_fleet_manager_changes(
     svc: PolicyService, db: Database
 ) -> None:
