@@ -10,6 +10,7 @@ as if they had received a BYE and waits for their files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -49,6 +50,7 @@ class Recorder:
         self._web_task: asyncio.Task[Any] | None = None
         self._web_server: Any = None
         self._notifier: Any = None
+        self.policy_settings: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -71,10 +73,11 @@ class Recorder:
         policy_settings = PolicySettings(
             timezone=c.policy.timezone,
             emergency_numbers=tuple(c.policy.emergency_numbers),
-            unknown_numbers=c.policy.unknown_numbers,
+            unknown_numbers="decline" if c.policy.unknown_numbers == "decline" else "record",
             notify_webhook=c.policy.notify_webhook or None,
             country_code=c.policy.country_code,
         )
+        self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
         self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)
         self.executor = _executor(c.recording.workers)
@@ -169,17 +172,30 @@ class Recorder:
             return
         c = self.config.web
         host, _, port = c.listen.rpartition(":")
-        app = create_app(self.db, FileLayout(self.config.recordings_path), WebSettings(
-            secure_cookies=bool(c.tls_certificate)), None)
+        app = create_app(
+            self.db,
+            FileLayout(self.config.recordings_path),
+            WebSettings(secure_cookies=bool(c.tls_certificate)),
+            None,
+        )
         app.state.recorder = self
         kwargs: dict[str, Any] = {}
         if c.tls_certificate:
             kwargs = {"ssl_certfile": c.tls_certificate, "ssl_keyfile": c.tls_private_key}
         server = uvicorn.Server(
-            uvicorn.Config(app, host=host.strip("[]"), port=int(port), log_level="warning",
-                           lifespan="off", **kwargs)
+            uvicorn.Config(
+                app,
+                host=host.strip("[]"),
+                port=int(port),
+                log_level="warning",
+                lifespan="off",
+                **kwargs,
+            )
         )
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        # The recorder owns SIGINT/SIGTERM (it must end live sessions first); keep uvicorn's
+        # own signal capture out of the way.
+        if hasattr(server, "capture_signals"):
+            server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._web_server = server
         self._web_task = asyncio.create_task(server.serve(), name="portal")
 

@@ -106,7 +106,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         else:
             for r in rows:
                 who = ", ".join(p.get("number") or p.get("aor") or "?" for p in r["participants"])
-                print(f"{r['start']}  {r['duration_s'] or 0:7.1f}s  {r['state']:<11} {who}  {r['file'] or ''}")
+                duration = r["duration_s"] or 0
+                print(f"{r['start']}  {duration:7.1f}s  {r['state']:<11} {who}  {r['file'] or ''}")
             print(f"{len(rows)} recording(s)")
         return 0
 
@@ -144,7 +145,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(handler: Callable[[argparse.Namespace, CliContext], Awaitable[int]]) -> Callable[[argparse.Namespace], int]:
+def _admin(
+    handler: Callable[[argparse.Namespace, CliContext], Awaitable[int]],
+) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = _load(args)
 
@@ -154,7 +157,9 @@ def _admin(handler: Callable[[argparse.Namespace, CliContext], Awaitable[int]]) 
             policy = PolicySettings(
                 timezone=config.policy.timezone,
                 emergency_numbers=tuple(config.policy.emergency_numbers),
-                unknown_numbers=config.policy.unknown_numbers,
+                unknown_numbers="decline"
+                if config.policy.unknown_numbers == "decline"
+                else "record",
                 notify_webhook=config.policy.notify_webhook or None,
                 country_code=config.policy.country_code,
             )
@@ -162,7 +167,9 @@ def _admin(handler: Callable[[argparse.Namespace, CliContext], Awaitable[int]]) 
                 actor = getpass.getuser()
             except Exception:
                 actor = "cli"
-            ctx = CliContext(config=config, db=db, policy=policy, actor=f"cli:{actor}", out=sys.stdout)
+            ctx = CliContext(
+                config=config, db=db, policy=policy, actor=f"cli:{actor}", out=sys.stdout
+            )
             return await handler(args, ctx)
 
         return asyncio.run(_with_db(config, go))

@@ -315,7 +315,9 @@ def _validate(c: Config) -> None:
     for key in ("port_min", "port_max"):
         v = getattr(c.rtp, key)
         if not (1024 <= v <= 65534) or v % 2:
-            raise ConfigError(f"[rtp] {key}: must be an even number between 1024 and 65534, got {v}")
+            raise ConfigError(
+                f"[rtp] {key}: must be an even number between 1024 and 65534, got {v}"
+            )
     if c.rtp.port_max - c.rtp.port_min < 2:
         raise ConfigError("[rtp] port_max: must be at least port_min + 2")
     if c.rtp.inactivity_timeout <= 0:

@@ -42,8 +42,10 @@ def render_metrics(recorder: Any) -> str:
     ]
     for reason, n in sorted(c.declined.items()):
         lines.append(f'siprec_declined_total{{reason="{reason}"}} {n}')
-    lines += ["# HELP siprec_responses_rejected_total Error responses sent, by status.",
-              "# TYPE siprec_responses_rejected_total counter"]
+    lines += [
+        "# HELP siprec_responses_rejected_total Error responses sent, by status.",
+        "# TYPE siprec_responses_rejected_total counter",
+    ]
     for status, n in sorted(c.rejected.items()):
         lines.append(f'siprec_responses_rejected_total{{status="{status}"}} {n}')
     lines += [

@@ -47,14 +47,32 @@ def test_environment_overrides_file() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"rtp": {"port_min": 7}}, "[rtp] port_min: must be an even number between 1024 and 65534, got 7"),
+        (
+            {"rtp": {"port_min": 7}},
+            "[rtp] port_min: must be an even number between 1024 and 65534, got 7",
+        ),
         ({"rtp": {"port_min": "x"}}, "[rtp] port_min: expected an integer, got 'x'"),
-        ({"sip": {"listen": ["sctp:1.2.3.4:5060"]}}, "[sip] listen: expected udp:|tcp:|tls:HOST:PORT"),
-        ({"sip": {"listen": ["tls:127.0.0.1:5061"]}}, "[sip] tls_certificate: a tls: listener needs"),
-        ({"sip": {"allowed_sources": ["10.0.0.0/33"]}}, "[sip] allowed_sources: '10.0.0.0/33' is not a CIDR"),
+        (
+            {"sip": {"listen": ["sctp:1.2.3.4:5060"]}},
+            "[sip] listen: expected udp:|tcp:|tls:HOST:PORT",
+        ),
+        (
+            {"sip": {"listen": ["tls:127.0.0.1:5061"]}},
+            "[sip] tls_certificate: a tls: listener needs",
+        ),
+        (
+            {"sip": {"allowed_sources": ["10.0.0.0/33"]}},
+            "[sip] allowed_sources: '10.0.0.0/33' is not a CIDR",
+        ),
         ({"recording": {"channels": "quad"}}, '[recording] channels: must be "mono" or "stereo"'),
-        ({"policy": {"timezone": "Mars/Olympus"}}, "[policy] timezone: unknown time zone 'Mars/Olympus'"),
-        ({"policy": {"unknown_numbers": "maybe"}}, '[policy] unknown_numbers: must be "record" or "decline"'),
+        (
+            {"policy": {"timezone": "Mars/Olympus"}},
+            "[policy] timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            {"policy": {"unknown_numbers": "maybe"}},
+            '[policy] unknown_numbers: must be "record" or "decline"',
+        ),
         ({"storage": {"colour": "blue"}}, "[storage] colour: unknown key"),
         ({"nonsense": {}}, "[nonsense]: unknown section"),
     ],

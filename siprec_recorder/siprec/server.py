@@ -287,7 +287,9 @@ class SessionRecordingServer:
             case _:
                 pass
 
-    def _respond(self, tx: Any, req: SipRequest, status: int, reason: str | None = None, **kw: Any) -> None:
+    def _respond(
+        self, tx: Any, req: SipRequest, status: int, reason: str | None = None, **kw: Any
+    ) -> None:
         if status >= 300:
             self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
         self.sip.respond(tx, make_response(req, status, reason, **kw))
@@ -349,7 +351,9 @@ class SessionRecordingServer:
             return
         if not self.sources.allowed(host):
             log.info("INVITE from %s refused: not in allowed_sources", host)
-            self._respond(tx, req, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')])
+            self._respond(
+                tx, req, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')]
+            )
             return
         check = uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)
         if check is not None:
@@ -373,7 +377,10 @@ class SessionRecordingServer:
             )
             self.counters.declined["disk-full"] = self.counters.declined.get("disk-full", 0) + 1
             self._respond(
-                tx, req, 503, "Service Unavailable",
+                tx,
+                req,
+                503,
+                "Service Unavailable",
                 headers=[("Retry-After", "60"), ("Warning", '399 - "recorder storage full"')],
             )
             return
@@ -387,8 +394,12 @@ class SessionRecordingServer:
             return
         if offer is None:
             self._respond(
-                tx, req, 488, "Not Acceptable Here",
-                to_tag=local_tag, headers=[("Warning", '399 - "no SDP offer"')],
+                tx,
+                req,
+                488,
+                "Not Acceptable Here",
+                to_tag=local_tag,
+                headers=[("Warning", '399 - "no SDP offer"')],
             )
             return
         streams = parse_offer(offer)
@@ -403,8 +414,12 @@ class SessionRecordingServer:
         offered_audio = [s for s in streams if s.codec is not None]
         if not offered_audio:
             self._respond(
-                tx, req, 488, "Not Acceptable Here",
-                to_tag=local_tag, headers=[("Warning", '304 - "no audio stream we can record"')],
+                tx,
+                req,
+                488,
+                "Not Acceptable Here",
+                to_tag=local_tag,
+                headers=[("Warning", '304 - "no audio stream we can record"')],
             )
             return
 
@@ -429,8 +444,13 @@ class SessionRecordingServer:
             spool=None,
         )
         session.participant_history = [
-            {"participant_id": p.get("participant_id"), "aor": p.get("aor"),
-             "number": p.get("number"), "event": "joined", "at": datetime.fromtimestamp(now, UTC).isoformat()}
+            {
+                "participant_id": p.get("participant_id"),
+                "aor": p.get("aor"),
+                "number": p.get("number"),
+                "event": "joined",
+                "at": datetime.fromtimestamp(now, UTC).isoformat(),
+            }
             for p in participants
         ]
         try:
@@ -439,7 +459,14 @@ class SessionRecordingServer:
             for leg in session.legs:
                 self._close_leg(leg)
             log.error("call %s: cannot open media: %s", call_id, exc)
-            self._respond(tx, req, 503, "Service Unavailable", to_tag=local_tag, headers=[("Retry-After", "10")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                to_tag=local_tag,
+                headers=[("Retry-After", "10")],
+            )
             return
         self._assign_participants(session)
         session.session_expires = self._session_expires(req)
@@ -458,7 +485,11 @@ class SessionRecordingServer:
         session.setup = asyncio.create_task(self._persist_start(session))
         log.info(
             "call %s: recording %s (%s legs, recorded %s, other %s)",
-            call_id, rec_id, len(session.legs), recorded, other,
+            call_id,
+            rec_id,
+            len(session.legs),
+            recorded,
+            other,
         )
 
     async def _persist_start(self, s: RecordingSession) -> None:
@@ -489,7 +520,10 @@ class SessionRecordingServer:
             streams=s.last_answer,
         )
         headers = [
-            ("Contact", f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source.transport}>"),
+            (
+                "Contact",
+                f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source.transport}>",
+            ),
             ("Allow", ALLOW),
             ("Supported", "siprec, timer"),
         ]
@@ -497,7 +531,13 @@ class SessionRecordingServer:
             headers.append(("Session-Expires", f"{int(s.session_expires)};refresher=uac"))
             headers.append(("Require", "timer"))
         self._respond(
-            tx, req, 200, "OK", to_tag=s.local_tag, headers=headers, body=body,
+            tx,
+            req,
+            200,
+            "OK",
+            to_tag=s.local_tag,
+            headers=headers,
+            body=body,
             content_type="application/sdp",
         )
 
@@ -507,7 +547,9 @@ class SessionRecordingServer:
             host = f"[{host}]"
         return f"{host}:{self.settings.contact_port}"
 
-    def _parse_body(self, req: SipRequest) -> tuple[SessionDescription | None, RecordingMetadata | None]:
+    def _parse_body(
+        self, req: SipRequest
+    ) -> tuple[SessionDescription | None, RecordingMetadata | None]:
         ctype = req.headers.get("Content-Type")
         if not req.body:
             return None, None
@@ -518,7 +560,10 @@ class SessionRecordingServer:
             ct = (part.content_type or "").split(";", 1)[0].strip().lower()
             if ct == "application/sdp" and offer is None:
                 offer = SessionDescription.parse(part.body)
-            elif ct in ("application/rs-metadata+xml", "application/rs-metadata") and metadata is None:
+            elif (
+                ct in ("application/rs-metadata+xml", "application/rs-metadata")
+                and metadata is None
+            ):
                 metadata = RecordingMetadata.parse(part.body)
         return offer, metadata
 
@@ -560,8 +605,12 @@ class SessionRecordingServer:
             )
         return out
 
-    def _roles(self, participants: list[dict[str, Any]], decision: Any) -> tuple[str | None, str | None, str]:
-        numbers = [p.get("number") or (user_part(p["aor"]) if p.get("aor") else None) for p in participants]
+    def _roles(
+        self, participants: list[dict[str, Any]], decision: Any
+    ) -> tuple[str | None, str | None, str]:
+        numbers = [
+            p.get("number") or (user_part(p["aor"]) if p.get("aor") else None) for p in participants
+        ]
         recorded = getattr(decision, "recorded_number", None) if decision is not None else None
         if recorded is None:
             recorded = next((n for n in numbers if n), None)
@@ -572,8 +621,14 @@ class SessionRecordingServer:
         return recorded, other, direction
 
     async def _decline(
-        self, req: SipRequest, tx: Any, local_tag: str, src: Any,
-        participants: list[dict[str, Any]], decision: Any, now: float,
+        self,
+        req: SipRequest,
+        tx: Any,
+        local_tag: str,
+        src: Any,
+        participants: list[dict[str, Any]],
+        decision: Any,
+        now: float,
     ) -> None:
         reason = decision.reason
         self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
@@ -581,7 +636,11 @@ class SessionRecordingServer:
             self.counters.emergency += 1
             # Nothing of an emergency call is kept but the counter.
             self._respond(
-                tx, req, 403, "Forbidden", to_tag=local_tag,
+                tx,
+                req,
+                403,
+                "Forbidden",
+                to_tag=local_tag,
                 headers=[("Warning", '399 - "not recorded: emergency-number"')],
             )
             return
@@ -593,12 +652,18 @@ class SessionRecordingServer:
         except Exception:
             log.exception("call %s: cannot write declined row", req.call_id)
         self._respond(
-            tx, req, 403, "Forbidden", to_tag=local_tag,
+            tx,
+            req,
+            403,
+            "Forbidden",
+            to_tag=local_tag,
             headers=[("Warning", f'399 - "not recorded: {reason}"')],
         )
 
     # ------------------------------------------------------------------ media legs
-    async def _open_legs(self, s: RecordingSession, streams: list[OfferedStream]) -> list[AcceptedStream]:
+    async def _open_legs(
+        self, s: RecordingSession, streams: list[OfferedStream]
+    ) -> list[AcceptedStream]:
         answer: list[AcceptedStream] = []
         used_labels: set[str] = set()
         for st in streams:
@@ -609,8 +674,13 @@ class SessionRecordingServer:
         self, s: RecordingSession, st: OfferedStream, used_labels: set[str]
     ) -> AcceptedStream:
         refused = AcceptedStream(
-            port=0, proto=st.proto, codec=None, label=st.label, direction="inactive",
-            media=st.media, refused_format=st.formats[0] if st.formats else "0",
+            port=0,
+            proto=st.proto,
+            codec=None,
+            label=st.label,
+            direction="inactive",
+            media=st.media,
+            refused_format=st.formats[0] if st.formats else "0",
         )
         if st.codec is None:
             return refused
@@ -618,7 +688,12 @@ class SessionRecordingServer:
         crypto_answer = None
         if "SAVP" in st.proto.upper():
             chosen = next(
-                (c for suite in self.settings.srtp_suites for c in st.crypto if c[1].upper() == suite),
+                (
+                    c
+                    for suite in self.settings.srtp_suites
+                    for c in st.crypto
+                    if c[1].upper() == suite
+                ),
                 None,
             )
             if chosen is None:
@@ -632,7 +707,9 @@ class SessionRecordingServer:
         if label in used_labels:
             label = f"{label}.{st.index}"
         used_labels.add(label)
-        leg_maps = {pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()}
+        leg_maps = {
+            pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()
+        }
         receiver = self.receiver_factory(
             label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
         )
@@ -650,14 +727,27 @@ class SessionRecordingServer:
             rtpmaps.setdefault(pt, (enc, rate, st.fmtps.get(pt)))
         direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
         leg = Leg(
-            index=st.index, label=label, receiver=receiver, endpoint=endpoint,
-            port=endpoint.port, rtpmaps=rtpmaps, codec=c.encoding, srtp=srtp_params is not None,
-            crypto_answer=crypto_answer[0] if crypto_answer else None, direction=direction,
+            index=st.index,
+            label=label,
+            receiver=receiver,
+            endpoint=endpoint,
+            port=endpoint.port,
+            rtpmaps=rtpmaps,
+            codec=c.encoding,
+            srtp=srtp_params is not None,
+            crypto_answer=crypto_answer[0] if crypto_answer else None,
+            direction=direction,
         )
         s.legs.append(leg)
         return AcceptedStream(
-            port=endpoint.port, proto=st.proto, codec=c, label=st.label, direction=direction,
-            crypto=leg.crypto_answer, rtcp_mux=st.rtcp_mux, media=st.media,
+            port=endpoint.port,
+            proto=st.proto,
+            codec=c,
+            label=st.label,
+            direction=direction,
+            crypto=leg.crypto_answer,
+            rtcp_mux=st.rtcp_mux,
+            media=st.media,
         )
 
     def _assign_participants(self, s: RecordingSession) -> None:
@@ -676,7 +766,9 @@ class SessionRecordingServer:
             elif s.metadata is None and i < len(s.participants):
                 leg.participant_id = s.participants[i]["participant_id"]
         for part in s.participants:
-            part["send"] = [leg.label for leg in s.legs if leg.participant_id == part["participant_id"]]
+            part["send"] = [
+                leg.label for leg in s.legs if leg.participant_id == part["participant_id"]
+            ]
 
     def _close_leg(self, leg: Leg) -> None:
         if leg.endpoint is not None:
@@ -715,7 +807,9 @@ class SessionRecordingServer:
             return
         await self._apply_offer(req, tx, s, invite=False)
 
-    async def _apply_offer(self, req: SipRequest, tx: Any, s: RecordingSession, *, invite: bool) -> None:
+    async def _apply_offer(
+        self, req: SipRequest, tx: Any, s: RecordingSession, *, invite: bool
+    ) -> None:
         now = self.clock()
         s.refreshed_at = now
         se = self._session_expires(req)
@@ -748,15 +842,31 @@ class SessionRecordingServer:
                     answer.append(await self._accept_stream(s, st, used))
                 except Exception as exc:
                     log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
-                    answer.append(AcceptedStream(port=0, proto=st.proto, codec=None, label=st.label,
-                                                 direction="inactive", media=st.media))
+                    answer.append(
+                        AcceptedStream(
+                            port=0,
+                            proto=st.proto,
+                            codec=None,
+                            label=st.label,
+                            direction="inactive",
+                            media=st.media,
+                        )
+                    )
                 continue
             if st.port == 0 or st.codec is None:
                 # The stream was removed: stop receiving, keep what we have.
                 leg.direction = "inactive"
                 self._close_leg(leg)
-                answer.append(AcceptedStream(port=0, proto=st.proto, codec=None, label=st.label,
-                                             direction="inactive", media=st.media))
+                answer.append(
+                    AcceptedStream(
+                        port=0,
+                        proto=st.proto,
+                        codec=None,
+                        label=st.label,
+                        direction="inactive",
+                        media=st.media,
+                    )
+                )
                 continue
             c = st.codec
             leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
@@ -765,10 +875,18 @@ class SessionRecordingServer:
                     leg.rtpmaps[pt] = (enc, rate, st.fmtps.get(pt))
             leg.codec = c.encoding
             leg.direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
-            answer.append(AcceptedStream(
-                port=leg.port, proto=st.proto, codec=c, label=st.label, direction=leg.direction,
-                crypto=leg.crypto_answer, rtcp_mux=st.rtcp_mux, media=st.media,
-            ))
+            answer.append(
+                AcceptedStream(
+                    port=leg.port,
+                    proto=st.proto,
+                    codec=c,
+                    label=st.label,
+                    direction=leg.direction,
+                    crypto=leg.crypto_answer,
+                    rtcp_mux=st.rtcp_mux,
+                    media=st.media,
+                )
+            )
         self._assign_participants(s)
         s.sdp_version += 1
         s.last_answer = answer
@@ -778,11 +896,15 @@ class SessionRecordingServer:
             self._send_answer(req, tx, s)
         else:
             body = build_answer(
-                origin_host=self.settings.advertised_address, session_id=s.sdp_session_id,
-                session_version=s.sdp_version, connection_address=self.settings.advertised_address,
+                origin_host=self.settings.advertised_address,
+                session_id=s.sdp_session_id,
+                session_version=s.sdp_version,
+                connection_address=self.settings.advertised_address,
                 streams=answer,
             )
-            self._respond(tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp")
+            self._respond(
+                tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp"
+            )
 
     def _update_metadata(self, s: RecordingSession, update: RecordingMetadata, now: float) -> None:
         merged = s.metadata.merge(update) if s.metadata is not None else update
@@ -793,15 +915,36 @@ class SessionRecordingServer:
         after = {p["participant_id"]: p for p in fresh}
         for pid, p in after.items():
             if pid not in before or before[pid].get("aor") != p.get("aor"):
-                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
-                                              "number": p.get("number"), "event": "joined", "at": at})
+                s.participant_history.append(
+                    {
+                        "participant_id": pid,
+                        "aor": p.get("aor"),
+                        "number": p.get("number"),
+                        "event": "joined",
+                        "at": at,
+                    }
+                )
             if p.get("left_at") and not (pid in before and before[pid].get("left_at")):
-                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
-                                              "number": p.get("number"), "event": "left", "at": p["left_at"]})
+                s.participant_history.append(
+                    {
+                        "participant_id": pid,
+                        "aor": p.get("aor"),
+                        "number": p.get("number"),
+                        "event": "left",
+                        "at": p["left_at"],
+                    }
+                )
         for pid, p in before.items():
             if pid not in after:
-                s.participant_history.append({"participant_id": pid, "aor": p.get("aor"),
-                                              "number": p.get("number"), "event": "left", "at": at})
+                s.participant_history.append(
+                    {
+                        "participant_id": pid,
+                        "aor": p.get("aor"),
+                        "number": p.get("number"),
+                        "event": "left",
+                        "at": at,
+                    }
+                )
                 p = dict(p)
                 p["left_at"] = p.get("left_at") or at
                 fresh.append(p)
@@ -882,27 +1025,46 @@ class SessionRecordingServer:
         task.add_done_callback(self._finalizing.discard)
 
     async def _finish(
-        self, s: RecordingSession, ended_at: float, stats: dict[str, dict[str, Any]], reason: str | None
+        self,
+        s: RecordingSession,
+        ended_at: float,
+        stats: dict[str, dict[str, Any]],
+        reason: str | None,
     ) -> None:
         t0 = time.perf_counter()
         try:
             await asyncio.to_thread(self._flush_one, s)
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
-                self.executor, finalize_spool, str(self.spool.root), s.rec_id,
-                str(self.recordings_root), "complete", ended_at, stats, reason,
+                self.executor,
+                finalize_spool,
+                str(self.spool.root),
+                s.rec_id,
+                str(self.recordings_root),
+                "complete",
+                ended_at,
+                stats,
+                reason,
             )
             if s.index_pending or await self.index.get(s.rec_id) is None:
                 await self.index.create_recording(self._new_recording_row(s, s.source))
             await self.index.finish_recording(s.rec_id, self._finished_row(s, result))
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
-            log.info("call %s: recording %s finished (%s, %.1f s)", s.call_id, s.rec_id,
-                     result.get("file"), result.get("duration_s", 0.0))
+            log.info(
+                "call %s: recording %s finished (%s, %.1f s)",
+                s.call_id,
+                s.rec_id,
+                result.get("file"),
+                result.get("duration_s", 0.0),
+            )
         except Exception:
             self.counters.failed += 1
-            log.exception("call %s: finalising recording %s failed; spool kept for recovery",
-                          s.call_id, s.rec_id)
+            log.exception(
+                "call %s: finalising recording %s failed; spool kept for recovery",
+                s.call_id,
+                s.rec_id,
+            )
         finally:
             self.counters.finalize_seconds += time.perf_counter() - t0
 
@@ -915,7 +1077,9 @@ class SessionRecordingServer:
             f"BYE {s.remote_target} SIP/2.0",
             f"Via: SIP/2.0/{transport.upper()} {via_host};branch={branch};rport",
             "Max-Forwards: 70",
-            f"From: {s.local_uri};tag={s.local_tag}" if ";tag=" not in s.local_uri else f"From: {s.local_uri}",
+            f"From: {s.local_uri};tag={s.local_tag}"
+            if ";tag=" not in s.local_uri
+            else f"From: {s.local_uri}",
             f"To: {s.remote_uri}",
             f"Call-ID: {s.call_id}",
             f"CSeq: {s.local_cseq} BYE",
@@ -987,20 +1151,31 @@ class SessionRecordingServer:
             try:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(
-                    self.executor, finalize_spool, str(self.spool.root), rec_id,
-                    str(self.recordings_root), "interrupted", None, None, "recorder stopped during the call",
+                    self.executor,
+                    finalize_spool,
+                    str(self.spool.root),
+                    rec_id,
+                    str(self.recordings_root),
+                    "interrupted",
+                    None,
+                    None,
+                    "recorder stopped during the call",
                 )
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
                     await self.index.create_recording(self._new_row_from_manifest(manifest))
-                await self.index.finish_recording(rec_id, self._finished_row_from_manifest(manifest, result))
+                await self.index.finish_recording(
+                    rec_id, self._finished_row_from_manifest(manifest, result)
+                )
                 await asyncio.to_thread(sp.remove)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
             except Exception:
                 log.exception("cannot recover spool %s; left in place", rec_id)
         for row in await self.index.open_recordings():
             if row["id"] not in seen:
-                await self.index.mark_interrupted(row["id"], reason="recorder stopped before media was spooled")
+                await self.index.mark_interrupted(
+                    row["id"], reason="recorder stopped before media was spooled"
+                )
 
     # ------------------------------------------------------------------ index rows
     def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
@@ -1042,8 +1217,15 @@ class SessionRecordingServer:
         )
 
     def _declined_row(
-        self, req: SipRequest, src: Any, participants: list[dict[str, Any]],
-        recorded: str | None, other: str | None, direction: str, reason: str, now: float,
+        self,
+        req: SipRequest,
+        src: Any,
+        participants: list[dict[str, Any]],
+        recorded: str | None,
+        other: str | None,
+        direction: str,
+        reason: str,
+        now: float,
     ) -> Any:
         from ..storage.index import DeclinedCall, ParticipantRow
 
@@ -1099,7 +1281,9 @@ class SessionRecordingServer:
             sample_rate=int(result.get("sample_rate") or 0),
             channels=int(result.get("channels") or 0),
             streams=streams,
-            participants=[_participant_row(ParticipantRow, p) for p in manifest.get("participants", [])],
+            participants=[
+                _participant_row(ParticipantRow, p) for p in manifest.get("participants", [])
+            ],
             dtmf=result.get("dtmf", []),
         )
 

@@ -100,8 +100,9 @@ def test_sip_call_rtp_g711_both_legs(recorder_factory: Any, channels: str) -> No
 def test_sip_rtp_g711_pcmu_and_pcma_calls(recorder_factory: Any, call_index: int) -> None:
     pcap = PCAPS / "sip-rtp-g711.pcap"
     rec = recorder_factory()
-    result = asyncio.run(replay_capture(pcap, rec.listeners["tcp"], transport="tcp",
-                                        call_index=call_index))
+    result = asyncio.run(
+        replay_capture(pcap, rec.listeners["tcp"], transport="tcp", call_index=call_index)
+    )
     assert result.ok, result
     row = rec.wait_for_recordings(1)[0]
     mp3 = check_common(rec, row, result)

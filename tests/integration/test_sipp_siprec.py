@@ -29,28 +29,55 @@ def sent_payloads(pcap: Path) -> list[tuple[float, bytes]]:
     return [(d.time - t0, bytes(d.payload[12:])) for d in packets]
 
 
-def run_sipp(tmp_path: Path, target: tuple[str, int], transport: str, calls: int = 1,
-             rate: int = 10) -> subprocess.CompletedProcess[str]:
+def run_sipp(
+    tmp_path: Path, target: tuple[str, int], transport: str, calls: int = 1, rate: int = 10
+) -> subprocess.CompletedProcess[str]:
     if shutil.which("sipp") is None:
-        pytest.fail("sipp is not installed (Debian package sip-tester); scripts/run-tests installs it")
+        pytest.fail(
+            "sipp is not installed (Debian package sip-tester); scripts/run-tests installs it"
+        )
     scenario = tmp_path / "scenario.xml"
     scenario.write_text(SCENARIO.read_text().replace("[field0]", str(PCAP)))
     shutil.copy(SCENARIO.parent / "sipp.dtd", tmp_path / "sipp.dtd")
     cmd = [
-        "sipp", "-sf", str(scenario), "-m", str(calls), "-r", str(rate), "-l", str(calls),
-        "-i", "127.0.0.1", "-p", "0", "-mi", "127.0.0.1", "-mp", "0",
-        "-t", "u1" if transport == "udp" else "t1",
-        "-timeout", "60", "-timeout_error", "-trace_err", "-nostdin",
+        "sipp",
+        "-sf",
+        str(scenario),
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-l",
+        str(calls),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "-mi",
+        "127.0.0.1",
+        "-mp",
+        "0",
+        "-t",
+        "u1" if transport == "udp" else "t1",
+        "-timeout",
+        "60",
+        "-timeout_error",
+        "-trace_err",
+        "-nostdin",
         f"{target[0]}:{target[1]}",
     ]
     return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_sipp_call_is_recorded_with_its_audio(recorder_factory: Any, tmp_path: Path, transport: str) -> None:
+def test_sipp_call_is_recorded_with_its_audio(
+    recorder_factory: Any, tmp_path: Path, transport: str
+) -> None:
     rec = recorder_factory()
     res = run_sipp(tmp_path, rec.listeners[transport], transport)
-    assert res.returncode == 0, f"sipp failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}\n{rec.log()[-3000:]}"
+    assert res.returncode == 0, (
+        f"sipp failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}\n{rec.log()[-3000:]}"
+    )
 
     rows = rec.wait_for_recordings(1, number="+32470000001")
     assert len(rows) == 1
@@ -68,7 +95,12 @@ def test_sipp_call_is_recorded_with_its_audio(recorder_factory: Any, tmp_path: P
     assert streams["2"]["packets_received"] == 0
 
     # Found by every form of the number.
-    for form in ("0032470000001", "tel:+32470000001", "sip:+32470000001@host;user=phone", "0470000001"):
+    for form in (
+        "0032470000001",
+        "tel:+32470000001",
+        "sip:+32470000001@host;user=phone",
+        "0470000001",
+    ):
         assert [r["id"] for r in rec.search("--number", form)] == [row["id"]], form
 
     mp3 = rec.recordings / row["file"]
@@ -81,7 +113,10 @@ def test_sipp_call_is_recorded_with_its_audio(recorder_factory: Any, tmp_path: P
     assert corr >= 0.9, (corr, lag)
     assert abs(lag) < 0.3
     sent_s = len(expected) / 8000
-    assert abs(row["duration_s"] - sent_s) / sent_s < 0.02 + abs(lag) / sent_s, (row["duration_s"], sent_s)
+    assert abs(row["duration_s"] - sent_s) / sent_s < 0.02 + abs(lag) / sent_s, (
+        row["duration_s"],
+        sent_s,
+    )
     assert abs(len(got) / rate - row["duration_s"]) / sent_s < 0.02
 
     sidecar = json.loads(mp3.with_suffix(".json").read_text())

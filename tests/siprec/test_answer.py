@@ -39,10 +39,23 @@ def test_answer_has_one_mline_per_offer_in_order_with_labels() -> None:
         connection_address="127.0.0.1",
         streams=[
             AcceptedStream(port=20000, proto="RTP/AVP", codec=c, label="1", direction="recvonly"),
-            AcceptedStream(port=0, proto="RTP/AVP", codec=None, label="v", direction="inactive",
-                           media="video", refused_format="96"),
-            AcceptedStream(port=20002, proto="RTP/SAVP", codec=c, label="2", direction="inactive",
-                           crypto="1 AES_CM_128_HMAC_SHA1_80 inline:QUJD"),
+            AcceptedStream(
+                port=0,
+                proto="RTP/AVP",
+                codec=None,
+                label="v",
+                direction="inactive",
+                media="video",
+                refused_format="96",
+            ),
+            AcceptedStream(
+                port=20002,
+                proto="RTP/SAVP",
+                codec=c,
+                label="2",
+                direction="inactive",
+                crypto="1 AES_CM_128_HMAC_SHA1_80 inline:QUJD",
+            ),
         ],
     ).decode()
     lines = body.split("\r\n")
