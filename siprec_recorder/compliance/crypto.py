@@ -67,6 +67,7 @@ __all__ = [
     "is_encrypted",
     "key_id_of",
     "load_key",
+    "load_keyring",
     "parse_header",
 ]
 
@@ -179,6 +180,26 @@ class KeyRing:
 
     def get(self, key_id: str) -> EncryptionKey | None:
         return self.keys.get(key_id)
+
+
+def load_keyring(
+    *,
+    key_file: str | Path | None = None,
+    key_env: str | None = None,
+    old_key_files: Iterable[str | Path] = (),
+    environ: Mapping[str, str] | None = None,
+) -> KeyRing:
+    """The ring a process uses: the current key (from ``key_file``, else from the environment
+    variable ``key_env``) first, then retired keys kept for reading older recordings."""
+    keys: list[EncryptionKey] = []
+    if key_file:
+        keys.append(load_key(file=key_file))
+    elif key_env:
+        keys.append(load_key(env=key_env, environ=environ))
+    else:
+        raise KeyLoadError("encryption is on but no key is configured (key file or variable)")
+    keys.extend(load_key(file=f) for f in old_key_files)
+    return KeyRing.of(keys)
 
 
 @dataclass(frozen=True, slots=True)

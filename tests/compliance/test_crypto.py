@@ -21,10 +21,11 @@ from siprec_recorder.compliance.crypto import (
     is_encrypted,
     key_id_of,
     load_key,
+    load_keyring,
     parse_header,
 )
 
-from .conftest import tone_mp3
+from .conftest import Store, tone_mp3
 
 
 def test_round_trip_of_a_real_mp3() -> None:
@@ -126,3 +127,54 @@ def test_load_key_from_file_and_environment(tmp_path: Path) -> None:
     with pytest.raises(KeyLoadError) as info:
         load_key(file=bad)
     assert raw.hex()[:-2] not in str(info.value)
+
+
+def test_keyring_current_key_first_and_old_keys_for_reading(tmp_path: Path) -> None:
+    old, new = EncryptionKey.generate(), EncryptionKey.generate()
+    (tmp_path / "old.key").write_text(old.key.hex())
+    ring = load_keyring(
+        key_env="K", environ={"K": new.key.hex()}, old_key_files=[tmp_path / "old.key"]
+    )
+    assert ring.current == new
+    blob, kid = encrypt_bytes(b"recorded last year", old)
+    assert decrypt_for(blob, ring, kid) == b"recorded last year"
+    with pytest.raises(KeyLoadError, match="no key is configured"):
+        load_keyring()
+
+
+async def test_encrypted_recording_in_the_store(store: Store) -> None:
+    """As the finaliser would store it: the blob is written atomically, its SHA-256 and key id
+    indexed; ``verify`` checks it without the key; an authorised read gets the MP3 back."""
+    from datetime import UTC, datetime
+
+    from siprec_recorder.storage.index import FinishedRecording, NewRecording
+    from siprec_recorder.storage.integrity import verify
+    from tests.integration.audio import decode_mp3
+
+    key = EncryptionKey.generate()
+    mp3 = tone_mp3(2.0)
+    blob, key_id = encrypt_bytes(mp3, key)
+    start = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    rec_id = await store.index.create_recording(
+        NewRecording(call_id="enc", start=start, recorded_number="+32470000001", key_id=key_id)
+    )
+    rel = store.layout.relative_path("+32470000001", start, "in", "+3222", rec_id)
+    sha, size = store.layout.write_atomic(rel, blob)
+    side = store.layout.write_sidecar(rel, {"id": rec_id, "key_id": key_id, "sha256": sha})
+    await store.index.finish_recording(
+        rec_id,
+        FinishedRecording(
+            end=start, duration_s=2.0, file=rel, sidecar=side, sha256=sha, size_bytes=size
+        ),
+    )
+    assert await verify(store.db, store.layout) == []
+    row = await store.index.get(rec_id)
+    assert row is not None and row["key_id"] == key_id
+    stored = (store.root / row["file"]).read_bytes()
+    assert is_encrypted(stored)
+    plain = decrypt_for(stored, KeyRing.of([key]), row["key_id"])
+    assert plain == mp3
+    pcm, rate = decode_mp3(plain)
+    assert rate == 8000 and abs(len(pcm) / rate - 2.0) < 0.05
+    with pytest.raises(DecryptionError):
+        decrypt_for(stored, EncryptionKey.generate(), row["key_id"])
