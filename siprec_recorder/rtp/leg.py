@@ -59,7 +59,7 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {
     18: ("G729", 8000),
 }
 _NON_AUDIO = ("TELEPHONE-EVENT", "CN")
-_HEADER = struct.Struct("!BBHII")
+_unpack_header = struct.Struct("!BBHII").unpack_from
 _pack_record = RECORD_HEADER.pack
 
 
@@ -95,6 +95,8 @@ class LegReceiver:
         self._switched_at = 0.0
         self._seq: SequenceUnwrapper = SequenceUnwrapper()
         self._ts: TimestampUnwrapper = TimestampUnwrapper()
+        self._unwrap_seq = self._seq.unwrap
+        self._unwrap_ts = self._ts.unwrap
         self._last_seq16 = 0
         self._bad_seq: int | None = None
         self._pending_discontinuity = False
@@ -174,22 +176,26 @@ class LegReceiver:
             if n < 12:
                 self.stats.bad_packets += 1
                 return
-        b0, b1, seq16, ts32, ssrc = _HEADER.unpack_from(data)
-        if b0 & 0xC0 != 0x80:
-            self.stats.bad_packets += 1
-            return
-        start = 12 + 4 * (b0 & 0x0F)
-        if b0 & 0x10:
-            if start + 4 > n:
+        b0, b1, seq16, ts32, ssrc = _unpack_header(data)
+        if b0 == 0x80:  # no CSRC, extension or padding: the common case
+            start = 12
+            end = n
+        else:
+            if b0 & 0xC0 != 0x80:
                 self.stats.bad_packets += 1
                 return
-            start += 4 + 4 * ((data[start + 2] << 8) | data[start + 3])
-        end = n
-        if b0 & 0x20:
-            end -= data[-1]
-        if start > end or (b0 & 0x20 and data[-1] == 0):
-            self.stats.bad_packets += 1
-            return
+            start = 12 + 4 * (b0 & 0x0F)
+            if b0 & 0x10:
+                if start + 4 > n:
+                    self.stats.bad_packets += 1
+                    return
+                start += 4 + 4 * ((data[start + 2] << 8) | data[start + 3])
+            end = n
+            if b0 & 0x20:
+                end -= data[-1]
+            if start > end or (b0 & 0x20 and data[-1] == 0):
+                self.stats.bad_packets += 1
+                return
         if self._finished:
             return
 
@@ -213,8 +219,8 @@ class LegReceiver:
                     stats.bad_packets += 1
                     return
 
-        ext_seq = self._seq.unwrap(seq16)
-        ext_ts = self._ts.unwrap(ts32)
+        ext_seq = self._unwrap_seq(seq16)
+        ext_ts = self._unwrap_ts(ts32)
         if ext_seq >= (self._seq.highest or 0):
             self._last_seq16 = seq16
         pt = b1 & 0x7F
@@ -237,7 +243,10 @@ class LegReceiver:
         stats.packet(ext_seq, now, ext_ts / rate if rate else None)
         stats.bytes_received += n
         if released:
-            self._append(released)
+            if len(released) == 1 and not self._pending_discontinuity:
+                self._buf += released[0]
+            else:
+                self._append(released)
 
     def _new_context(self, ssrc: int, now: float, *, first: bool) -> None:
         released = self._jitter.reset()
@@ -250,6 +259,8 @@ class LegReceiver:
             ts_high = self._ts.highest or 0
             self._seq = SequenceUnwrapper((seq_high >> 16) + 2)
             self._ts = TimestampUnwrapper((ts_high >> 32) + 2)
+            self._unwrap_seq = self._seq.unwrap
+            self._unwrap_ts = self._ts.unwrap
         self._prev_ssrc = self._ssrc
         self._ssrc = ssrc
         self._switched_at = now
