@@ -28,9 +28,6 @@ METASWITCH_INVITE = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="F1: sip/message.py rejects Metaswitch's Contact without '>'"
-)
 def test_f1_metaswitch_contact_without_closing_bracket_is_accepted() -> None:
     msg = parse_message(METASWITCH_INVITE)
     assert isinstance(msg, SipRequest)

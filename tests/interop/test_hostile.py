@@ -363,6 +363,7 @@ def test_rate_limit_503_while_other_source_records(module_recorders: Any) -> Non
     assert_alive(rec)
     _RESULTS["checks"]["10 INVITEs at once, rate 1/s burst 2, + call from 127.0.0.2"] = {
         "expected": "503 + Retry-After past the burst; other source records",
-        "observed": f"{statuses}; Retry-After {rejected[0].header('retry-after')}; 127.0.0.2 recorded",
+        "observed": f"{statuses}; Retry-After {rejected[0].header('retry-after')}; "
+        "127.0.0.2 recorded",
     }
     _save()
