@@ -78,6 +78,8 @@ class ReplayResult:
     bye_status: int | None = None
     hung_up_by_recorder: bool = False
     reason: str = ""
+    setup_s: float | None = None  # INVITE sent -> final response received
+    bye_sent_at: float | None = None  # wall clock, for "BYE to finished file" measurements
 
     @property
     def ok(self) -> bool:
@@ -433,7 +435,9 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             content_type=content_type,
             body=body,
         )
+        invite_at = loop.time()
         final = await _invite_transaction(channel, invite, options)
+        result.setup_s = loop.time() - invite_at
         if final is None:
             result.reason = "no final response to INVITE"
             result.duration = loop.time() - started
@@ -472,6 +476,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             result.hung_up_by_recorder = True
         else:
             bye = dialog.request("BYE", "z9hG4bK" + _token(), cseq=2, uri=dialog.remote_target)
+            result.bye_sent_at = time.time()
             response = await _non_invite_transaction(channel, bye, "BYE", options, ack_bytes)
             result.bye_status = response.status if response is not None else None
         result.duration = loop.time() - started
