@@ -117,6 +117,18 @@ def test_opus_capture_decodes() -> None:
     assert len(out) >= 960 * len(payloads) * 0.9
 
 
+def test_gsm_capture_decodes() -> None:
+    payloads = [p.payload for p in (RtpPacket.parse(d.payload) for d in
+                                    read_udp(V / "drawmycall_sip-rtp-gsm.pcap")
+                                    if d.dport == 6000 and d.payload[0] >> 6 == 2)]
+    assert len(payloads) == 425 and {len(p) for p in payloads} == {33}
+    dec = get_decoder("GSM", 8000, None)
+    assert dec is not None
+    out, lengths = dec.decode_run(payloads)
+    assert set(lengths.tolist()) == {160}
+    assert np.sqrt(np.mean(out.astype(np.float64) ** 2)) > 100
+
+
 # -- AMR ---------------------------------------------------------------------------------------
 
 

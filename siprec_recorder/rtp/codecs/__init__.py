@@ -1,6 +1,7 @@
 """Audio decoders for the offline renderer: :func:`get_decoder` picks one per payload type.
 
-Supported: PCMU, PCMA (numpy tables), G722, G729/G729A/G729AB, Opus, AMR, AMR-WB (PyAV);
+Supported: PCMU, PCMA (numpy tables), G722, G729/G729A/G729AB, Opus, AMR, AMR-WB, GSM
+(PyAV). Not supported (FFmpeg needs options PyAV 18 cannot set): G726-32, iLBC.
 telephone-event and CN are not audio codecs and are handled by the renderer with
 :mod:`.events`. Anything else gives None: the renderer marks the leg
 ``unsupported_codec`` and keeps silence there, the spooled records stay as they are.
@@ -43,6 +44,9 @@ def get_decoder(encoding: str, clock_rate: int, fmtp: str | None = None) -> Deco
             return PyAvDecoder("G722", "g722", clock_rate or 8000, 16000)
         if enc in ("G729", "G729A", "G729AB", "G729B"):
             return PyAvDecoder(enc, "g729", clock_rate or 8000, 8000)
+        if enc == "GSM":
+            # RFC 3551 section 4.5.8: 33-octet frames of 20 ms, possibly several per packet.
+            return PyAvDecoder("GSM", "gsm", 8000, 8000, split=_split_gsm)
         if enc == "OPUS":
             return PyAvDecoder("OPUS", "opus", 48000, 48000)
         if enc in ("AMR", "AMR-WB"):
@@ -61,6 +65,10 @@ def get_decoder(encoding: str, clock_rate: int, fmtp: str | None = None) -> Deco
     except Exception:  # FFmpeg without that decoder: unsupported here
         return None
     return None
+
+
+def _split_gsm(payload: bytes) -> list[bytes]:
+    return [payload[i : i + 33] for i in range(0, len(payload) - 32, 33)]
 
 
 def is_wideband(encoding: str) -> bool:
