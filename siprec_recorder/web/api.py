@@ -13,7 +13,7 @@ from .audit import AuditQuery, audit_trail
 from .auth import LoginOutcome, Principal
 from .cases import NewLabel
 from .errors import Forbidden
-from .media import range_response
+from .media import range_response, range_response_bytes
 from .portal import Portal, audit, get_portal
 from .recordings import SearchQuery
 from .schemas import (
@@ -202,13 +202,15 @@ async def recording(recording_id: str, me: Me, portal: PortalDep) -> dict[str, A
 async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -> Response:
     """The MP3 for the in-page player (range requests); each play is audited."""
     doc = await _recording(portal, me, recording_id, "play")
-    path = portal.recordings.audio_path(doc)
+    audio = await portal.recordings.audio(doc, portal.settings.keyring)
     rng = request.headers.get("range")
     if not rng or rng.replace(" ", "").startswith("bytes=0-"):
         await audit(
             portal, me, "web.recording_played", f"recording:{recording_id}", range=rng or ""
         )
-    return range_response(path, rng)
+    if isinstance(audio, bytes):
+        return range_response_bytes(audio, rng)
+    return range_response(audio, rng)
 
 
 @router.get(
@@ -219,7 +221,7 @@ async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -
 async def download(recording_id: str, request: Request, me: Me, portal: PortalDep) -> Response:
     """The MP3 as an attachment; admins only; audited."""
     doc = await _recording(portal, me, recording_id, "download")
-    path = portal.recordings.audio_path(doc)
+    audio = await portal.recordings.audio(doc, portal.settings.keyring)
     await audit(
         portal,
         me,
@@ -227,9 +229,10 @@ async def download(recording_id: str, request: Request, me: Me, portal: PortalDe
         f"recording:{recording_id}",
         sha256=doc.get("sha256"),
     )
-    return range_response(
-        path, request.headers.get("range"), download_name=f"recording-{doc['id']}.mp3"
-    )
+    name = f"recording-{doc['id']}.mp3"
+    if isinstance(audio, bytes):
+        return range_response_bytes(audio, request.headers.get("range"), download_name=name)
+    return range_response(audio, request.headers.get("range"), download_name=name)
 
 
 @router.post("/recordings/{recording_id}/labels", tags=["recordings"])

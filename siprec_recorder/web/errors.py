@@ -10,6 +10,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "Redirect",
+    "Unavailable",
     "Unauthorized",
     "WebError",
 ]
@@ -49,3 +50,9 @@ class Redirect(WebError):
     """Not an error: send the browser to ``message`` (a path), e.g. ``/password``."""
 
     status = 303
+
+
+class Unavailable(WebError):
+    """The request is fine but cannot be served now (e.g. the decryption key is missing)."""
+
+    status = 503

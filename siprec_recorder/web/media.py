@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 from fastapi.responses import Response, StreamingResponse
 
-__all__ = ["parse_range", "range_response"]
+__all__ = ["parse_range", "range_response", "range_response_bytes"]
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
@@ -84,3 +84,25 @@ def range_response(
     return StreamingResponse(
         _stream(path, first, length), status_code=206, media_type=media_type, headers=headers
     )
+
+
+def range_response_bytes(
+    data: bytes,
+    range_header: str | None,
+    *,
+    media_type: str = "audio/mpeg",
+    download_name: str | None = None,
+) -> Response:
+    """As :func:`range_response`, for audio held in memory (a decrypted recording)."""
+    size = len(data)
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
+    if download_name:
+        headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
+    wanted = parse_range(range_header, size)
+    if wanted == "unsatisfiable":
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    if wanted is None or isinstance(wanted, str):
+        return Response(data, status_code=200, media_type=media_type, headers=headers)
+    first, last = wanted
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return Response(data[first : last + 1], status_code=206, media_type=media_type, headers=headers)

@@ -8,6 +8,7 @@ columns. Numbers typed by users are normalised the way the recorder normalises p
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import Recording, RecordingParticipant, User
 
 from .access import Scope, numbers_of_login
-from .errors import BadRequest, Forbidden, NotFound
+from .errors import BadRequest, Forbidden, NotFound, Unavailable
 from .models import Case, Label, RecordingLabel
 from .security import as_utc
 
@@ -253,6 +254,7 @@ class RecordingService:
                     "codec": rec.codec,
                     "beep": rec.beep,
                     "srtp": rec.srtp,
+                    "key_id": rec.key_id,
                     "streams": [
                         {
                             "label": st.label,
@@ -328,3 +330,18 @@ class RecordingService:
         if root not in path.parents or not path.is_file():
             raise NotFound("the audio file of this recording is missing")
         return path
+
+    async def audio(self, doc: dict[str, Any], keyring: Any) -> Path | bytes:
+        """The audio of a recording: its path when stored in clear, else the decrypted bytes."""
+        path = self.audio_path(doc)
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if doc.get("key_id") is None and not head.startswith(b"SRENC\x00"):
+            return path
+        from siprec_recorder.compliance.crypto import DecryptionError, decrypt_for
+
+        blob = await asyncio.to_thread(path.read_bytes)
+        try:
+            return await asyncio.to_thread(decrypt_for, blob, keyring, doc.get("key_id"))
+        except DecryptionError as exc:
+            raise Unavailable(f"cannot decrypt this recording: {exc}") from None

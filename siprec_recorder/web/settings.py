@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 __all__ = ["WebSettings", "utc_now"]
 
@@ -34,3 +35,6 @@ class WebSettings:
     max_scan: int = 50_000  # recordings examined per search at most
     max_upload_bytes: int = 20 * 1024 * 1024
     clock: Callable[[], datetime] = field(default=utc_now)
+    # Keys for recordings encrypted at rest (a ``compliance.crypto.KeyRing`` or one key);
+    # None: encrypted recordings cannot be played (clear ones always can).
+    keyring: Any = None

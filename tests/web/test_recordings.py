@@ -121,3 +121,63 @@ async def test_audit_trail_filters_and_chain_status(as_user, world):
 async def test_unknown_recording_is_404(as_user):
     c = await as_user("alice")
     assert (await c.get("/api/recordings/nope")).status_code == 404
+
+
+async def test_encrypted_recording_is_decrypted_for_playback(world, settings, policy):  # type: ignore[no-untyped-def]
+    import dataclasses
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from siprec_recorder.compliance.crypto import EncryptionKey, KeyRing, encrypt_bytes
+    from siprec_recorder.storage.index import (
+        FinishedRecording,
+        NewRecording,
+        ParticipantInfo,
+        SqlIndex,
+    )
+    from siprec_recorder.web.app import create_app
+
+    from .conftest import login
+    from .fixtures import tone_mp3
+
+    key = EncryptionKey.generate()
+    clear = tone_mp3(2.0)
+    blob, key_id = encrypt_bytes(clear, key)
+    index = SqlIndex(world.db)
+    start = datetime(2026, 11, 3, 8, 0, tzinfo=UTC)
+    rec_id = await index.create_recording(
+        NewRecording(
+            call_id="enc-1",
+            start=start,
+            recorded_number=BOB_NUMBER,
+            other_number=FAR_END,
+            direction="out",
+            key_id=key_id,
+            participants=[ParticipantInfo(aor=f"tel:{BOB_NUMBER}", number=BOB_NUMBER)],
+        )
+    )
+    rel = world.layout.relative_path(BOB_NUMBER, start, "out", FAR_END, rec_id)
+    sha, size = world.layout.write_atomic(rel, blob)
+    await index.finish_recording(
+        rec_id, FinishedRecording(end=start, duration_s=2.0, file=rel, sha256=sha, size_bytes=size)
+    )
+
+    async def fetch(keyring):  # type: ignore[no-untyped-def]
+        app = create_app(
+            world.db, world.layout, dataclasses.replace(settings, keyring=keyring), policy
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+        ) as c:
+            await login(c, "alice")
+            full = await c.get(f"/api/recordings/{rec_id}/audio")
+            part = await c.get(f"/api/recordings/{rec_id}/audio", headers={"Range": "bytes=10-19"})
+            return full, part
+
+    full, part = await fetch(KeyRing.of([key]))
+    assert full.status_code == 200 and full.content == clear
+    assert part.status_code == 206 and part.content == clear[10:20]
+    full, _ = await fetch(None)
+    assert full.status_code == 503
+    assert full.json()["detail"].startswith("cannot decrypt this recording")
