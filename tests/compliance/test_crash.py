@@ -6,14 +6,22 @@ The SRC is :mod:`.srcdriver`: it knows how many 20 ms packets it had sent when t
 died, so the audio lost is ``sent - recorded``, measured on the decoded MP3 (from the first to
 the last sample of our tone). The worst case over the calls is printed (``-s`` to see it).
 A SIGKILL leaves whatever the recorder had not yet written out of its own buffers unwritten,
-which is the "killed process with unflushed buffers" case; data written but not fsync'd
-survives a SIGKILL (the kernel still has it), so a real power cut can lose up to one more
-flush interval on file systems that do not order data writes (see the closing note).
+which is the "killed process with unflushed buffers" case. Data written but not fsync'd
+survives a SIGKILL (the kernel still has it), so the power-cut test goes further: the
+recordings live on an ext4 loop device that is shut down with ``EXT4_IOC_SHUTDOWN`` and
+``NOLOGFLUSH`` (everything not yet fsync'd is lost, as at a power cut), then the recorder is
+killed and the file system remounted (journal replay) before the restart.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import struct
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +29,7 @@ import numpy as np
 import pytest
 
 from tests.integration.audio import decode_mp3
+from tests.integration.conftest import RecorderProcess, write_config
 
 from .srcdriver import BLOCK_S, PTIME, SrcCall, levels
 
@@ -74,9 +83,21 @@ def wait_for_worst_moment(rec: Any, timeout: float = 10.0) -> float:
     return period
 
 
-def kill_round(rec: Any, round_no: int, n_calls: int, extra_wait: float | None) -> dict[str, float]:
-    """Start ``n_calls`` calls, SIGKILL the recorder mid-call, restart it, check every call;
-    returns the audio lost per call (ms). ``extra_wait`` None: kill just before a flush."""
+def sigkill(rec: Any) -> None:
+    """SIGKILL: no chance to flush or finalise; what the kernel already has survives."""
+    rec.proc.kill()
+
+
+def kill_round(
+    rec: Any,
+    round_no: int,
+    n_calls: int,
+    extra_wait: float | None,
+    crash: Callable[[Any], None] = sigkill,
+    after_crash: Callable[[], None] = lambda: None,
+) -> dict[str, float]:
+    """Start ``n_calls`` calls, crash the recorder mid-call, restart it, check every call;
+    returns the audio lost per call (ms). ``extra_wait`` None: crash just before a flush."""
     target = rec.listeners["udp"]
     calls = [
         SrcCall(target, seed=100 * round_no + i, caller=f"+324700{round_no:02d}{i:03d}")
@@ -96,13 +117,15 @@ def kill_round(rec: Any, round_no: int, n_calls: int, extra_wait: float | None) 
                 "before the next flush"
             )
         running = {c.call_id: time.time() - (c.first_packet_at or time.time()) for c in calls}
-        rec.proc.kill()  # SIGKILL, no chance to flush or finalise
+        crash(rec)
         sent = {c.call_id: c.packets_sent for c in calls}
+        rec.proc.kill()
         rec.proc.wait()
         rec.proc = None
         for call in calls:
             call.stop_audio()
         assert all(n > 100 for n in sent.values()), sent
+        after_crash()
 
         rec.start()  # recovery of the orphan spools runs before the recorder is ready
         rows = {r["call_id"]: r for r in rec.search()}
@@ -169,3 +192,73 @@ def test_sigkill_mid_call_loses_at_most_a_second(recorder_factory: Any) -> None:
         assert abs((end - start) - 3.0) < 0.15
     finally:
         after.close()
+
+
+EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+EXT4_GOING_FLAGS_NOLOGFLUSH = 2
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True)
+
+
+@pytest.fixture
+def ext4_loop(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A 256 MB ext4 file system on a loop device (data=ordered, the default)."""
+    image, mnt = tmp_path / "pl.img", tmp_path / "pl"
+    mnt.mkdir()
+    with open(image, "wb") as f:
+        f.truncate(256 * 1024 * 1024)
+    res = _run("mkfs.ext4", "-q", "-F", str(image))
+    if res.returncode == 0:
+        res = _run("mount", "-o", "loop", str(image), str(mnt))
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount an ext4 loop device here (need root): {res.stderr.strip()}")
+    try:
+        yield image, mnt
+    finally:
+        for _ in range(20):
+            if _run("umount", str(mnt)).returncode == 0 or not os.path.ismount(mnt):
+                break
+            time.sleep(0.5)
+
+
+def test_power_cut_mid_call_loses_at_most_a_second(
+    ext4_loop: tuple[Path, Path], tmp_path: Path
+) -> None:
+    image, mnt = ext4_loop
+    cfg = write_config(tmp_path, storage={"recordings_dir": str(mnt)})
+    rec = RecorderProcess(workdir=tmp_path, config_path=cfg, recordings=mnt)
+    rec.start()
+
+    def power_cut(rec: Any) -> None:
+        fd = os.open(mnt, os.O_RDONLY)
+        try:
+            fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def remount() -> None:
+        for _ in range(40):  # the recorder's worker processes may take a moment to exit
+            if _run("umount", str(mnt)).returncode == 0:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError("cannot unmount the shut-down file system")
+        res = _run("mount", "-o", "loop", str(image), str(mnt))
+        assert res.returncode == 0, res.stderr
+
+    try:
+        losses = kill_round(rec, 9, 3, None, crash=power_cut, after_crash=remount)
+        worst = max(losses.values())
+        print(f"worst-case audio lost at a power cut: {worst:.0f} ms over {len(losses)} calls")
+        assert worst <= MAX_LOSS_MS + TOLERANCE_MS, losses
+        conn = sqlite3.connect(f"file:{mnt / 'index.sqlite3'}?mode=ro", uri=True)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+        res = rec.cli("verify", check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        rec.stop()
