@@ -54,7 +54,6 @@ class Recorder:
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
-        from .policy.settings import PolicySettings
         from .rtp.endpoint import PortPool
         from .rtp.leg import LegReceiver
         from .sip.core import SipCore, TimerConfig
@@ -70,13 +69,7 @@ class Recorder:
         self.db = Database(c.database_url)
         await self.db.open()
         self.index = SqlIndex(self.db)
-        policy_settings = PolicySettings(
-            timezone=c.policy.timezone,
-            emergency_numbers=tuple(c.policy.emergency_numbers),
-            unknown_numbers="decline" if c.policy.unknown_numbers == "decline" else "record",
-            notify_webhook=c.policy.notify_webhook or None,
-            country_code=c.policy.country_code,
-        )
+        policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
         self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)

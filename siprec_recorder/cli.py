@@ -152,17 +152,7 @@ def _admin(
         config = _load(args)
 
         async def go(db: Any) -> int:
-            from .policy.settings import PolicySettings
-
-            policy = PolicySettings(
-                timezone=config.policy.timezone,
-                emergency_numbers=tuple(config.policy.emergency_numbers),
-                unknown_numbers="decline"
-                if config.policy.unknown_numbers == "decline"
-                else "record",
-                notify_webhook=config.policy.notify_webhook or None,
-                country_code=config.policy.country_code,
-            )
+            policy = config.policy_settings()
             try:
                 actor = getpass.getuser()
             except Exception:

@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
+from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 
 __all__ = [
     "Config",
@@ -37,19 +38,6 @@ __all__ = [
     "parse_listen",
 ]
 
-DEFAULT_EMERGENCY_NUMBERS = (
-    "112",
-    "911",
-    "999",
-    "000",
-    "110",
-    "100",
-    "101",
-    "117",
-    "118",
-    "144",
-    "urn:service:sos",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +153,17 @@ class Config:
     @property
     def recordings_path(self) -> Path:
         return Path(self.storage.recordings_dir)
+
+    def policy_settings(self) -> PolicySettings:
+        """The ``[policy]`` section as the policy layer's own settings object."""
+        p = self.policy
+        return PolicySettings(
+            timezone=p.timezone,
+            emergency_numbers=tuple(p.emergency_numbers),
+            unknown_numbers="decline" if p.unknown_numbers == "decline" else "record",
+            notify_webhook=p.notify_webhook or None,
+            country_code=p.country_code,
+        )
 
     @property
     def metrics_listen(self) -> str:

@@ -571,20 +571,7 @@ class SessionRecordingServer:
         cc = self.settings.country_code
         out: list[dict[str, Any]] = []
         if md is not None and md.participants:
-            for p in md.participants:
-                aor = p.aor
-                out.append(
-                    {
-                        "participant_id": p.participant_id,
-                        "aor": aor,
-                        "name": p.name,
-                        "number": normalize_number(aor, country_code=cc) if aor else None,
-                        "send": [],
-                        "joined_at": p.associate_time.isoformat() if p.associate_time else None,
-                        "left_at": p.disassociate_time.isoformat() if p.disassociate_time else None,
-                    }
-                )
-            return out
+            return self._participants_from(md)
         # No metadata: the SRC's From/To describe the recorded call (RFC 7866 allows this
         # only as a fallback; many simple SRCs do it).
         for role, header in (("caller", "From"), ("callee", "To")):
