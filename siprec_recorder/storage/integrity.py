@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 :func:`verify` walks the index and the recordings tree and reports every :class:`Problem`:
 
-* ``missing``: a finished recording's file (or its sidecar) is not on disk;
+* ``missing``: a finished recording's file (or its sidecar) is not on disk (rows in state
+  ``purged``, disposed of after retention, are expected to have none);
 * ``modified``: a file's SHA-256 (or size) differs from the one indexed when it was written;
 * ``unknown``: an ``.mp3`` in the tree (the spool excluded) that no index row points to;
 * ``chain``: the audit ledger's hash chain is broken (see :mod:`.ledger`).
@@ -84,7 +85,7 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
         rows = (
             await session.execute(
                 select(
-                    Recording.id,
+                    Recording.state,
                     Recording.file,
                     Recording.sidecar,
                     Recording.sha256,
@@ -96,14 +97,19 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
         ).all()
         chain = await verify_chain(session) if check_ledger else []
     known: set[str] = set()
-    for _rec_id, file, sidecar, sha, size in rows:
+    for state, file, sidecar, sha, size in rows:
         if file is None:
             continue
         known.add(file)
         problem = await asyncio.to_thread(_check_file, layout, file, sha, size)
+        if state == "purged":
+            # Disposed of after retention (in the ledger); a purge cut short by a crash
+            # leaves the path in the row until it is resumed. Not a problem either way.
+            if problem is not None and problem.kind == "missing":
+                continue
         if problem is not None:
             problems.append(problem)
-        if sidecar:
+        if sidecar and state != "purged":
             try:
                 if not layout.absolute(sidecar).is_file():
                     problems.append(Problem("missing", sidecar, "sidecar not found"))

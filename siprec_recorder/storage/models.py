@@ -64,7 +64,15 @@ __all__ = [
     "utcnow",
 ]
 
-RECORDING_STATES: tuple[str, ...] = ("recording", "complete", "interrupted", "failed", "declined")
+#: ``purged``: files disposed of after retention (``compliance/retention.py``); the row stays.
+RECORDING_STATES: tuple[str, ...] = (
+    "recording",
+    "complete",
+    "interrupted",
+    "failed",
+    "declined",
+    "purged",
+)
 DIRECTIONS: tuple[str, ...] = ("in", "out", "unknown")
 STREAM_STATUSES: tuple[str, ...] = ("ok", "no_media", "unsupported_codec", "auth_failed")
 USER_ROLES: tuple[str, ...] = ("standard", "admin", "auditor")

@@ -235,6 +235,7 @@ async def test_mark_interrupted_and_counts(index: SqlIndex) -> None:
         "interrupted": 1,
         "failed": 1,
         "declined": 1,
+        "purged": 0,
     }
     assert sum((await index.count_by_state(T0 + timedelta(days=1))).values()) == 0
 

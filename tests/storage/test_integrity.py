@@ -89,3 +89,14 @@ async def test_modified_missing_unknown_and_chain(
     modified = next(p for p in problems if p.kind == "modified")
     assert "sha256" in modified.detail
     assert str(modified).startswith("modified: ")
+
+
+async def test_purged_rows_are_not_missing(
+    db: Database, index: SqlIndex, layout: FileLayout
+) -> None:
+    rel = await _store_one(index, layout, 0, b"gone" * 100)
+    layout.absolute(rel).unlink()
+    layout.absolute(layout.sidecar_of(rel)).unlink()
+    async with db.engine.begin() as conn:  # a purge cut short before clearing the row
+        await conn.execute(text("UPDATE recordings SET state = 'purged'"))
+    assert await verify(db, layout) == []
