@@ -22,6 +22,7 @@ from siprec_recorder.policy.importer import (
     plan_import,
     read_table,
 )
+from siprec_recorder.policy.models import PolicyNumber
 from siprec_recorder.policy.service import PolicyService
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import verify_chain
@@ -74,6 +75,21 @@ async def test_import_adds_numbers(svc: PolicyService, db: Database) -> None:
         "carol",
     )
     assert seen and seen[-1][0] == seen[-1][1]
+    # rows written by the bulk path read back like any other
+    async with db.session() as s:
+        bob = await s.scalar(select(User).where(User.login == "bob"))
+        assert bob is not None
+        assert (bob.name, bob.role, bob.must_change_password, bob.active) == (
+            "bob",
+            "standard",
+            True,
+            True,
+        )
+        assert bob.password_hash is None and bob.created_at.tzinfo is not None
+        number = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+        assert number is not None and number.user_id == bob.id
+        assert number.notify is True and number.beep is False
+        assert number.created_at.tzinfo is not None
     async with db.session() as s:
         events = list(
             await s.scalars(
