@@ -8,10 +8,13 @@ recording with a real MP3 and sidecar the way the finaliser does. The integratio
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +25,7 @@ import numpy as np
 import pytest
 
 import siprec_recorder.compliance.models  # noqa: F401 - declares retention_rules on Base
+from siprec_recorder.cli import main as cli_main
 from siprec_recorder.storage.db import Database, default_sqlite_url
 from siprec_recorder.storage.files import FileLayout
 from siprec_recorder.storage.index import (
@@ -126,10 +130,29 @@ class Store:
         )
         return rec_id
 
-    def cli(
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``siprec-recorder`` (its ``main``) against this store, in a thread of this
+        process (the command's own event loop; about 20x faster than a new interpreter)."""
+        argv = [*args, "--config", str(self.config)]
+        out, err = io.StringIO(), io.StringIO()
+        result: list[int] = []
+
+        def run() -> None:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    result.append(cli_main(argv))
+                except SystemExit as exc:  # argparse errors
+                    result.append(int(exc.code or 0))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(120)
+        return subprocess.CompletedProcess(argv, result[0], out.getvalue(), err.getvalue())
+
+    def cli_subprocess(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real ``siprec-recorder`` command against this store."""
+        """Run the installed command in a new interpreter (``python -m siprec_recorder``)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SIPREC__")}
         full_env.update(env or {})
         return subprocess.run(

@@ -19,7 +19,7 @@ async def test_hold_purge_release_extend_report(store: Store) -> None:
     declined = await store.add(YOUNG.replace(minute=1), state="declined", reason="private-mode")
     files = {r: (await store.index.get(r) or {})["file"] for r in (held, due, young)}
 
-    res = store.cli("hold", held, "--reason", "FCA case 7")
+    res = store.cli_subprocess("hold", held, "--reason", "FCA case 7")  # the real entry point
     assert res.returncode == 0 and "is now on legal hold" in res.stdout, res.stdout + res.stderr
     assert store.cli("hold", held).returncode == 2  # --reason is required
 

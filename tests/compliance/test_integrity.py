@@ -37,7 +37,7 @@ def _sql(store: Store, *statements: str) -> None:
 
 async def test_clean_store_verifies(store: Store) -> None:
     await _three(store)
-    res = store.cli("verify")
+    res = store.cli_subprocess("verify")  # the installed entry point, once
     assert res.returncode == 0, res.stdout + res.stderr
     assert "ok" in res.stdout
 

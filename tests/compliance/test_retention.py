@@ -271,6 +271,7 @@ _ALLOWED_DELETERS = {
     "siprec_recorder/compliance/retention.py": "purge: files past retention, not on hold",
     "siprec_recorder/storage/files.py": "write_atomic/cleanup_parts: own .part files only",
     "siprec_recorder/storage/spool.py": "the live spool of a call, after it is finalised",
+    "siprec_recorder/testing.py": "the test harness's own ready file",
 }
 _DELETE_RE = re.compile(
     r"\.unlink\(|os\.remove\(|os\.unlink\(|shutil\.rmtree\(|\.rmdir\(|os\.removedirs\("
