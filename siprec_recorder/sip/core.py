@@ -70,7 +70,9 @@ from siprec_recorder.sip.transaction import (
 
 __all__ = ["SipCore", "TimerConfig", "server_key"]
 
-_REQUIRED_FOR_RESPONSE = ("Via", "From", "To", "Call-ID", "CSeq")
+#: a 400 can be matched by the client with these (RFC 4475 section 3.3.1 wants an answer
+#: even when From, To and Call-ID are missing)
+_REQUIRED_FOR_RESPONSE = ("Via", "CSeq")
 #: cap on the events queued and not yet drained (beyond: oldest dropped)
 MAX_PENDING_EVENTS = 10_000
 
@@ -149,15 +151,18 @@ class SipCore:
         else:
             self._receive_request(message, source, now)
 
-    def reject_oversized(self, head: bytes, source: Address) -> None:
-        """Answer ``513`` to a stream message whose header section arrived but whose body
-        exceeds the limit (the transport closes the connection afterwards)."""
-        error = MessageTooLarge("message exceeds the size limit")
+    def reject_stream_head(self, head: bytes, source: Address, error: SipParseError) -> None:
+        """Answer a stream message that cannot be framed (no/invalid Content-Length, too
+        large: ``error`` from :class:`StreamFramer`) using its header section ``head``.
+        The transport closes the connection afterwards."""
+        answer = SipParseError(error.message, error.status_hint)
+        if isinstance(error, MessageTooLarge):
+            answer = MessageTooLarge(error.message, error.status_hint)
         try:
             parse_message(head + b"\r\n\r\n", max_size=0)
         except SipParseError as exc:
-            error.partial = exc.partial
-        self._reject(error, source)
+            answer.partial = exc.partial
+        self._reject(answer, source)
 
     def next_event(self) -> Event | None:
         return self._events.popleft() if self._events else None

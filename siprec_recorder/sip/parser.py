@@ -10,7 +10,9 @@ body. This module finds those pieces in bytes and nothing more; turning them int
 * :class:`StreamFramer` cuts a TCP/TLS byte stream into messages using Content-Length, which
   is mandatory on streams (section 18.3). It buffers at most ``max_message_size`` bytes; any
   framing error is fatal for the connection (the caller closes it), because the position of
-  the next message is unknowable.
+  the next message is unknowable. When the header section was complete, the error's
+  ``partial`` holds it (bytes) and its ``status_hint`` says what to answer (400, 513)
+  before closing -- see ``SipCore.reject_stream_head``.
 """
 
 from __future__ import annotations
@@ -125,16 +127,15 @@ class StreamFramer:
             head = bytes(self._buffer[:head_end])
             lengths = _CL_RE.findall(head)
             if not lengths:
-                raise SipParseError("missing Content-Length on a stream transport", None)
+                raise SipParseError("missing Content-Length on a stream transport", partial=head)
             if len(lengths) > 1:
-                raise SipParseError("multiple Content-Length header fields", None)
+                raise SipParseError("multiple Content-Length header fields", partial=head)
             text = lengths[0].strip()
             if not text.isdigit() or len(text) > 10:
-                raise SipParseError("invalid Content-Length", None)
+                raise SipParseError("invalid Content-Length", partial=head)
             total = body_start + int(text)
             if total > self.max_message_size:
-                # the head is complete: the caller may still answer 513 before closing
-                raise MessageTooLarge("message exceeds the message size limit", None, partial=head)
+                raise MessageTooLarge("message exceeds the message size limit", partial=head)
             if len(self._buffer) < total:
                 return out
             out.append(bytes(self._buffer[:total]))

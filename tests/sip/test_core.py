@@ -20,6 +20,7 @@ from siprec_recorder.sip import (
     make_response,
     parse_message,
 )
+from siprec_recorder.sip.errors import MessageTooLarge, SipParseError
 from siprec_recorder.sip.events import Event
 from siprec_recorder.sip.headers import Headers
 
@@ -306,14 +307,18 @@ def test_keepalive_ignored() -> None:
     assert drain(core) == [] and core.datagrams_to_send() == []
 
 
-def test_reject_oversized_head() -> None:
+def test_reject_stream_head() -> None:
     core = SipCore()
     head = invite().split(b"\r\n\r\n")[0]
-    core.reject_oversized(head, TCP_SRC)
+    core.reject_stream_head(head, TCP_SRC, MessageTooLarge("message exceeds the size limit"))
     [event] = drain(core)
     assert isinstance(event, MessageRejected) and event.status == 513
     [(raw, dest)] = core.datagrams_to_send()
     assert raw.startswith(b"SIP/2.0 513 Message Too Large") and dest == TCP_SRC
+    core.reject_stream_head(head, TCP_SRC, SipParseError("invalid Content-Length"))
+    assert drain(core) == [MessageRejected(TCP_SRC, "invalid Content-Length", 400)]
+    [(raw, _)] = core.datagrams_to_send()
+    assert raw.startswith(b"SIP/2.0 400 invalid Content-Length\r\n")
 
 
 def test_retransmission_flood_keeps_timer_queue_small() -> None:

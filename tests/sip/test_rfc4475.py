@@ -225,13 +225,16 @@ def test_core_answers_400_or_stays_silent(path: Path) -> None:
             parse_message(data)  # whatever we send parses
 
 
-def test_insuf_is_dropped_by_the_core() -> None:
-    """insuf lacks From/To/Call-ID: no response can be built, so it is dropped."""
+def test_insuf_still_gets_a_400() -> None:
+    """insuf lacks From/To/Call-ID; RFC 4475 section 3.3.1 would ideally see a 400, which
+    Via and CSeq suffice to build (and for the client to match)."""
     core = SipCore()
     core.receive(read(RFC4475 / "insuf.dat"), Address("udp", "192.0.2.1", 5060), 0.0)
     event = core.next_event()
-    assert isinstance(event, MessageRejected) and event.status is None
-    assert core.datagrams_to_send() == []
+    assert isinstance(event, MessageRejected) and event.status == 400
+    [(raw, _)] = core.datagrams_to_send()
+    assert raw.startswith(b"SIP/2.0 400 missing required header field(s): From, To, Call-ID\r\n")
+    assert b"CSeq: 193942 INVITE\r\n" in raw and b"branch=z9hG4bKkdj.insuf" in raw
 
 
 def test_consistent_with_manifest_and_ersip() -> None:

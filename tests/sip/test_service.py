@@ -292,3 +292,32 @@ async def test_udp_send_bye_and_receive_response() -> None:
         peer.close()
     finally:
         await service.stop()
+
+
+async def test_tcp_negative_content_length_gets_400_then_close() -> None:
+    service = SipService(SipCore(), lambda e: None)
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        reader, writer = await asyncio.open_connection(host, port)
+        vector = Path(__file__).parent.parent / "vectors" / "sip" / "rfc4475" / "ncl.dat"
+        writer.write(vector.read_bytes())
+        answer = await asyncio.wait_for(reader.read(), 2)
+        assert answer.startswith(b"SIP/2.0 400 invalid Content-Length\r\n")
+        writer.close()
+    finally:
+        await service.stop()
+
+
+async def test_tcp_incomplete_message_closed_after_grace() -> None:
+    service = SipService(SipCore(), lambda e: None, incomplete_timeout=0.2)
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        reader, writer = await asyncio.open_connection(host, port)
+        vector = Path(__file__).parent.parent / "vectors" / "sip" / "rfc4475" / "clerr.dat"
+        writer.write(vector.read_bytes())  # Content-Length 9999: waits, then gives up
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+    finally:
+        await service.stop()

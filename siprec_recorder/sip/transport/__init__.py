@@ -10,7 +10,9 @@ connection, hands each event to ``on_event`` and re-arms the single ``loop.call_
   connection is closed) and ``on_rejected_source(address, data)`` is told, so that the upper
   layer can choose between silence and a ``403`` (sent with :meth:`SipService.send_raw`).
 * Bounded: ``max_message_size`` per message and per stream buffer, ``max_connections``,
-  idle stream connections closed after ``idle_timeout`` seconds.
+  idle stream connections closed after ``idle_timeout`` seconds, a connection holding an
+  incomplete message after ``incomplete_timeout``. A stream that cannot be framed gets a
+  ``400``/``513`` when its header section was readable, then is closed.
 * A broken connection or a failing callback is logged and never raises out of the loop.
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 from siprec_recorder.errors import ConfigError, LocalProtocolError
 from siprec_recorder.sip.core import SipCore
-from siprec_recorder.sip.errors import MessageTooLarge, SipParseError
+from siprec_recorder.sip.errors import SipParseError
 from siprec_recorder.sip.events import Address, Event, MessageRejected, TransactionKey
 from siprec_recorder.sip.headers import Via
 from siprec_recorder.sip.message import SipRequest, SipResponse
@@ -67,6 +69,7 @@ class SipService:
         source_filter: Callable[[Address], bool] | None = None,
         on_rejected_source: Callable[[Address, bytes], None] | None = None,
         idle_timeout: float = 300.0,
+        incomplete_timeout: float = 32.0,
         max_connections: int = 1024,
     ) -> None:
         self.core = core
@@ -74,6 +77,7 @@ class SipService:
         self.source_filter = source_filter
         self.on_rejected_source = on_rejected_source
         self.idle_timeout = idle_timeout
+        self.incomplete_timeout = incomplete_timeout
         self.max_connections = max_connections
         self.bound: list[tuple[str, str, int]] = []
         self._udp: list[UdpProtocol] = []
@@ -231,8 +235,8 @@ class SipService:
 
     def _stream_error(self, conn: StreamProtocol, exc: SipParseError, transport: str) -> None:
         address = self._stream_address(conn, transport)
-        if isinstance(exc, MessageTooLarge) and isinstance(exc.partial, bytes):
-            self.core.reject_oversized(exc.partial, address)  # 513, then the close
+        if isinstance(exc.partial, bytes) and exc.status_hint is not None:
+            self.core.reject_stream_head(exc.partial, address, exc)  # 400/513, then close
             self._pump()
             return
         self._guard(self.on_event, MessageRejected(address, exc.message, None))
@@ -307,8 +311,11 @@ class SipService:
 
     async def _sweep_idle(self) -> None:
         while True:
-            await asyncio.sleep(max(self.idle_timeout / 4, 0.05))
-            limit = self._now() - self.idle_timeout
+            await asyncio.sleep(max(min(self.idle_timeout, self.incomplete_timeout) / 4, 0.05))
+            now = self._now()
             for conn in list(self._connections.values()):
-                if conn.last_activity < limit:
+                # a half-received message (e.g. Content-Length larger than what was sent,
+                # RFC 4475 section 3.1.2.2) gets a shorter grace than an idle connection
+                limit = self.incomplete_timeout if conn.framer.buffered else self.idle_timeout
+                if conn.last_activity < now - limit:
                     conn.close()
