@@ -8,7 +8,8 @@ Theory of operation
 
 1. **Emergency always wins.** If any participant is on the emergency list (see
    :mod:`.emergency`), the call is not recorded (``emergency=True``) and nothing of it is
-   kept but the ``emergency_calls`` counter: no number, no time, no index row.
+   kept but the ``emergency_calls`` counter: no number, no time, no index row. The counter
+   is written by a background task, so this decision never waits for the database.
 2. The participants are normalised to E.164 and looked up among the firm's numbers.
 3. If none is known, ``unknown_numbers`` decides: ``record`` (the default; reason
    ``recorded-unknown-number``) or ``decline`` (reason ``unknown-number``).
@@ -230,6 +231,8 @@ class PolicyEngine:
         self._loaded = 0  # the value of _wanted the current snapshot reflects
         self._task: asyncio.Task[None] | None = None
         self._max_wait = max_wait
+        self._uncounted_emergencies = 0
+        self._counter_task: asyncio.Task[None] | None = None
 
     def invalidate(self) -> None:
         """The policy changed in this process: reload before (or soon after) the next call."""
@@ -262,7 +265,14 @@ class PolicyEngine:
             await asyncio.wait({task})
 
     async def close(self) -> None:
-        """Stop a background reload in progress (call before the event loop ends)."""
+        """Write pending counters and stop a background reload (call before the loop ends)."""
+        counter, self._counter_task = self._counter_task, None
+        if counter is not None and not counter.done():
+            await asyncio.gather(counter, return_exceptions=True)
+        try:
+            await self.flush_counters()
+        except Exception:  # noqa: BLE001
+            log.exception("cannot write the emergency call counter")
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -293,8 +303,9 @@ class PolicyEngine:
         """The decision for a call whose INVITE arrived at the aware instant ``now``."""
         aors = [a for a in participant_aors if isinstance(a, str)]
         if self._emergency.any_matches(aors):
-            async with transaction(self._db) as session:
-                await bump_counter(session, COUNTER_EMERGENCY_CALLS)
+            self._uncounted_emergencies += 1
+            if self._counter_task is None or self._counter_task.done():
+                self._counter_task = asyncio.create_task(self.flush_counters())
             return Decision(
                 record=False,
                 reason=REASON_EMERGENCY,
@@ -350,8 +361,26 @@ class PolicyEngine:
             beep=False,
         )
 
+    async def flush_counters(self) -> None:
+        """Write the emergency calls counted in memory to the ``emergency_calls`` counter.
+
+        :meth:`decide` does it in a background task, so that an emergency decision never
+        waits for the database (e.g. for SQLite's write lock during a bulk import); a failed
+        write is logged and retried with the next emergency call or :meth:`close`.
+        """
+        while self._uncounted_emergencies:
+            count = self._uncounted_emergencies
+            try:
+                async with transaction(self._db) as session:
+                    await bump_counter(session, COUNTER_EMERGENCY_CALLS, count)
+            except Exception:  # noqa: BLE001 - the count stays in memory for the next try
+                log.exception("cannot write the emergency call counter; will retry")
+                return
+            self._uncounted_emergencies -= count
+
     async def emergency_calls(self) -> int:
-        """How many emergency calls were refused so far."""
+        """How many emergency calls were refused so far (flushing the ones in memory first)."""
+        await self.flush_counters()
         await ensure_policy_schema(self._db)
         async with self._db.session() as session:
             return await read_counter(session, COUNTER_EMERGENCY_CALLS)

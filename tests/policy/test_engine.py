@@ -136,16 +136,21 @@ async def test_emergency_always_wins(db: Database, engine: PolicyEngine, emergen
     decision = await engine.decide(["+32470000002", emergency], MON_10)
     assert decision == d(False, "emergency-number", None, emergency=True)
     assert await engine.emergency_calls() == 1
+    await engine.close()
     async with db.session() as s:
         counters = dict((await s.execute(select(PolicyCounter.name, PolicyCounter.value))).all())
     # only the counter: no number, no time
     assert counters.get("emergency_calls") == 1
 
 
-async def test_emergency_counter_counts(engine: PolicyEngine) -> None:
+async def test_emergency_counter_counts(db: Database, engine: PolicyEngine) -> None:
     for _ in range(3):
         await engine.decide(["112"], MON_10)
     assert await engine.emergency_calls() == 3
+    await engine.decide(["tel:911"], MON_10)
+    await engine.close()
+    # a new engine on the same database sees the count: it was written
+    assert await PolicyEngine(db).emergency_calls() == 4
 
 
 async def test_snapshot_refreshes_on_version_change(db: Database) -> None:
