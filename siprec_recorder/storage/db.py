@@ -10,8 +10,8 @@ beside the server) wait for each other instead of failing. PostgreSQL
 (``postgresql+asyncpg://``) needs none of that.
 
 Migrations: the table ``schema_version`` holds one row per applied migration. :data:`MIGRATIONS`
-is an ordered list of ``(version, description, function)``; :meth:`Database.open` applies, in
-one transaction each, every migration whose version is above the recorded one. A migration is
+is an ordered list of ``(version, description, function)``; :meth:`Database.open` applies every
+migration not recorded yet, all in one transaction under the database's write lock. A migration is
 a plain function of a synchronous ``Connection`` (run through ``run_sync``), so later ones can
 use ``op``-style DDL (``ALTER TABLE ... ADD COLUMN``) or data fixes written with SQLAlchemy
 Core.
@@ -43,6 +43,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+_MIGRATION_LOCK_KEY = 0x5349_5052_4543_0001
 
 Migration = tuple[int, str, Callable[[Connection], None]]
 
@@ -157,31 +159,42 @@ class Database:
         await self.migrate()
 
     async def migrate(self) -> list[int]:
-        """Apply pending migrations, then create missing tables; returns the versions applied."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(lambda c: _runner_metadata.create_all(c, checkfirst=True))
+        """Apply pending migrations, then create missing tables; returns the versions applied.
+
+        Everything runs in one transaction that first takes the database's write lock
+        (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock), so a failing migration
+        leaves no trace and two processes starting together migrate one after the other.
+        """
         applied: list[int] = []
-        for version, description, function in MIGRATIONS:
-            async with self.engine.begin() as conn:
-                done = await conn.scalar(
-                    select(schema_version_table.c.version).where(
-                        schema_version_table.c.version == version
-                    )
-                )
-                if done is not None:
-                    continue
-                await conn.run_sync(function)
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                # pysqlite would not open a transaction before DDL on its own.
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif self.is_postgresql:
                 await conn.execute(
-                    insert(schema_version_table).values(
-                        version=version,
-                        description=description,
-                        applied_at=datetime.now(UTC).replace(tzinfo=None),
-                    )
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY}
                 )
-                applied.append(version)
-        # Base step: tables declared (by any package) after the install was first migrated.
-        async with self.engine.begin() as conn:
-            await conn.run_sync(lambda c: Base.metadata.create_all(c, checkfirst=True))
+            try:
+                await conn.run_sync(lambda c: _runner_metadata.create_all(c, checkfirst=True))
+                done = set(await conn.scalars(select(schema_version_table.c.version)))
+                for version, description, function in MIGRATIONS:
+                    if version in done:
+                        continue
+                    await conn.run_sync(function)
+                    await conn.execute(
+                        insert(schema_version_table).values(
+                            version=version,
+                            description=description,
+                            applied_at=datetime.now(UTC).replace(tzinfo=None),
+                        )
+                    )
+                    applied.append(version)
+                # Base step: tables declared (by any package) after the first migration.
+                await conn.run_sync(lambda c: Base.metadata.create_all(c, checkfirst=True))
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
         return applied
 
     async def schema_version(self) -> int:

@@ -171,3 +171,39 @@ def test_postgresql_url_builds_an_engine_lazily() -> None:
     db = Database("postgresql+asyncpg://u:secret@db.example/rec")
     assert db.is_postgresql and not db.is_sqlite
     assert "secret" not in repr(db)
+
+
+async def test_failing_migration_leaves_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = default_sqlite_url(tmp_path)
+    db = Database(url)
+    await db.open()
+    await db.close()
+
+    def broken(conn: Connection) -> None:
+        conn.exec_driver_sql("CREATE TABLE test_half_done (x INTEGER)")
+        raise RuntimeError("migration bug")
+
+    version = len(dbmod.MIGRATIONS) + 1
+    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (version, "broken", broken)])
+    db = Database(url)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        await db.open()
+    assert "test_half_done" not in await _tables(db)
+    assert await db.schema_version() == version - 1
+    await db.close()
+
+
+async def test_processes_opening_together_migrate_once(tmp_path: Path) -> None:
+    import asyncio
+
+    url = default_sqlite_url(tmp_path)
+    dbs = [Database(url) for _ in range(4)]
+    await asyncio.gather(*(d.open() for d in dbs))
+    async with dbs[0].engine.connect() as conn:
+        n = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
+        heads = (await conn.execute(text("SELECT count(*) FROM ledger_head"))).scalar()
+    assert n == len(dbmod.MIGRATIONS) and heads == 1
+    for d in dbs:
+        await d.close()
