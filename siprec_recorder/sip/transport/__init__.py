@@ -92,8 +92,14 @@ class SipService:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, listen: list[str], tls: TlsSettings | None = None) -> None:
+    async def start(
+        self, listen: list[str], tls: TlsSettings | ssl.SSLContext | None = None
+    ) -> None:
+        """Bind every listener (``'udp:127.0.0.1:5060'``...); TLS needs ``tls`` (a server
+        ``SSLContext``, or :class:`TlsSettings` to also give a client context)."""
         self._loop = asyncio.get_running_loop()
+        if isinstance(tls, ssl.SSLContext):
+            tls = TlsSettings(tls)
         self._tls = tls
         try:
             for spec in listen:
