@@ -189,7 +189,8 @@ def _self_signed(tmp: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-async def test_tls_invite_200_ack(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wrapped", [True, False], ids=["TlsSettings", "SSLContext"])
+async def test_tls_invite_200_ack(tmp_path: Path, wrapped: bool) -> None:
     cert, key = _self_signed(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)
@@ -198,9 +199,7 @@ async def test_tls_invite_200_ack(tmp_path: Path) -> None:
     service = SipService(SipCore(), rec.on_event)
     rec.service = service
     # a bare SSLContext is accepted too (as app.py passes it)
-    await service.start(
-        ["tls:127.0.0.1:0"], server_ctx if tmp_path.name else TlsSettings(server_ctx)
-    )
+    await service.start(["tls:127.0.0.1:0"], TlsSettings(server_ctx) if wrapped else server_ctx)
     try:
         [(transport, host, port)] = service.bound
         assert transport == "tls"
