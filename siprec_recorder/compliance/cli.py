@@ -22,8 +22,10 @@ from .retention import (
     extend_recording,
     purge,
     release_hold,
+    release_hold_matching,
     retention_status,
     set_hold,
+    set_hold_matching,
 )
 
 __all__ = ["register"]
@@ -55,13 +57,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_purge)
 
-    p = subparsers.add_parser("hold", help="put a recording on legal hold (blocks deletion)")
-    p.add_argument("recording_id")
+    p = subparsers.add_parser(
+        "hold", help="put a recording (or every recording of a number) on legal hold"
+    )
+    p.add_argument("recording_id", nargs="?")
+    p.add_argument("--number", help="every recording of this number, in any form")
+    p.add_argument("--since", type=_time, help="with --number: calls started at/after")
+    p.add_argument("--until", type=_time, help="with --number: calls started before")
     p.add_argument("--reason", required=True, help="case reference / why (in the ledger)")
     p.set_defaults(func=cmd_hold)
 
-    p = subparsers.add_parser("release", help="release a recording's legal hold")
-    p.add_argument("recording_id")
+    p = subparsers.add_parser("release", help="release a legal hold")
+    p.add_argument("recording_id", nargs="?")
+    p.add_argument("--number", help="every recording of this number, in any form")
+    p.add_argument("--since", type=_time)
+    p.add_argument("--until", type=_time)
     p.add_argument("--reason", default=None)
     p.set_defaults(func=cmd_release)
 
@@ -125,8 +135,53 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
     return 1 if report.errors else 0
 
 
+def _number_forms(ctx: Any, value: str) -> list[str] | None:
+    """The stored forms of a number typed by a user (E.164 first), None if it has no digits."""
+    from siprec_recorder.phone import normalize_number, user_part
+
+    number = normalize_number(value, country_code=ctx.config.policy.country_code)
+    if number is None:
+        return None
+    raw = user_part(value)
+    return [number] + ([raw] if raw and raw != number else [])
+
+
+def _one_target(args: argparse.Namespace, ctx: Any) -> bool:
+    if (args.recording_id is None) == (args.number is None):
+        print("error: give a RECORDING_ID or --number N (one of them)", file=ctx.out)
+        return False
+    if args.recording_id is not None and (args.since or args.until):
+        print("error: --since/--until go with --number", file=ctx.out)
+        return False
+    return True
+
+
 async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
+    if not _one_target(args, ctx):
+        return 1
     try:
+        if args.number is not None:
+            forms = _number_forms(ctx, args.number)
+            if forms is None:
+                print(f"error: {args.number!r} is not a number", file=ctx.out)
+                return 1
+            changes = await set_hold_matching(
+                ctx.db,
+                forms,
+                actor=ctx.actor,
+                reason=args.reason,
+                now=_now(),
+                since=args.since,
+                until=args.until,
+            )
+            for change in changes:
+                print(f"recording {change.rec_id} on legal hold", file=ctx.out)
+            print(
+                f"{sum(c.changed for c in changes)} recording(s) put on hold, "
+                f"{sum(not c.changed for c in changes)} already held",
+                file=ctx.out,
+            )
+            return 0
         change = await set_hold(
             ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
         )
@@ -139,7 +194,28 @@ async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
 
 
 async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
+    if not _one_target(args, ctx):
+        return 1
     try:
+        if args.number is not None:
+            forms = _number_forms(ctx, args.number)
+            if forms is None:
+                print(f"error: {args.number!r} is not a number", file=ctx.out)
+                return 1
+            changes = await release_hold_matching(
+                ctx.db,
+                forms,
+                actor=ctx.actor,
+                reason=args.reason,
+                now=_now(),
+                since=args.since,
+                until=args.until,
+            )
+            print(
+                f"{sum(c.changed for c in changes)} recording(s) released from legal hold",
+                file=ctx.out,
+            )
+            return 0
         change = await release_hold(
             ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
         )
@@ -157,23 +233,19 @@ async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
         return 1
     try:
         if args.number is not None:
-            from siprec_recorder.phone import normalize_number, user_part
-
-            cc = ctx.config.policy.country_code
-            number = normalize_number(args.number, country_code=cc)
-            if number is None:
+            forms = _number_forms(ctx, args.number)
+            if forms is None:
                 print(f"error: {args.number!r} is not a number", file=ctx.out)
                 return 1
-            raw = user_part(args.number)
             result = await extend_number(
                 ctx.db,
-                number,
+                forms[0],
                 args.until,
                 actor=ctx.actor,
                 now=_now(),
                 default_years=_years(ctx),
                 layout=_layout(ctx),
-                also_match=[raw] if raw and raw != number else [],
+                also_match=forms[1:],
                 reason=args.reason,
             )
             print(

@@ -16,6 +16,9 @@ Outcomes: ``complete``, ``interrupted``, ``failed``, ``declined``, ``in-progress
 ``recording``: a live call, or a row a crash left that recovery has not closed yet).
 ``accepted`` counts every session answered with 200 OK (all but ``declined``).
 
+The report also carries the audit ledger's head (last entry and its hash) at the time it was
+made; filed with the report, it anchors the ledger against a later rewrite or a cut tail.
+
 What the table cannot show: an INVITE refused before a session existed (source not allowed,
 overload, the disk floor's 503) leaves no row, only a log line and a metric, unless the SRS
 writes a declined row for it.
@@ -31,6 +34,7 @@ from typing import Any
 from sqlalchemy import select
 
 from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.ledger import last_entry
 from siprec_recorder.storage.models import LedgerEntry, Recording
 
 __all__ = ["OUTCOMES", "CompletenessReport", "SessionLine", "completeness"]
@@ -87,6 +91,10 @@ class CompletenessReport:
     since: datetime
     until: datetime
     sessions: list[SessionLine] = field(default_factory=list)
+    #: The audit ledger's last entry when the report was made: (seq, hash). Kept with the
+    #: report (printed, filed), it anchors the chain: a later ledger whose entry ``seq`` has
+    #: another hash, or that has no entry ``seq``, was rewritten or cut.
+    ledger_head: tuple[int, str] | None = None
 
     @property
     def counts(self) -> dict[str, int]:
@@ -127,6 +135,9 @@ class CompletenessReport:
             "declined_by_reason": self.declined_by_reason,
             "not_recorded_by_reason": self.failed_by_reason,
             "sessions": [s.to_dict() for s in self.sessions],
+            "ledger_head": None
+            if self.ledger_head is None
+            else {"seq": self.ledger_head[0], "hash": self.ledger_head[1]},
         }
 
     def to_json(self) -> str:
@@ -160,6 +171,12 @@ class CompletenessReport:
             lines.append(f"  declined, {reason}: {n}")
         for reason, n in self.failed_by_reason.items():
             lines.append(f"  {reason}: {n}")
+        if self.ledger_head is not None:
+            lines += [
+                "",
+                f"audit ledger head: entry {self.ledger_head[0]}, sha256 {self.ledger_head[1]}",
+                "(keep this line with the report: it anchors the audit ledger as of now)",
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -201,6 +218,9 @@ async def completeness(db: Database, since: datetime, until: datetime) -> Comple
                     state = None
                 if isinstance(state, str):
                     before[subject] = state
+        head = await last_entry(session)
+        if head is not None:
+            report.ledger_head = (head.seq, head.hash)
     for r in rows:
         purged = r.state == "purged"
         state = before.get(r.id, "complete") if purged else r.state

@@ -14,8 +14,10 @@ MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records ke
 * **Extension** (:func:`extend_recording`, :func:`extend_number`) only ever moves a date later;
   an earlier date is refused with :class:`RetentionError`. A number rule also covers
   recordings made after it.
-* **Legal hold** (:func:`set_hold`, :func:`release_hold`) is ``recordings.legal_hold``; while
-  it is set nothing deletes the recording, whatever its retention. Both need a reason.
+* **Legal hold** (:func:`set_hold`, :func:`release_hold`; for every recording of a number in
+  a period, :func:`set_hold_matching`, :func:`release_hold_matching`) is
+  ``recordings.legal_hold``; while it is set nothing deletes the recording, whatever its
+  retention. Setting one needs a reason (the case reference), kept in the ledger.
 * **Purge** (:func:`purge`) deletes the MP3 and the sidecar of each finished recording that
   is past retention and not on hold. The row is *kept* as the disposal record (auditors need
   to see what existed and when it was disposed of): ``state`` becomes ``purged``, ``file`` and
@@ -74,9 +76,11 @@ __all__ = [
     "extend_recording",
     "purge",
     "release_hold",
+    "release_hold_matching",
     "retention_status",
     "retention_until_for",
     "set_hold",
+    "set_hold_matching",
 ]
 
 DEFAULT_RETENTION_YEARS = 5
@@ -420,6 +424,73 @@ async def release_hold(
 ) -> HoldChange:
     """Release the legal hold of ``rec_id``. Audited."""
     return await _set_hold_flag(db, rec_id, False, actor=actor, reason=reason, now=now)
+
+
+async def _ids_matching(
+    session: AsyncSession, numbers: Sequence[str], since: datetime | None, until: datetime | None
+) -> list[str]:
+    forms = sorted({n for n in numbers if n})
+    if not forms:
+        return []
+    stmt = select(Recording.id).where(
+        Recording.state.in_(FINISHED_STATES + ("recording",)),
+        or_(
+            Recording.recorded_number.in_(forms),
+            Recording.other_number.in_(forms),
+            Recording.id.in_(
+                select(RecordingParticipant.recording_id).where(
+                    RecordingParticipant.number.in_(forms)
+                )
+            ),
+        ),
+    )
+    if since is not None:
+        stmt = stmt.where(Recording.start >= since)
+    if until is not None:
+        stmt = stmt.where(Recording.start < until)
+    return list((await session.scalars(stmt.order_by(Recording.start, Recording.id))).all())
+
+
+async def set_hold_matching(
+    db: Database,
+    numbers: Sequence[str],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[HoldChange]:
+    """Put every recording of ``numbers`` (any stored form; recorded, other or participant)
+    started in ``[since, until)`` on legal hold: the usual request of a case ("everything of
+    this trader in March"). One ledger event per recording held."""
+    if not reason or not reason.strip():
+        raise RetentionError("a legal hold needs a reason (case reference)")
+    async with db.session() as session:
+        ids = await _ids_matching(session, numbers, since, until)
+    return [
+        await _set_hold_flag(db, rec_id, True, actor=actor, reason=reason.strip(), now=now)
+        for rec_id in ids
+    ]
+
+
+async def release_hold_matching(
+    db: Database,
+    numbers: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[HoldChange]:
+    """Release the legal hold of every recording of ``numbers`` started in ``[since, until)``."""
+    async with db.session() as session:
+        ids = await _ids_matching(session, numbers, since, until)
+    return [
+        await _set_hold_flag(db, rec_id, False, actor=actor, reason=reason, now=now)
+        for rec_id in ids
+    ]
 
 
 # ---------------------------------------------------------------------------- purge

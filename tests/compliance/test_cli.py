@@ -68,6 +68,15 @@ async def test_hold_purge_release_extend_report(store: Store) -> None:
     assert "offered 4: accepted 3 (complete 3" in res.stdout
     assert "declined, private-mode: 1" in res.stdout
 
+    res = store.cli(
+        "hold", "--number", "+32 470 00 00 01", "--since", "2025-01-01", "--reason", "case 12"
+    )
+    assert res.returncode == 0 and f"recording {young} on legal hold" in res.stdout, res.stdout
+    assert "1 recording(s) put on hold, 0 already held" in res.stdout
+    assert store.cli("hold", young, "--since", "2025-01-01", "--reason", "x").returncode == 1
+    res = store.cli("release", "--number", "0470000001")
+    assert res.returncode == 0 and "1 recording(s) released" in res.stdout
+
     # Every one of these actions is in the audit ledger, by the CLI's actor; and it verifies.
     res = store.cli("verify")
     assert res.returncode == 0, res.stdout

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from siprec_recorder.compliance.report import completeness
 from siprec_recorder.compliance.retention import purge
+from siprec_recorder.storage.ledger import last_entry
 
 from .conftest import Store
 
@@ -65,6 +66,11 @@ async def test_counts_and_lines(store: Store) -> None:
     assert doc["period"] == {"since": "2026-11-02T09:00:00Z", "until": "2026-11-02T10:00:00Z"}
     assert {s["id"] for s in doc["sessions"]} == set(by_id)
 
+    async with store.db.session() as session:
+        head = await last_entry(session)
+    assert head is not None and report.ledger_head == (head.seq, head.hash)
+    assert doc["ledger_head"] == {"seq": head.seq, "hash": head.hash}
+
     table = report.to_table()
     assert (
         "offered 9: accepted 6 (complete 3, interrupted 1, failed 1, in progress 1), "
@@ -73,6 +79,7 @@ async def test_counts_and_lines(store: Store) -> None:
     assert "declined, private-mode: 2" in table
     for rec_id in by_id:
         assert rec_id in table
+    assert f"audit ledger head: entry {head.seq}, sha256 {head.hash}" in table
 
 
 async def test_purged_sessions_keep_their_outcome(store: Store) -> None:

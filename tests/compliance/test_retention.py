@@ -20,9 +20,11 @@ from siprec_recorder.compliance.retention import (
     extend_recording,
     purge,
     release_hold,
+    release_hold_matching,
     retention_status,
     retention_until_for,
     set_hold,
+    set_hold_matching,
 )
 from siprec_recorder.storage.integrity import sha256_file, verify
 from siprec_recorder.storage.ledger import verify_chain
@@ -144,6 +146,37 @@ async def test_released_hold_is_purged(store: Store) -> None:
     assert [(e.subject, e.actor, json.loads(e.details)["reason"]) for e in rel_ev] == [
         (rec_id, "b", "case closed")
     ]
+
+
+async def test_hold_every_recording_of_a_number_in_a_period(store: Store) -> None:
+    march = datetime(2026, 3, 1, tzinfo=UTC)
+    in_march = [
+        await store.add(march + timedelta(days=3)),
+        await store.add(march + timedelta(days=9), recorded="+32470000002", other="+32470000001"),
+    ]
+    other_number = await store.add(march + timedelta(days=4), recorded="+32470000003")
+    april = await store.add(datetime(2026, 4, 2, tzinfo=UTC))
+    changes = await set_hold_matching(
+        store.db,
+        ["+32470000001"],
+        actor="legal",
+        reason="case 9",
+        now=NOW,
+        since=march,
+        until=datetime(2026, 4, 1, tzinfo=UTC),
+    )
+    assert sorted(c.rec_id for c in changes) == sorted(in_march)
+    for rec_id in in_march:
+        assert (await _row(store, rec_id)).legal_hold
+    for rec_id in (other_number, april):
+        assert not (await _row(store, rec_id)).legal_hold
+    report = await purge(store.db, store.layout, datetime(2040, 1, 1, tzinfo=UTC))
+    assert sorted(report.held) == sorted(in_march)
+    assert sorted(p.rec_id for p in report.purged) == sorted([other_number, april])
+    released = await release_hold_matching(store.db, ["+32470000001"], actor="legal", now=NOW)
+    assert sorted(c.rec_id for c in released if c.changed) == sorted(in_march)
+    assert len(await _events(store, "legal_hold.set")) == 2
+    assert len(await _events(store, "legal_hold.released")) == 2
 
 
 async def test_hold_needs_a_reason_and_a_recording(store: Store) -> None:
