@@ -51,8 +51,7 @@ def set_session_cookie(portal: Portal, response: Response, outcome: LoginOutcome
         samesite="strict",
         secure=portal.settings.secure_cookies,
         path="/",
-        max_age=int(portal.settings.session_ttl) if portal.settings.session_ttl else None,
-    )
+    )  # a browser-session cookie: the server ends idle sessions after ``session_ttl``
 
 
 def _login_json(outcome: LoginOutcome) -> dict[str, Any]:

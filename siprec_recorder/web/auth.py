@@ -161,7 +161,7 @@ class AuthService:
         login = login.strip()
         async with self._db.session() as s:
             user = await self._check_credentials(s, login, password, otp, step="first")
-            if user.four_eyes:
+            if user.four_eyes or self._settings.four_eyes_default:
                 token = new_token()
                 s.add(
                     PendingLogin(

@@ -27,7 +27,7 @@ class WebSettings:
     session_ttl: float = 8 * 3600.0  # seconds of inactivity before a session ends
     lockout_threshold: int = 5  # consecutive failures that lock an account
     lockout_minutes: float = 15.0
-    four_eyes_default: bool = False  # four-eyes login for accounts created without the flag
+    four_eyes_default: bool = False  # four-eyes login for every account, whatever its flag
     four_eyes_window: float = 300.0  # seconds the second person has to confirm a login
     cookie_name: str = "siprec_session"
     page_size: int = 50

@@ -169,3 +169,20 @@ async def test_every_action_is_in_a_valid_chain(client_factory, world):
     assert {"web.login", "web.search", "web.recording_viewed"} <= set(actions)
     async with world.db.session() as s:
         assert await verify_chain(s) == []
+
+
+async def test_four_eyes_for_everyone_setting(world, settings, policy):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    import httpx
+
+    from siprec_recorder.web.app import create_app
+
+    app = create_app(
+        world.db, world.layout, dataclasses.replace(settings, four_eyes_default=True), policy
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+    ) as c:
+        r = await c.post("/api/auth/login", json={"login": "alice", "password": PASSWORD})
+        assert r.json()["status"] == "second_person"
