@@ -15,7 +15,8 @@ and the last frame is padded; at 8 kHz that is about 0.17 s of extra audio on ev
 numbers, so :func:`encode_mp3` prepends one (the Xing/Info header with the LAME extension,
 written from the published LAME tag layout, its CRC included). Decoders that read the tag
 (FFmpeg and so PyAV, mpg123, most players) then play exactly ``n`` samples, aligned with the
-input; the tag frame itself decodes to silence in the few decoders that ignore it.
+input; the tag frame itself decodes to silence in the few decoders that ignore it. (Measured
+exception: FFmpeg does not trim inputs shorter than about 50 samples, 6 ms at 8 kHz.)
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def decode_mp3(source: str | Path | bytes) -> tuple[npt.NDArray[np.int16], int]:
     chunks: list[npt.NDArray[np.int16]] = []
     rate = 0
     channels = 0
-    with av.open(handle, mode="r") as container:
+    with av.open(handle, mode="r", format="mp3") as container:
         stream = container.streams.audio[0]
         for frame in container.decode(stream):
             data: npt.NDArray[Any] = frame.to_ndarray()
