@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, require_tool, write_results
+from .conftest import RESULTS, ROOT, require_tool, write_results
 from .miarec import FINISHED_STATES, JobResult, all_jobs, judge, run_jobs
 from .permissive_uas import PermissiveUas
 
@@ -48,7 +48,7 @@ def miarec_run(module_recorders: Any, tmp_path_factory: pytest.TempPathFactory) 
     rec = module_recorders("miarec", rtp={"inactivity_timeout": 20.0})
     target = rec.listeners["tcp"]
     uas = PermissiveUas().start()
-    work = tmp_path_factory.mktemp("sipp")
+    work = RESULTS / "sipp"  # kept after the run: scenario copies and SIPp message logs
     started = time.monotonic()
     out: dict[str, dict[str, JobResult]] = {}
     try:
@@ -111,7 +111,32 @@ def test_every_scenario_file_is_in_one_job() -> None:
     assert len(on_disk) == 87
 
 
-@pytest.mark.parametrize("scenario", SCENARIO_FILES)
+# Open recorder bugs (docs/interop.md): strict xfail, so that the fix shows up as XPASS.
+_F6 = (
+    "F6: a party that a complete metadata update no longer lists (transfer, redirect, leaving "
+    "a 3-way call) is kept in the recording but never gets left_at / a 'left' event"
+)
+KNOWN_BUGS: dict[str, str] = {
+    "broadworks_3way_call_2.xml": _F6,
+    "broadworks_redirect.xml": _F6,
+    "cisco_webex_calling/outbound_blind_xfer_01.xml": _F6,
+    "cisco_bib_call_slave1.xml": (
+        "F5: INVITE without SDP (Cisco CUCM BiB delayed offer) answered 488 'no SDP offer'; "
+        "RFC 3261 13.2.1 lets the offer come in the 2xx and the answer in the ACK"
+    ),
+}
+
+
+def _params() -> list[Any]:
+    return [
+        pytest.param(s, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[s])])
+        if s in KNOWN_BUGS
+        else s
+        for s in SCENARIO_FILES
+    ]
+
+
+@pytest.mark.parametrize("scenario", _params())
 def test_scenario(miarec_run: dict[str, Any], scenario: str) -> None:
     verdict = miarec_run["verdicts"].get(scenario)
     assert verdict is not None, f"{scenario} did not run"
