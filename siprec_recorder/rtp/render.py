@@ -22,9 +22,10 @@ run per segment or per run of packets, never per sample.
    else 1; the offset is the smallest residual ``arrival - b * t`` (the least-delayed
    packet), measured from ``session_start``.
 3. **Resampling.** Each segment is brought from its decoded rate to the output rate and
-   stretched by ``b`` in one linear interpolation (block-averaged first when the decoded
-   rate is an integer multiple of the output rate, e.g. Opus 48 kHz -> 16 kHz). The output
-   rate is 16 kHz when any leg decodes wideband audio, else 8 kHz.
+   stretched by ``b``: 8 -> 16 kHz by a 16-tap windowed-sinc half-sample interpolator,
+   block-averaging when the decoded rate is an integer multiple of the output rate (Opus
+   48 kHz -> 16 kHz), and the drift stretch (and any other ratio) by linear interpolation.
+   The output rate is 16 kHz when any leg decodes wideband audio, else 8 kHz.
 4. **Mix.** Mono sums the legs in int32 and clips to int16; stereo puts leg 0 left and leg 1
    right (further legs alternate). Gaps are zeros.
 5. **DTMF.** RFC 4733 packets are grouped by (SSRC, timestamp): the retransmitted end
@@ -60,6 +61,7 @@ __all__ = [
     "Rendered",
     "render_call",
     "resample_linear",
+    "upsample2",
 ]
 
 log = logging.getLogger(__name__)
@@ -140,10 +142,41 @@ def _block_mean(x: I16, factor: int) -> F32:
     return out
 
 
+def _half_sample_taps(n: int = 16) -> F32:
+    j = np.arange(n) - (n // 2 - 1)  # -7..8 for 16 taps
+    d = j - 0.5
+    taps = np.sinc(d) * (0.5 + 0.5 * np.cos(np.pi * d / (n // 2 + 0.5)))  # Hann-windowed sinc
+    out: F32 = (taps / taps.sum()).astype(np.float32)
+    return out
+
+
+_HALF_TAPS = _half_sample_taps()
+
+
+def upsample2(x: npt.NDArray[Any]) -> F32:
+    """Double the sample rate: originals kept, midpoints by a 16-tap windowed-sinc filter."""
+    n = len(x)
+    src = x.astype(np.float32)
+    if n == 0:
+        return src
+    k = len(_HALF_TAPS)
+    padded = np.concatenate([np.zeros(k // 2 - 1, np.float32), src, np.zeros(k // 2, np.float32)])
+    mid = np.correlate(padded, _HALF_TAPS, mode="valid")[:n]
+    out = np.empty(2 * n, np.float32)
+    out[0::2] = src
+    out[1::2] = mid
+    return out
+
+
 def _to_rate(audio: I16, rate: int, out_rate: int, stretch: float) -> I16:
     if rate == out_rate and abs(stretch - 1.0) < 1e-9:
         return audio
     src: npt.NDArray[Any] = audio
+    if rate * 2 == out_rate:
+        src = upsample2(audio)
+        rate = out_rate
+        if abs(stretch - 1.0) < 1e-9:
+            return np.clip(np.rint(src), -32768, 32767).astype(np.int16)
     if rate > out_rate and rate % out_rate == 0:
         src = _block_mean(audio, rate // out_rate)
         rate = out_rate
