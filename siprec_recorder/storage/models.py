@@ -8,6 +8,10 @@ packages (``policy_numbers.user_id -> users.id``). Only portable column types ar
 same models work on SQLite (the default, one file in the recordings folder) and on
 PostgreSQL (``postgresql+asyncpg://``, for clusters).
 
+Strings that come from outside (Call-ID, AORs, names, labels, numbers, ledger subjects) are
+``String()`` without a length: a long value from a peer must not make PostgreSQL refuse the
+row of a call (SQLite never enforces lengths anyway). Bounding them is the parsers' job.
+
 Times are stored in UTC. SQLite has no time-zone aware type, so :class:`UTCDateTime` stores a
 naive UTC value and hands back an aware UTC ``datetime``; on PostgreSQL it maps to
 ``timestamp with time zone``. A naive value given to it is taken to be UTC already.
@@ -126,26 +130,26 @@ class Recording(Base):
     __tablename__ = "recordings"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    call_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
-    siprec_session_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    call_id: Mapped[str] = mapped_column(String(), nullable=False, index=True)
+    siprec_session_id: Mapped[str | None] = mapped_column(String(), nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="recording", index=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     start: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     direction: Mapped[str] = mapped_column(String(8), nullable=False, default="unknown")
-    recorded_number: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    other_number: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    file: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    sidecar: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    recorded_number: Mapped[str | None] = mapped_column(String(), nullable=True, index=True)
+    other_number: Mapped[str | None] = mapped_column(String(), nullable=True, index=True)
+    file: Mapped[str | None] = mapped_column(String(), nullable=True)
+    sidecar: Mapped[str | None] = mapped_column(String(), nullable=True)
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    codec: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    codec: Mapped[str | None] = mapped_column(String(), nullable=True)
     sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
     channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     srtp: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     beep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    source: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(), nullable=True)
     key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     legal_hold: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -184,10 +188,10 @@ class RecordingParticipant(Base):
     recording_id: Mapped[str] = mapped_column(
         ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    participant_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    aor: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    number: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    participant_id: Mapped[str | None] = mapped_column(String(), nullable=True)
+    aor: Mapped[str | None] = mapped_column(String(), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(), nullable=True)
+    number: Mapped[str | None] = mapped_column(String(), nullable=True, index=True)
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -204,10 +208,10 @@ class RecordingStream(Base):
     recording_id: Mapped[str] = mapped_column(
         ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    label: Mapped[str] = mapped_column(String(255), nullable=False)
-    stream_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    participant_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    codec: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    label: Mapped[str] = mapped_column(String(), nullable=False)
+    stream_id: Mapped[str | None] = mapped_column(String(), nullable=True)
+    participant_id: Mapped[str | None] = mapped_column(String(), nullable=True)
+    codec: Mapped[str | None] = mapped_column(String(), nullable=True)
     sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
     packets_expected: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     packets_received: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -234,8 +238,8 @@ class DtmfDigit(Base):
     recording_id: Mapped[str] = mapped_column(
         ForeignKey("recordings.id", ondelete="CASCADE"), nullable=False, index=True
     )
-    label: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    digit: Mapped[str] = mapped_column(String(4), nullable=False)
+    label: Mapped[str | None] = mapped_column(String(), nullable=True)
+    digit: Mapped[str] = mapped_column(String(), nullable=False)
     at_s: Mapped[float] = mapped_column(Float, nullable=False)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -253,9 +257,9 @@ class LedgerEntry(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ts: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
-    actor: Mapped[str] = mapped_column(String(255), nullable=False)
-    action: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
-    subject: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    actor: Mapped[str] = mapped_column(String(), nullable=False)
+    action: Mapped[str] = mapped_column(String(), nullable=False, index=True)
+    subject: Mapped[str] = mapped_column(String(), nullable=False, index=True)
     details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
