@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -92,6 +92,16 @@ def _participant_numbers(rec: Recording) -> set[str]:
     return numbers
 
 
+def _selects_with_numbers(numbers: list[str]) -> list[Select[Any]]:
+    """Ids of recordings where one of ``numbers`` took part: one indexed lookup per column,
+    to be combined with ``union`` (an ``OR`` across tables would scan the index)."""
+    return [
+        select(Recording.id).where(Recording.recorded_number.in_(numbers)),
+        select(Recording.id).where(Recording.other_number.in_(numbers)),
+        select(RecordingParticipant.recording_id).where(RecordingParticipant.number.in_(numbers)),
+    ]
+
+
 class RecordingService:
     """Read access to the index for the portal."""
 
@@ -103,27 +113,17 @@ class RecordingService:
     def _visible(self, q: Select[Any], scope: Scope) -> Select[Any]:
         if scope.principal.reads_all:
             return q
-        conds = []
+        parts: list[Select[Any]] = []
         if scope.own_numbers:
-            own = list(scope.own_numbers)
-            conds.append(
-                Recording.id.in_(
-                    select(RecordingParticipant.recording_id).where(
-                        RecordingParticipant.number.in_(own)
-                    )
-                )
-            )
-            conds.append(Recording.recorded_number.in_(own))
-        labels = list(scope.labels_with("list"))
+            parts.extend(_selects_with_numbers(sorted(scope.own_numbers)))
+        labels = sorted(scope.labels_with("list"))
         if labels:
-            conds.append(
-                Recording.id.in_(
-                    select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))
-                )
+            parts.append(
+                select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))
             )
-        if not conds:
+        if not parts:
             return q.where(Recording.id.is_(None))
-        return q.where(or_(*conds))
+        return q.where(Recording.id.in_(union(*parts)))
 
     async def _filters(self, s: AsyncSession, q: Select[Any], f: SearchQuery) -> Select[Any]:
         if f.since is not None:
@@ -132,29 +132,10 @@ class RecordingService:
             q = q.where(Recording.start < as_utc(f.until))
         if f.number:
             n = normalise_number(f.number, self._cc)
-            q = q.where(
-                or_(
-                    Recording.recorded_number == n,
-                    Recording.other_number == n,
-                    Recording.id.in_(
-                        select(RecordingParticipant.recording_id).where(
-                            RecordingParticipant.number == n
-                        )
-                    ),
-                )
-            )
+            q = q.where(Recording.id.in_(union(*_selects_with_numbers([n]))))
         if f.user:
-            nums = list(await numbers_of_login(s, f.user))
-            q = q.where(
-                or_(
-                    Recording.recorded_number.in_(nums),
-                    Recording.id.in_(
-                        select(RecordingParticipant.recording_id).where(
-                            RecordingParticipant.number.in_(nums)
-                        )
-                    ),
-                )
-            )
+            nums = sorted(await numbers_of_login(s, f.user))
+            q = q.where(Recording.id.in_(union(*_selects_with_numbers(nums))))
         if f.direction:
             q = q.where(Recording.direction == f.direction)
         if f.min_duration is not None:
