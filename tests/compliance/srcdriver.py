@@ -47,7 +47,8 @@ def tone(seed: int, seconds: float, rate: int = 8000) -> np.ndarray:
     n = int(seconds * rate)
     t = np.arange(n) / rate
     lv = levels(seed, seconds)[(t / BLOCK_S).astype(int)]
-    return (np.sin(2 * np.pi * 440 * t) * lv * 32767).astype(np.int16)
+    out: np.ndarray = (np.sin(2 * np.pi * 440 * t) * lv * 32767).astype(np.int16)
+    return out
 
 
 @dataclass
