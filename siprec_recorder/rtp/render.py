@@ -18,9 +18,10 @@ run per segment or per run of packets, never per sample.
    The segment is anchored on the wall clock from the arrival times (RFC 3550 section
    5.1: timestamps are relative, arrival time is what relates streams): wall-seconds per
    media-second ``b`` is the least-squares slope of arrival against timestamp when the
-   segment spans ``DRIFT_MIN_SPAN`` seconds or more (clock drift of the SRC, e.g. 0.3 %),
-   else 1; the offset is the smallest residual ``arrival - b * t`` (the least-delayed
-   packet), measured from ``session_start``.
+   segment spans ``DRIFT_MIN_SPAN`` seconds or more and the drift accumulates to more than
+   ``DRIFT_MIN_SHIFT`` over the segment (clock drift of the SRC, e.g. 0.3 %), else 1; the
+   offset is the smallest residual ``arrival - b * t`` (the least-delayed packet), measured
+   from ``session_start``.
 3. **Resampling.** Each segment is brought from its decoded rate to the output rate and
    stretched by ``b``: 8 -> 16 kHz by a 16-tap windowed-sinc half-sample interpolator,
    block-averaging when the decoded rate is an integer multiple of the output rate (Opus
@@ -69,6 +70,7 @@ log = logging.getLogger(__name__)
 JUMP_TOLERANCE = 0.5  # seconds of disagreement between timestamp and arrival steps
 DRIFT_MIN_SPAN = 20.0  # seconds of media before a drift ratio is estimated
 MAX_DRIFT = 0.02  # larger apparent drift is not believed (b = 1 then)
+DRIFT_MIN_SHIFT = 0.02  # seconds of accumulated drift over a segment before correcting it
 _CHUNK = 1 << 20
 
 # RFC 3551 static audio payload types
@@ -364,7 +366,8 @@ class _LegRenderer:
         if n >= 50 and t_media[-1] >= DRIFT_MIN_SPAN:
             tm = t_media - t_media.mean()
             slope = float(np.dot(tm, arrival - arrival.mean()) / np.dot(tm, tm))
-            if abs(slope - 1.0) <= MAX_DRIFT:
+            # Resample only when the drift adds up to something audible over the segment.
+            if abs(slope - 1.0) <= MAX_DRIFT and abs(slope - 1.0) * t_media[-1] > DRIFT_MIN_SHIFT:
                 stretch = slope
         offset = float(np.min(arrival - stretch * t_media))
         pos = np.rint(rel_ts * (rate / clock)).astype(np.int64)

@@ -162,6 +162,20 @@ def test_dtmf_events_deduplicated() -> None:
     assert duration_ms == round(last / 8)
 
 
+def test_dtmf_digits_from_a_siprec_capture() -> None:
+    caps = read_udp(V / "miarec_09a_2833_dtmf.pcap")
+    leg = LegReceiver("1", rtpmaps={101: ("telephone-event", 8000, "0-15")})
+    for d in caps:
+        leg.receive(d.payload, d.timestamp)
+    rec = media(leg, {0: ("PCMU", 8000, None), 101: ("telephone-event", 8000, "0-15")})
+    out = render_call([rec], channels="mono", session_start=caps[0].timestamp)
+    assert "".join(d[1] for d in out.dtmf) == "123456789**0#"
+    assert out.dtmf[0][2] == pytest.approx(15.682, abs=0.01)
+    assert all(90 <= d[3] <= 130 for d in out.dtmf)
+    info = out.per_leg["1"]
+    assert info["segments"] == 1 and info["drift_ppm"] == 0 and info["dtmf"] == 13
+
+
 def test_wideband_leg_sets_16k_and_g722_renders() -> None:
     pcm16 = sine(440, 2.0, rate=16000)
     g722 = av_encode("g722", 16000, pcm16)
