@@ -323,3 +323,57 @@ async def test_tcp_incomplete_message_closed_after_grace() -> None:
         writer.close()
     finally:
         await service.stop()
+
+
+async def test_ipv6_tcp_listener() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    rec = Recorder()
+    service = SipService(SipCore(), rec.on_event)
+    rec.service = service
+    try:
+        await service.start(["tcp:[::1]:0"])
+    except OSError:
+        pytest.skip("::1 not available")
+    try:
+        [(_, host, port)] = service.bound
+        assert host == "::1"
+        reader, writer = await asyncio.open_connection("::1", port)
+        writer.write(request("OPTIONS", 1, "TCP", "z9hG4bK6").replace(b"127.0.0.1:1", b"[::1]:1"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert head.startswith(b"SIP/2.0 200 OK\r\n")
+        writer.close()
+    finally:
+        await service.stop()
+
+
+async def test_core_bug_does_not_kill_udp_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder()
+    core = SipCore()
+    service = SipService(core, rec.on_event)
+    rec.service = service
+    await service.start(["udp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        real = core.receive
+        calls = {"n": 0}
+
+        def flaky(data: bytes, source: Address, now: float) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("simulated bug")
+            real(data, source, now)
+
+        monkeypatch.setattr(core, "receive", flaky)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        my_port = sock.getsockname()[1]
+        await loop.sock_sendto(sock, request("OPTIONS", my_port, "UDP", "z9hG4bKa"), (host, port))
+        await loop.sock_sendto(sock, request("OPTIONS", my_port, "UDP", "z9hG4bKb"), (host, port))
+        data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
+        assert data.startswith(b"SIP/2.0 200 OK\r\n")
+        sock.close()
+    finally:
+        await service.stop()

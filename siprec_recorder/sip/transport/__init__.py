@@ -207,8 +207,16 @@ class SipService:
     def _on_datagram(self, data: bytes, peer: tuple[str, int]) -> None:
         address = Address("udp", peer[0], peer[1])
         if self._allowed(address, data):
+            self._receive(data, address)
+
+    def _receive(self, data: bytes, address: Address) -> None:
+        # An exception escaping a DatagramProtocol callback would close the socket for
+        # everyone: a bug on one message must cost only that message.
+        try:
             self.core.receive(data, address, self._now())
-            self._pump()
+        except Exception:
+            log.exception("SIP core failed on a message from %s", address)
+        self._pump()
 
     def _new_stream(self, transport: str) -> StreamProtocol:
         return StreamProtocol(
@@ -236,8 +244,7 @@ class SipService:
         return True
 
     def _stream_message(self, conn: StreamProtocol, data: bytes, transport: str) -> None:
-        self.core.receive(data, self._stream_address(conn, transport), self._now())
-        self._pump()
+        self._receive(data, self._stream_address(conn, transport))
 
     def _stream_error(self, conn: StreamProtocol, exc: SipParseError, transport: str) -> None:
         address = self._stream_address(conn, transport)
@@ -312,7 +319,10 @@ class SipService:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.core.handle_timer(self._now())
+        try:
+            self.core.handle_timer(self._now())
+        except Exception:
+            log.exception("SIP core failed on a timer")
         self._pump()
 
     async def _sweep_idle(self) -> None:
