@@ -80,3 +80,44 @@ async def test_csv_upload_reports_every_bad_row(as_user, world):
     r = await admin.post("/api/numbers/import", files={"file": ("n.csv", good, "text/csv")})
     assert r.status_code == 200, r.text
     assert r.json()["added"] == 1
+
+
+async def test_xlsx_upload_with_row_errors(as_user):
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(
+        [
+            "number",
+            "user",
+            "template",
+            "managed",
+            "status",
+            "mode",
+            "beep",
+            "notify",
+            "self_service",
+        ]
+    )
+    ws.append(["+32470000030", "jill", None, "no", "manual", "professional", "no", "no", "no"])
+    ws.append(["+32470000031", "kim", None, "no", "auto", "professional", "no", "no", "no"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    admin = await as_user("alice")
+    r = await admin.post(
+        "/api/numbers/import",
+        files={
+            "file": (
+                "n.xlsx",
+                buf.getvalue(),
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            )
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert [p["row"] for p in r.json()["problems"]] == [3]
+    numbers = [n["number"] for n in (await admin.get("/api/numbers")).json()]
+    assert "+32470000030" not in numbers  # all or nothing
