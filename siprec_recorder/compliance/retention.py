@@ -566,6 +566,7 @@ async def purge(
     default_years: int = DEFAULT_RETENTION_YEARS,
     actor: str = "system",
     dry_run: bool = False,
+    batch_size: int = 500,
 ) -> PurgeReport:
     """Delete the media of every finished recording past retention and not on legal hold."""
     now = _aware(now)
@@ -574,62 +575,79 @@ async def purge(
     # dates are checked in Python. Rows already 'purged' but still naming a file are
     # unfinished purges from an interrupted run.
     floor = now - timedelta(days=365 * default_years)
-    stmt = (
-        select(Recording)
-        .options(selectinload(Recording.participants))
-        .where(
-            or_(
-                and_(
-                    Recording.state.in_(FINISHED_STATES),
-                    or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
-                    or_(
-                        Recording.retention_until <= now,
-                        Recording.start <= floor,
-                    ),
-                ),
-                and_(
-                    Recording.state == PURGED_STATE,
-                    or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
-                ),
-            )
-        )
-        .order_by(Recording.start, Recording.id)
+    due_filter = or_(
+        and_(
+            Recording.state.in_(FINISHED_STATES),
+            or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
+            or_(Recording.retention_until <= now, Recording.start <= floor),
+        ),
+        and_(
+            Recording.state == PURGED_STATE,
+            or_(Recording.file.is_not(None), Recording.sidecar.is_not(None)),
+        ),
     )
     async with db.session() as session:
         rules = await _rules(session)
-        candidates = list((await session.scalars(stmt)).all())
-    for rec in candidates:
-        if rec.state == PURGED_STATE:
-            due: PurgeItem | None = PurgeItem(
-                rec.id,
-                rec.file,
-                rec.sha256,
-                PURGED_STATE,
-                _aware(rec.start),
-                _aware(rec.retention_until) if rec.retention_until else now,
+    after: tuple[datetime, str] | None = None
+    while True:  # keyset pages of batch_size, oldest first: memory stays flat
+        stmt = select(Recording).options(selectinload(Recording.participants)).where(due_filter)
+        if after is not None:
+            stmt = stmt.where(
+                or_(
+                    Recording.start > after[0],
+                    and_(Recording.start == after[0], Recording.id > after[1]),
+                )
             )
-        else:
-            status = await _to_thread_status(rec, rules, default_years, layout)
-            if status.effective > now:
-                continue
-            if rec.legal_hold:
-                report.held.append(rec.id)
-                continue
-            due = PurgeItem(rec.id, rec.file, rec.sha256, rec.state, status.start, status.effective)
-        assert due is not None
-        if dry_run:
-            report.purged.append(due)
-            continue
-        try:
-            done = await _purge_one(db, layout, rec, due, actor=actor, now=now)
-        except Exception as exc:  # one bad file must not stop the run; reported, exit != 0
-            report.errors.append(f"{rec.id}: {type(exc).__name__}: {exc}")
-            continue
-        if done == "held":
-            report.held.append(rec.id)
-        elif done == "purged":
-            report.purged.append(due)
+        stmt = stmt.order_by(Recording.start, Recording.id).limit(batch_size)
+        async with db.session() as session:
+            candidates = list((await session.scalars(stmt)).all())
+        if not candidates:
+            break
+        after = (candidates[-1].start, candidates[-1].id)
+        for rec in candidates:
+            await _purge_candidate(db, layout, rec, rules, report, default_years, actor, now)
     return report
+
+
+async def _purge_candidate(
+    db: Database,
+    layout: FileLayout,
+    rec: Recording,
+    rules: dict[str, datetime],
+    report: PurgeReport,
+    default_years: int,
+    actor: str,
+    now: datetime,
+) -> None:
+    if rec.state == PURGED_STATE:  # a purge cut short: finish it
+        due = PurgeItem(
+            rec.id,
+            rec.file,
+            rec.sha256,
+            PURGED_STATE,
+            _aware(rec.start),
+            _aware(rec.retention_until) if rec.retention_until else now,
+        )
+    else:
+        status = await _to_thread_status(rec, rules, default_years, layout)
+        if status.effective > now:
+            return
+        if rec.legal_hold:
+            report.held.append(rec.id)
+            return
+        due = PurgeItem(rec.id, rec.file, rec.sha256, rec.state, status.start, status.effective)
+    if report.dry_run:
+        report.purged.append(due)
+        return
+    try:
+        done = await _purge_one(db, layout, rec, due, actor=actor, now=now)
+    except Exception as exc:  # one bad file must not stop the run; reported, exit != 0
+        report.errors.append(f"{rec.id}: {type(exc).__name__}: {exc}")
+        return
+    if done == "held":
+        report.held.append(rec.id)
+    elif done == "purged":
+        report.purged.append(due)
 
 
 async def _to_thread_status(

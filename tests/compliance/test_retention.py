@@ -131,6 +131,16 @@ async def test_purge_deletes_only_what_is_past_retention_and_not_held(store: Sto
     assert again.purged == [] and again.held == [held]
 
 
+async def test_purge_pages_through_many_recordings(store: Store) -> None:
+    ids = [await store.add(OLD + timedelta(seconds=i % 3), seconds=0.5) for i in range(7)]
+    await set_hold(store.db, ids[2], actor="a", reason="r", now=NOW)
+    await extend_recording(store.db, ids[4], datetime(2040, 1, 1, tzinfo=UTC), actor="a", now=NOW)
+    report = await purge(store.db, store.layout, NOW, batch_size=2)
+    assert sorted(p.rec_id for p in report.purged) == sorted(set(ids) - {ids[2], ids[4]})
+    assert report.held == [ids[2]]
+    assert await verify(store.db, store.layout) == []
+
+
 async def test_released_hold_is_purged(store: Store) -> None:
     rec_id = await store.add(OLD)
     await set_hold(store.db, rec_id, actor="a", reason="case 1", now=NOW)
