@@ -10,9 +10,11 @@ connection, hands each event to ``on_event`` and re-arms the single ``loop.call_
   connection is closed) and ``on_rejected_source(address, data)`` is told, so that the upper
   layer can choose between silence and a ``403`` (sent with :meth:`SipService.send_raw`).
 * Bounded: ``max_message_size`` per message and per stream buffer, ``max_connections``,
-  idle stream connections closed after ``idle_timeout`` seconds, a connection holding an
-  incomplete message after ``incomplete_timeout``. A stream that cannot be framed gets a
-  ``400``/``513`` when its header section was readable, then is closed.
+  idle stream connections closed after ``idle_timeout`` seconds (long by default: an SRC's
+  connection may carry nothing for the length of a call, and our BYE needs it), a
+  connection holding an incomplete message after ``incomplete_timeout``. A stream that
+  cannot be framed gets a ``400``/``513`` when its header section was readable, then is
+  closed.
 * A broken connection or a failing callback is logged and never raises out of the loop.
 """
 
@@ -68,7 +70,7 @@ class SipService:
         *,
         source_filter: Callable[[Address], bool] | None = None,
         on_rejected_source: Callable[[Address, bytes], None] | None = None,
-        idle_timeout: float = 300.0,
+        idle_timeout: float = 3600.0,
         incomplete_timeout: float = 32.0,
         max_connections: int = 1024,
     ) -> None:
