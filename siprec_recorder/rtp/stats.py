@@ -164,4 +164,5 @@ class LegStats:
             "bad_packets": self.bad_packets,
             "rtcp_packets": self.rtcp_packets,
             "ssrc_changes": self.ssrc_changes,
+            **({"rtcp": dict(self.rtcp_reports)} if self.rtcp_reports else {}),
         }

@@ -113,6 +113,24 @@ def test_one_hour_drift_and_bursty_loss_stay_aligned() -> None:
         assert err < 0.06, (ch, late - expected)
 
 
+def test_drift_with_jitter_and_loss_on_the_same_leg() -> None:
+    seconds = 600.0
+    ratio = 0.997  # this sender's clock is slow
+    a = tone_bursts(seconds, 10.0, 0.2, rate=int(round(8000 * ratio)), freq=500)
+    rng = np.random.default_rng(5)
+    n = len(a) // 160
+    lost = rng.random(n) < 0.03
+    jit = rng.exponential(0.01, n)  # long-tailed network delay
+    leg = receive(list(stream_packets(a, start_wall=T0 + 2.0, clock_ratio=ratio,
+                                      drop=lambda k: lost[k], jitter=lambda k: float(jit[k]))))
+    out = render_call([media(leg)], channels="mono", session_start=T0)
+    assert abs(out.per_leg["1"]["drift_ppm"] - 3009) < 150  # 1/0.997 - 1
+    found = onsets(out.pcm[:, 0], 8000)
+    late = found[found > seconds - 60]
+    expected = 2.0 + np.round((late - 2.0) / 10.0) * 10.0
+    assert np.median(np.abs(late - expected)) < 0.06
+
+
 def test_ssrc_change_and_timestamp_jump_reanchor_by_arrival() -> None:
     tone = sine(600, 2.0)
     p1 = list(stream_packets(tone, start_wall=T0 + 1.0, ssrc=1, ts0=1000))
