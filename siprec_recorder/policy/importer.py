@@ -15,8 +15,9 @@ An import is all or nothing and runs in three steps:
    spreadsheet, the header being row 1. Any problem and the import stops with a
    :class:`~.errors.CsvImportError` listing all of them; nothing was written.
 3. **Write** (:func:`import_numbers`): one transaction with bulk inserts and updates,
-   audit events (one ``policy.numbers.imported`` event per 1,000 changed numbers, each with
-   the before and after of every number it covers), notifications for numbers with ``notify``
+   audit events (one ``policy.numbers.imported`` event per 2,000 numbers added or changed:
+   a new number's full state as a row of ``AUDIT_COLUMNS``, a changed number's changed
+   fields before and after), notifications for numbers with ``notify``
    on whose status/mode/managed/active changed, and a ``policy_version`` bump. ``dry_run``
    stops after step 2 and reports what would change.
 
@@ -91,7 +92,7 @@ COLUMNS: tuple[str, ...] = (
 OPTIONAL_COLUMNS: tuple[str, ...] = ("user_name", "active", "slots")
 MAX_ROWS = 2_000_000
 MAX_CELL = 1000
-EVENT_CHUNK = 1000
+EVENT_CHUNK = 2000
 _CHUNK = 500
 
 #: ``progress(done, total)``; called while validating and writing.
@@ -606,6 +607,35 @@ _UPDATE_NUMBER = (
 )
 
 
+#: The fields of a new number in an import's audit event (``added`` rows), in this order.
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "number",
+    "row",
+    "user",
+    "managed",
+    "status",
+    "mode",
+    "beep",
+    "notify",
+    "self_service",
+    "active",
+    "template",
+    "slots",
+)
+
+
+def _audit_change(p: PlannedNumber) -> dict[str, Any]:
+    """A changed number in an import's audit event: the changed fields, before and after."""
+    before = p.before or {}
+    fields = [k for k in p.after if before.get(k) != p.after[k]]
+    return {
+        "number": p.number,
+        "row": p.row,
+        "before": {k: before.get(k) for k in fields},
+        "after": {k: p.after[k] for k in fields},
+    }
+
+
 async def _bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
     """Insert many rows. On SQLite the rows go to the driver's ``executemany`` directly, with
     each column's own bind processing and Python-side defaults applied here: about three
@@ -715,9 +745,11 @@ async def import_numbers(
                     for login, name in plan.new_users.items()
                 ],
             )
-            for uid, login in await session.execute(
-                select(User.id, User.login).where(User.login.in_(list(plan.new_users)))
-            ):
+            if len(plan.new_users) <= _CHUNK:
+                query = select(User.id, User.login).where(User.login.in_(list(plan.new_users)))
+            else:
+                query = select(User.id, User.login)  # cheaper than a huge IN list
+            for uid, login in await session.execute(query):
                 state.users[login] = uid
         template_ids = {name: tid for name, (tid, _) in state.templates.items()}
 
@@ -763,13 +795,17 @@ async def import_numbers(
             )
         need_ids = [p.number for p in added if p.after["slots"]]
         new_ids: dict[str, int] = {}
-        for numbers in _chunks(need_ids, _CHUNK):
-            for nid, number in await session.execute(
-                select(PolicyNumber.id, PolicyNumber.number).where(
-                    PolicyNumber.number.in_(list(numbers))
-                )
-            ):
+        if len(need_ids) > 20 * _CHUNK:
+            for nid, number in await session.execute(select(PolicyNumber.id, PolicyNumber.number)):
                 new_ids[number] = nid
+        else:
+            for numbers in _chunks(need_ids, _CHUNK):
+                for nid, number in await session.execute(
+                    select(PolicyNumber.id, PolicyNumber.number).where(
+                        PolicyNumber.number.in_(list(numbers))
+                    )
+                ):
+                    new_ids[number] = nid
         slot_rows: list[dict[str, Any]] = []
         for p in added + changed:
             target_id = p.existing_id if p.existing_id is not None else new_ids.get(p.number)
@@ -811,7 +847,8 @@ async def import_numbers(
         if notes:
             await _bulk_insert(session, _table(PolicyNotification), notes)
 
-        # audit: one event per EVENT_CHUNK changed numbers, with before and after
+        # audit: one event per EVENT_CHUNK numbers added or changed. A new number is a row of
+        # AUDIT_COLUMNS (before: nothing); a changed one lists the changed fields before/after.
         work = added + changed
         parts = max(1, (len(work) + EVENT_CHUNK - 1) // EVENT_CHUNK)
         for part, chunk in enumerate(_chunks(work, EVENT_CHUNK), start=1):
@@ -827,10 +864,13 @@ async def import_numbers(
                     "parts": parts,
                     "summary": result.to_dict(),
                     "users_created": sorted(plan.new_users) if part == 1 else [],
-                    "changes": [
-                        {"number": p.number, "row": p.row, "before": p.before, "after": p.after}
+                    "columns": list(AUDIT_COLUMNS),
+                    "added": [
+                        [p.number, p.row, *(p.after[c] for c in AUDIT_COLUMNS[2:])]
                         for p in chunk
+                        if p.before is None
                     ],
+                    "changed": [_audit_change(p) for p in chunk if p.before is not None],
                 },
                 now=now,
             )

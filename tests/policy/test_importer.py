@@ -100,12 +100,23 @@ async def test_import_adds_numbers(svc: PolicyService, db: Database) -> None:
     assert len(events) == 1
     details = json.loads(events[0].details)
     assert details["file"] == "fleet.csv" and details["users_created"] == ["alice", "bob", "carol"]
-    assert [c["number"] for c in details["changes"]] == [
+    assert details["columns"][:3] == ["number", "row", "user"]
+    assert details["added"][0] == [
         "+32470000001",
-        "+32470000002",
-        "+32470000003",
+        2,
+        "alice",
+        True,
+        "auto",
+        "professional",
+        True,
+        False,
+        False,
+        True,
+        "office",
+        [],
     ]
-    assert details["changes"][0]["before"] is None
+    assert [a[0] for a in details["added"]] == ["+32470000001", "+32470000002", "+32470000003"]
+    assert details["changed"] == []
     # the engine sees the imported numbers
     engine = PolicyEngine(db)
     assert (await engine.decide(["+32470000002"], datetime.now(UTC))).record
@@ -239,6 +250,19 @@ async def test_update_existing_and_notify(svc: PolicyService, db: Database) -> N
     pending = await svc.pending_notifications()
     assert [p["payload"]["changes"] for p in pending] == [
         {"mode": {"before": "professional", "after": "private"}}
+    ]
+    async with db.session() as s:
+        event = await s.scalar(
+            select(LedgerEntry).where(LedgerEntry.action == "policy.numbers.imported")
+        )
+    assert event is not None and event.actor == "fm"
+    assert json.loads(event.details)["changed"] == [
+        {
+            "number": "+32470000001",
+            "row": 2,
+            "before": {"mode": "professional", "beep": False},
+            "after": {"mode": "private", "beep": True},
+        }
     ]
 
 
