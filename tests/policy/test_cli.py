@@ -172,3 +172,16 @@ def test_registers_with_the_main_cli() -> None:
     assert args.by_user and args.mode == "private" and callable(args.run)
     args = build_parser().parse_args(["templates", "set", "x", "--slot", "mon 08:00-09:00"])
     assert args.slot == ["mon 08:00-09:00"]
+
+
+def test_progress_bar() -> None:
+    from siprec_recorder.policy.cli import _progress_bar
+
+    stream = io.StringIO()
+    show = _progress_bar(stream)
+    show(50_000, 100_000)
+    show(100_000, 100_000)
+    assert stream.getvalue() == (
+        "\r[###############...............]  50% 50,000/100,000"
+        "\r[##############################] 100% 100,000/100,000\n"
+    )
