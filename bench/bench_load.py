@@ -17,6 +17,7 @@ recorder's cost as a ratio to that floor. Loopback only; bounded in time; stops 
 from __future__ import annotations
 
 import argparse
+import functools
 import asyncio
 import math
 import os
@@ -37,6 +38,7 @@ PTIME = 0.02
 RATE = 8000
 
 
+@functools.lru_cache(maxsize=1)
 def _alaw_table() -> np.ndarray:
     """Linear 16-bit -> A-law, built from the G.711 segment rule (vectorised)."""
     x = np.arange(-32768, 32768, dtype=np.int32)
@@ -144,10 +146,12 @@ async def drive(rec: RecorderProcess, calls: int, duration: float, transport: st
                 ramp: float) -> list:
     target = rec.listeners[transport]
     options = SrcOptions(to=target, transport=transport)
+    # Built before the clock starts: the load generator must not stall its own loop.
+    prepared = [synthetic_call(duration, i) for i in range(calls)]
 
     async def one(i: int) -> object:
         await asyncio.sleep(ramp * i / max(1, calls))
-        return await replay_call(synthetic_call(duration, i), options)
+        return await replay_call(prepared[i], options)
 
     return list(await asyncio.gather(*(one(i) for i in range(calls))))
 
@@ -179,7 +183,7 @@ def main() -> int:
             recording={"channels": args.channels, "workers": args.workers},
             sip={"max_sessions": max(2000, args.calls * 2)},
             rtp={"port_min": 20000, "port_max": 20000 + 8 * args.calls + 100},
-            log={"level": "WARNING"},
+            log={"level": "INFO"},
         )
         rec = RecorderProcess(workdir=work, config_path=cfg, recordings=work / "recordings")
         rec.start()
