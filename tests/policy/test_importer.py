@@ -17,6 +17,7 @@ from siprec_recorder.policy.engine import PolicyEngine
 from siprec_recorder.policy.errors import CsvImportError, RowProblem, RuleError
 from siprec_recorder.policy.importer import (
     CurrentState,
+    ExistingNumber,
     export_numbers,
     import_numbers,
     plan_import,
@@ -376,7 +377,22 @@ _cells = st.sampled_from(
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(st.lists(st.one_of(_cells, st.text(max_size=12)), max_size=11), max_size=8))
 def test_fuzz_plan_only_raises_import_errors(rows: list[list[str]]) -> None:
-    state = CurrentState(templates={"office": (1, 1)}, users={"alice": 1})
+    existing = ExistingNumber(
+        id=1,
+        user="alice",
+        mode="professional",
+        managed=False,
+        status="manual",
+        beep=False,
+        notify=True,
+        self_service=False,
+        active=False,
+        template=None,
+        own_slots=(),
+    )
+    state = CurrentState(
+        numbers={"+32470000001": existing}, templates={"office": (1, 1)}, users={"alice": 1}
+    )
     table = [HEADER.split(","), *rows]
     try:
         plan_import(table, state)
