@@ -256,6 +256,8 @@ class PolicyEngine:
             await self.refresh(force=False)
         except Exception:  # noqa: BLE001 - keep deciding with the snapshot we have
             log.exception("policy snapshot reload failed; the previous one stays in use")
+            # do not make every call wait for a failing reload: the periodic check retries
+            self._loaded = self._wanted
             self._checked_at = self._monotonic()
 
     async def wait_refreshed(self) -> None:

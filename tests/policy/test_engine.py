@@ -295,3 +295,33 @@ async def test_participant_forms(engine: PolicyEngine) -> None:
     ):
         decision = await engine.decide([aor, "sip:alice@example.com"], MON_20)
         assert decision.recorded_number == "+32470000002", aor
+
+
+async def test_failed_reload_keeps_the_snapshot(db: Database) -> None:
+    await seed(db)
+    clock = [0.0]
+    engine = PolicyEngine(db, refresh_interval=5.0, monotonic=lambda: clock[0])
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    original = engine_module.load_rules
+
+    async def broken(database: Database) -> dict[str, NumberRule]:
+        raise RuntimeError("disk on fire")
+
+    engine_module.load_rules = broken  # type: ignore[assignment]
+    try:
+        engine.invalidate()
+        assert (await engine.decide(["+32470000002"], MON_10)).record
+        await engine.wait_refreshed()
+        # not stale any more: calls do not wait for a reload that keeps failing
+        start = time.perf_counter()
+        assert (await engine.decide(["+32470000002"], MON_10)).record
+        assert time.perf_counter() - start < 0.4
+    finally:
+        engine_module.load_rules = original  # type: ignore[assignment]
+    clock[0] = 10.0
+    async with transaction(db) as s:
+        await bump_policy_version(s)
+    await engine.decide(["+32470000002"], MON_10)
+    await engine.wait_refreshed()
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    await engine.close()
