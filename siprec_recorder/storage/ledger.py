@@ -24,8 +24,9 @@ anything still race, ``seq`` is the primary key and the loser fails with ``Integ
 rather than forking the chain. ``ledger_head`` also names the last entry, so
 :func:`verify_chain` notices entries cut from the end (unless the head was edited to match).
 
-Do not append from two sessions in one task at once: the second waits for the first's
-transaction to end, which would never happen.
+Do not append from two sessions in one task at once: the second would wait for the first's
+transaction to end, which never happens; it fails after :data:`LOCK_TIMEOUT_S` with
+:class:`~siprec_recorder.errors.LocalProtocolError` instead of hanging.
 """
 
 from __future__ import annotations
