@@ -201,6 +201,8 @@ class Recorder:
             await self._notifier.stop()
         if self.srs is not None:
             await self.srs.stop()
+        if self.policy is not None:
+            await self.policy.close()
         if self.sip is not None:
             await self.sip.stop()
         if self.metrics is not None:
@@ -223,9 +225,14 @@ async def _serve(config: Config, ready_file: Path | None = None) -> None:
     if recorder.metrics is not None:
         await recorder.metrics.start(config.metrics_listen)
     if ready_file is not None:
-        ready_file.write_text(
-            "\n".join(f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound) + "\n", encoding="utf-8"
-        )
+        lines = [f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound]
+        if recorder.metrics is not None and recorder.metrics.port is not None:
+            lines.append(
+                f"metrics:{config.metrics_listen.rpartition(':')[0]}:{recorder.metrics.port}"
+            )
+        tmp = ready_file.with_name(ready_file.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, ready_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

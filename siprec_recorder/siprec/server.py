@@ -159,6 +159,12 @@ def _uri_of(name_addr: str | None) -> str:
     return name_addr.split(";", 1)[0].strip()
 
 
+def _reason(message: str) -> str:
+    """A reason phrase from an error message: one printable line, bounded."""
+    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in message)
+    return " ".join(text.split())[:100] or "Bad Request"
+
+
 def _display_of(name_addr: str | None) -> str | None:
     if not name_addr or "<" not in name_addr:
         return None
@@ -390,7 +396,10 @@ class SessionRecordingServer:
         try:
             offer, metadata = self._parse_body(req)
         except RemoteProtocolError as exc:
-            self._respond(tx, req, exc.status_hint or 400, exc.message[:100], to_tag=local_tag)
+            # A body we cannot parse is a bad request, whatever layer found it (RFC 3261
+            # section 21.4.1); only size and media-type problems keep their own codes.
+            code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
+            self._respond(tx, req, code, _reason(exc.message), to_tag=local_tag)
             return
         if offer is None:
             self._respond(
@@ -805,7 +814,8 @@ class SessionRecordingServer:
         try:
             offer, metadata = self._parse_body(req)
         except RemoteProtocolError as exc:
-            self._respond(tx, req, exc.status_hint or 400, exc.message[:100], to_tag=s.local_tag)
+            code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
+            self._respond(tx, req, code, _reason(exc.message), to_tag=s.local_tag)
             return
         if metadata is not None:
             self._update_metadata(s, metadata, now)

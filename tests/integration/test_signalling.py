@@ -1,0 +1,122 @@
+"""SIP behaviour of the running recorder that every SRC relies on, over a raw UDP socket."""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+
+def request(
+    method: str,
+    target: tuple[str, int],
+    *,
+    body: bytes = b"",
+    ctype: str | None = None,
+    extra: str = "",
+    call_id: str | None = None,
+    to_tag: str | None = None,
+) -> tuple[bytes, socket.socket]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(5)
+    port = s.getsockname()[1]
+    cid = call_id or uuid.uuid4().hex
+    to = f"<sip:srs@127.0.0.1:{target[1]}>" + (f";tag={to_tag}" if to_tag else "")
+    lines = [
+        f"{method} sip:srs@127.0.0.1:{target[1]} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{uuid.uuid4().hex[:12]};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:+32470000001@127.0.0.1>;tag={uuid.uuid4().hex[:8]}",
+        f"To: {to}",
+        f"Call-ID: {cid}",
+        f"CSeq: 1 {method}",
+        f"Contact: <sip:src@127.0.0.1:{port}>",
+    ]
+    if ctype:
+        lines.append(f"Content-Type: {ctype}")
+    if extra:
+        lines.append(extra)
+    lines.append(f"Content-Length: {len(body)}")
+    s.sendto(("\r\n".join(lines) + "\r\n\r\n").encode() + body, target)
+    return final_response(s), s
+
+
+def final_response(s: socket.socket) -> bytes:
+    while True:
+        data, _ = s.recvfrom(65535)
+        if not data.startswith(b"SIP/2.0 1"):
+            return data
+
+
+def status(data: bytes) -> int:
+    return int(data.split(b" ", 2)[1])
+
+
+def header(data: bytes, name: str) -> str | None:
+    for line in data.split(b"\r\n")[1:]:
+        k, _, v = line.decode().partition(":")
+        if k.strip().lower() == name.lower():
+            return v.strip()
+    return None
+
+
+def test_options_is_answered_for_src_health_checks(recorder: Any) -> None:
+    resp, _ = request("OPTIONS", recorder.listeners["udp"])
+    assert status(resp) == 200
+    assert "INVITE" in (header(resp, "Allow") or "")
+
+
+@pytest.mark.parametrize(
+    ("method", "code"), [("MESSAGE", 405), ("REGISTER", 405), ("FROBNICATE", 501)]
+)
+def test_unsupported_methods(recorder: Any, method: str, code: int) -> None:
+    resp, _ = request(method, recorder.listeners["udp"])
+    assert status(resp) == code
+    assert header(resp, "Allow") is not None
+
+
+def test_invite_without_sdp_is_not_acceptable(recorder: Any) -> None:
+    resp, s = request("INVITE", recorder.listeners["udp"])
+    assert status(resp) == 488
+    assert recorder.search() == []
+
+
+def test_bye_for_an_unknown_dialog_gets_481(recorder: Any) -> None:
+    resp, _ = request("BYE", recorder.listeners["udp"], to_tag="nope")
+    assert status(resp) == 481
+
+
+def test_unsupported_require_gets_420(recorder: Any) -> None:
+    resp, _ = request("INVITE", recorder.listeners["udp"], extra="Require: 100rel, frobnication")
+    assert status(resp) == 420
+    assert header(resp, "Unsupported") == "frobnication"
+
+
+def test_unparseable_sdp_gets_400_and_the_next_call_works(recorder: Any) -> None:
+    resp, _ = request(
+        "INVITE", recorder.listeners["udp"], body=b"this is not SDP", ctype="application/sdp"
+    )
+    assert status(resp) == 400
+    good = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 40000 RTP/AVP 8\r\na=label:1\r\na=sendonly\r\n"
+    )
+    resp, _ = request("INVITE", recorder.listeners["udp"], body=good, ctype="application/sdp")
+    assert status(resp) == 200
+    answer = resp.split(b"\r\n\r\n", 1)[1].decode()
+    assert "a=label:1" in answer and "a=recvonly" in answer and "m=audio 0 " not in answer
+
+
+def test_metrics_endpoint_counts(recorder: Any) -> None:
+    request("FROBNICATE", recorder.listeners["udp"])
+    host, port = recorder.listeners["metrics"]
+    text = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+    assert "siprec_sessions_active 0" in text
+    assert 'siprec_responses_rejected_total{status="501"} 1' in text
+    assert "siprec_storage_free_bytes" in text
