@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.ledger import verify_chain
+from siprec_recorder.storage.ledger import append_event, verify_chain
 from siprec_recorder.storage.models import LedgerEntry
 
 from .auth import Principal
@@ -80,6 +80,18 @@ async def audit_trail(db: Database, p: Principal, q: AuditQuery) -> dict[str, An
                 }
             )
         problems = await verify_chain(s)
+    async with db.session() as s:  # looking at the audit trail is itself audited
+        filters = {
+            k: v for k, v in (("actor", q.actor), ("action", q.action), ("subject", q.subject)) if v
+        }
+        await append_event(
+            s,
+            actor=p.login,
+            action="web.audit_viewed",
+            subject="ledger",
+            details={"filters": filters, "page": q.page, "chain_ok": not problems},
+        )
+        await s.commit()
     return {
         "chain_ok": not problems,
         "problems": problems[:50],

@@ -188,6 +188,8 @@ class CaseService:
                 raise NotFound(f"no case {case_id}")
             scope = await build_scope(s, p, self.now())
             case, label = row
+            await self._audit(s, p, "web.case_viewed", f"case:{case.id}")
+            await s.commit()
             count = None
             if scope.case_right(case.id, "list"):
                 count = len(
