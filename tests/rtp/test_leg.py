@@ -150,3 +150,15 @@ def test_jitter_estimate() -> None:
     leg.finish()
     # uniform(0, 10 ms) delays: E|D| = 10/3 ms
     assert 2.0 < leg.stats.as_dict()["jitter_ms"] < 5.0
+
+
+def test_datagram_objects_are_not_retained() -> None:
+    import sys
+
+    leg = LegReceiver("1", jitter_window=8)
+    datagrams = [pkt(s, s * 160) for s in (1, 3, 4, 2, 5)]  # some wait in the jitter buffer
+    before = [sys.getrefcount(d) for d in datagrams]
+    for i in range(len(datagrams)):
+        leg.receive(datagrams[i], 1.0 + 0.02 * i)
+    assert [sys.getrefcount(d) for d in datagrams] == before
+    leg.finish()

@@ -58,3 +58,23 @@ def test_distances() -> None:
     assert seq_distance(10, 10) == 0
     assert ts_distance(0xFFFFFFFF, 0) == 1
     assert ts_distance(0, 0xFFFFFFFF) == -1
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.integers(0, 2**40), st.lists(st.integers(-3000, 3000), max_size=200))
+def test_unwrap_matches_true_counter(start: int, steps: list[int]) -> None:
+    """Any walk whose steps stay within half the modulus of the maximum unwraps exactly."""
+    for bits, cls in ((16, SequenceUnwrapper), (32, TimestampUnwrapper)):
+        u = cls()
+        true = start
+        first = u.unwrap(true & ((1 << bits) - 1))
+        highest = true
+        for step in steps:
+            true = max(true + step, start - 2000)
+            if abs(true - highest) >= 1 << (bits - 1):
+                break
+            highest = max(highest, true)
+            assert u.unwrap(true & ((1 << bits) - 1)) - first == true - start
