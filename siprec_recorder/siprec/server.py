@@ -302,6 +302,13 @@ class SessionRecordingServer:
 
     async def _on_request(self, req: SipRequest, tx: Any, src: Any) -> None:
         method = req.method.upper()
+        if method != "INVITE" or req.to_tag:
+            # New INVITEs are checked after the source checks; everything else here.
+            check = uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)
+            if check is not None:
+                status, reason, extra = check
+                self._respond(tx, req, status, reason, headers=list(extra))
+                return
         if method == "INVITE":
             if req.to_tag:
                 await self._on_reinvite(req, tx, src)
@@ -391,8 +398,7 @@ class SessionRecordingServer:
             )
             return
 
-        local_tag = secrets.token_hex(8)
-        self._respond(tx, req, 100, "Trying")
+        local_tag = secrets.token_hex(8)  # (the SIP core already sent 100 Trying)
         try:
             offer, metadata = self._parse_body(req)
         except RemoteProtocolError as exc:
