@@ -112,7 +112,12 @@ class Recorder:
         def source_filter(address: Any) -> bool:
             return bool(srs_holder[0].source_allowed(address))
 
-        self.sip = SipService(core, on_event, source_filter=source_filter)
+        def on_rejected_source(address: Any, data: bytes) -> None:
+            srs_holder[0].on_rejected_source(address, data)
+
+        self.sip = SipService(
+            core, on_event, source_filter=source_filter, on_rejected_source=on_rejected_source
+        )
         self.srs = SessionRecordingServer(
             sip=self.sip,
             index=self.index,

@@ -37,6 +37,9 @@ def render_metrics(recorder: Any) -> str:
         "# HELP siprec_emergency_calls_total Emergency calls seen (never recorded).",
         "# TYPE siprec_emergency_calls_total counter",
         f"siprec_emergency_calls_total {c.emergency}",
+        "# HELP siprec_unauthorised_messages_total Messages from sources not in allowed_sources.",
+        "# TYPE siprec_unauthorised_messages_total counter",
+        f"siprec_unauthorised_messages_total {c.unauthorised}",
         "# HELP siprec_declined_total Calls declined, by reason.",
         "# TYPE siprec_declined_total counter",
     ]

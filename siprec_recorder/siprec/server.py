@@ -44,7 +44,7 @@ from ..sip.events import (
     RequestReceived,
     TransactionTimedOut,
 )
-from ..sip.message import SipRequest, make_response, uas_precheck
+from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
 from .answer import AcceptedStream, build_answer
@@ -103,6 +103,7 @@ class SourcePolicy:
         self.rate = rate
         self.burst = max(1, burst)
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._reject_bucket: tuple[float, float] = (500.0, 0.0)
 
     def allowed(self, host: str) -> bool:
         try:
@@ -116,6 +117,16 @@ class SourcePolicy:
                 and ip.ipv4_mapped.is_loopback
             )
         return any(ip in net for net in self.networks if net.version == ip.version)
+
+    def take_reject(self, now: float, per_second: float = 500.0) -> bool:
+        """One stateless 403 to an unlisted source; False past ``per_second`` overall."""
+        tokens, last = self._reject_bucket
+        tokens = min(per_second, tokens + (now - last) * per_second)
+        if tokens < 1.0:
+            self._reject_bucket = (tokens, now)
+            return False
+        self._reject_bucket = (tokens - 1.0, now)
+        return True
 
     def take(self, host: str, now: float) -> bool:
         """One new INVITE from ``host``; False when over its rate."""
@@ -142,6 +153,7 @@ class Counters:
     declined: dict[str, int] = field(default_factory=dict)
     rejected: dict[int, int] = field(default_factory=dict)
     emergency: int = 0
+    unauthorised: int = 0
     finished: int = 0
     failed: int = 0
     finalize_seconds: float = 0.0
@@ -174,6 +186,8 @@ def _display_of(name_addr: str | None) -> str | None:
 
 class SessionRecordingServer:
     """The SRS. Feed it SIP events with :meth:`on_event`; it answers through ``sip``."""
+
+    BYE_GRACE = 0.2  # seconds the legs keep receiving after the SRC's BYE
 
     def __init__(
         self,
@@ -238,10 +252,37 @@ class SessionRecordingServer:
             await asyncio.gather(*list(self._finalizing | self._tasks), return_exceptions=True)
 
     def source_allowed(self, address: Any) -> bool:
-        """For the SIP transport's filter: False drops a message unanswered."""
-        if self.settings.unauthorised_response != "silence":
-            return True
+        """For the SIP transport's filter: False keeps the message away from the SIP core.
+
+        Sources outside ``allowed_sources`` never create a transaction, a dialog or an
+        index row: :meth:`on_rejected_source` answers them statelessly or not at all.
+        """
         return self.sources.allowed(address.host)
+
+    def on_rejected_source(self, address: Any, data: bytes) -> None:
+        """A message from a source not allowed: one stateless 403 (RFC 3261 section 8.2.7).
+
+        No 100 Trying, no retransmission, ACKs ignored; with ``unauthorised_response =
+        "silence"`` nothing at all. The 403s are rate-capped so that a spoofed flood cannot
+        use the recorder as a reflector.
+        """
+        self.counters.unauthorised += 1
+        if self.settings.unauthorised_response == "silence" or address.transport != "udp":
+            return
+        now = self.clock()
+        if not self.sources.take_reject(now):
+            return
+        try:
+            msg = parse_message(data)
+        except RemoteProtocolError:
+            return
+        if not isinstance(msg, SipRequest) or msg.method in ("ACK", "CANCEL"):
+            return
+        resp = make_response(
+            msg, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')]
+        )
+        self.counters.rejected[403] = self.counters.rejected.get(403, 0) + 1
+        self.sip.send_raw(resp.serialize(), address)
 
     # ------------------------------------------------------------------ events
     def on_event(self, event: Any) -> None:
@@ -712,9 +753,14 @@ class SessionRecordingServer:
         leg_maps = {
             pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()
         }
-        receiver = self.receiver_factory(
-            label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
-        )
+        try:
+            receiver = self.receiver_factory(
+                label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
+            )
+        except RemoteProtocolError as exc:  # e.g. an a=crypto line we cannot use
+            log.warning("call %s: refusing m-line %d: %s", s.call_id, st.index, exc.message)
+            used_labels.discard(label)
+            return refused
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
         c = st.codec
         rtpmaps: dict[int, tuple[str, int, str | None]] = {
@@ -910,46 +956,61 @@ class SessionRecordingServer:
             )
 
     def _update_metadata(self, s: RecordingSession, update: RecordingMetadata, now: float) -> None:
+        """Apply a metadata update (re-INVITE/UPDATE) and record who joined and who left.
+
+        Parties are matched by number before participant id: some SRCs (BroadWorks) give the
+        same party a new id in every document. A *complete* update that no longer lists an
+        earlier party means that party left (transfer, redirect, the end of a 3-way call);
+        the party stays in the recording with ``left_at`` set.
+        """
         merged = s.metadata.merge(update) if s.metadata is not None else update
         s.metadata = merged
         at = datetime.fromtimestamp(now, UTC).isoformat()
-        before = {p["participant_id"]: p for p in s.participants}
+
+        def key(p: dict[str, Any]) -> str:
+            return str(p.get("number") or p.get("participant_id"))
+
+        def event(p: dict[str, Any], kind: str, when: str) -> None:
+            s.participant_history.append(
+                {
+                    "participant_id": p.get("participant_id"),
+                    "aor": p.get("aor"),
+                    "number": p.get("number"),
+                    "event": kind,
+                    "at": when,
+                }
+            )
+
+        before = {key(p): p for p in s.participants}
+        listed = {key(p) for p in self._participants_from(update)}
         fresh = self._participants_from(merged)
-        after = {p["participant_id"]: p for p in fresh}
-        for pid, p in after.items():
-            if pid not in before or before[pid].get("aor") != p.get("aor"):
-                s.participant_history.append(
-                    {
-                        "participant_id": pid,
-                        "aor": p.get("aor"),
-                        "number": p.get("number"),
-                        "event": "joined",
-                        "at": at,
-                    }
-                )
-            if p.get("left_at") and not (pid in before and before[pid].get("left_at")):
-                s.participant_history.append(
-                    {
-                        "participant_id": pid,
-                        "aor": p.get("aor"),
-                        "number": p.get("number"),
-                        "event": "left",
-                        "at": p["left_at"],
-                    }
-                )
-        for pid, p in before.items():
-            if pid not in after:
-                s.participant_history.append(
-                    {
-                        "participant_id": pid,
-                        "aor": p.get("aor"),
-                        "number": p.get("number"),
-                        "event": "left",
-                        "at": at,
-                    }
-                )
-                p = dict(p)
-                p["left_at"] = p.get("left_at") or at
+        seen: set[str] = set()
+        for p in fresh:
+            k = key(p)
+            seen.add(k)
+            old = before.get(k)
+            if old is None:
+                event(p, "joined", at)
+                continue
+            if old.get("left_at") and k in listed and not p.get("left_at"):
+                event(p, "joined", at)  # back again
+            elif old.get("left_at") and not p.get("left_at"):
+                p["left_at"] = old["left_at"]
+            if p.get("left_at") and not old.get("left_at"):
+                event(p, "left", p["left_at"])
+            if not p.get("joined_at"):
+                p["joined_at"] = old.get("joined_at")
+        if update.datamode == "complete":
+            for p in fresh:
+                if key(p) not in listed and not p.get("left_at"):
+                    p["left_at"] = at
+                    event(p, "left", at)
+        for k, old in before.items():
+            if k not in seen:
+                p = dict(old)
+                if not p.get("left_at"):
+                    p["left_at"] = at
+                    event(p, "left", at)
                 fresh.append(p)
         s.participants = fresh
         self._assign_participants(s)
@@ -1007,6 +1068,9 @@ class SessionRecordingServer:
             self._per_source.pop(host, None)
         if send_bye:
             self._send_bye(s)
+        elif reason is None and not self._closing:
+            # The SRC's BYE can overtake its last RTP packets: keep listening a moment.
+            await asyncio.sleep(self.BYE_GRACE)
         for leg in s.legs:
             self._close_leg(leg)
         ended_at = self.clock()
@@ -1104,9 +1168,16 @@ class SessionRecordingServer:
             s.spool.flush()
 
     async def _flush_loop(self) -> None:
+        # Flushes run at fixed times (not "interval after the last one ended"), so the audio
+        # a crash can lose stays within one interval however long an fsync takes.
+        loop = asyncio.get_running_loop()
         interval = self.settings.flush_interval
+        next_at = loop.time() + interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at += interval
+            if next_at < loop.time():  # fell behind (a very slow disk): skip, don't burst
+                next_at = loop.time() + interval
             try:
                 await self.flush_all()
                 await self._expire(self.clock())
