@@ -201,8 +201,10 @@ class LegReceiver:
 
         stats = self.stats
         if ssrc != self._ssrc:
-            if self._ssrc is not None and ssrc == self._prev_ssrc and now - self._switched_at < (
-                STRAY_WINDOW
+            if (
+                self._ssrc is not None
+                and ssrc == self._prev_ssrc
+                and now - self._switched_at < (STRAY_WINDOW)
             ):
                 stats.packets_late += 1
                 return

@@ -150,8 +150,13 @@ class RtpPacket:
             b0 |= 0x10
         b1 = (0x80 if self.marker else 0) | (self.payload_type & 0x7F)
         parts = [
-            _HEADER.pack(b0, b1, self.sequence_number & 0xFFFF, self.timestamp & 0xFFFFFFFF,
-                         self.ssrc & 0xFFFFFFFF)
+            _HEADER.pack(
+                b0,
+                b1,
+                self.sequence_number & 0xFFFF,
+                self.timestamp & 0xFFFFFFFF,
+                self.ssrc & 0xFFFFFFFF,
+            )
         ]
         if self.csrc:
             parts.append(struct.pack(f"!{len(self.csrc)}I", *self.csrc))

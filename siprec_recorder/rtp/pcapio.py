@@ -86,7 +86,7 @@ def _pcapng(data: bytes) -> Iterator[tuple[float, int, bytes]]:
                     break
                 if code == 9 and olen >= 1:
                     v = body[opos + 4]
-                    resol = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+                    resol = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
                 opos += 4 + ((olen + 3) & ~3)
             interfaces.append((linktype, resol))
         elif btype == 6 and len(body) >= 20:  # Enhanced Packet Block
@@ -103,8 +103,12 @@ def iter_frames(data: bytes) -> Iterator[tuple[float, int, bytes]]:
     """(timestamp, linktype, frame) for every packet of a pcap or pcapng image."""
     if data[:4] == b"\x0a\x0d\x0d\x0a":
         yield from _pcapng(data)
-    elif data[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1",
-                      b"\xa1\xb2\x3c\x4d"):
+    elif data[:4] in (
+        b"\xd4\xc3\xb2\xa1",
+        b"\xa1\xb2\xc3\xd4",
+        b"\x4d\x3c\xb2\xa1",
+        b"\xa1\xb2\x3c\x4d",
+    ):
         yield from _classic(data)
     else:
         raise PcapError("not a pcap or pcapng file")
@@ -160,8 +164,11 @@ def _udp(version: int, ip: bytes) -> tuple[str, str, bytes] | None:
         if ip[9] != 17 or frag != 0:
             return None
         end = min(len(ip), total) if total else len(ip)
-        return (str(ipaddress.IPv4Address(ip[12:16])), str(ipaddress.IPv4Address(ip[16:20])),
-                ip[ihl:end])
+        return (
+            str(ipaddress.IPv4Address(ip[12:16])),
+            str(ipaddress.IPv4Address(ip[16:20])),
+            ip[ihl:end],
+        )
     if len(ip) < 40:
         return None
     nxt = ip[6]
@@ -183,8 +190,11 @@ def _udp(version: int, ip: bytes) -> tuple[str, str, bytes] | None:
         pos += hlen
     if nxt != 17:
         return None
-    return (str(ipaddress.IPv6Address(ip[8:24])), str(ipaddress.IPv6Address(ip[24:40])),
-            ip[pos:end])
+    return (
+        str(ipaddress.IPv6Address(ip[8:24])),
+        str(ipaddress.IPv6Address(ip[24:40])),
+        ip[pos:end],
+    )
 
 
 def iter_udp(data: bytes) -> Iterator[UdpDatagram]:

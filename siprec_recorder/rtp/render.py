@@ -262,8 +262,16 @@ class _LegRenderer:
         info = self.info
         n = len(recs)
         if not n:
-            info.update(status="no_media", codec=None, sample_rate=None, first_packet_at=None,
-                        segments=0, packets_received=0, packets_expected=0, packets_lost=0)
+            info.update(
+                status="no_media",
+                codec=None,
+                sample_rate=None,
+                first_packet_at=None,
+                segments=0,
+                packets_received=0,
+                packets_expected=0,
+                packets_lost=0,
+            )
             return
         self.arrival = np.fromiter((r.arrival for r in recs), np.float64, n)
         self.ts = np.fromiter((r.ext_ts for r in recs), np.int64, n)
@@ -428,8 +436,12 @@ class _LegRenderer:
             event = Counter(e for _a, e, _d in items).most_common(1)[0][0]
             duration = max(d for _a, _e, d in items)
             self.dtmf.append(
-                (self.leg.label, "0123456789*#ABCD"[event], round(max(start, 0.0), 3),
-                 int(round(duration * 1000 / pt_rate)))
+                (
+                    self.leg.label,
+                    "0123456789*#ABCD"[event],
+                    round(max(start, 0.0), 3),
+                    int(round(duration * 1000 / pt_rate)),
+                )
             )
         self.dtmf.sort(key=lambda x: x[2])
 
@@ -439,8 +451,11 @@ class _LegRenderer:
         new_ctx = np.ones(n, np.bool_)
         new_ctx[1:] = self.disc[1:] | (self.ssrc[1:] != self.ssrc[:-1])
         starts = np.flatnonzero(new_ctx)
-        expected = int(np.sum(np.maximum.reduceat(self.seq, starts)
-                              - np.minimum.reduceat(self.seq, starts) + 1))
+        expected = int(
+            np.sum(
+                np.maximum.reduceat(self.seq, starts) - np.minimum.reduceat(self.seq, starts) + 1
+            )
+        )
         received = int(len(np.unique(self.seq)))
         lost = max(0, expected - received)
         jitter = 0.0
@@ -459,8 +474,9 @@ class _LegRenderer:
         )
 
 
-def _place(audio: I16, samples: I16, pos: npt.NDArray[np.int64],
-           lengths: npt.NDArray[np.int64]) -> None:
+def _place(
+    audio: I16, samples: I16, pos: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
+) -> None:
     """Write each payload's samples at its position; blocks keep index arrays small."""
     total = len(audio)
     starts = np.cumsum(lengths) - lengths

@@ -166,7 +166,11 @@ def parse_rtcp(data: bytes) -> list[RtcpPacket]:
             ssrc, ntp_hi, ntp_lo, rtp_ts, pkts, octets = struct.unpack_from("!IIIIII", body)
             out.append(
                 RtcpSenderReport(
-                    ssrc, (ntp_hi << 32) | ntp_lo, rtp_ts, pkts, octets,
+                    ssrc,
+                    (ntp_hi << 32) | ntp_lo,
+                    rtp_ts,
+                    pkts,
+                    octets,
                     _report_blocks(body, 24, count),
                 )
             )
@@ -200,8 +204,12 @@ def summarize_reports(packets: list[RtcpPacket], now: float, into: dict[str, Any
         if isinstance(p, RtcpSenderReport):
             into["sr_count"] = into.get("sr_count", 0) + 1
             into["last_sr"] = {
-                "ssrc": p.ssrc, "ntp": p.ntp_seconds, "rtp_timestamp": p.rtp_timestamp,
-                "packet_count": p.packet_count, "octet_count": p.octet_count, "received_at": now,
+                "ssrc": p.ssrc,
+                "ntp": p.ntp_seconds,
+                "rtp_timestamp": p.rtp_timestamp,
+                "packet_count": p.packet_count,
+                "octet_count": p.octet_count,
+                "received_at": now,
             }
             if "first_sr" not in into:
                 into["first_sr"] = into["last_sr"]

@@ -61,22 +61,40 @@ class SpoolRecord:
             FLAG_DISCONTINUITY if self.discontinuity else 0
         )
         return encode_record(
-            self.arrival, self.ext_seq, self.ext_ts, self.payload_type, flags, self.ssrc,
+            self.arrival,
+            self.ext_seq,
+            self.ext_ts,
+            self.payload_type,
+            flags,
+            self.ssrc,
             self.payload,
         )
 
 
 def encode_record(
-    arrival: float, ext_seq: int, ext_ts: int, payload_type: int, flags: int, ssrc: int,
+    arrival: float,
+    ext_seq: int,
+    ext_ts: int,
+    payload_type: int,
+    flags: int,
+    ssrc: int,
     payload: bytes,
 ) -> bytes:
     """Encode one record; payloads longer than 65535 octets are truncated to fit."""
     if len(payload) > 0xFFFF:
         payload = payload[:0xFFFF]
-    return RECORD_HEADER.pack(
-        arrival, ext_seq & _MASK64, ext_ts & _MASK64, payload_type & 0x7F, flags & 0xFF,
-        ssrc & 0xFFFFFFFF, len(payload),
-    ) + payload
+    return (
+        RECORD_HEADER.pack(
+            arrival,
+            ext_seq & _MASK64,
+            ext_ts & _MASK64,
+            payload_type & 0x7F,
+            flags & 0xFF,
+            ssrc & 0xFFFFFFFF,
+            len(payload),
+        )
+        + payload
+    )
 
 
 def iter_records(data: bytes | bytearray | memoryview) -> Iterator[SpoolRecord]:
@@ -93,7 +111,13 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[SpoolRecord]:
         if end > n:
             return
         yield SpoolRecord(
-            arrival, ext_seq, ext_ts, pt, bool(flags & FLAG_MARKER), ssrc, buf[start:end],
+            arrival,
+            ext_seq,
+            ext_ts,
+            pt,
+            bool(flags & FLAG_MARKER),
+            ssrc,
+            buf[start:end],
             bool(flags & FLAG_DISCONTINUITY),
         )
         pos = end

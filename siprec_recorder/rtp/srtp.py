@@ -28,8 +28,13 @@ import pylibsrtp
 
 from ..errors import RemoteProtocolError
 
-__all__ = ["SUPPORTED_SUITES", "SrtpKeyError", "SrtpReceiver", "make_answer_crypto",
-           "parse_key_params"]
+__all__ = [
+    "SUPPORTED_SUITES",
+    "SrtpKeyError",
+    "SrtpReceiver",
+    "make_answer_crypto",
+    "parse_key_params",
+]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +120,9 @@ class SrtpReceiver:
         self.auth_failures += 1
         if not self._warned:
             self._warned = True
-            log.warning("SRTP (%s): packet refused: %s (further failures only counted)",
-                        self.suite, text)
+            log.warning(
+                "SRTP (%s): packet refused: %s (further failures only counted)", self.suite, text
+            )
 
 
 def make_answer_crypto(tag: int | str, suite: str) -> tuple[str, str]:

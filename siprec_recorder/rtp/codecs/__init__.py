@@ -59,8 +59,11 @@ def get_decoder(encoding: str, clock_rate: int, fmtp: str | None = None) -> Deco
                 return to_storage_frames(payload, wideband=wideband, octet_aligned=octet)
 
             return PyAvDecoder(
-                enc, "amrwb" if wideband else "amrnb", 16000 if wideband else 8000,
-                16000 if wideband else 8000, split=split,
+                enc,
+                "amrwb" if wideband else "amrnb",
+                16000 if wideband else 8000,
+                16000 if wideband else 8000,
+                split=split,
             )
     except Exception:  # FFmpeg without that decoder: unsupported here
         return None
