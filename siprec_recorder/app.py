@@ -51,6 +51,7 @@ class Recorder:
         self._web_server: Any = None
         self._notifier: Any = None
         self.policy_settings: Any = None
+        self.keyring: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -66,6 +67,7 @@ class Recorder:
         c = self.config
         root = c.recordings_path
         root.mkdir(parents=True, exist_ok=True)
+        self.keyring = self._keyring()
         self.db = Database(c.database_url)
         await self.db.open()
         self.index = SqlIndex(self.db)
@@ -128,6 +130,7 @@ class Recorder:
             executor=self.executor,
             settings=settings,
             receiver_factory=LegReceiver,
+            keyring=self.keyring,
         )
         srs_holder.append(self.srs)
         await self.srs.start()
@@ -146,6 +149,18 @@ class Recorder:
             "siprec-recorder listening on %s; recordings in %s",
             ", ".join(f"{t}:{h}:{p}" for t, h, p in self.sip.bound),
             root.resolve(),
+        )
+
+    def _keyring(self) -> Any:
+        st = self.config.storage
+        if not (st.encryption_key_file or st.encryption_key_env):
+            return None
+        from .compliance.crypto import load_keyring
+
+        return load_keyring(
+            key_file=st.encryption_key_file or None,
+            key_env=st.encryption_key_env or None,
+            old_key_files=st.encryption_old_key_files,
         )
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -173,7 +188,7 @@ class Recorder:
         app = create_app(
             self.db,
             FileLayout(self.config.recordings_path),
-            WebSettings(secure_cookies=bool(c.tls_certificate)),
+            WebSettings(secure_cookies=bool(c.tls_certificate), keyring=self.keyring),
             None,
         )
         app.state.recorder = self

@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True, slots=True)
 class SipConfig:
     """``[sip]``: signalling listeners, limits and who may send us calls."""
@@ -89,6 +88,11 @@ class StorageConfig:
     flush_interval: float = 1.0  # seconds between spool fsyncs
     min_free_mb: int = 200  # below this, new sessions get 503
     retention_years: int = 5
+    # Encryption at rest (AES-256-GCM) of finished recordings: a key file (32 bytes, or 64
+    # hex digits, or base64) or an environment variable holding the key; both empty = off.
+    encryption_key_file: str = ""
+    encryption_key_env: str = ""
+    encryption_old_key_files: tuple[str, ...] = ()  # retired keys, kept to read old files
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,6 +337,14 @@ def _validate(c: Config) -> None:
         raise ConfigError("[storage] retention_years: must be between 1 and 100")
     if c.storage.database_url and "://" not in c.storage.database_url:
         raise ConfigError("[storage] database_url: expected a URL such as sqlite+aiosqlite:///x")
+    if c.storage.encryption_key_file and c.storage.encryption_key_env:
+        raise ConfigError(
+            "[storage] encryption_key_file: set either it or encryption_key_env, not both"
+        )
+    if c.storage.encryption_old_key_files and not (
+        c.storage.encryption_key_file or c.storage.encryption_key_env
+    ):
+        raise ConfigError("[storage] encryption_old_key_files: needs a current key as well")
     if c.recording.channels not in ("mono", "stereo"):
         raise ConfigError('[recording] channels: must be "mono" or "stereo"')
     if c.recording.bitrate_kbps not in (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128):

@@ -57,6 +57,7 @@ def finalize_spool(
     ended_at: float | None,
     final_stats: dict[str, dict[str, Any]] | None = None,
     reason: str | None = None,
+    keyring: Any = None,
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
@@ -124,6 +125,15 @@ def finalize_spool(
         reason = "no media received"
     if len(pcm) > 0:
         mp3 = encode_mp3(pcm, rendered.sample_rate, int(manifest["bitrate_kbps"]))
+        key_id = manifest.get("key_id")
+        if key_id:
+            from ..compliance.crypto import encrypt_bytes
+
+            key = keyring.get(key_id) if keyring is not None else None
+            if key is None:
+                # Never write in clear a recording meant to be encrypted: keep the spool.
+                raise RuntimeError(f"encryption key {key_id} is not configured")
+            mp3, _ = encrypt_bytes(mp3, key)
         file_rel = layout.relative_path(
             manifest.get("recorded_number"),
             start_dt,
@@ -169,6 +179,7 @@ def finalize_spool(
             "file": os.path.basename(file_rel),
             "sha256": sha,
             "size_bytes": size,
+            "key_id": manifest.get("key_id"),
             "audio": {"codec": "mp3", "sample_rate": rendered.sample_rate, "channels": channels},
             "participants": manifest.get("participants", []),
             "participant_history": manifest.get("participant_history", []),

@@ -201,6 +201,7 @@ class SessionRecordingServer:
         executor: Executor | None,
         settings: SrsSettings,
         receiver_factory: Callable[..., Any],
+        keyring: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.sip = sip
@@ -212,6 +213,7 @@ class SessionRecordingServer:
         self.executor = executor
         self.settings = settings
         self.receiver_factory = receiver_factory
+        self.keyring = keyring  # compliance.crypto.KeyRing: encrypt finished files at rest
         self.clock = clock
         self.sessions: dict[str, RecordingSession] = {}
         self.sources = SourcePolicy(
@@ -499,6 +501,8 @@ class SessionRecordingServer:
             beep=bool(decision.beep) if decision is not None else False,
             spool=None,
         )
+        if self.keyring is not None and self.keyring.current is not None:
+            session.key_id = self.keyring.current.key_id
         session.participant_history = [
             {
                 "participant_id": p.get("participant_id"),
@@ -827,11 +831,15 @@ class SessionRecordingServer:
             leg.endpoint = None
 
     def _manifest(self, s: RecordingSession) -> dict[str, Any]:
-        return s.manifest(
+        manifest = s.manifest(
             channels=self.settings.channels,
             bitrate_kbps=self.settings.bitrate_kbps,
             retention_years=self.settings.retention_years,
         )
+        # The key is chosen when the call starts and kept in the manifest, so a recovery
+        # after a key rotation still encrypts with the recording's own key.
+        manifest["key_id"] = s.key_id
+        return manifest
 
     # ------------------------------------------------------------------ mid-call changes
     async def _on_reinvite(self, req: SipRequest, tx: Any, src: Any) -> None:
@@ -1112,6 +1120,7 @@ class SessionRecordingServer:
                 ended_at,
                 stats,
                 reason,
+                self.keyring,
             )
             if s.index_pending or await self.index.get(s.rec_id) is None:
                 await self.index.create_recording(self._new_recording_row(s, s.source))
@@ -1234,6 +1243,7 @@ class SessionRecordingServer:
                     None,
                     None,
                     "recorder stopped during the call",
+                    self.keyring,
                 )
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
@@ -1269,6 +1279,7 @@ class SessionRecordingServer:
             participants=[_participant_row(ParticipantRow, p) for p in s.participants],
             metadata_json=s.metadata.to_json() if s.metadata is not None else None,
             retention_years=self.settings.retention_years,
+            key_id=s.key_id,
         )
 
     def _new_row_from_manifest(self, m: dict[str, Any]) -> Any:
@@ -1288,6 +1299,7 @@ class SessionRecordingServer:
             participants=[_participant_row(ParticipantRow, p) for p in m.get("participants", [])],
             metadata_json=m.get("metadata"),
             retention_years=m.get("retention_years"),
+            key_id=m.get("key_id"),
         )
 
     def _declined_row(

@@ -147,6 +147,7 @@ class RecordingSession:
     last_answer: list[AcceptedStream] = field(default_factory=list)
     setup: Any = None  # asyncio.Task creating the spool and the index row
     index_pending: bool = False
+    key_id: str | None = None  # encryption at rest: the key this recording is written with
 
     def manifest(self, *, channels: str, bitrate_kbps: int, retention_years: int) -> dict[str, Any]:
         """The spool manifest: everything a finaliser needs without the live objects."""
