@@ -421,9 +421,11 @@ class SessionRecordingServer:
             return
         if self._closing or len(self.sessions) >= self.settings.max_sessions:
             self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._note_refusal(req, src, "recorder-at-capacity", now)
             return
         if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
             self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._note_refusal(req, src, "source-at-capacity", now)
             return
         if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
             log.error(
@@ -439,6 +441,7 @@ class SessionRecordingServer:
                 "Service Unavailable",
                 headers=[("Retry-After", "60"), ("Warning", '399 - "recorder storage full"')],
             )
+            self._note_refusal(req, src, "storage-low", now)
             return
 
         local_tag = secrets.token_hex(8)  # (the SIP core already sent 100 Trying)
@@ -561,6 +564,28 @@ class SessionRecordingServer:
             # The spool holds the call; recovery or the end of the call will index it.
             log.exception("call %s: cannot create index row yet", s.call_id)
             s.index_pending = True
+
+    def _note_refusal(self, req: SipRequest, src: Any, reason: str, now: float) -> None:
+        """Leave a ``declined`` row for a call refused before a session existed, so that the
+        completeness report lists it (in the background: the 503 is already on its way)."""
+        participants: list[dict[str, Any]] = []
+        try:
+            _offer, metadata = self._parse_body(req)
+            participants = self._participants(req, metadata)
+        except RemoteProtocolError:
+            participants = self._participants(req, None)
+        recorded, other, direction = self._roles(participants, None)
+        row = self._declined_row(req, src, participants, recorded, other, direction, reason, now)
+
+        async def write() -> None:
+            try:
+                await self.index.record_declined(row)
+            except Exception:
+                log.exception("call %s: cannot write the refusal row (%s)", req.call_id, reason)
+
+        task = asyncio.create_task(write())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _session_expires(self, req: SipRequest) -> float | None:
         value = req.headers.get("Session-Expires")

@@ -120,3 +120,15 @@ def test_metrics_endpoint_counts(recorder: Any) -> None:
     assert "siprec_sessions_active 0" in text
     assert 'siprec_responses_rejected_total{status="501"} 1' in text
     assert "siprec_storage_free_bytes" in text
+
+
+def test_capacity_refusal_is_503_and_leaves_a_row(recorder_factory: Any) -> None:
+    from .test_policy_calls import invite
+
+    rec = recorder_factory(sip={"max_sessions": 1})
+    assert status(invite(rec, "tel:+32470000001")) == 200
+    resp = invite(rec, "tel:+32470000002")
+    assert status(resp) == 503
+    assert header(resp, "Retry-After") == "10"
+    rows = [r for r in rec.search("--number", "+32470000002")]
+    assert [(r["state"], r["reason"]) for r in rows] == [("declined", "recorder-at-capacity")]
