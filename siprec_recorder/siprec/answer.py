@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AcceptedStream", "CodecChoice", "build_answer", "choose_codec", "SUPPORTED_ENCODINGS"]
+__all__ = [
+    "AcceptedStream",
+    "CodecChoice",
+    "DELAYED_OFFER_FORMATS",
+    "SUPPORTED_ENCODINGS",
+    "build_answer",
+    "build_offer",
+    "choose_codec",
+]
 
 # Encodings the renderer can turn into audio, in order of preference when an offer lists
 # several (wideband first: a recorder keeps the best audio it is given).
@@ -147,4 +155,45 @@ def build_answer(
         if s.label is not None:
             lines.append(f"a=label:{s.label}")
         lines.append(f"a={s.direction}")
+    return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")
+
+
+# What we offer when the SRC sends an INVITE without SDP (delayed offer, RFC 3261 section
+# 13.2.1; Cisco CUCM's built-in bridge does this): every codec we decode, plus DTMF.
+DELAYED_OFFER_FORMATS: dict[int, tuple[str, int, int]] = {
+    8: ("PCMA", 8000, 1),
+    0: ("PCMU", 8000, 1),
+    9: ("G722", 8000, 1),
+    18: ("G729", 8000, 1),
+    101: ("telephone-event", 8000, 1),
+}
+
+
+def build_offer(
+    *,
+    origin_host: str,
+    session_id: int,
+    session_version: int,
+    connection_address: str,
+    streams: Sequence[tuple[int, str | None]],
+) -> bytes:
+    """Our SDP offer in a 2xx to an INVITE without one: ``recvonly`` audio m-lines, one per
+    ``(port, label)``, each listing :data:`DELAYED_OFFER_FORMATS`."""
+    ip_ver = "IP6" if ":" in connection_address else "IP4"
+    lines = [
+        "v=0",
+        f"o=siprec-recorder {session_id} {session_version} IN {ip_ver} {origin_host}",
+        "s=siprec-recorder",
+        f"c=IN {ip_ver} {connection_address}",
+        "t=0 0",
+    ]
+    pts = " ".join(str(pt) for pt in DELAYED_OFFER_FORMATS)
+    for port, label in streams:
+        lines.append(f"m=audio {port} RTP/AVP {pts}")
+        for pt, (enc, rate, _ch) in DELAYED_OFFER_FORMATS.items():
+            lines.append(f"a=rtpmap:{pt} {enc}/{rate}")
+        lines.append("a=fmtp:101 0-15")
+        if label is not None:
+            lines.append(f"a=label:{label}")
+        lines.append("a=recvonly")
     return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace")

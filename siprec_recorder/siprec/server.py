@@ -47,7 +47,7 @@ from ..sip.events import (
 from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
-from .answer import AcceptedStream, build_answer
+from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
 from .session import Leg, OfferedStream, RecordingSession, parse_offer
@@ -323,8 +323,10 @@ class SessionRecordingServer:
                 await self._on_request(req, tx, src)
             case AckReceived(request=req):
                 s = self.sessions.get(req.call_id or "")
-                if s is not None:
+                if s is not None and not s.acked:
                     s.acked = True
+                    if s.delayed_offer:
+                        await self._on_delayed_answer(s, req)
             case InviteCancelled(transaction=tx, cancel=cancel):
                 await self._on_cancel(tx, cancel)
             case TransactionTimedOut(transaction=tx):
@@ -453,17 +455,8 @@ class SessionRecordingServer:
             code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
             self._respond(tx, req, code, _reason(exc.message), to_tag=local_tag)
             return
-        if offer is None:
-            self._respond(
-                tx,
-                req,
-                488,
-                "Not Acceptable Here",
-                to_tag=local_tag,
-                headers=[("Warning", '399 - "no SDP offer"')],
-            )
-            return
-        streams = parse_offer(offer)
+        delayed = offer is None
+        streams = parse_offer(offer) if offer is not None else self._delayed_offer(metadata)
         participants = self._participants(req, metadata)
         aors = [p["aor"] for p in participants if p.get("aor")]
         decision = None
@@ -506,6 +499,7 @@ class SessionRecordingServer:
         )
         if self.keyring is not None and self.keyring.current is not None:
             session.key_id = self.keyring.current.key_id
+        session.delayed_offer = delayed
         session.participant_history = [
             {
                 "participant_id": p.get("participant_id"),
@@ -587,6 +581,59 @@ class SessionRecordingServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _delayed_offer(self, metadata: RecordingMetadata | None) -> list[OfferedStream]:
+        """The streams we offer to an INVITE without SDP: one per metadata stream, else one."""
+        labels: list[str | None] = [None]
+        if metadata is not None and metadata.streams:
+            labels = [st.label for st in metadata.streams][:8]
+        rtpmaps = dict(DELAYED_OFFER_FORMATS)
+        formats = tuple(str(pt) for pt in rtpmaps)
+        codec = choose_codec(formats, rtpmaps, {101: "0-15"})
+        return [
+            OfferedStream(
+                index=i,
+                media="audio",
+                port=9,
+                proto="RTP/AVP",
+                formats=formats,
+                label=label,
+                direction="sendonly",
+                rtpmaps=rtpmaps,
+                fmtps={101: "0-15"},
+                crypto=(),
+                rtcp_mux=False,
+                codec=codec,
+            )
+            for i, label in enumerate(labels)
+        ]
+
+    async def _on_delayed_answer(self, s: RecordingSession, ack: SipRequest) -> None:
+        """The SRC's answer to our offer came in the ACK: bind codecs and labels."""
+        answer = None
+        try:
+            _ctype = ack.headers.get("Content-Type")
+            answer, _md = self._parse_body(ack) if ack.body else (None, None)
+        except RemoteProtocolError as exc:
+            log.warning("call %s: bad SDP answer in ACK: %s", s.call_id, exc.message)
+        if answer is None:
+            log.warning("call %s: delayed offer but no SDP answer in the ACK; ending", s.call_id)
+            await self._end(s.call_id, reason="no SDP answer in ACK", send_bye=True)
+            return
+        streams = parse_offer(answer)
+        for leg in list(s.legs):
+            st = streams[leg.index] if leg.index < len(streams) else None
+            if st is None or st.port == 0:
+                leg.direction = "inactive"
+                self._close_leg(leg)
+                continue
+            if st.label is not None and leg.offered_label is None:
+                leg.label = st.label
+            if st.codec is not None:
+                leg.codec = st.codec.encoding
+            leg.direction = "inactive" if st.direction == "inactive" else "recvonly"
+        self._assign_participants(s)
+        await self._save_manifest(s)
+
     def _session_expires(self, req: SipRequest) -> float | None:
         value = req.headers.get("Session-Expires")
         if not value:
@@ -597,13 +644,22 @@ class SessionRecordingServer:
             return None
 
     def _send_answer(self, req: SipRequest, tx: Any, s: RecordingSession) -> None:
-        body = build_answer(
-            origin_host=self.settings.advertised_address,
-            session_id=s.sdp_session_id,
-            session_version=s.sdp_version,
-            connection_address=self.settings.advertised_address,
-            streams=s.last_answer,
-        )
+        if s.delayed_offer and not s.acked:
+            body = build_offer(
+                origin_host=self.settings.advertised_address,
+                session_id=s.sdp_session_id,
+                session_version=s.sdp_version,
+                connection_address=self.settings.advertised_address,
+                streams=[(leg.port, leg.offered_label) for leg in s.legs],
+            )
+        else:
+            body = build_answer(
+                origin_host=self.settings.advertised_address,
+                session_id=s.sdp_session_id,
+                session_version=s.sdp_version,
+                connection_address=self.settings.advertised_address,
+                streams=s.last_answer,
+            )
         headers = [
             (
                 "Contact",
@@ -814,6 +870,7 @@ class SessionRecordingServer:
             srtp=srtp_params is not None,
             crypto_answer=crypto_answer[0] if crypto_answer else None,
             direction=direction,
+            offered_label=st.label,
         )
         s.legs.append(leg)
         return AcceptedStream(

@@ -100,6 +100,7 @@ class Leg:
     stream_id: str | None = None
     participant_id: str | None = None
     on_hold_since: float | None = None
+    offered_label: str | None = None  # the a=label of the m-line, as the offer had it
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,7 @@ class RecordingSession:
     setup: Any = None  # asyncio.Task creating the spool and the index row
     index_pending: bool = False
     key_id: str | None = None  # encryption at rest: the key this recording is written with
+    delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
 
     def manifest(self, *, channels: str, bitrate_kbps: int, retention_years: int) -> dict[str, Any]:
         """The spool manifest: everything a finaliser needs without the live objects."""

@@ -81,10 +81,28 @@ def test_unsupported_methods(recorder: Any, method: str, code: int) -> None:
     assert header(resp, "Allow") is not None
 
 
-def test_invite_without_sdp_is_not_acceptable(recorder: Any) -> None:
-    resp, s = request("INVITE", recorder.listeners["udp"])
-    assert status(resp) == 488
-    assert recorder.search() == []
+def test_invite_without_sdp_gets_our_offer_and_an_ack_without_answer_ends_it(
+    recorder: Any,
+) -> None:
+    """Delayed offer (RFC 3261 13.2.1; Cisco CUCM's built-in bridge): the offer goes in the
+    200 OK, recvonly, with every codec we decode; an ACK with no answer ends the call."""
+    resp, s = request("INVITE", recorder.listeners["udp"], call_id="delayed-1")
+    assert status(resp) == 200
+    offer = resp.split(b"\r\n\r\n", 1)[1].decode()
+    mlines = [line for line in offer.split("\r\n") if line.startswith("m=")]
+    assert len(mlines) == 1 and mlines[0].endswith("RTP/AVP 8 0 9 18 101")
+    assert "a=recvonly" in offer and "a=rtpmap:101 telephone-event/8000" in offer
+    to = header(resp, "To") or ""
+    via = header(resp, "Via") or ""
+    ack = (
+        f"ACK sip:srs@127.0.0.1:{recorder.listeners['udp'][1]} SIP/2.0\r\n"
+        f"Via: {via.split(';received')[0].split(';rport')[0]};branch=z9hG4bKack1\r\n"
+        f"From: {header(resp, 'From')}\r\nTo: {to}\r\nCall-ID: delayed-1\r\n"
+        "CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    s.sendto(ack.encode(), recorder.listeners["udp"])
+    bye, _ = s.recvfrom(65535)
+    assert bye.startswith(b"BYE ")
 
 
 def test_bye_for_an_unknown_dialog_gets_481(recorder: Any) -> None:
