@@ -225,7 +225,8 @@ class SessionRecordingServer:
         self._finalizing: set[asyncio.Task[Any]] = set()
         self._per_source: dict[str, int] = {}
         self._pending_invites: dict[Any, str] = {}  # transaction -> call-id of a new INVITE
-        self._declined_early: set[str] = set()
+        self._cancelled: dict[Any, SipRequest] = {}  # INVITE transaction -> its CANCEL
+        self._inviting: set[Any] = set()  # new INVITEs not answered finally yet
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -289,6 +290,12 @@ class SessionRecordingServer:
     # ------------------------------------------------------------------ events
     def on_event(self, event: Any) -> None:
         """Entry point from the SIP layer (synchronous; schedules the work)."""
+        if isinstance(event, InviteCancelled):
+            # Not queued behind the INVITE it cancels: the INVITE's handler looks for this
+            # mark before it answers, and answers 487 instead (RFC 3261 section 9.2).
+            if event.transaction in self._inviting:
+                self._cancelled[event.transaction] = event.cancel
+            return
         key = self._event_key(event)
         task = asyncio.create_task(self._dispatch(key, event))
         self._tasks.add(task)
@@ -327,8 +334,6 @@ class SessionRecordingServer:
                     s.acked = True
                     if s.delayed_offer:
                         await self._on_delayed_answer(s, req)
-            case InviteCancelled(transaction=tx, cancel=cancel):
-                await self._on_cancel(tx, cancel)
             case TransactionTimedOut(transaction=tx):
                 call_id = self._pending_invites.pop(tx, None)
                 s = self.sessions.get(call_id or "")
@@ -343,6 +348,9 @@ class SessionRecordingServer:
     ) -> None:
         if status >= 300:
             self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
+        if status >= 200:
+            self._cancelled.pop(tx, None)  # a CANCEL after the final answer changes nothing
+            self._inviting.discard(tx)
         self.sip.respond(tx, make_response(req, status, reason, **kw))
 
     async def _on_request(self, req: SipRequest, tx: Any, src: Any) -> None:
@@ -401,6 +409,7 @@ class SessionRecordingServer:
 
     async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
         self.counters.invites += 1
+        self._inviting.add(tx)
         host = src.host
         now = self.clock()
         call_id = req.call_id or ""
@@ -529,6 +538,13 @@ class SessionRecordingServer:
         session.session_expires = self._session_expires(req)
         session.refreshed_at = now
         session.last_answer = answer_streams
+        if self._cancelled.pop(tx, None) is not None:
+            for leg in session.legs:
+                self._close_leg(leg)
+            self._respond(tx, req, 487, "Request Terminated", to_tag=local_tag)
+            self._note_refusal(req, src, "cancelled", now)
+            log.info("call %s: cancelled by the SRC before it was answered", call_id)
+            return
         # Answer first: the signalling path never waits on the disk. The spool and the index
         # row are created right after, off the loop; the flusher skips the session until its
         # spool exists (packets wait in the legs' buffers), and the end of the call waits for
@@ -1135,18 +1151,6 @@ class SessionRecordingServer:
             log.exception("call %s: cannot update participants", s.call_id)
 
     # ------------------------------------------------------------------ CANCEL and end
-    async def _on_cancel(self, tx: Any, cancel: SipRequest) -> None:
-        call_id = cancel.call_id or ""
-        s = self.sessions.get(call_id)
-        invite = getattr(tx, "request", None)
-        if s is not None and not s.acked:
-            # The 200 OK already went out, so the INVITE is no longer pending (RFC 3261
-            # section 9.2): the SRC will ACK and BYE. Nothing to do but log.
-            log.info("call %s: CANCEL after our 200 OK; waiting for BYE", call_id)
-            return
-        if invite is not None:
-            self._respond(tx, invite, 487, "Request Terminated")
-
     async def _end(self, call_id: str, *, reason: str | None, send_bye: bool) -> None:
         s = self.sessions.pop(call_id, None)
         if s is None or s.ended:
