@@ -67,6 +67,7 @@ KNOWN_METHODS = {
     "PRACK",
 }
 SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
+MIN_SE = 90  # seconds, RFC 4028 section 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +456,13 @@ class SessionRecordingServer:
             self._note_refusal(req, src, "storage-low", now)
             return
 
+        expires = self._session_expires(req)
+        if expires is not None and expires < MIN_SE:
+            # RFC 4028 section 8.1: too small an interval gets 422 with our Min-SE.
+            self._respond(
+                tx, req, 422, "Session Interval Too Small", headers=[("Min-SE", str(MIN_SE))]
+            )
+            return
         local_tag = secrets.token_hex(8)  # (the SIP core already sent 100 Trying)
         try:
             offer, metadata = self._parse_body(req)

@@ -150,3 +150,70 @@ def test_capacity_refusal_is_503_and_leaves_a_row(recorder_factory: Any) -> None
     assert header(resp, "Retry-After") == "10"
     rows = [r for r in rec.search("--number", "+32470000002")]
     assert [(r["state"], r["reason"]) for r in rows] == [("declined", "recorder-at-capacity")]
+
+
+def test_session_expires_below_min_se_gets_422(recorder: Any) -> None:
+    resp, _ = request("INVITE", recorder.listeners["udp"], extra="Session-Expires: 30")
+    assert status(resp) == 422
+    assert header(resp, "Min-SE") == "90"
+
+
+def test_tls_listener_with_a_real_tls_client(recorder_factory: Any, tmp_path: Any) -> None:
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "recorder.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("recorder.test")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    rec = recorder_factory(
+        sip={
+            "listen": ["udp:127.0.0.1:0", "tls:127.0.0.1:0"],
+            "tls_certificate": str(cert_path),
+            "tls_private_key": str(key_path),
+        }
+    )
+    host, port = rec.listeners["tls"]
+    ctx = ssl.create_default_context(cafile=str(cert_path))
+    with (
+        socket.create_connection((host, port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="recorder.test") as tls,
+    ):
+        msg = (
+            f"OPTIONS sip:srs@recorder.test:{port};transport=tls SIP/2.0\r\n"
+            "Via: SIP/2.0/TLS 127.0.0.1:5099;branch=z9hG4bKtls1\r\nMax-Forwards: 70\r\n"
+            "From: <sips:src@example.com>;tag=t1\r\nTo: <sips:srs@recorder.test>\r\n"
+            "Call-ID: tls-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        tls.sendall(msg.encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(65535)
+            assert chunk
+            data += chunk
+    assert data.startswith(b"SIP/2.0 200 ")
+    assert b"Call-ID: tls-1" in data
