@@ -825,15 +825,7 @@ class SessionRecordingServer:
     async def _accept_stream(
         self, s: RecordingSession, st: OfferedStream, used_labels: set[str]
     ) -> AcceptedStream:
-        refused = AcceptedStream(
-            port=0,
-            proto=st.proto,
-            codec=None,
-            label=st.label,
-            direction="inactive",
-            media=st.media,
-            refused_format=st.formats[0] if st.formats else "0",
-        )
+        refused = _refused(st)
         if st.codec is None:
             return refused
         srtp_params = None
@@ -1005,31 +997,13 @@ class SessionRecordingServer:
                     answer.append(await self._accept_stream(s, st, used))
                 except Exception as exc:
                     log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
-                    answer.append(
-                        AcceptedStream(
-                            port=0,
-                            proto=st.proto,
-                            codec=None,
-                            label=st.label,
-                            direction="inactive",
-                            media=st.media,
-                        )
-                    )
+                    answer.append(_refused(st))
                 continue
             if st.port == 0 or st.codec is None:
                 # The stream was removed: stop receiving, keep what we have.
                 leg.direction = "inactive"
                 self._close_leg(leg)
-                answer.append(
-                    AcceptedStream(
-                        port=0,
-                        proto=st.proto,
-                        codec=None,
-                        label=st.label,
-                        direction="inactive",
-                        media=st.media,
-                    )
-                )
+                answer.append(_refused(st))
                 continue
             c = st.codec
             leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
@@ -1466,6 +1440,19 @@ class SessionRecordingServer:
             ],
             dtmf=result.get("dtmf", []),
         )
+
+
+def _refused(st: OfferedStream) -> AcceptedStream:
+    """The answer to an offered m-line we do not take: port 0, its first format echoed."""
+    return AcceptedStream(
+        port=0,
+        proto=st.proto,
+        codec=None,
+        label=st.label,
+        direction="inactive",
+        media=st.media,
+        refused_format=st.formats[0] if st.formats else "0",
+    )
 
 
 def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
