@@ -112,19 +112,11 @@ def test_every_scenario_file_is_in_one_job() -> None:
 
 
 # Open recorder bugs (docs/interop.md): strict xfail, so that the fix shows up as XPASS.
-_F6 = (
-    "F6: a party that a complete metadata update no longer lists (transfer, redirect, leaving "
-    "a 3-way call) is kept in the recording but never gets left_at / a 'left' event"
-)
-KNOWN_BUGS: dict[str, str] = {
-    "broadworks_3way_call_2.xml": _F6,
-    "broadworks_redirect.xml": _F6,
-    "cisco_webex_calling/outbound_blind_xfer_01.xml": _F6,
-    "cisco_bib_call_slave1.xml": (
-        "F5: INVITE without SDP (Cisco CUCM BiB delayed offer) answered 488 'no SDP offer'; "
-        "RFC 3261 13.2.1 lets the offer come in the 2xx and the answer in the ACK"
-    ),
-}
+# F5 (delayed offer, cisco_bib_call_slave1) fixed in d990c57; F6 (left_at after a complete
+# update) fixed in b1b7f78: broadworks_3way_call_2,
+#
+# broadworks_redirect and cisco_webex_calling/outbound_blind_xfer_01 are its regression tests.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
