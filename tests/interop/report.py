@@ -159,8 +159,8 @@ def miarec_section(data: dict[str, Any]) -> list[str]:
         exp_parts = []
         obs_parts = [f"SIPp {v['sipp'][:90]}"]
         for c in v.get("calls", []):
-            if c.get("answered") and c.get("media"):
-                exp_parts.append("recording: " + ", ".join(c.get("expected", [])))
+            if c.get("media"):
+                exp_parts.append("recording: " + (", ".join(c.get("expected", [])) or "?"))
                 if c.get("expected_left"):
                     exp_parts[-1] += f"; left: {', '.join(c['expected_left'])}"
             if c.get("recordings"):
