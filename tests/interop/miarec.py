@@ -31,6 +31,7 @@ there too fails because of the scenario or SIPp, not because of the recorder.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 import os
@@ -182,10 +183,10 @@ def prepare_scenario(text: str) -> str:
         return f'{m.group(1)}="{target}' if target is not None else m.group(0)
 
     text = _MEDIA_RE.sub(media, text)
+    text = _PAUSE_RE.sub(lambda m: f'<pause milliseconds="{scale_pause(int(m.group(1)))}"/>', text)
     text = _DIST_PAUSE_RE.sub(
         lambda m: f'<pause milliseconds="{scale_pause(int(m.group(1)))}"/>', text
     )
-    text = _PAUSE_RE.sub(lambda m: f'<pause milliseconds="{scale_pause(int(m.group(1)))}"/>', text)
     text = _TIMEWAIT_RE.sub(
         lambda m: f'<timewait milliseconds="{min(int(m.group(1)), TIMEWAIT_CAP_MS)}"/>', text
     )
@@ -261,6 +262,7 @@ class PartResult:
     errors: str = ""
     sent: list[SentMessage] = field(default_factory=list)
     received_status: dict[str, list[int]] = field(default_factory=dict)  # call-id -> statuses
+    answers: list[SentMessage] = field(default_factory=list)  # 2xx received (method = "2xx")
     media: bool = False
     timed_out: bool = False
 
@@ -431,6 +433,128 @@ def parse_message_log(text: str) -> tuple[list[SentMessage], dict[str, list[int]
     return sent, statuses
 
 
+def parse_received_2xx(text: str) -> list[SentMessage]:
+    """The 2xx responses SIPp received (``method`` holds the status), from ``-trace_msg``."""
+    out: list[SentMessage] = []
+    for chunk in _LOG_SPLIT_RE.split(text):
+        m = _LOG_HEAD_RE.match(chunk.lstrip("\n"))
+        if not m or m.group(2).lower() != "received":
+            continue
+        raw = chunk.lstrip("\n")[m.end() :].lstrip("\r\n")
+        head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+        lines = head.split("\n")
+        start = lines[0].split() if lines else []
+        if len(start) < 2 or not start[0].startswith("SIP/") or not start[1].startswith("2"):
+            continue
+        hdr: dict[str, str] = {}
+        for line in lines[1:]:
+            k, sep, v = line.partition(":")
+            if sep:
+                hdr.setdefault(k.strip().lower(), v.strip())
+        out.append(
+            SentMessage(
+                method=start[1],
+                call_id=hdr.get("call-id", hdr.get("i", "")),
+                cseq=hdr.get("cseq", ""),
+                content_type=hdr.get("content-type", hdr.get("c", "")),
+                body=body.encode("utf-8", "surrogateescape"),
+            )
+        )
+    return out
+
+
+def sdp_part(content_type: str, body: bytes) -> bytes | None:
+    """The application/sdp part of a body (an independent MIME reading)."""
+    ct = content_type.lower()
+    if ct.startswith("application/sdp"):
+        return body
+    if not ct.startswith("multipart/"):
+        return None
+    raw = f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    msg = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
+    if not msg.is_multipart():
+        return None
+    for part in msg.get_payload():
+        if not isinstance(part, email.message.Message):
+            continue
+        if (part.get_content_type() or "").lower() == "application/sdp":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return payload
+    return None
+
+
+def _media_lines(sdp: bytes) -> list[tuple[int, str | None, str]]:
+    """(port, label, direction) of every m-line; direction inherits the session's."""
+    session_dir = "sendrecv"
+    media: list[list[Any]] = []
+    for line in sdp.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.startswith("m="):
+            parts = line[2:].split()
+            port = (
+                int(parts[1].split("/")[0])
+                if len(parts) > 1 and parts[1].split("/")[0].isdigit()
+                else -1
+            )
+            media.append([port, None, None])
+        elif line.startswith("a="):
+            attr = line[2:]
+            if attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                if media:
+                    media[-1][2] = attr
+                else:
+                    session_dir = attr
+            elif attr.startswith("label:") and media:
+                media[-1][1] = attr[6:].strip()
+    return [(m[0], m[1], m[2] or session_dir) for m in media]
+
+
+_ANSWER_DIRECTION = {
+    "sendonly": ("recvonly",),
+    "sendrecv": ("recvonly",),
+    "recvonly": ("inactive",),
+    "inactive": ("inactive", "recvonly"),
+}
+
+
+def check_sdp_answers(sent: list[SentMessage], answers: list[SentMessage]) -> list[str]:
+    """Every 2xx to an INVITE/UPDATE that carried an offer answers every m-line, echoes
+    every label and is recvonly (inactive for an inactive or recvonly offer):
+    RFC 3264 section 6, RFC 7866 section 8.1.1."""
+    offers: dict[tuple[str, str], bytes] = {}
+    for msg in sent:
+        if msg.method in ("INVITE", "UPDATE"):
+            sdp = sdp_part(msg.content_type, msg.body)
+            if sdp is not None:
+                offers.setdefault((msg.call_id, msg.cseq.strip()), sdp)
+    problems: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for ans in answers:
+        key = (ans.call_id, ans.cseq.strip())
+        if key in seen or key not in offers:
+            continue
+        seen.add(key)
+        offered = _media_lines(offers[key])
+        sdp = sdp_part(ans.content_type, ans.body)
+        where = f"{ans.cseq.strip()}"
+        if sdp is None:
+            problems.append(f"{where}: 2xx without an SDP answer")
+            continue
+        answered = _media_lines(sdp)
+        if len(answered) != len(offered):
+            problems.append(f"{where}: {len(offered)} m-lines offered, {len(answered)} answered")
+            continue
+        for i, ((_op, olabel, odir), (aport, alabel, adir)) in enumerate(
+            zip(offered, answered, strict=True)
+        ):
+            if olabel is not None and alabel != olabel:
+                problems.append(f"{where}: m-line {i} label {olabel!r} answered as {alabel!r}")
+            if aport != 0 and adir not in _ANSWER_DIRECTION.get(odir, ("recvonly",)):
+                problems.append(f"{where}: m-line {i} offered {odir}, answered {adir}")
+    return problems
+
+
 def metadata_part(content_type: str, body: bytes) -> bytes | None:
     """The rs-metadata body part of a request body (an independent MIME reading)."""
     ct = content_type.lower()
@@ -443,6 +567,8 @@ def metadata_part(content_type: str, body: bytes) -> bytes | None:
     if not msg.is_multipart():
         return None
     for part in msg.get_payload():
+        if not isinstance(part, email.message.Message):
+            continue
         if "rs-metadata" in (part.get_content_type() or "").lower():
             payload = part.get_payload(decode=True)
             if isinstance(payload, bytes):
@@ -591,7 +717,9 @@ def run_job(
             media=media,
             timed_out=timed_out,
         )
-        pr.sent, pr.received_status = parse_message_log(_read(logs["messages"]))
+        text = _read(logs["messages"])
+        pr.sent, pr.received_status = parse_message_log(text)
+        pr.answers = parse_received_2xx(text)
         results.append(pr)
     return JobResult(job, label, results)
 
@@ -685,6 +813,8 @@ def judge(
                 scenario_fault = f"fails against the permissive UAS too: {base.summary()}"
             else:
                 problems.append(f"SIPp: {pr.summary()}")
+        sdp_problems = check_sdp_answers(pr.sent, pr.answers)
+        problems += [f"SDP answer {p}" for p in sdp_problems]
         calls: list[dict[str, Any]] = []
         for call in calls_by_part.get(pr.part, []):
             entry: dict[str, Any] = {
@@ -751,6 +881,7 @@ def judge(
                 "baseline": base.summary() if base is not None else "n/a",
                 "elapsed_s": round(pr.elapsed, 1),
                 "scenario_fault": scenario_fault,
+                "sdp_answers_checked": len({(a.call_id, a.cseq) for a in pr.answers}),
                 "problems": problems,
                 "calls": calls,
             }

@@ -149,7 +149,10 @@ def miarec_section(data: dict[str, Any]) -> list[str]:
         "(pauses scaled to 15 %, at most 3 s). *Expected*: SIPp succeeds, and each answered "
         "call that carries media ends with one complete recording whose participants are the "
         "numbers of the metadata it sent (merged over INVITE/re-INVITE/UPDATE; From/To where "
-        "no metadata is sent) and whose departed parties have `left_at`.",
+        "no metadata is sent) and whose departed parties have `left_at`; every 2xx to an "
+        "INVITE/UPDATE with an offer answers every m-line, echoes every label and is "
+        f"recvonly ({sum(v.get('sdp_answers_checked', 0) for v in data.get('verdicts', []))} "
+        "answers checked).",
         "",
         "| scenario | expected | observed | verdict |",
         "|---|---|---|---|",

@@ -67,8 +67,9 @@ def good_call_recorded(
     )
     rows = [r for r in rows if r["call_id"] == res.call_id]
     assert len(rows) == 1, rows
-    assert rows[0]["state"] == "complete", rows[0]
-    return rows[0]
+    row: dict[str, Any] = rows[0]
+    assert row["state"] == "complete", row
+    return row
 
 
 def assert_alive(rec: Any) -> None:
