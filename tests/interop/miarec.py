@@ -18,7 +18,7 @@ Each is *prepared* for SIPp 3.6.1 in a private work directory:
 A *job* is what the README runs together: one file, a 3PCC pair (``-3pcc``: the
 ``recvCmd`` side first, then the ``sendCmd`` side, as ``run_scenario.py`` does) or an
 extended-3PCC master with its slaves (``-slave_cfg``; slaves first). Transport is TCP
-(``-t t1``), as in the README; ``run_scenario.py`` does the same.
+(``-t t1``), as in the README and ``run_scenario.py``, or UDP (``-t u1``).
 
 After a job, what SIPp really sent is read back from its message log (``-trace_msg``):
 for each Call-ID, the rs-metadata bodies (INVITE, re-INVITE, UPDATE) in order, merged with

@@ -111,7 +111,7 @@ NOTES = [
     "after recording it. A more liberal rule (any ACK in the dialog acknowledges the "
     "pending 2xx) would keep such a call alive.",
     "The SDP parser refuses a whole offer for one line that is not `<type>=<value>` "
-    "(oracle_sbc_basic_calls_outbound.xml, 488). Skipping such lines would record it.",
+    "(oracle_sbc_basic_calls_outbound.xml: 488 over TCP, 400 over UDP). Skipping such lines would record it.",
     "Over TCP an INVITE from an unlisted source gets no answer even with "
     '`unauthorised_response = "403"` (the 403 is sent over UDP only). A TCP peer has '
     "completed a handshake, so a 403 there could follow the configuration without any "
@@ -139,64 +139,85 @@ def _known_bugs() -> dict[str, str]:
     return dict(KNOWN_BUGS)
 
 
-def miarec_section(data: dict[str, Any]) -> list[str]:
+def _miarec_cells(v: dict[str, Any], known: dict[str, str]) -> tuple[str, str, str]:
+    """(expected, observed, verdict) of one scenario verdict."""
+    exp_parts = []
+    obs_parts = [f"SIPp {v['sipp'][:90]}"]
+    for c in v.get("calls", []):
+        if c.get("media"):
+            exp_parts.append("recording: " + (", ".join(c.get("expected", [])) or "?"))
+            if c.get("expected_left"):
+                exp_parts[-1] += f"; left: {', '.join(c['expected_left'])}"
+        if c.get("recordings"):
+            obs = f"{c['recordings']} rec ({c.get('state')}): " + ", ".join(c.get("observed", []))
+            if c.get("observed_left"):
+                obs += f"; left: {', '.join(c['observed_left'])}"
+            obs_parts.append(obs)
+        elif c.get("answered"):
+            obs_parts.append("no recording")
+    if not v["problems"] and not v["scenario_fault"]:
+        verdict = "pass"
+    elif not v["problems"]:
+        verdict = "scenario defect: " + v["scenario_fault"][:160]
+    elif v["scenario"] in known:
+        verdict = known[v["scenario"]].split(":")[0]
+    else:
+        verdict = "FAIL: " + "; ".join(v["problems"])[:200]
+    expected = "SIPp ok; " + ("; ".join(exp_parts) if exp_parts else "no media call")
+    return expected, "; ".join(obs_parts), verdict
+
+
+def miarec_section(runs: dict[str, dict[str, Any]]) -> list[str]:
     known = _known_bugs()
+    first = next(iter(runs.values()))
+    checked = sum(v.get("sdp_answers_checked", 0) for r in runs.values() for v in r["verdicts"])
     out = [
         "## SIPREC SRC scenarios (miarec SIPp, 87 files)",
         "",
-        f"Run at {data.get('finished_at')} on commit {data.get('commit')}, over "
-        f"{data.get('transport', 'tcp').upper()}, SIPp time {data.get('sipp_seconds')} s "
-        "(pauses scaled to 15 %, at most 3 s). *Expected*: SIPp succeeds, and each answered "
+        f"Run at {first.get('finished_at')} on commit {first.get('commit')}, over "
+        + " and ".join(
+            f"{t.upper()} (SIPp time {r.get('sipp_seconds')} s)" for t, r in runs.items()
+        )
+        + ", pauses scaled to 15 % (at most 3 s). *Expected*: SIPp succeeds, and each answered "
         "call that carries media ends with one complete recording whose participants are the "
         "numbers of the metadata it sent (merged over INVITE/re-INVITE/UPDATE; From/To where "
         "no metadata is sent) and whose departed parties have `left_at`; every 2xx to an "
-        "INVITE/UPDATE with an offer answers every m-line, echoes every label and is "
-        f"recvonly ({sum(v.get('sdp_answers_checked', 0) for v in data.get('verdicts', []))} "
-        "answers checked).",
+        "INVITE/UPDATE with an offer answers every m-line, echoes every label and is recvonly "
+        f"({checked} answers checked).",
         "",
-        "| scenario | expected | observed | verdict |",
-        "|---|---|---|---|",
+        "| scenario | expected | "
+        + " | ".join(f"observed {t.upper()}" for t in runs)
+        + " | verdict |",
+        "|---|---|" + "---|" * len(runs) + "---|",
     ]
-    counts = {"pass": 0, "scenario defect": 0, "known bug": 0, "FAIL": 0}
-    for v in data.get("verdicts", []):
-        exp_parts = []
-        obs_parts = [f"SIPp {v['sipp'][:90]}"]
-        for c in v.get("calls", []):
-            if c.get("media"):
-                exp_parts.append("recording: " + (", ".join(c.get("expected", [])) or "?"))
-                if c.get("expected_left"):
-                    exp_parts[-1] += f"; left: {', '.join(c['expected_left'])}"
-            if c.get("recordings"):
-                obs = f"{c['recordings']} rec ({c.get('state')}): " + ", ".join(
-                    c.get("observed", [])
-                )
-                if c.get("observed_left"):
-                    obs += f"; left: {', '.join(c['observed_left'])}"
-                obs_parts.append(obs)
-            elif c.get("answered"):
-                obs_parts.append("no recording")
-        if not v["problems"] and not v["scenario_fault"]:
-            verdict = "pass"
-        elif not v["problems"]:
-            verdict = "scenario defect"
-        elif v["scenario"] in known:
-            verdict = "known bug"
-        else:
-            verdict = "FAIL"
-        counts[verdict] += 1
-        shown = verdict
-        if verdict == "known bug":
-            shown = known[v["scenario"]].split(":")[0]
-        elif verdict == "scenario defect":
-            shown = "scenario defect: " + v["scenario_fault"][:160]
-        elif verdict == "FAIL":
-            shown = "FAIL: " + "; ".join(v["problems"])[:200]
-        expected = "SIPp ok; " + ("; ".join(exp_parts) if exp_parts else "no media call")
+    by_transport = {t: {v["scenario"]: v for v in r["verdicts"]} for t, r in runs.items()}
+    counts: dict[str, int] = {}
+    for v in first["verdicts"]:
+        cells = []
+        verdicts = []
+        expected = ""
+        for t in runs:
+            vt = by_transport[t].get(v["scenario"])
+            if vt is None:
+                cells.append("not run")
+                continue
+            expected, observed, verdict = _miarec_cells(vt, known)
+            cells.append(observed)
+            verdicts.append(verdict if len(runs) == 1 else f"{t}: {verdict}")
+            kind = (
+                verdict.split(":")[0]
+                if verdict.startswith(("scenario", "FAIL"))
+                else ("pass" if verdict == "pass" else "known bug")
+            )
+            counts[f"{t} {kind}"] = counts.get(f"{t} {kind}", 0) + 1
+        if all(x.endswith(": pass") or x == "pass" for x in verdicts):
+            verdicts = ["pass"]
         out.append(
             f"| {_cell(v['scenario'])} | {_cell(expected)} | "
-            f"{_cell('; '.join(obs_parts))} | {_cell(shown)} |"
+            + " | ".join(_cell(c) for c in cells)
+            + f" | {_cell('; '.join(verdicts))} |"
         )
-    out += ["", "Totals: " + ", ".join(f"{k} {n}" for k, n in counts.items()), ""]
+    out += ["", "Totals: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())), ""]
     return out
 
 
@@ -310,9 +331,9 @@ def render() -> str:
         "then regenerate this file.",
         "",
     ]
-    miarec = _load("miarec")
-    if miarec:
-        lines += miarec_section(miarec)
+    runs = {t: r for t in ("tcp", "udp") if (r := _load(f"miarec_{t}")) is not None}
+    if runs:
+        lines += miarec_section(runs)
     hostile = _load("hostile")
     if hostile:
         lines += hostile_section(hostile)

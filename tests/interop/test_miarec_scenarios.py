@@ -1,7 +1,7 @@
 """Every miarec SIPp SIPREC scenario against one running recorder (issue 3, "Interop").
 
-All jobs (see :mod:`tests.interop.miarec`) run once per module, a dozen at a time, against
-the recorder and, at the same time, against the permissive baseline UAS. Each scenario file
+All jobs (see :mod:`tests.interop.miarec`) run once per transport (TCP, then UDP), a dozen
+at a time, against a recorder and, at the same time, against the permissive baseline UAS. Each scenario file
 is then one test case: no SIPp failure that is the recorder's fault, and every answered call
 that carried media ends with exactly one finished recording whose participants are the
 numbers of the metadata the call sent (merged over INVITE, re-INVITE and UPDATE; From/To
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .conftest import RESULTS, ROOT, require_tool, write_results
-from .miarec import FINISHED_STATES, JobResult, all_jobs, judge, run_jobs
+from .miarec import FINISHED_STATES, JobResult, RunSettings, all_jobs, judge, run_jobs
 from .permissive_uas import PermissiveUas
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,13 +42,16 @@ def _git_commit() -> str:
         return "?"
 
 
-@pytest.fixture(scope="module")
-def miarec_run(module_recorders: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=["tcp", "udp"])
+def miarec_run(module_recorders: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """All jobs over one transport (TCP as the README does it, then UDP)."""
     require_tool("sipp")
-    rec = module_recorders("miarec", rtp={"inactivity_timeout": 20.0})
-    target = rec.listeners["tcp"]
+    transport: str = request.param
+    settings = RunSettings(transport=transport)
+    rec = module_recorders(f"miarec-{transport}", rtp={"inactivity_timeout": 20.0})
+    target = rec.listeners[transport]
     uas = PermissiveUas().start()
-    work = RESULTS / "sipp"  # kept after the run: scenario copies and SIPp message logs
+    work = RESULTS / "sipp" / transport  # kept after the run: scenario copies and SIPp logs
     started = time.monotonic()
     out: dict[str, dict[str, JobResult]] = {}
     try:
@@ -56,15 +59,18 @@ def miarec_run(module_recorders: Any, tmp_path_factory: pytest.TempPathFactory) 
         def baseline() -> None:
             out["baseline"] = run_jobs(
                 JOBS,
-                ("127.0.0.1", uas.ports["tcp"]),
+                ("127.0.0.1", uas.ports[transport]),
                 work,
                 label="baseline",
                 parallel=PARALLEL // 2,
+                settings=settings,
             )
 
         t = threading.Thread(target=baseline, name="baseline-run")
         t.start()
-        out["recorder"] = run_jobs(JOBS, target, work, label="recorder", parallel=PARALLEL)
+        out["recorder"] = run_jobs(
+            JOBS, target, work, label="recorder", parallel=PARALLEL, settings=settings
+        )
         t.join(600)
     finally:
         uas.stop()
@@ -94,11 +100,11 @@ def miarec_run(module_recorders: Any, tmp_path_factory: pytest.TempPathFactory) 
         "commit": _git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "sipp_seconds": round(sipp_seconds, 1),
-        "transport": "tcp",
+        "transport": transport,
         "verdicts": [verdicts[s] for s in SCENARIO_FILES if s in verdicts],
         "recorder_log_tail": rec.log()[-20000:],
     }
-    write_results("miarec", payload)
+    write_results(f"miarec_{transport}", payload)
     return {"verdicts": verdicts, "rec": rec, "rows": rows}
 
 
