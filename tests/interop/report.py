@@ -111,7 +111,8 @@ NOTES = [
     "after recording it. A more liberal rule (any ACK in the dialog acknowledges the "
     "pending 2xx) would keep such a call alive.",
     "The SDP parser refuses a whole offer for one line that is not `<type>=<value>` "
-    "(oracle_sbc_basic_calls_outbound.xml: 488 over TCP, 400 over UDP). Skipping such lines would record it.",
+    "(oracle_sbc_basic_calls_outbound.xml: 488 over TCP, 400 over UDP). Skipping such "
+    "lines would record it.",
     "Over TCP an INVITE from an unlisted source gets no answer even with "
     '`unauthorised_response = "403"` (the 403 is sent over UDP only). A TCP peer has '
     "completed a handshake, so a 403 there could follow the configuration without any "
