@@ -3,9 +3,10 @@
 All jobs (see :mod:`tests.interop.miarec`) run once per transport (TCP, then UDP), a dozen
 at a time, against a recorder and, at the same time, against the permissive baseline UAS.
 Each scenario file is then one test case per transport: no SIPp failure that is the
-recorder's fault, and every answered call that carried media ends with exactly one finished recording whose participants are the
-numbers of the metadata the call sent (merged over INVITE, re-INVITE and UPDATE; From/To
-for the Cisco CUBE network-based scenarios that send none).
+recorder's fault; every answered call that carried media ends with exactly one finished
+recording whose participants are the numbers of the metadata the call sent (merged over
+INVITE, re-INVITE and UPDATE; From/To for the Cisco CUBE network-based scenarios that send
+none), departed parties with ``left_at``; every SDP answer echoes every label, recvonly.
 """
 
 from __future__ import annotations
