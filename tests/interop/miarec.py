@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,7 @@ class SentMessage:
     body: bytes
     from_: str = ""
     to: str = ""
+    time: float = 0.0  # epoch seconds of the log entry (SIPp's clock = ours)
 
 
 @dataclass(slots=True)
@@ -297,6 +299,7 @@ class CallExpectation:
     media: bool
     from_: str = ""
     to: str = ""
+    span_s: float | None = None  # from the 2xx to the first INVITE until the BYE was sent
 
     def metadata(self) -> Any:
         """The merged RecordingMetadata (or the MetadataError of a body that does not parse)."""
@@ -370,8 +373,19 @@ class JobResult:
                 md = metadata_part(msg.content_type, msg.body)
                 if md is not None:
                     bodies[msg.call_id].append(md)
+            first_ok: dict[str, float] = {}
+            for a in pr.answers:
+                if a.cseq.strip().upper().endswith("INVITE"):
+                    first_ok.setdefault(a.call_id, a.time)
+            bye_at: dict[str, float] = {}
+            for msg in pr.sent:
+                if msg.method == "BYE":
+                    bye_at.setdefault(msg.call_id, msg.time)
             for cid in order:
                 answered = 200 in pr.received_status.get(cid, [])
+                span = None
+                if cid in first_ok and cid in bye_at and first_ok[cid] and bye_at[cid]:
+                    span = round(bye_at[cid] - first_ok[cid], 3)
                 out.append(
                     CallExpectation(
                         cid,
@@ -381,6 +395,7 @@ class JobResult:
                         pr.media,
                         first[cid].from_,
                         first[cid].to,
+                        span,
                     )
                 )
         return out
@@ -388,6 +403,23 @@ class JobResult:
 
 # ---------------------------------------------------------------------- message logs
 _LOG_SPLIT_RE = re.compile(r"^-{20,} .*$", re.M)
+_LOG_STAMP_RE = re.compile(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)", re.M)
+
+
+def _chunks(text: str) -> list[tuple[float, str]]:
+    """(local time as epoch seconds, entry text) of each message-log entry."""
+    out: list[tuple[float, str]] = []
+    marks = list(_LOG_STAMP_RE.finditer(text))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        try:
+            ts = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        except ValueError:
+            ts = 0.0
+        out.append((ts, text[m.end() : end]))
+    return out
+
+
 _LOG_HEAD_RE = re.compile(r"^\s*(UDP|TCP|TLS|SCTP) message (sent|received)[^\n]*:\s*\n", re.I)
 
 
@@ -395,7 +427,7 @@ def parse_message_log(text: str) -> tuple[list[SentMessage], dict[str, list[int]
     """Requests SIPp sent and the statuses it received, per Call-ID, from ``-trace_msg``."""
     sent: list[SentMessage] = []
     statuses: dict[str, list[int]] = {}
-    for chunk in _LOG_SPLIT_RE.split(text):
+    for stamp, chunk in _chunks(text):
         m = _LOG_HEAD_RE.match(chunk.lstrip("\n"))
         if not m:
             continue
@@ -428,6 +460,7 @@ def parse_message_log(text: str) -> tuple[list[SentMessage], dict[str, list[int]
                 body=body.encode("utf-8", "surrogateescape"),
                 from_=hdr.get("from", hdr.get("f", "")),
                 to=hdr.get("to", hdr.get("t", "")),
+                time=stamp,
             )
         )
     return sent, statuses
@@ -436,7 +469,7 @@ def parse_message_log(text: str) -> tuple[list[SentMessage], dict[str, list[int]
 def parse_received_2xx(text: str) -> list[SentMessage]:
     """The 2xx responses SIPp received (``method`` holds the status), from ``-trace_msg``."""
     out: list[SentMessage] = []
-    for chunk in _LOG_SPLIT_RE.split(text):
+    for stamp, chunk in _chunks(text):
         m = _LOG_HEAD_RE.match(chunk.lstrip("\n"))
         if not m or m.group(2).lower() != "received":
             continue
@@ -458,6 +491,7 @@ def parse_received_2xx(text: str) -> list[SentMessage]:
                 cseq=hdr.get("cseq", ""),
                 content_type=hdr.get("content-type", hdr.get("c", "")),
                 body=body.encode("utf-8", "surrogateescape"),
+                time=stamp,
             )
         )
     return out
@@ -763,6 +797,9 @@ def run_jobs(
 
 # ---------------------------------------------------------------------- checking
 FINISHED_STATES = ("complete", "completed", "finished")
+#: A recording may be shorter than answer-to-BYE by this much (first packet ~20 ms after the
+#: 200 OK, the MP3 frame grid); anything more is silence the timeline dropped.
+DURATION_TOLERANCE_S = 0.5
 
 #: Scenario files whose SIPp run fails because of what the file itself sends (checked by
 #: hand against the message logs); such a failure is not held against the recorder. The
@@ -841,6 +878,7 @@ def judge(
                     {str(p.get("number")) for p in row.get("participants", []) if p.get("number")}
                 )
                 entry["duration_s"] = row.get("duration_s")
+                entry["call_span_s"] = call.span_s
                 entry["participants"] = [
                     {k: p.get(k) for k in ("number", "aor", "joined_at", "left_at")}
                     for p in row.get("participants", [])
@@ -862,6 +900,15 @@ def judge(
                     entry["problem"] = (
                         f"participants {entry['observed']} != {call.expectation_source} "
                         f"{entry['expected']}"
+                    )
+                elif (
+                    call.span_s is not None
+                    and entry.get("duration_s") is not None
+                    and float(entry["duration_s"]) < call.span_s - DURATION_TOLERANCE_S
+                ):
+                    entry["problem"] = (
+                        f"recording lasts {entry['duration_s']} s, the call {call.span_s} s "
+                        "(answer to BYE): the timeline lost the end of the call"
                     )
                 elif not set(entry["expected_left"]) <= set(entry["observed_left"]):
                     entry["problem"] = (

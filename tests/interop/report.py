@@ -102,6 +102,21 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "fixed in b1b7f78 (one stateless 403 over UDP, capped at 500/s overall; silence "
         "over TCP); test_unlisted_source_403_is_stateless is its regression test",
     ),
+    (
+        "F8",
+        "siprec/finalize.py `finalize_spool` (rtp/render.py `render_call`)",
+        "the timeline ends at the last RTP packet, not at the end of the session: a call put "
+        "on hold that never resumes (metaswitch 19b shared line: media paused, then a "
+        "re-INVITE and the BYE 1.05 s later) gives a 2.2 s recording for a 3.36 s call; "
+        "`ended_at` is only used for the index end time, `duration_s` is the rendered length.",
+        "after `render_call`, when the session ended by BYE/CANCEL (not by the inactivity "
+        "timeout) and `ended_at - started_at > rendered.duration_s`, append "
+        "`round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate)` zero "
+        "rows to `rendered.pcm` (same channel count) before encoding, and report that length "
+        "as `duration_s`",
+        "open (strict xfail: 19b_shared_line_callA.xml and 3pcc_19b_shared_line_callA.xml, "
+        "both transports)",
+    ),
 ]
 
 # Behaviour worth knowing that is not counted as a bug.
