@@ -37,6 +37,7 @@ class RecorderProcess:
     proc: subprocess.Popen[bytes] | None = None
     listeners: dict[str, tuple[str, int]] = field(default_factory=dict)
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # extra environment of the recorder
 
     def start(self, timeout: float = 30.0) -> None:
         ready = self.workdir / "ready"
@@ -44,6 +45,7 @@ class RecorderProcess:
         self.log_path = self.workdir / f"recorder-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPREC__")}
+        env.update(self.env)
         self.proc = subprocess.Popen(
             [
                 sys.executable,
