@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import require_tool, write_results
+from .conftest import RESULTS, require_tool, write_results
 from .hostile import Vector, judge_vector, load_vectors, protos_messages, rounds
 from .sipclient import (
     exchange_tcp,
@@ -41,7 +42,18 @@ _RESULTS: dict[str, Any] = {"vectors": {}, "protos": {}, "checks": {}}
 
 
 def _save() -> None:
-    write_results("hostile", _RESULTS)
+    """Merge this run's results into build/interop/hostile.json (a partial run, e.g. with
+    ``-k``, updates its own entries and keeps the others)."""
+    merged: dict[str, Any] = {"vectors": {}, "protos": {}, "checks": {}}
+    try:
+        merged.update(json.loads((RESULTS / "hostile.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
+    for key in ("vectors", "checks"):
+        merged[key] = {**merged.get(key, {}), **_RESULTS[key]}
+    if _RESULTS["protos"]:
+        merged["protos"] = _RESULTS["protos"]
+    write_results("hostile", merged)
 
 
 def _source_ip(i: int) -> str:
