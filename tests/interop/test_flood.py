@@ -50,8 +50,10 @@ def test_recorder_stays_up(flood_report: dict[str, Any]) -> None:
 def test_flood_sent_and_answered(flood_report: dict[str, Any]) -> None:
     flood = flood_report["flood"]
     sent = flood["sent"]
-    assert sent["invite"] + sent["junk"] == int(SECONDS * RATE), flood
-    assert flood["elapsed_s"] < SECONDS + 2, flood
+    # the sender is paced and bounded: all of it on time, or at worst 90 % in 5 s extra
+    assert sent["invite"] + sent["junk"] >= 0.9 * SECONDS * RATE, flood
+    assert sent["invite"] + sent["junk"] <= SECONDS * RATE, flood
+    assert flood["elapsed_s"] <= SECONDS + 5.5, flood
     answers = flood["answers"]
     # unlisted sources get one stateless 403 each at most (rate-capped: no reflection)
     assert 0 < answers.get("403", 0) <= sent["invite"], answers
