@@ -13,6 +13,7 @@ path depends only on the manifest, so running it twice gives the same file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -91,6 +92,19 @@ def finalize_spool(
             )
         )
     rendered = render_call(legs, channels=manifest["channels"], session_start=started_at)
+    if manifest.get("extend_to_end") and ended_at is not None:
+        # The session went on after the last packet (hold without resume, a paused stream):
+        # that silence is part of the call, so the recording runs to the session's end.
+        missing = int(round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate))
+        if missing > 0:
+            import numpy as np
+
+            pad = np.zeros((missing, rendered.pcm.shape[1]), dtype=rendered.pcm.dtype)
+            rendered = dataclasses.replace(
+                rendered,
+                pcm=np.concatenate([rendered.pcm, pad]),
+                duration_s=rendered.duration_s + missing / rendered.sample_rate,
+            )
     last_arrival = started_at + rendered.duration_s
     end_ts = ended_at if ended_at is not None else last_arrival
     end_ts = max(end_ts, started_at)

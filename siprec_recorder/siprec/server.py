@@ -1138,6 +1138,11 @@ class SessionRecordingServer:
         if s is None or s.ended:
             return
         s.ended = True
+        ended_at = self.clock()
+        # The recording covers the session to its end (silence where media paused), except
+        # when we ended it ourselves for lack of media or signalling: then it ends with the
+        # last packet, not with our detection of the silence.
+        s.extend_to_end = reason not in ("rtp timeout", "session expired", "no ACK")
         host = s.source.host
         self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
         if self._per_source.get(host) == 0:
@@ -1149,7 +1154,6 @@ class SessionRecordingServer:
             await asyncio.sleep(self.BYE_GRACE)
         for leg in s.legs:
             self._close_leg(leg)
-        ended_at = self.clock()
         if s.setup is not None:
             try:
                 await s.setup
@@ -1177,6 +1181,8 @@ class SessionRecordingServer:
         t0 = time.perf_counter()
         try:
             await asyncio.to_thread(self._flush_one, s)
+            if s.extend_to_end:
+                await asyncio.to_thread(s.spool.update_manifest, {"extend_to_end": True})
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
                 self.executor,

@@ -149,6 +149,7 @@ class RecordingSession:
     setup: Any = None  # asyncio.Task creating the spool and the index row
     index_pending: bool = False
     key_id: str | None = None  # encryption at rest: the key this recording is written with
+    extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
 
     def manifest(self, *, channels: str, bitrate_kbps: int, retention_years: int) -> dict[str, Any]:
@@ -173,6 +174,7 @@ class RecordingSession:
             "participant_history": self.participant_history,
             "metadata": self.metadata.to_json() if self.metadata is not None else None,
             "legs": [leg.manifest() for leg in self.legs],
+            "extend_to_end": self.extend_to_end,
         }
 
     @property
