@@ -114,8 +114,8 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "`round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate)` zero "
         "rows to `rendered.pcm` (same channel count) before encoding, and report that length "
         "as `duration_s`",
-        "open (strict xfail: 19b_shared_line_callA.xml and 3pcc_19b_shared_line_callA.xml, "
-        "both transports)",
+        "fixed in 1082bd9; 19b_shared_line_callA.xml and 3pcc_19b_shared_line_callA.xml "
+        "(both transports) are its regression tests",
     ),
 ]
 

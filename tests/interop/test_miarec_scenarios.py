@@ -123,14 +123,8 @@ def test_every_scenario_file_is_in_one_job() -> None:
 # update) fixed in b1b7f78: broadworks_3way_call_2,
 #
 # broadworks_redirect and cisco_webex_calling/outbound_blind_xfer_01 are its regression tests.
-_F8 = (
-    "F8: a call held without resuming (media stops, re-INVITEs and BYE follow) is rendered "
-    "only to its last RTP packet: the recording is shorter than the call"
-)
-KNOWN_BUGS: dict[str, str] = {
-    "metaswitch_19_shared_line/19b_shared_line_callA.xml": _F8,
-    "metaswitch_19_shared_line/3pcc_19b_shared_line_callA.xml": _F8,
-}
+# F8 (held call that never resumes) fixed in 1082bd9: both 19b_shared_line_callA files.
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
