@@ -96,11 +96,22 @@ class StreamFramer:
     framed any more; the connection must then be closed.
     """
 
-    __slots__ = ("_buffer", "max_message_size")
+    __slots__ = ("_buffer", "_error", "max_message_size")
 
     def __init__(self, max_message_size: int = 65535) -> None:
         self.max_message_size = max_message_size
         self._buffer = bytearray()
+        self._error: SipParseError | None = None
+
+    @property
+    def failed(self) -> SipParseError | None:
+        """The framing error met after the messages the last :meth:`feed` returned, if any.
+
+        Messages framed before an error in the same chunk are still returned (RFC 4475
+        ``dblreq``: a good request followed by garbage); the caller dispatches them, then
+        closes the connection because of this error.
+        """
+        return self._error
 
     @property
     def buffered(self) -> int:
@@ -108,19 +119,30 @@ class StreamFramer:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
+        if self._error is not None:
+            raise self._error
         self._buffer += data
         out: list[bytes] = []
+        try:
+            self._frame(out)
+        except SipParseError as exc:
+            if not out:
+                raise
+            self._error = exc
+        return out
+
+    def _frame(self, out: list[bytes]) -> None:
         while True:
             skip = skip_keepalives(self._buffer)
             if skip:
                 del self._buffer[:skip]
             if not self._buffer:
-                return out
+                return
             found = find_head_end(self._buffer)
             if found is None:
                 if len(self._buffer) > self.max_message_size:
                     raise MessageTooLarge("header section exceeds the message size limit", None)
-                return out
+                return
             head_end, body_start = found
             if head_end > self.max_message_size:
                 raise MessageTooLarge("header section exceeds the message size limit", None)
@@ -137,6 +159,6 @@ class StreamFramer:
             if total > self.max_message_size:
                 raise MessageTooLarge("message exceeds the message size limit", partial=head)
             if len(self._buffer) < total:
-                return out
+                return
             out.append(bytes(self._buffer[:total]))
             del self._buffer[:total]

@@ -63,6 +63,10 @@ class StreamProtocol(asyncio.Protocol):
             return
         for message in messages:
             self._on_message(self, message)
+        error = self.framer.failed
+        if error is not None:  # good messages first, then the framing error closes the stream
+            self._on_error(self, error)
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
