@@ -59,7 +59,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "return `out`; raise the kept error on the next `feed` call (the TCP protocol then "
         "dispatches the messages first and closes the connection on the next data or at "
         "once via a `framer.failed` check)",
-        "open (strict xfail in test_findings and test_hostile)",
+        "fixed in 6e5711e; test_findings::test_f4 and dblreq.dat over TCP are its regression tests",
     ),
     (
         "F5",

@@ -3,12 +3,11 @@
 Each test is marked ``xfail(strict=True)`` while the bug is open, so that the suite stays
 green for everyone else and the test turns red (XPASS) the moment the fix lands -- then
 the marker is deleted and the test stays as a regression test (F1: fixed in b11cd60,
-F2: fixed in b86084d). The report (docs/interop.md) lists the findings with their fixes.
+F2: fixed in b86084d, F4: fixed in 6e5711e). The report (docs/interop.md) lists the
+findings with their fixes.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from siprec_recorder.phone import normalize_number, user_part
 from siprec_recorder.sip.message import SipRequest, parse_message
@@ -40,9 +39,6 @@ def test_f2_broadworks_hostless_sip_aor_has_a_number() -> None:
     assert normalize_number("sip:8638254725") is not None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="F4: StreamFramer.feed loses messages framed before an error"
-)
 def test_f4_stream_framer_keeps_messages_framed_before_an_error() -> None:
     from siprec_recorder.sip.errors import SipParseError
     from siprec_recorder.sip.parser import StreamFramer

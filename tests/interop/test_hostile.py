@@ -96,9 +96,7 @@ T1 = 0.02
 ROUND_GAP = 64 * T1 + 0.4
 
 # Open bugs (see test_findings.py / docs/interop.md): strict xfail, so the fix shows up.
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("dblreq.dat", "tcp"): "F4: StreamFramer drops the complete REGISTER framed before the error",
-}
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
