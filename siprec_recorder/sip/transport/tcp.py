@@ -53,6 +53,8 @@ class StreamProtocol(asyncio.Protocol):
         if not self._on_open(self):
             transport.close()
 
+    CLOSE_GRACE = 1.0  # seconds between a framing error and the close, after good messages
+
     def data_received(self, data: bytes) -> None:
         self.last_activity = self._now()
         try:
@@ -64,9 +66,11 @@ class StreamProtocol(asyncio.Protocol):
         for message in messages:
             self._on_message(self, message)
         error = self.framer.failed
-        if error is not None:  # good messages first, then the framing error closes the stream
+        if error is not None:
+            # Good messages first, then the framing error closes the stream -- a moment
+            # later, so that the answers to those messages can still go out on it.
             self._on_error(self, error)
-            self.close()
+            asyncio.get_running_loop().call_later(self.CLOSE_GRACE, self.close)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
