@@ -130,6 +130,9 @@ class SipCore:
         self.max_transactions = max_transactions
         self._transactions: dict[TransactionKey, Transaction] = {}
         self._ack_index: dict[_AckIndexKey, TransactionKey] = {}
+        # Liberal fallback: (Call-ID, From tag, our To tag) -> the INVITE awaiting its ACK.
+        # Some SRCs (a BroadWorks pause/resume flow) put another CSeq number on the ACK.
+        self._ack_dialog_index: dict[tuple[str, str, str], TransactionKey] = {}
         self._events: deque[Event] = deque()
         self._outbox: list[tuple[bytes, Address]] = []
         self._heap: list[tuple[float, int, TransactionKey]] = []
@@ -193,6 +196,9 @@ class SipCore:
         effects = tx.apply(event, now, response.serialize(), response)
         if tx.kind is Kind.SERVER_INVITE and 200 <= status < 300 and tx.request is not None:
             self._ack_index[_ack_key(tx.request)] = tx.key
+            if tx.to_tag:
+                dialog = (tx.request.call_id, tx.request.from_tag or "", tx.to_tag)
+                self._ack_dialog_index[dialog] = tx.key
         self._carry_out(tx, effects)
 
     def send_request(self, request: SipRequest, destination: Address, now: float) -> TransactionKey:
@@ -331,6 +337,12 @@ class SipCore:
         tx = self._transactions.get(key)
         if tx is None:
             tx_key = self._ack_index.get(_ack_key(request))
+            if tx_key is None:
+                try:
+                    dialog = (request.call_id, request.from_tag or "", request.to_tag or "")
+                except SipParseError:
+                    dialog = ("", "", "")
+                tx_key = self._ack_dialog_index.get(dialog)
             tx = self._transactions.get(tx_key) if tx_key is not None else None
         if tx is None or tx.kind is not Kind.SERVER_INVITE:
             return  # stray ACK: nothing to do
@@ -384,6 +396,9 @@ class SipCore:
             ack_key = _ack_key(tx.request)
             if self._ack_index.get(ack_key) == tx.key:
                 del self._ack_index[ack_key]
+            dialog = (tx.request.call_id, tx.request.from_tag or "", tx.to_tag or "")
+            if self._ack_dialog_index.get(dialog) == tx.key:
+                del self._ack_dialog_index[dialog]
 
 
 def _ack_key(request: SipRequest) -> _AckIndexKey:
