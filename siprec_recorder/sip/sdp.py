@@ -248,7 +248,11 @@ class SessionDescription:
             if not line:
                 continue
             if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-                raise SdpError("malformed SDP line (expected <type>=<value>)")
+                if version is None and not media:
+                    raise SdpError("malformed SDP line (expected <type>=<value>)")
+                # Liberal: a document that started well keeps what it had; the rest is
+                # trailing garbage (seen: an SRC's stray multipart fragment inside the SDP part).
+                break
             kind, value = line[0], line[2:].strip()
             if kind == "m":
                 if len(media) >= MAX_MEDIA:

@@ -121,13 +121,12 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
 
 # Behaviour worth knowing that is not counted as a bug.
 NOTES = [
-    "ACK for a 2xx must carry the INVITE's CSeq number; broadworks_pause_resume.xml sends "
-    "another one, so the recorder never sees its ACK and ends that call at Timer H (32 s) "
-    "after recording it. A more liberal rule (any ACK in the dialog acknowledges the "
-    "pending 2xx) would keep such a call alive.",
-    "The SDP parser refuses a whole offer for one line that is not `<type>=<value>` "
-    "(oracle_sbc_basic_calls_outbound.xml: 488 over TCP, 400 over UDP). Skipping such "
-    "lines would record it.",
+    "An ACK whose CSeq number differs from its INVITE's (broadworks_pause_resume.xml) is "
+    "taken as the ACK of the pending 2xx of its dialog (Call-ID, From tag, our To tag): "
+    "liberal, so that such a call is not ended at Timer H.",
+    "An SDP part that starts well and then holds garbage (oracle_sbc_basic_calls_outbound.xml:"
+    " a stray multipart delimiter and a second SDP) is read up to the garbage; a body that "
+    "starts with garbage still gets 400.",
     "Over TCP an INVITE from an unlisted source gets no answer even with "
     '`unauthorised_response = "403"` (the 403 is sent over UDP only). A TCP peer has '
     "completed a handshake, so a 403 there could follow the configuration without any "

@@ -146,3 +146,15 @@ def test_errors() -> None:
     assert info.value.message == f"SDP has more than {MAX_MEDIA} media descriptions"
     with pytest.raises(SdpError):
         SessionDescription.parse("")
+
+
+def test_garbage_after_a_good_document_is_dropped() -> None:
+    text = (
+        "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+        "m=audio 4000 RTP/AVP 8\r\na=label:16777227\r\na=sendonly\r\n\r\n"
+        "--metaswitch-boundary \r\nContent-Type: application/sdp\r\n\r\nv=0\r\n"
+        "m=audio 4002 RTP/AVP 8\r\n"
+    )
+    sdp = SessionDescription.parse(text)
+    assert [m.label for m in sdp.media] == ["16777227"]
+    assert sdp.media[0].port == 4000
