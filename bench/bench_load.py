@@ -17,8 +17,8 @@ recorder's cost as a ratio to that floor. Loopback only; bounded in time; stops 
 from __future__ import annotations
 
 import argparse
-import functools
 import asyncio
+import functools
 import math
 import os
 import socket
@@ -77,8 +77,12 @@ def synthetic_call(duration: float, index: int) -> CapturedCall:
         aor = f"sip:+3247{index:07d}@example.com" if role == "caller" else "tel:+3222000000"
         legs.append(Leg(role, aor, None, None, packets, {8: "PCMA/8000"}, {}))
     return CapturedCall(
-        call_id=None, caller=legs[0].aor, callee=legs[1].aor, legs=tuple(legs),
-        start=0.0, end=duration,
+        call_id=None,
+        caller=legs[0].aor,
+        callee=legs[1].aor,
+        legs=tuple(legs),
+        start=0.0,
+        end=duration,
     )
 
 
@@ -118,8 +122,14 @@ async def _floor_udp(packets: int, rate: float) -> float:
     return await asyncio.to_thread(_drive_udp, port, packets, rate, done, loop, transport)
 
 
-def _drive_udp(port: int, packets: int, rate: float, done: asyncio.Event,
-               loop: asyncio.AbstractEventLoop, transport: asyncio.BaseTransport) -> float:
+def _drive_udp(
+    port: int,
+    packets: int,
+    rate: float,
+    done: asyncio.Event,
+    loop: asyncio.AbstractEventLoop,
+    transport: asyncio.BaseTransport,
+) -> float:
     # The receiver runs in this process's loop thread; measure that thread's CPU via the
     # whole process minus this sender thread's own.
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -142,8 +152,9 @@ def _drive_udp(port: int, packets: int, rate: float, done: asyncio.Event,
     return cpu
 
 
-async def drive(rec: RecorderProcess, calls: int, duration: float, transport: str,
-                ramp: float) -> list:
+async def drive(
+    rec: RecorderProcess, calls: int, duration: float, transport: str, ramp: float
+) -> list:
     target = rec.listeners[transport]
     options = SrcOptions(to=target, transport=transport)
     # Built before the clock starts: the load generator must not stall its own loop.
@@ -222,26 +233,40 @@ def main() -> int:
         floor_per_cs = lame / call_seconds + udp_per_cs
         cost_per_cs = recorder_cpu / call_seconds
 
-        print(f"calls offered / answered 200 / completed / recorded: {args.calls} / "
-              f"{sum(1 for r in results if r.status == 200)} / {len(ok)} / "
-              f"{sum(1 for row in rows if row['state'] == 'complete')}")
-        print(f"packets sent {sent}, received {received}, lost {lost} "
-              f"({100 * (sent - received) / max(1, sent):.4f} % not received)")
-        print(f"wall time {wall:.1f} s for {call_seconds:.0f} call-seconds ({args.transport}, "
-              f"{args.channels}, {args.workers} finaliser worker(s))")
+        print(
+            f"calls offered / answered 200 / completed / recorded: {args.calls} / "
+            f"{sum(1 for r in results if r.status == 200)} / {len(ok)} / "
+            f"{sum(1 for row in rows if row['state'] == 'complete')}"
+        )
+        print(
+            f"packets sent {sent}, received {received}, lost {lost} "
+            f"({100 * (sent - received) / max(1, sent):.4f} % not received)"
+        )
+        print(
+            f"wall time {wall:.1f} s for {call_seconds:.0f} call-seconds ({args.transport}, "
+            f"{args.channels}, {args.workers} finaliser worker(s))"
+        )
         print(f"recorder CPU: {recorder_cpu:.2f} s = {1000 * cost_per_cs:.3f} ms per call-second")
-        print(f"recorder peak RSS (process tree, sum of VmHWM): {rss_kib / 1024:.0f} MiB "
-              f"= {rss_kib / max(1, args.calls):.0f} KiB per call")
+        print(
+            f"recorder peak RSS (process tree, sum of VmHWM): {rss_kib / 1024:.0f} MiB "
+            f"= {rss_kib / max(1, args.calls):.0f} KiB per call"
+        )
         if setups:
             p99 = setups[min(len(setups) - 1, int(0.99 * len(setups)))]
-            print(f"call setup (INVITE -> 200): median {1000 * statistics.median(setups):.1f} ms, "
-                  f"p99 {1000 * p99:.1f} ms")
+            print(
+                f"call setup (INVITE -> 200): median {1000 * statistics.median(setups):.1f} ms, "
+                f"p99 {1000 * p99:.1f} ms"
+            )
         if finish_lags:
-            print(f"BYE -> finished MP3: median {statistics.median(finish_lags):.2f} s, "
-                  f"max {max(finish_lags):.2f} s")
-        print(f"floor: LAME alone {1000 * lame / call_seconds:.3f} ms per call-second, "
-              f"bare UDP receive {1000 * udp_per_cs:.3f} ms per call-second "
-              f"(at {pps:.0f} packets/s)")
+            print(
+                f"BYE -> finished MP3: median {statistics.median(finish_lags):.2f} s, "
+                f"max {max(finish_lags):.2f} s"
+            )
+        print(
+            f"floor: LAME alone {1000 * lame / call_seconds:.3f} ms per call-second, "
+            f"bare UDP receive {1000 * udp_per_cs:.3f} ms per call-second "
+            f"(at {pps:.0f} packets/s)"
+        )
         print(f"ratio recorder / floor: {cost_per_cs / floor_per_cs:.2f}x")
     return 0 if len(ok) == args.calls else 1
 
