@@ -9,7 +9,7 @@ from siprec_recorder.errors import LocalProtocolError
 
 from .calls import CapturedCall, find_calls
 from .capture import read_capture
-from .src import ROLE_LABELS, ReplayResult, SrcOptions, replay_call
+from .src import ROLE_LABELS, SRTP_SUITES, ReplayResult, SrcOptions, replay_call
 
 __all__ = ["load_call", "replay_capture", "replay_many"]
 
@@ -35,11 +35,27 @@ def _options(
     labels: tuple[str, str],
     caller_aor: str | None,
     callee_aor: str | None,
+    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
+    srtp_key: str | None = None,
+    max_seconds: float | None = None,
+    skip_seconds: float = 0.0,
 ) -> SrcOptions:
     if transport not in ("udp", "tcp"):
         raise LocalProtocolError(f"transport must be 'udp' or 'tcp', not {transport!r}")
     if speed <= 0:
         raise LocalProtocolError(f"speed must be positive, not {speed}")
+    if srtp_suite.strip().upper() not in SRTP_SUITES:
+        raise LocalProtocolError(
+            f"SRTP suite {srtp_suite!r} not supported (one of {', '.join(SRTP_SUITES)})"
+        )
+    if srtp_key is not None:
+        parts = srtp_key.split()
+        if len(parts) != 2 or not parts[1].lower().startswith("inline:"):
+            raise LocalProtocolError("srtp_key must read '<suite> inline:<base64 key||salt>'")
+    if max_seconds is not None and max_seconds <= 0:
+        raise LocalProtocolError(f"max_seconds must be positive, not {max_seconds}")
+    if skip_seconds < 0:
+        raise LocalProtocolError(f"skip_seconds must not be negative, not {skip_seconds}")
     return SrcOptions(
         to=to,
         transport=transport,
@@ -49,6 +65,10 @@ def _options(
         labels=labels,
         caller_aor=caller_aor,
         callee_aor=callee_aor,
+        srtp_suite=srtp_suite.strip().upper(),
+        srtp_key=srtp_key,
+        max_seconds=max_seconds,
+        skip_seconds=skip_seconds,
     )
 
 
@@ -64,9 +84,31 @@ async def replay_capture(
     labels: tuple[str, str] = ROLE_LABELS,
     caller_aor: str | None = None,
     callee_aor: str | None = None,
+    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
+    srtp_key: str | None = None,
+    max_seconds: float | None = None,
+    skip_seconds: float = 0.0,
 ) -> ReplayResult:
-    """Replay one call of a capture as a SIPREC session against the recorder at ``to``."""
-    options = _options(to, transport, speed, local_host, srtp, labels, caller_aor, callee_aor)
+    """Replay one call of a capture as a SIPREC session against the recorder at ``to``.
+
+    ``srtp=True`` protects the media with a random key of ``srtp_suite``; ``srtp_key``
+    (``"<suite> inline:<base64>"``) offers that key for a capture whose RTP is SRTP already
+    and sends it as captured; ``max_seconds`` / ``skip_seconds`` replay a part of the media.
+    """
+    options = _options(
+        to,
+        transport,
+        speed,
+        local_host,
+        srtp,
+        labels,
+        caller_aor,
+        callee_aor,
+        srtp_suite,
+        srtp_key,
+        max_seconds,
+        skip_seconds,
+    )
     call = await asyncio.to_thread(load_call, path, call_index)
     return await replay_call(call, options)
 
@@ -84,8 +126,25 @@ async def replay_many(
     labels: tuple[str, str] = ROLE_LABELS,
     caller_aor: str | None = None,
     callee_aor: str | None = None,
+    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
+    srtp_key: str | None = None,
+    max_seconds: float | None = None,
+    skip_seconds: float = 0.0,
 ) -> list[ReplayResult]:
     """``calls`` concurrent copies of one captured call (own Call-ID and ports each)."""
-    options = _options(to, transport, speed, local_host, srtp, labels, caller_aor, callee_aor)
+    options = _options(
+        to,
+        transport,
+        speed,
+        local_host,
+        srtp,
+        labels,
+        caller_aor,
+        callee_aor,
+        srtp_suite,
+        srtp_key,
+        max_seconds,
+        skip_seconds,
+    )
     call = await asyncio.to_thread(load_call, path, call_index)
     return list(await asyncio.gather(*(replay_call(call, options) for _ in range(calls))))

@@ -11,6 +11,7 @@ from siprec_recorder.errors import LocalProtocolError
 
 from .api import replay_many
 from .capture import CaptureError
+from .src import SRTP_SUITES
 
 __all__ = ["STEREO_LABELS", "add_arguments", "parse_target", "run"]
 
@@ -41,6 +42,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
 def _positive_int(value: str) -> int:
     if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise argparse.ArgumentTypeError("must be a whole number >= 1")
@@ -58,6 +69,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--speed", type=_positive_float, default=1.0, help="1.0 = real time, 4 = four times faster"
     )
     parser.add_argument("--srtp", action="store_true", help="offer SDES SRTP and protect media")
+    parser.add_argument(
+        "--srtp-suite",
+        default="AES_CM_128_HMAC_SHA1_80",
+        choices=tuple(SRTP_SUITES),
+        help="crypto suite of --srtp's random key",
+    )
+    parser.add_argument(
+        "--srtp-key",
+        default=None,
+        metavar="'SUITE inline:KEY'",
+        help="the capture's RTP is SRTP with this SDES key: offer it, send packets as captured",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=_positive_float,
+        default=None,
+        help="replay only this many seconds of media",
+    )
+    parser.add_argument(
+        "--skip-seconds",
+        type=_non_negative_float,
+        default=0.0,
+        help="start this many seconds into the captured media",
+    )
     parser.add_argument(
         "--calls", type=_positive_int, default=1, help="concurrent copies of the call"
     )
@@ -90,6 +125,10 @@ async def run(args: argparse.Namespace) -> int:
             labels=labels,
             caller_aor=args.caller,
             callee_aor=args.callee,
+            srtp_suite=getattr(args, "srtp_suite", "AES_CM_128_HMAC_SHA1_80"),
+            srtp_key=getattr(args, "srtp_key", None),
+            max_seconds=getattr(args, "max_seconds", None),
+            skip_seconds=getattr(args, "skip_seconds", 0.0),
         )
     except (LocalProtocolError, CaptureError, OSError) as exc:
         print(f"replay: {exc}", file=sys.stderr)

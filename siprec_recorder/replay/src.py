@@ -17,9 +17,17 @@ with the same label (or the same position), paced by the capture's timestamps di
 ``speed``.  Finally a BYE is sent (retransmitted per Timer E until a final response or
 Timer F) -- unless the recorder hung up first, which we answer with 200.
 
-With ``srtp=True`` each m-line offers ``RTP/SAVP`` with an ``a=crypto``
-``AES_CM_128_HMAC_SHA1_80`` line carrying a fresh random master key and salt (RFC 4568)
-and every packet is protected with libsrtp (pylibsrtp).
+With ``srtp=True`` each m-line offers ``RTP/SAVP`` with an ``a=crypto`` line of
+``srtp_suite`` (default ``AES_CM_128_HMAC_SHA1_80``; also ``AES_CM_128_HMAC_SHA1_32``,
+``AEAD_AES_128_GCM``, ``AEAD_AES_256_GCM``) carrying a fresh random master key and salt
+(RFC 4568) and every packet is protected with libsrtp (pylibsrtp).  With ``srtp_key``
+(``"<suite> inline:<base64>"``) the capture's RTP is taken to be SRTP already: the offer
+carries that key and the captured packets are sent as they are (header rebuilt from the
+captured fields, which is exact for the plain 12-octet headers SRTP captures have), so a
+wrong key shows how the recorder treats packets that fail authentication.
+
+``max_seconds`` replays only the packets within that many seconds of the first one sent,
+``skip_seconds`` starts that far into the captured media (both on the capture's clock).
 
 Over TCP, everything goes over one connection, framed by Content-Length.
 """
@@ -38,10 +46,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from xml.sax.saxutils import quoteattr
 
+from siprec_recorder.errors import LocalProtocolError
+
 from .calls import CapturedCall, Leg
 from .sipmini import MiniMessage, MiniSdp, StreamFramer, parse_message, sdp_of, uri_of
 
 __all__ = ["ReplayResult", "SrcOptions", "replay_call"]
+
+#: SDES suites the tool can protect with (pylibsrtp profile name, master key+salt octets).
+SRTP_SUITES: dict[str, tuple[str, int]] = {
+    "AES_CM_128_HMAC_SHA1_80": ("SRTP_PROFILE_AES128_CM_SHA1_80", 30),
+    "AES_CM_128_HMAC_SHA1_32": ("SRTP_PROFILE_AES128_CM_SHA1_32", 30),
+    "AEAD_AES_128_GCM": ("SRTP_PROFILE_AEAD_AES_128_GCM", 28),
+    "AEAD_AES_256_GCM": ("SRTP_PROFILE_AEAD_AES_256_GCM", 44),
+}
 
 ROLE_LABELS = ("1", "2")  # label of the caller's stream, label of the callee's stream
 _USER_AGENT = "siprec-recorder-replay/0.1"
@@ -62,6 +80,10 @@ class SrcOptions:
     t1: float = 0.5
     t2: float = 4.0
     answer_timeout: float = 32.0
+    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80"
+    srtp_key: str | None = None  # "<suite> inline:<b64>": the capture is SRTP, sent as-is
+    max_seconds: float | None = None
+    skip_seconds: float = 0.0
 
 
 @dataclass(slots=True)
@@ -188,10 +210,19 @@ class _OfferedLeg:
     key: bytes | None  # SRTP master key + salt
 
 
-def _media_lines(offered: _OfferedLeg, host: str, srtp: bool) -> list[str]:
+def _crypto_value(options: SrcOptions, key: bytes | None) -> str | None:
+    """The a=crypto value offered: the given key, or our random one, or None (plain RTP)."""
+    if options.srtp_key is not None:
+        return "1 " + " ".join(options.srtp_key.split())
+    if options.srtp and key is not None:
+        return f"1 {options.srtp_suite} inline:{base64.b64encode(key).decode()}"
+    return None
+
+
+def _media_lines(offered: _OfferedLeg, host: str, crypto: str | None) -> list[str]:
     leg = offered.leg
     pts = leg.payload_types
-    proto = "RTP/SAVP" if srtp else "RTP/AVP"
+    proto = "RTP/SAVP" if crypto else "RTP/AVP"
     lines = [f"m=audio {offered.port} {proto} {' '.join(str(pt) for pt in pts)}"]
     lines.append(f"c=IN {_ip_version(host)} {host}")
     for pt in pts:
@@ -202,13 +233,12 @@ def _media_lines(offered: _OfferedLeg, host: str, srtp: bool) -> list[str]:
             lines.append(f"a=fmtp:{pt} {leg.fmtp[pt]}")
     lines.append(f"a=label:{offered.label}")
     lines.append("a=sendonly")
-    if srtp and offered.key is not None:
-        inline = base64.b64encode(offered.key).decode()
-        lines.append(f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{inline}")
+    if crypto:
+        lines.append(f"a=crypto:{crypto}")
     return lines
 
 
-def _sdp_offer(legs: list[_OfferedLeg], host: str, srtp: bool) -> str:
+def _sdp_offer(legs: list[_OfferedLeg], host: str, options: SrcOptions) -> str:
     session = str(int(time.time()))
     lines = [
         "v=0",
@@ -218,7 +248,7 @@ def _sdp_offer(legs: list[_OfferedLeg], host: str, srtp: bool) -> str:
         "t=0 0",
     ]
     for offered in legs:
-        lines += _media_lines(offered, host, srtp)
+        lines += _media_lines(offered, host, _crypto_value(options, offered.key))
     return "\r\n".join(lines) + "\r\n"
 
 
@@ -396,7 +426,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
     try:
         for leg in call.legs:
             sock, port = _bind_rtp_socket(options.local_host)
-            key = os.urandom(30) if options.srtp else None
+            key = _random_key(options) if options.srtp and not options.srtp_key else None
             offered.append(_OfferedLeg(role_label[leg.role], leg, sock, port, key))
         offered.sort(key=lambda o: options.labels.index(o.label))
         host = channel.local[0]
@@ -417,7 +447,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
         result.labels = {o.label: o.leg.role for o in offered}
         caller_aor = options.caller_aor or call.caller
         callee_aor = options.callee_aor or call.callee
-        sdp = _sdp_offer(offered, host, options.srtp)
+        sdp = _sdp_offer(offered, host, options)
         content_type, body = _multipart(
             sdp, _metadata(offered, caller_aor, callee_aor, options.labels)
         )
@@ -485,6 +515,15 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
         for o in offered:
             o.sock.close()
         await channel.close()
+
+
+def _random_key(options: SrcOptions) -> bytes:
+    suite = options.srtp_suite.strip().upper()
+    if suite not in SRTP_SUITES:
+        raise LocalProtocolError(
+            f"SRTP suite {options.srtp_suite!r} not supported (one of {', '.join(SRTP_SUITES)})"
+        )
+    return os.urandom(SRTP_SUITES[suite][1])
 
 
 def _tag_of(value: str | None) -> str | None:
@@ -595,6 +634,18 @@ async def _non_invite_transaction(
     return None
 
 
+def _media_window(call: CapturedCall, options: SrcOptions) -> tuple[float, float] | None:
+    """[start, end) on the capture's clock of the packets to send, or None for all."""
+    if options.max_seconds is None and options.skip_seconds <= 0:
+        return None
+    times = [leg.packets[0].time for leg in call.legs if leg.packets]
+    if not times:
+        return None
+    start = min(times) + max(options.skip_seconds, 0.0)
+    end = start + options.max_seconds if options.max_seconds is not None else float("inf")
+    return start, end
+
+
 async def _stream_media(
     call: CapturedCall,
     offered: list[_OfferedLeg],
@@ -606,25 +657,28 @@ async def _stream_media(
     """Send every captured packet of each leg to its label's port, on the capture's clock."""
     loop = asyncio.get_running_loop()
     schedule: list[tuple[float, int, _OfferedLeg, int]] = []
+    window = _media_window(call, options)
     for order, o in enumerate(offered):
         result.packets_sent[o.label] = 0
         result.sent_payloads[o.label] = []
         if o.label not in destinations:
             continue
         for index, packet in enumerate(o.leg.packets):
-            schedule.append((packet.time, order, o, index))
+            if window is None or window[0] <= packet.time < window[1]:
+                schedule.append((packet.time, order, o, index))
     if not schedule:
         return
     schedule.sort(key=lambda item: (item[0], item[1], item[3]))
     first = schedule[0][0]
     speed = options.speed if options.speed > 0 else 1.0
     protectors = {}
-    if options.srtp:
+    if options.srtp and not options.srtp_key:
         from pylibsrtp import Policy, Session
 
+        profile = getattr(Policy, SRTP_SUITES[options.srtp_suite.strip().upper()][0])
         for o in offered:
             if o.key is not None:
-                policy = Policy(key=o.key, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+                policy = Policy(key=o.key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
                 protectors[o.label] = Session(policy=policy)
     t0 = loop.time()
     for packet_time, _order, o, index in schedule:
