@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import re
 import secrets
 import shutil
@@ -1480,8 +1479,3 @@ def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
         left_at=_dt(p.get("left_at")),
     )
 
-
-def free_space_mb(path: Path) -> float:
-    """Free space of the file system holding ``path``, in MiB."""
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize / (1024 * 1024)
