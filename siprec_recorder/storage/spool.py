@@ -68,11 +68,17 @@ def leg_label(file_name: str) -> str | None:
 def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
     data = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
     part = path.with_name(path.name + PART_SUFFIX)
-    with open(part, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
+    try:
+        with open(part, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, path)
+    except BaseException:
+        # A full disk fails the write; the old manifest stays whole and no torn
+        # ``.part`` is left behind for the next start to trip over.
+        part.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
