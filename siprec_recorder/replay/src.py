@@ -102,6 +102,9 @@ class ReplayResult:
     reason: str = ""
     setup_s: float | None = None  # INVITE sent -> final response received
     bye_sent_at: float | None = None  # wall clock, for "BYE to finished file" measurements
+    # Seconds from the first to the last media packet actually sent: the capture's span
+    # plus whatever lateness the sender's scheduling added (a loaded machine).
+    media_span_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -711,3 +714,4 @@ async def _stream_media(
             continue
         result.packets_sent[o.label] += 1
         result.sent_payloads[o.label].append(packet.payload)
+        result.media_span_s = loop.time() - t0

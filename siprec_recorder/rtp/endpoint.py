@@ -9,10 +9,15 @@ reused while stale packets of the previous call may still be arriving. A pair th
 be bound (taken by another process) is skipped and retried later. When no pair is left,
 :class:`PortsExhaustedError` says so clearly (the session layer refuses the stream).
 
-:class:`RtpEndpoint` is a ``DatagramProtocol``: ``datagram_received`` hands the datagram and
-the arrival time straight to the leg's :meth:`LegReceiver.receive` (which copies what it
-keeps) and returns; nothing else runs on the receiving loop. The RTCP port feeds
-:meth:`LegReceiver.receive_rtcp`. The clock is a parameter (``time.time`` by default).
+:class:`RtpEndpoint` reads its sockets from the loop's reader callback (``add_reader``),
+up to ``BATCH`` datagrams per wake-up, and hands each datagram and its arrival time straight
+to the leg's :meth:`LegReceiver.receive` (which copies what it keeps); nothing else runs on
+the receiving loop. The RTCP port feeds :meth:`LegReceiver.receive_rtcp`.
+
+The arrival time is the kernel's receive stamp (``SO_TIMESTAMP``), not the moment the loop
+got round to reading: the render places each leg on the wall clock by arrival, so a loop
+that was busy for 300 ms (a burst of INVITEs, a loaded machine) must not shift or stretch
+the audio read after it. A clock passed in (tests) replaces the kernel stamps.
 """
 
 from __future__ import annotations
@@ -20,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from ..errors import RecorderError
 
@@ -32,6 +38,14 @@ __all__ = ["PacketSink", "PortPool", "PortsExhaustedError", "RtpEndpoint"]
 log = logging.getLogger(__name__)
 
 RECV_BUFFER = 1 << 20
+MAX_DATAGRAM = 2048  # RTP over UDP on a LAN/WAN path: well under the MTU
+BATCH = 64  # datagrams read per wake-up of one socket
+
+# SO_TIMESTAMP: the kernel stamps each datagram when it arrives (struct timeval).
+_SO_TIMESTAMP: int = getattr(socket, "SO_TIMESTAMP", 29)
+_SCM_TIMESTAMP: int | None = _SO_TIMESTAMP if hasattr(socket, "CMSG_SPACE") else None
+_TIMEVAL = struct.Struct("@ll")
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMEVAL.size) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 class PacketSink(Protocol):
@@ -46,57 +60,113 @@ class PortsExhaustedError(RecorderError):
     """No free RTP/RTCP port pair is left in the configured range."""
 
 
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, sink: PacketSink, clock: Callable[[], float]) -> None:
-        self.sink = sink
+def _kernel_stamp(ancdata: list[tuple[int, int, bytes]], fallback: float) -> float:
+    """The ``SO_TIMESTAMP`` control message of a datagram (seconds), else ``fallback``."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMP and len(data) >= _TIMEVAL.size:
+            sec, usec = _TIMEVAL.unpack_from(data)
+            return float(sec + usec * 1e-6)
+    return fallback
+
+
+class _Reader:
+    """Drains one non-blocking UDP socket from the loop's reader callback.
+
+    Each wake-up reads up to ``BATCH`` datagrams (fair to the other sockets and to SIP),
+    then returns to the loop; what is left is read on the next wake-up. With kernel stamps
+    on, each datagram's time is when the kernel received it.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        deliver: Callable[[bytes, float], None],
+        clock: Callable[[], float],
+        kernel_stamps: bool,
+    ) -> None:
+        self.sock = sock
+        self.deliver = deliver
         self.clock = clock
-        self.transport: asyncio.DatagramTransport | None = None
+        self.kernel_stamps = kernel_stamps and _SCM_TIMESTAMP is not None
+        if self.kernel_stamps:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMP, 1)
+            except OSError:
+                self.kernel_stamps = False
+        self.datagrams = 0
+        self.last_source: Any = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def read_ready(self) -> None:
+        sock = self.sock
+        deliver = self.deliver
+        for _ in range(BATCH):
+            try:
+                if self.kernel_stamps:
+                    data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                    now = _kernel_stamp(anc, 0.0) or self.clock()
+                else:
+                    data, addr = sock.recvfrom(MAX_DATAGRAM)
+                    now = self.clock()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP errors surfacing on the socket: nothing to do
+                log.debug("RTP socket error: %s", exc)
+                return
+            self.datagrams += 1
+            self.last_source = addr
+            deliver(data, now)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.sink.receive_rtcp(data, self.clock())
 
-    def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do
-        log.debug("RTCP socket error: %s", exc)
-
-
-class RtpEndpoint(asyncio.DatagramProtocol):
-    """Receives one leg's RTP (and, through a companion protocol, its RTCP)."""
+class RtpEndpoint:
+    """Receives one leg's RTP (and on the odd port, or muxed, its RTCP)."""
 
     def __init__(self, sink: PacketSink, port: int, clock: Callable[[], float] = time.time):
         self.sink = sink
         self.port = port
         self.clock = clock
-        self.transport: asyncio.DatagramTransport | None = None
-        self.rtcp: _RtcpProtocol | None = None
-        self.datagrams = 0
-        self.last_source: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rtp: _Reader | None = None
+        self._rtcp: _Reader | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket | None,
+    ) -> None:
+        kernel = self.clock is time.time
+        self._loop = loop
+        self._rtp = _Reader(rtp_sock, self.sink.receive, self.clock, kernel)
+        loop.add_reader(rtp_sock.fileno(), self._rtp.read_ready)
+        if rtcp_sock is not None:
+            self._rtcp = _Reader(rtcp_sock, self.sink.receive_rtcp, self.clock, kernel)
+            loop.add_reader(rtcp_sock.fileno(), self._rtcp.read_ready)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.datagrams += 1
-        self.last_source = addr
-        self.sink.receive(data, self.clock())
+    @property
+    def datagrams(self) -> int:
+        return self._rtp.datagrams if self._rtp is not None else 0
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("RTP socket error on port %d: %s", self.port, exc)
+    @property
+    def last_source(self) -> Any:
+        return self._rtp.last_source if self._rtp is not None else None
+
+    @property
+    def kernel_stamps(self) -> bool:
+        return self._rtp is not None and self._rtp.kernel_stamps
 
     @property
     def closed(self) -> bool:
-        return self.transport is None
+        return self._rtp is None
 
     def close(self) -> None:
-        """Close both sockets (idempotent)."""
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
-        if self.rtcp is not None and self.rtcp.transport is not None:
-            self.rtcp.transport.close()
-            self.rtcp.transport = None
+        """Stop reading and close both sockets (idempotent)."""
+        for reader in (self._rtp, self._rtcp):
+            if reader is None:
+                continue
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(reader.sock.fileno())
+            reader.sock.close()
+        self._rtp = self._rtcp = None
 
 
 def _bind(address: str, port: int) -> socket.socket:
@@ -110,13 +180,6 @@ def _bind(address: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-_P = TypeVar("_P", bound=asyncio.DatagramProtocol)
-
-
-def _factory(protocol: _P) -> Callable[[], _P]:
-    return lambda: protocol
 
 
 class PortPool:
@@ -164,14 +227,12 @@ class PortPool:
                 self._free.append(port)
                 continue
             endpoint = RtpEndpoint(sink, port, self.clock)
-            await loop.create_datagram_endpoint(_factory(endpoint), sock=rtp_sock)
             if rtcp_mux:
                 # RFC 5761: RTCP arrives on the RTP port; keep the odd port reserved anyway.
                 rtcp_sock.close()
+                endpoint._start(loop, rtp_sock, None)
             else:
-                rtcp = _RtcpProtocol(sink, self.clock)
-                await loop.create_datagram_endpoint(_factory(rtcp), sock=rtcp_sock)
-                endpoint.rtcp = rtcp
+                endpoint._start(loop, rtp_sock, rtcp_sock)
             self._in_use[port] = endpoint
             return endpoint
         raise PortsExhaustedError(

@@ -125,9 +125,14 @@ def test_fifty_concurrent_calls(recorder_factory: Any, transport: str) -> None:
     rows = rec.wait_for_recordings(50, timeout=120)
     assert len(rows) == 50
     assert {r["call_id"] for r in rows} == {r.call_id for r in results}
+    by_id = {r.call_id: r for r in results}
     for row in rows:
         assert row["state"] == "complete"
         received = sum(s["packets_received"] for s in row["streams"])
         lost = sum(s["packets_lost"] for s in row["streams"])
         assert received == 501 and lost == 0, row["streams"]
-        assert abs(row["duration_s"] - 10.0) < 0.2
+        # The recorder keeps the wall clock: a sender that fell behind on a loaded machine
+        # makes a longer recording, by as much as it was late, and never a shorter one.
+        result = by_id[row["call_id"]]
+        late = max(0.0, result.media_span_s - 10.0)
+        assert 10.0 - 0.2 < row["duration_s"] < 10.0 + late + 0.2, (row["duration_s"], late)

@@ -90,3 +90,45 @@ async def test_busy_port_is_skipped() -> None:
 def test_empty_range_rejected() -> None:
     with pytest.raises(ValueError, match="empty RTP port range"):
         PortPool("127.0.0.1", 20001, 20001)
+
+
+class _Stamps:
+    def __init__(self) -> None:
+        self.rtp: list[float] = []
+
+    def receive(self, datagram: bytes, now_wall: float) -> None:
+        self.rtp.append(now_wall)
+
+    def receive_rtcp(self, datagram: bytes, now_wall: float) -> None:
+        pass
+
+
+async def test_arrival_is_the_kernel_stamp_not_the_read_time() -> None:
+    """A loop busy for 300 ms must not move the arrival times of what came in meanwhile."""
+    import time
+
+    base = free_even_range(2)
+    pool = PortPool("127.0.0.1", base, base + 1)
+    sink = _Stamps()
+    ep = await pool.open(sink)
+    assert ep.kernel_stamps
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sent = []
+        for i in range(5):
+            sent.append(time.time())
+            tx.sendto(RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(),
+                      ("127.0.0.1", ep.port))
+            time.sleep(0.06)  # the loop cannot read: it is blocked right here
+        read_from = time.time()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if len(sink.rtp) == 5:
+                break
+    finally:
+        tx.close()
+        pool.release(ep)
+    assert len(sink.rtp) == 5
+    for at, stamp in zip(sent, sink.rtp, strict=True):
+        assert at <= stamp + 0.001 and stamp - at < 0.02, (at, stamp, read_from)
+    assert sink.rtp[0] < read_from - 0.2
