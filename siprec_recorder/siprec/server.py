@@ -1277,7 +1277,7 @@ class SessionRecordingServer:
                 if data:
                     s.spool.append(leg.label, data)
         if live:
-            await asyncio.to_thread(lambda: [s.spool.flush() for s in live])
+            await asyncio.to_thread(self.spool.flush_sessions, [s.spool for s in live])
 
     async def _expire(self, now: float) -> None:
         timeout = self.settings.inactivity_timeout

@@ -14,9 +14,10 @@ Each recording being made has a folder ``{root}/.spool/{rec_id}/`` holding
 :meth:`SpoolSession.append` only buffers in memory and is cheap enough for the event loop.
 :meth:`SpoolSession.flush` writes the buffers and fsyncs them; it is a plain blocking function
 that the session layer calls about once a second, from a worker thread if it likes (appends
-and flushes are guarded by a lock, flushes are serialised). So a crash loses at most the data
-appended since the last flush; a crash in the middle of a write leaves a partial last record,
-which readers of the record format ignore.
+and flushes are guarded by a lock, flushes are serialised). :meth:`SpoolStore.flush_sessions`
+does the same for every call in progress with one group commit (``syncfs``). So a crash
+loses at most the data appended since the last flush; a crash in the middle of a write leaves
+a partial last record, which readers of the record format ignore.
 
 On start-up :meth:`SpoolStore.orphans` lists every spool folder: with no call running, each is
 a call a crash interrupted, to be finalised and indexed as ``interrupted``; then
@@ -25,12 +26,13 @@ a call a crash interrupted, to be finalised and indexed as ``interrupted``; then
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,26 @@ def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
 def _fdatasync(fd: int) -> None:
     sync = getattr(os, "fdatasync", os.fsync)
     sync(fd)
+
+
+def _load_syncfs() -> Callable[[int], None] | None:
+    """``syncfs(2)`` (Linux): make everything written on one file system durable at once."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+
+    def syncfs(fd: int) -> None:
+        if fn(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs: {os.strerror(err)}")
+
+    return syncfs
+
+
+_SYNCFS = _load_syncfs()
 
 
 class SpoolSession:
@@ -151,10 +173,12 @@ class SpoolSession:
         with self._lock:
             return sum(len(c) for chunks in self._pending.values() for c in chunks)
 
-    def flush(self) -> int:
+    def flush(self, *, sync: bool = True) -> int:
         """Write every buffered chunk to its leg file and fsync it; returns bytes written.
 
-        Blocking: run it in a worker thread when called from the event loop.
+        ``sync=False`` only writes: the caller makes the writes durable for many sessions
+        at once (:meth:`SpoolStore.flush_sessions`). Blocking: run it in a worker thread
+        when called from the event loop.
         """
         with self._flush_lock:
             with self._lock:
@@ -164,7 +188,7 @@ class SpoolSession:
             for i, label in enumerate(labels):
                 try:
                     data = b"".join(pending[label])
-                    self._append_durably(label, data)
+                    self._append_durably(label, data, sync=sync)
                 except BaseException:
                     # Keep what was not attempted for the next flush (the failed leg's
                     # chunk may be partly on disk; its reader drops a torn record).
@@ -175,7 +199,7 @@ class SpoolSession:
                 written += len(data)
             return written
 
-    def _append_durably(self, label: str, data: bytes) -> None:
+    def _append_durably(self, label: str, data: bytes, *, sync: bool = True) -> None:
         # Opened per flush, not kept open: a thousand calls with two legs each would
         # otherwise hold two thousand descriptors beside their RTP sockets.
         path = self.path / leg_file_name(label)
@@ -185,10 +209,11 @@ class SpoolSession:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            _fdatasync(fd)
+            if sync:
+                _fdatasync(fd)
         finally:
             os.close(fd)
-        if created:
+        if created and sync:
             fsync_dir(self.path)
             self._created.add(label)
 
@@ -256,6 +281,35 @@ class SpoolStore:
         if not path.is_dir():
             raise LocalProtocolError(f"no spool for recording {rec_id!r}")
         return SpoolSession(path, rec_id)
+
+    def flush_sessions(self, sessions: Iterable[SpoolSession]) -> int:
+        """Flush many sessions with one group commit; returns bytes written.
+
+        Where ``syncfs`` exists, every session's buffers are written first and then one
+        ``syncfs`` on the spool's file system makes them durable together: one call a
+        second instead of one ``fdatasync`` per leg (which costs about 130 us of CPU each
+        and serialises on the file system journal). Elsewhere each session is fsync'd.
+        A session whose write fails keeps its buffers; the others are still made durable,
+        then the first error is raised.
+        """
+        sessions = list(sessions)
+        if _SYNCFS is None:
+            return sum(session.flush() for session in sessions)
+        written = 0
+        error: BaseException | None = None
+        for session in sessions:
+            try:
+                written += session.flush(sync=False)
+            except Exception as exc:
+                error = error or exc
+        fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            _SYNCFS(fd)
+        finally:
+            os.close(fd)
+        if error is not None:
+            raise error
+        return written
 
     def orphans(self) -> list[SpoolSession]:
         """Every spool folder on disk (call at start-up: each is a call a crash cut off)."""
