@@ -91,6 +91,7 @@ class Recorder:
             contact_port=listeners[0][2],
             channels=c.recording.channels,
             bitrate_kbps=c.recording.bitrate_kbps,
+            mp3_quality=c.recording.mp3_quality,
             retention_years=c.storage.retention_years,
             inactivity_timeout=c.rtp.inactivity_timeout,
             flush_interval=c.storage.flush_interval,

@@ -65,6 +65,7 @@ def test_environment_overrides_file() -> None:
             "[sip] allowed_sources: '10.0.0.0/33' is not a CIDR",
         ),
         ({"recording": {"channels": "quad"}}, '[recording] channels: must be "mono" or "stereo"'),
+        ({"recording": {"mp3_quality": 10}}, "[recording] mp3_quality: must be between 0"),
         (
             {"policy": {"timezone": "Mars/Olympus"}},
             "[policy] timezone: unknown time zone 'Mars/Olympus'",

@@ -138,7 +138,13 @@ def finalize_spool(
     if not any_media and reason is None:
         reason = "no media received"
     if len(pcm) > 0:
-        mp3 = encode_mp3(pcm, rendered.sample_rate, int(manifest["bitrate_kbps"]))
+        mp3 = encode_mp3(
+            pcm,
+            rendered.sample_rate,
+            int(manifest["bitrate_kbps"]),
+            # Manifests written before the setting existed were encoded at LAME's 5.
+            quality=int(manifest.get("mp3_quality", 5)),
+        )
         key_id = manifest.get("key_id")
         if key_id:
             from ..compliance.crypto import encrypt_bytes

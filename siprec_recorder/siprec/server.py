@@ -79,6 +79,7 @@ class SrsSettings:
     contact_port: int = 5060
     channels: str = "mono"
     bitrate_kbps: int = 32
+    mp3_quality: int = 7
     retention_years: int = 5
     inactivity_timeout: float = 30.0
     flush_interval: float = 1.0
@@ -931,6 +932,7 @@ class SessionRecordingServer:
         manifest = s.manifest(
             channels=self.settings.channels,
             bitrate_kbps=self.settings.bitrate_kbps,
+            mp3_quality=self.settings.mp3_quality,
             retention_years=self.settings.retention_years,
         )
         # The key is chosen when the call starts and kept in the manifest, so a recovery
@@ -1478,4 +1480,3 @@ def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
         joined_at=_dt(p.get("joined_at")),
         left_at=_dt(p.get("left_at")),
     )
-

@@ -152,7 +152,9 @@ class RecordingSession:
     extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
 
-    def manifest(self, *, channels: str, bitrate_kbps: int, retention_years: int) -> dict[str, Any]:
+    def manifest(
+        self, *, channels: str, bitrate_kbps: int, retention_years: int, mp3_quality: int = 7
+    ) -> dict[str, Any]:
         """The spool manifest: everything a finaliser needs without the live objects."""
         return {
             "rec_id": self.rec_id,
@@ -169,6 +171,7 @@ class RecordingSession:
             "beep": self.beep,
             "channels": channels,
             "bitrate_kbps": bitrate_kbps,
+            "mp3_quality": mp3_quality,
             "retention_years": retention_years,
             "participants": self.participants,
             "participant_history": self.participant_history,

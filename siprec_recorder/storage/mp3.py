@@ -135,7 +135,7 @@ def _info_tag_frame(first_header: bytes, n_frames: int, audio_bytes: int, n_samp
 
 
 def encode_mp3(
-    pcm: npt.NDArray[np.int16], sample_rate: int, bitrate_kbps: int = 32, *, quality: int = 5
+    pcm: npt.NDArray[np.int16], sample_rate: int, bitrate_kbps: int = 32, *, quality: int = 7
 ) -> bytes:
     """Encode int16 PCM ``(n, channels)`` (or ``(n,)`` mono) as CBR MP3 with an Info tag.
 
