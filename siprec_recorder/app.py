@@ -30,8 +30,27 @@ log = logging.getLogger("siprec_recorder")
 
 
 def _executor(workers: int) -> Executor:
-    ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    if os.name != "posix":
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    ctx = multiprocessing.get_context("forkserver")
+    # Workers fork from a server that has the finaliser's imports loaded already.
+    ctx.set_forkserver_preload(
+        [
+            "siprec_recorder.siprec.finalize",
+            "siprec_recorder.rtp.render",
+            "siprec_recorder.storage.mp3",
+        ]
+    )
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+async def _warm_up(executor: Executor, workers: int) -> None:
+    """Start every finaliser worker now, not at the first BYE: the first call's MP3 is not
+    late by a process start and the imports of numpy, PyAV and LAME."""
+    from .siprec.finalize import warm_up
+
+    loop = asyncio.get_running_loop()
+    await asyncio.gather(*(loop.run_in_executor(executor, warm_up) for _ in range(workers)))
 
 
 class Recorder:
@@ -76,6 +95,7 @@ class Recorder:
         self.policy = PolicyEngine(self.db, policy_settings)
         self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)
         self.executor = _executor(c.recording.workers)
+        await _warm_up(self.executor, c.recording.workers)
         listeners = [parse_listen(s) for s in c.sip.listen]
         contact_host = c.sip.public_host or listeners[0][1]
         if contact_host in ("0.0.0.0", "::"):

@@ -50,6 +50,17 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def warm_up() -> int:
+    """Load what :func:`finalize_spool` needs (run once in each worker at start-up)."""
+    import numpy as np
+
+    from ..rtp import render  # noqa: F401  (imports the codecs too)
+    from ..storage.mp3 import encode_mp3
+
+    encode_mp3(np.zeros((1152, 1), np.int16), 8000, 32)
+    return os.getpid()
+
+
 def finalize_spool(
     spool_root: str,
     rec_id: str,
