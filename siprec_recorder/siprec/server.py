@@ -1197,7 +1197,7 @@ class SessionRecordingServer:
                 reason,
                 self.keyring,
             )
-            if s.index_pending or await self.index.get(s.rec_id) is None:
+            if s.index_pending or not await self.index.exists(s.rec_id):
                 await self.index.create_recording(self._new_recording_row(s, s.source))
             await self.index.finish_recording(s.rec_id, self._finished_row(s, result))
             await asyncio.to_thread(s.spool.remove)
