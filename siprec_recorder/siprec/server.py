@@ -1249,7 +1249,7 @@ class SessionRecordingServer:
     # ------------------------------------------------------------------ flushing
     def _flush_one(self, s: RecordingSession) -> None:
         if s.spool is not None:
-            s.spool.flush()
+            self.spool.flush_sessions([s.spool])
 
     async def _flush_loop(self) -> None:
         # Flushes run at fixed times (not "interval after the last one ended"), so the audio
