@@ -30,18 +30,26 @@ log = logging.getLogger("siprec_recorder")
 
 
 def _executor(workers: int) -> Executor:
-    if os.name != "posix":
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    ctx = multiprocessing.get_context("forkserver")
-    # Workers fork from a server that has the finaliser's imports loaded already.
-    ctx.set_forkserver_preload(
-        [
-            "siprec_recorder.siprec.finalize",
-            "siprec_recorder.rtp.render",
-            "siprec_recorder.storage.mp3",
-        ]
+    from .siprec.finalize import watch_recorder
+
+    if os.name == "posix":
+        ctx: multiprocessing.context.BaseContext = multiprocessing.get_context("forkserver")
+        # Workers fork from a server that has the finaliser's imports loaded already.
+        multiprocessing.get_context("forkserver").set_forkserver_preload(
+            [
+                "siprec_recorder.siprec.finalize",
+                "siprec_recorder.rtp.render",
+                "siprec_recorder.storage.mp3",
+            ]
+        )
+    else:
+        ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=watch_recorder,
+        initargs=(os.getpid(),),
     )
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
 async def _warm_up(executor: Executor, workers: int) -> None:

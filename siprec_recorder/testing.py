@@ -172,6 +172,17 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children, their children, ...)."""
+    out: list[int] = []
+    todo = _children(pid)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += _children(p)
+    return out
+
+
 def process_tree_cpu(pid: int) -> tuple[float, int]:
     """(user+system CPU seconds, summed peak RSS in KiB) of ``pid`` and its live descendants."""
     tick = os.sysconf("SC_CLK_TCK")

@@ -50,6 +50,37 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def watch_recorder(recorder_pid: int) -> None:
+    """Worker initializer: end this worker as soon as the recorder process is gone.
+
+    A worker does not notice by itself (it waits on a queue whose write end it also holds),
+    and one left running after a crash could finish a spool while the restarted recorder
+    recovers the same spool. ``pidfd_open`` makes the wait exact; elsewhere it polls.
+    """
+    import select
+    import threading
+    import time
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(recorder_pid)
+        except ProcessLookupError:
+            os._exit(1)
+        except (AttributeError, OSError):
+            while True:
+                time.sleep(0.5)
+                try:
+                    os.kill(recorder_pid, 0)
+                except ProcessLookupError:
+                    os._exit(1)
+                except PermissionError:
+                    pass
+        select.select([fd], [], [])  # readable once the process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="recorder-watch", daemon=True).start()
+
+
 def warm_up() -> int:
     """Load what :func:`finalize_spool` needs (run once in each worker at start-up)."""
     import numpy as np

@@ -28,10 +28,20 @@ from typing import Any
 import numpy as np
 import pytest
 
+from siprec_recorder.testing import descendants
 from tests.integration.audio import decode_mp3
 from tests.integration.conftest import RecorderProcess, write_config
 
 from .srcdriver import BLOCK_S, PTIME, SrcCall, levels
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,9 +129,17 @@ def kill_round(
         running = {c.call_id: time.time() - (c.first_packet_at or time.time()) for c in calls}
         crash(rec)
         sent = {c.call_id: c.packets_sent for c in calls}
+        old_pid = rec.proc.pid
+        workers = descendants(old_pid)  # forkserver, finaliser workers, resource tracker
         rec.proc.kill()
         rec.proc.wait()
         rec.proc = None
+        # The killed recorder's helper processes end with it (none left to race recovery).
+        deadline = time.monotonic() + 5
+        while workers and time.monotonic() < deadline:
+            workers = [p for p in workers if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            time.sleep(0.05)
+        assert not workers, f"finaliser processes outlived the recorder: {workers}"
         for call in calls:
             call.stop_audio()
         assert all(n > 100 for n in sent.values()), sent
