@@ -42,8 +42,10 @@ import socket
 import struct
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from siprec_recorder.errors import LocalProtocolError
@@ -683,35 +685,120 @@ async def _stream_media(
             if o.key is not None:
                 policy = Policy(key=o.key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile)
                 protectors[o.label] = Session(policy=policy)
-    t0 = loop.time()
-    for packet_time, _order, o, index in schedule:
-        if hangup.is_set():
-            break
-        delay = t0 + (packet_time - first) / speed - loop.time()
-        if delay > 0.0005:
-            await asyncio.sleep(delay)
-        packet = o.leg.packets[index]
-        data = _rtp_bytes(
-            packet.payload_type,
-            packet.marker,
-            packet.sequence_number,
-            packet.timestamp,
-            packet.ssrc,
-            packet.payload,
-        )
-        protector = protectors.get(o.label)
-        if protector is not None:
-            data = protector.protect(data)
-        try:
-            o.sock.sendto(data, destinations[o.label])
-        except (BlockingIOError, InterruptedError):
-            await asyncio.sleep(0)
+    stream = _MediaStream(schedule, first, speed, destinations, protectors, hangup, result, loop)
+    _media_clock(loop).add(stream)
+    await stream.done
+
+
+class _MediaStream:
+    """One call's packets to send, in order, each at its time on the capture's clock."""
+
+    def __init__(
+        self,
+        schedule: list[tuple[float, int, _OfferedLeg, int]],
+        first: float,
+        speed: float,
+        destinations: dict[str, tuple[str, int]],
+        protectors: dict[str, Any],
+        hangup: asyncio.Event,
+        result: ReplayResult,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.schedule = schedule
+        self.first = first
+        self.speed = speed
+        self.destinations = destinations
+        self.protectors = protectors
+        self.hangup = hangup
+        self.result = result
+        self.t0 = loop.time()
+        self.next = 0
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def send_due(self, now: float) -> bool:
+        """Send every packet due by ``now``; False once there is nothing more to send."""
+        schedule = self.schedule
+        result = self.result
+        while self.next < len(schedule):
+            if self.hangup.is_set():
+                return False
+            packet_time, _order, o, index = schedule[self.next]
+            if self.t0 + (packet_time - self.first) / self.speed > now + 0.0005:
+                return True
+            packet = o.leg.packets[index]
+            data = _rtp_bytes(
+                packet.payload_type,
+                packet.marker,
+                packet.sequence_number,
+                packet.timestamp,
+                packet.ssrc,
+                packet.payload,
+            )
+            protector = self.protectors.get(o.label)
+            if protector is not None:
+                data = protector.protect(data)
             try:
-                o.sock.sendto(data, destinations[o.label])
+                o.sock.sendto(data, self.destinations[o.label])
+            except (BlockingIOError, InterruptedError):
+                return True  # the socket buffer is full: this packet again at the next tick
             except OSError:
+                self.next += 1
                 continue
-        except OSError:
-            continue
-        result.packets_sent[o.label] += 1
-        result.sent_payloads[o.label].append(packet.payload)
-        result.media_span_s = loop.time() - t0
+            self.next += 1
+            result.packets_sent[o.label] += 1
+            result.sent_payloads[o.label].append(packet.payload)
+            result.media_span_s = now - self.t0
+        return False
+
+
+class _MediaClock:
+    """Sends the due packets of every call in progress from one task per event loop.
+
+    A coroutine per call sleeping until each of its packets wakes the loop 50 times a
+    second per call; with hundreds of calls in one load generator that costs more CPU than
+    the sending. One task ticking every ``TICK`` seconds sends for all calls instead (each
+    packet leaves at most ``TICK`` late: jitter an SRC on a real network has anyway).
+    """
+
+    TICK = 0.005
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.streams: list[_MediaStream] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, stream: _MediaStream) -> None:
+        self.streams.append(stream)
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while self.streams:
+            now = self.loop.time()
+            active = []
+            for stream in self.streams:
+                if stream.done.done():
+                    continue
+                try:
+                    more = stream.send_due(now)
+                except Exception as exc:  # a broken stream ends alone, not the others
+                    stream.done.set_exception(exc)
+                    continue
+                if more:
+                    active.append(stream)
+                else:
+                    stream.done.set_result(None)
+            self.streams = active
+            await asyncio.sleep(self.TICK)
+
+
+_CLOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _MediaClock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _media_clock(loop: asyncio.AbstractEventLoop) -> _MediaClock:
+    clock = _CLOCKS.get(loop)
+    if clock is None:
+        clock = _CLOCKS[loop] = _MediaClock(loop)
+    return clock
