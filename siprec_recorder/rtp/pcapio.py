@@ -1,4 +1,4 @@
-"""A minimal reader of capture files: classic pcap and pcapng, UDP over IPv4/IPv6.
+"""A minimal reader (and writer) of capture files: classic pcap and pcapng, UDP over IP.
 
 Theory of operation
 -------------------
@@ -11,18 +11,21 @@ BSD loopback/null 0), Linux cooked SLL (113) and SLL2 (276). IPv4 fragments othe
 the first, and non-UDP packets, are skipped; IPv6 extension headers are walked.
 
 :func:`iter_udp` yields :class:`UdpDatagram` (timestamp, src, dst, sport, dport, payload).
+:func:`write_udp_pcap` does the reverse for IPv4: a classic pcap (microsecond stamps, link
+type raw IP, 101) in which each datagram is an IPv4 packet (RFC 791, header checksum set)
+carrying a UDP header whose checksum is 0, "none computed" (RFC 768), which IPv4 allows.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PcapError", "UdpDatagram", "iter_frames", "iter_udp", "read_udp"]
+__all__ = ["PcapError", "UdpDatagram", "iter_frames", "iter_udp", "read_udp", "write_udp_pcap"]
 
 
 class PcapError(ValueError):
@@ -221,3 +224,37 @@ def read_udp(path: str | Path | BinaryIO) -> list[UdpDatagram]:
     else:
         data = path.read()
     return list(iter_udp(data))
+
+
+_LINKTYPE_RAW = 101
+_MAX_UDP_PAYLOAD = 65535 - 20 - 8
+
+
+def _ipv4_checksum(header: bytes) -> int:
+    total: int = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def write_udp_pcap(datagrams: Iterable[UdpDatagram]) -> bytes:
+    """A classic pcap image of IPv4 ``datagrams`` (see the module docstring).
+
+    Payloads longer than an IPv4 datagram can carry are cut to fit; a non-IPv4 address
+    raises :class:`ValueError`.
+    """
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, _LINKTYPE_RAW)]
+    for d in datagrams:
+        src = ipaddress.IPv4Address(d.src).packed
+        dst = ipaddress.IPv4Address(d.dst).packed
+        payload = d.payload[:_MAX_UDP_PAYLOAD]
+        udp = struct.pack("!HHHH", d.sport, d.dport, 8 + len(payload), 0) + payload
+        header = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, src, dst
+        )
+        header = header[:10] + struct.pack("!H", _ipv4_checksum(header)) + header[12:]
+        usec_total = int(round(d.timestamp * 1e6))
+        sec, usec = divmod(max(usec_total, 0), 1_000_000)
+        size = len(header) + len(udp)
+        out.append(struct.pack("<IIII", sec, usec, size, size) + header + udp)
+    return b"".join(out)

@@ -40,6 +40,7 @@ RECORD_HEADER = struct.Struct("<dQQBBIH")
 FLAG_MARKER = 0x01
 FLAG_DISCONTINUITY = 0x02
 _MASK64 = (1 << 64) - 1
+_RTP_HEADER = struct.Struct("!BBHII")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,24 @@ class SpoolRecord:
             flags,
             self.ssrc,
             self.payload,
+        )
+
+    def to_rtp(self) -> bytes:
+        """The RTP packet rebuilt from the record (RFC 3550 section 5.1).
+
+        The header is the plain 12 octets: CSRCs, header extensions and padding are not
+        spooled; sequence number and timestamp are the low 16 and 32 bits of the extended
+        counters.
+        """
+        return (
+            _RTP_HEADER.pack(
+                0x80,
+                (0x80 if self.marker else 0) | (self.payload_type & 0x7F),
+                self.ext_seq & 0xFFFF,
+                self.ext_ts & 0xFFFFFFFF,
+                self.ssrc & 0xFFFFFFFF,
+            )
+            + self.payload
         )
 
 

@@ -3,7 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from siprec_recorder.rtp.pcapio import PcapError, iter_udp, read_udp
+from siprec_recorder.rtp.pcapio import (
+    PcapError,
+    UdpDatagram,
+    iter_frames,
+    iter_udp,
+    read_udp,
+    write_udp_pcap,
+)
 
 V = Path(__file__).parents[1] / "vectors" / "rtp"
 
@@ -53,3 +60,32 @@ def test_truncated_and_garbage() -> None:
     assert len(list(iter_udp(data[:-5]))) == 2
     with pytest.raises(PcapError):
         list(iter_udp(b"not a capture"))
+
+
+def test_write_udp_pcap_round_trip() -> None:
+    sent = [
+        UdpDatagram(1700000000.25, "192.0.2.1", "192.0.2.2", 0, 40000, b"\x80\x61" + bytes(30)),
+        UdpDatagram(1700000000.000001, "10.0.0.1", "10.0.0.2", 5004, 5006, b""),
+        UdpDatagram(1700000001.5, "192.0.2.1", "192.0.2.2", 0, 40000, bytes(range(256)) * 4),
+    ]
+    image = write_udp_pcap(sent)
+    assert image[:4] == b"\xd4\xc3\xb2\xa1"  # classic pcap, microseconds, little-endian
+    got = list(iter_udp(image))
+    assert [(d.src, d.dst, d.sport, d.dport, d.payload) for d in got] == [
+        (d.src, d.dst, d.sport, d.dport, d.payload) for d in sent
+    ]
+    assert [round(d.timestamp, 6) for d in got] == [round(d.timestamp, 6) for d in sent]
+    # Each IPv4 header sums to 0xFFFF with its checksum (RFC 791, RFC 1071).
+    for _ts, linktype, frame in iter_frames(image):
+        assert linktype == 101
+        words = struct.unpack("!10H", frame[:20])
+        total = sum(words)
+        while total > 0xFFFF:
+            total = (total & 0xFFFF) + (total >> 16)
+        assert total == 0xFFFF
+    assert write_udp_pcap([]) == image[:24]
+
+
+def test_write_udp_pcap_is_ipv4_only() -> None:
+    with pytest.raises(ValueError):
+        write_udp_pcap([UdpDatagram(0.0, "::1", "::1", 1, 2, b"x")])

@@ -1,3 +1,4 @@
+from siprec_recorder.rtp.packet import RtpPacket
 from siprec_recorder.rtp.spoolfmt import RECORD_HEADER, SpoolRecord, encode_record, iter_records
 
 
@@ -33,3 +34,19 @@ def test_oversized_payload_truncated() -> None:
     data = encode_record(0.0, 1, 2, 8, 0, 3, b"x" * 70000)
     (rec,) = iter_records(data)
     assert len(rec.payload) == 0xFFFF
+
+
+def test_to_rtp_rebuilds_the_packet() -> None:
+    for rec in sample():
+        pkt = RtpPacket.parse(rec.to_rtp())
+        assert (pkt.payload_type, pkt.marker, pkt.ssrc, pkt.payload) == (
+            rec.payload_type,
+            rec.marker,
+            rec.ssrc,
+            rec.payload,
+        )
+        # The extended counters' low bits: 65536 + 7 -> 7, 2**32 + 160 -> 160.
+        assert pkt.sequence_number == rec.ext_seq & 0xFFFF
+        assert pkt.timestamp == rec.ext_ts & 0xFFFFFFFF
+        assert (pkt.padding, pkt.extension, pkt.csrc) == (0, None, ())
+    assert sample()[0].to_rtp()[:12] == bytes.fromhex("80 88 0007 000000a0 deadbeef")
