@@ -19,7 +19,8 @@ MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records ke
   ``recordings.legal_hold``; while it is set nothing deletes the recording, whatever its
   retention. Setting one needs a reason (the case reference), kept in the ledger.
 * **Purge** (:func:`purge`) deletes the MP3 and the sidecar of each finished recording that
-  is past retention and not on hold. The row is *kept* as the disposal record (auditors need
+  is past retention and not on hold (and the ``.leg<n>.pcap`` RTP kept beside the MP3 for a
+  leg whose codec could not be decoded). The row is *kept* as the disposal record (auditors need
   to see what existed and when it was disposed of): ``state`` becomes ``purged``, ``file`` and
   ``sidecar`` become ``NULL``, ``sha256``, times, numbers and statistics stay, and
   ``retention_until`` is set to the retention that was applied. A ledger event
@@ -701,8 +702,10 @@ async def _purge_one(
                 now=now,
             )
             await session.commit()
-    # Step 2: the files.
+    # Step 2: the files (with the RTP kept for legs the MP3 could not hold).
     rels = [r for r in (file, sidecar) if r]
+    if file:
+        rels += await asyncio.to_thread(layout.raw_rtp_files, file)
     await asyncio.to_thread(_unlink_recording_files, layout, rels)
     # Step 3: the row no longer names them.
     async with db.session() as session:

@@ -6,6 +6,11 @@ Layout (DESIGN.md section 5)::
 
     {root}/{number}/{YYYY}/{MM}/{DD}/{start:%Y%m%dT%H%M%SZ}_{direction}_{other}_{id}.mp3
     {root}/{number}/{YYYY}/{MM}/{DD}/{start:%Y%m%dT%H%M%SZ}_{direction}_{other}_{id}.json
+    {root}/{number}/{YYYY}/{MM}/{DD}/{start:%Y%m%dT%H%M%SZ}_{direction}_{other}_{id}.leg{n}.pcap
+
+The ``.leg{n}.pcap`` files (n: the leg's position in the call, from 1) exist only for legs
+whose codec could not be decoded: their RTP as received, kept because the MP3 has silence
+there (the sidecar names them; retention deletes them with the MP3).
 
 ``number`` is the recorded party, ``other`` the far end. Every path part is built from digits
 (:func:`path_safe`: only ``0-9`` survive, ``unknown`` when none do), a UTC timestamp, a
@@ -108,6 +113,26 @@ class FileLayout:
         """The sidecar path of an MP3 path (same name, ``.json``)."""
         base = rel_mp3[: -len(".mp3")] if rel_mp3.endswith(".mp3") else rel_mp3
         return base + ".json"
+
+    @staticmethod
+    def raw_rtp_of(rel_mp3: str, leg_number: int) -> str:
+        """The path of leg ``leg_number``'s kept RTP (a pcap) beside an MP3 path."""
+        if leg_number < 1:
+            raise LocalProtocolError(f"leg numbers start at 1, not {leg_number}")
+        base = rel_mp3[: -len(".mp3")] if rel_mp3.endswith(".mp3") else rel_mp3
+        return f"{base}.leg{leg_number}.pcap"
+
+    def raw_rtp_files(self, rel_mp3: str) -> list[str]:
+        """The kept-RTP files of an MP3 path that are on disk, sorted."""
+        path = self.absolute(rel_mp3)
+        base = path.name[: -len(".mp3")] if path.name.endswith(".mp3") else path.name
+        pattern = re.compile(re.escape(base) + r"\.leg[1-9][0-9]*\.pcap")
+        try:
+            names = os.listdir(path.parent)
+        except FileNotFoundError:
+            return []
+        folder = rel_mp3.rsplit("/", 1)[0] + "/" if "/" in rel_mp3 else ""
+        return sorted(folder + name for name in names if pattern.fullmatch(name))
 
     def absolute(self, rel: str) -> Path:
         """``root / rel``, refusing any path that resolves outside ``root``."""

@@ -308,6 +308,26 @@ async def test_purge_removes_emptied_folders_only(store: Store) -> None:
     assert (store.root / "index.sqlite3").exists()
 
 
+async def test_purge_deletes_the_rtp_kept_beside_the_mp3(store: Store) -> None:
+    """A leg the MP3 could not hold (unsupported codec) left its RTP as ``.leg<n>.pcap``:
+    it is part of the recording and goes with it; another recording's files stay."""
+    due = await store.add(OLD)
+    keep = await store.add(OLD + timedelta(seconds=1), retention_until=NOW + timedelta(days=9))
+    rows = {rec_id: await _row(store, rec_id) for rec_id in (due, keep)}
+    kept: dict[str, list[str]] = {}
+    for rec_id, row in rows.items():
+        assert row.file is not None
+        kept[rec_id] = [store.layout.raw_rtp_of(row.file, n) for n in (1, 2)]
+        for rel in kept[rec_id]:
+            store.layout.write_atomic(rel, b"pcap of an undecodable leg")
+        assert store.layout.raw_rtp_files(row.file) == kept[rec_id]
+    report = await purge(store.db, store.layout, NOW, actor="cli:ops")
+    assert [p.rec_id for p in report.purged] == [due]
+    assert not any(store.layout.absolute(rel).exists() for rel in kept[due])
+    assert all(store.layout.absolute(rel).exists() for rel in kept[keep])
+    assert await verify(store.db, store.layout) == []
+
+
 # Deletion primitives allowed in the product, by file. A recording (MP3 or sidecar) may only be
 # deleted by compliance/retention.py; the others delete their own temporary files.
 _ALLOWED_DELETERS = {

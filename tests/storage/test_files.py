@@ -25,6 +25,21 @@ def test_relative_path_layout(layout: FileLayout) -> None:
     assert layout.sidecar_of(rel).endswith(f"_{REC_ID}.json")
 
 
+def test_raw_rtp_files_beside_an_mp3(layout: FileLayout) -> None:
+    rel = layout.relative_path("+32470000001", START, "out", "+3222334455", REC_ID)
+    base = rel[: -len(".mp3")]
+    assert layout.raw_rtp_of(rel, 2) == base + ".leg2.pcap"
+    with pytest.raises(LocalProtocolError, match="start at 1"):
+        layout.raw_rtp_of(rel, 0)
+    assert layout.raw_rtp_files(rel) == []  # no folder yet
+    other = layout.relative_path("+32470000001", START, "out", "+3222334455", "other1")
+    for name in (rel, layout.raw_rtp_of(rel, 1), layout.raw_rtp_of(rel, 12), other):
+        layout.write_atomic(name, b"x")
+    layout.write_atomic(layout.raw_rtp_of(other, 1), b"x")
+    layout.write_atomic(base + ".leg1.pcap.part", b"x")
+    assert layout.raw_rtp_files(rel) == [base + ".leg1.pcap", base + ".leg12.pcap"]
+
+
 def test_relative_path_converts_to_utc_and_fills_unknowns(layout: FileLayout) -> None:
     brussels = START.astimezone(timezone(timedelta(hours=2)))
     rel = layout.relative_path(None, brussels, "sideways", "sip:alice@host", REC_ID)
