@@ -4,7 +4,10 @@ Theory of operation: while a call lasts, each leg's RTP payloads go to an append
 file (fsync'd about once a second) beside a JSON manifest that says what the call is (call id,
 participants, labels, codecs, start). :func:`finalize_spool` is a plain function of that
 directory: it decodes every leg, lays them on one timeline, mixes or interleaves them, encodes
-MP3, writes the file and its sidecar by atomic rename, and returns what the index needs.
+MP3, writes the file and its sidecar by atomic rename, and returns what the index needs. A leg
+whose codec cannot be decoded is silence in the MP3, so its packets are kept beside it as a
+pcap (``<mp3 name>.leg<n>.pcap``) that the sidecar's stream names under ``raw_rtp``: the spool
+is removed once the recording is indexed, and nothing received is dropped silently.
 
 It runs in a worker process (never on the event loop that receives packets), and it is the
 same function at the end of a call and at start-up for spools a crash left behind: its output
@@ -16,10 +19,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported lazily at run time: workers load them in warm_up
+    from ..rtp.spoolfmt import SpoolRecord
+    from ..storage.files import FileLayout
 
 __all__ = ["FinalizeResult", "finalize_spool"]
 
@@ -90,6 +98,38 @@ def warm_up() -> int:
 
     encode_mp3(np.zeros((1152, 1), np.int16), 8000, 32)
     return os.getpid()
+
+
+def _keep_raw_rtp(
+    layout: FileLayout, rel: str, records: Iterable[SpoolRecord], port: int, key: Any
+) -> dict[str, Any]:
+    """Write a leg's spooled packets as a pcap at ``rel``; returns what the sidecar says.
+
+    The leg's codec could not be decoded, so the MP3 holds silence for it: its packets are
+    kept as they were received (RTP header rebuilt from the spooled fields, in spool order,
+    stamped with their arrival times), addressed from 192.0.2.1 (RFC 5737: the spool does
+    not keep the sender's address) to 192.0.2.2 on the leg's port, encrypted like the MP3
+    when the recording is.
+    """
+    from ..rtp.pcapio import UdpDatagram, write_udp_pcap
+
+    records = list(records)
+    data = write_udp_pcap(
+        UdpDatagram(r.arrival, "192.0.2.1", "192.0.2.2", 0, port, r.to_rtp()) for r in records
+    )
+    if key is not None:
+        from ..compliance.crypto import encrypt_bytes
+
+        data, _ = encrypt_bytes(data, key)
+    sha, size = layout.write_atomic(rel, data)
+    return {
+        "file": os.path.basename(rel),
+        "format": "pcap",
+        "packets": len(records),
+        "sha256": sha,
+        "size_bytes": size,
+        "encrypted": key is not None,
+    }
 
 
 def finalize_spool(
@@ -188,6 +228,7 @@ def finalize_spool(
             quality=int(manifest.get("mp3_quality", 5)),
         )
         key_id = manifest.get("key_id")
+        key = None
         if key_id:
             from ..compliance.crypto import encrypt_bytes
 
@@ -204,6 +245,12 @@ def finalize_spool(
             rec_id,
         )
         sha, size = layout.write_atomic(file_rel, mp3)
+        kept = zip(manifest["legs"], legs, streams, strict=True)
+        for number, (leg, leg_media, info) in enumerate(kept, start=1):
+            if info.get("unsupported_encodings"):
+                rel = layout.raw_rtp_of(file_rel, number)
+                port = int(leg.get("port") or 0)
+                info["raw_rtp"] = _keep_raw_rtp(layout, rel, leg_media.records, port, key)
     elif state == "complete":
         state = "failed"
     result = FinalizeResult(

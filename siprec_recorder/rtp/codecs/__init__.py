@@ -4,7 +4,8 @@ Supported: PCMU, PCMA (numpy tables), G722, G729/G729A/G729AB, Opus, AMR, AMR-WB
 (PyAV). Not supported (FFmpeg needs options PyAV 18 cannot set): G726-32, iLBC.
 telephone-event and CN are not audio codecs and are handled by the renderer with
 :mod:`.events`. Anything else gives None: the renderer marks the leg
-``unsupported_codec`` and keeps silence there, the spooled records stay as they are.
+``unsupported_codec`` and keeps silence there; the finaliser keeps that leg's packets
+beside the MP3 (``siprec.finalize``).
 """
 
 from __future__ import annotations
