@@ -1409,6 +1409,14 @@ class SessionRecordingServer:
         from ..storage.index import FinishedRecording, ParticipantRow, StreamRow
 
         end = datetime.fromisoformat(result["end"].replace("Z", "+00:00"))
+        started_at = float(manifest["started_at"])
+
+        def at(offset: Any) -> datetime | None:
+            # The render gives packet times in seconds from the session's start.
+            if offset is None:
+                return None
+            return datetime.fromtimestamp(started_at + float(offset), UTC)
+
         streams = [
             StreamRow(
                 label=st["label"],
@@ -1425,6 +1433,8 @@ class SessionRecordingServer:
                 longest_gap_ms=st.get("longest_gap_ms"),
                 mos=st.get("mos"),
                 srtp_auth_failures=int(st.get("srtp_auth_failures", 0) or 0),
+                first_packet_at=at(st.get("first_packet_at")),
+                last_packet_at=at(st.get("last_packet_at")),
                 status=st.get("status", "ok"),
             )
             for st in result["streams"]

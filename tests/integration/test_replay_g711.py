@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,15 @@ def check_common(rec: Any, row: dict[str, Any], result: Any) -> Path:
     sidecar = json.loads(mp3.with_suffix(".json").read_text())
     assert sidecar["id"] == row["id"] and sidecar["sha256"] == row["sha256"]
     streams = {s["label"]: s for s in row["streams"]}
+    start = datetime.fromisoformat(row["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(row["end"].replace("Z", "+00:00"))
     for label, sent in result.packets_sent.items():
         assert streams[label]["packets_received"] == sent, (label, streams[label], sent)
         assert streams[label]["packets_lost"] == 0
+        if sent:  # when the leg's media came, as wall-clock times inside the call
+            first = datetime.fromisoformat(streams[label]["first_packet_at"].replace("Z", "+00:00"))
+            last = datetime.fromisoformat(streams[label]["last_packet_at"].replace("Z", "+00:00"))
+            assert start <= first < last <= end + timedelta(seconds=1), (start, first, last, end)
     return mp3
 
 
