@@ -34,7 +34,8 @@ run per segment or per run of packets, never per sample.
    ``arrival - duration so far`` of its first report (the smallest duration).
 
 Per-leg results (``Rendered.per_leg``) give the codec, status (``ok``, ``no_media``,
-``unsupported_codec``), first/last packet time, segment count, measured drift, and
+``unsupported_codec``, ``decode_failed`` when no audio payload decoded), the payloads that
+decoded to nothing, first/last packet time, segment count, measured drift, and
 statistics computed from the spooled packets alone (used after a crash, when the live
 receiver's counters are gone).
 """
@@ -218,6 +219,8 @@ class _LegRenderer:
         self.dtmf: list[tuple[str, str, float, int]] = []
         self.info: dict[str, Any] = {"label": leg.label, "role": leg.role}
         self.unsupported: set[str] = set()
+        self.audio_payloads = 0  # audio payloads handed to a decoder
+        self.silent_payloads = 0  # ... of which produced no samples (decode errors)
         self.records: list[SpoolRecord] = list(leg.records)
         # per payload type (0..127) lookup tables
         self.kind_of = np.full(128, _UNSUPPORTED, np.int8)
@@ -314,6 +317,11 @@ class _LegRenderer:
                 self.segments.append(placed)
                 if placed.stretch != 1.0:
                     drift.append(placed.stretch)
+        if self.audio_payloads and self.silent_payloads == self.audio_payloads:
+            # Packets came in a codec we decode, yet not one decoded (wrong packing or
+            # fmtp, a mislabelled payload type): say so instead of "ok" over silence.
+            info["status"] = "decode_failed"
+        info["undecoded_packets"] = self.silent_payloads
         info["segments"] = len(self.segments)
         info["drift_ppm"] = round((drift[0] - 1.0) * 1e6) if drift else 0
         self._dtmf(events)
@@ -395,6 +403,8 @@ class _LegRenderer:
                 cn.extend((k, cn_level_dbov(recs[idx[k]].payload)) for k in range(a, b))
         all_lens = [d[2] for d in decoded]
         lens = np.concatenate(all_lens) if all_lens else np.zeros(0, np.int64)
+        self.audio_payloads += len(lens)
+        self.silent_payloads += int(np.count_nonzero(lens == 0))
         typical = int(np.median(lens)) if len(lens) else int(rate * 0.02)
         total = int(pos[-1]) + max(typical, 0)
         for a, _samples, lengths in decoded:

@@ -140,7 +140,7 @@ class StreamInfo:
     srtp_auth_failures: int = 0
     first_packet_at: datetime | None = None
     last_packet_at: datetime | None = None
-    status: str = "ok"  # 'ok' | 'no_media' | 'unsupported_codec' | 'auth_failed'
+    status: str = "ok"  # one of models.STREAM_STATUSES
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StreamInfo:

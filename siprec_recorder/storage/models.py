@@ -78,7 +78,13 @@ RECORDING_STATES: tuple[str, ...] = (
     "purged",
 )
 DIRECTIONS: tuple[str, ...] = ("in", "out", "unknown")
-STREAM_STATUSES: tuple[str, ...] = ("ok", "no_media", "unsupported_codec", "auth_failed")
+STREAM_STATUSES: tuple[str, ...] = (
+    "ok",
+    "no_media",
+    "unsupported_codec",
+    "decode_failed",
+    "auth_failed",
+)
 USER_ROLES: tuple[str, ...] = ("standard", "admin", "auditor")
 
 

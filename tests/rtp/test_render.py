@@ -283,3 +283,23 @@ def test_upsample2_is_clean_for_a_tone() -> None:
     spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
     f = np.fft.rfftfreq(len(y), 1 / 16000)
     assert spec[np.abs(f - 7000) < 50].max() < 1e-3 * spec.max()
+
+
+def test_leg_that_never_decodes_is_marked_decode_failed() -> None:
+    """AMR-WB declared, garbage sent (e.g. the wrong RFC 4867 packing): not 'ok' over silence."""
+    pk = [(T0 + 0.02 * k, RtpPacket(97, k, 320 * k, 6, b"\xff\xff\xff").serialize())
+          for k in range(50)]
+    leg = receive(pk, "w")
+    out = render_call([media(leg, {97: ("AMR-WB", 16000, None)})], channels="mono",
+                      session_start=T0)
+    assert out.per_leg["w"]["status"] == "decode_failed"
+    assert out.per_leg["w"]["undecoded_packets"] == 50
+    assert np.all(out.pcm == 0)
+
+
+def test_good_leg_counts_no_undecoded_packets() -> None:
+    recs = [SpoolRecord(T0 + 0.02 * k, 100 + k, 1000 + 160 * k, 8, False, 1,
+                        alaw_encode(sine(500, 0.02))) for k in range(10)]
+    out = render_call([LegMedia("g", recs, PCMA)], channels="mono", session_start=T0)
+    assert out.per_leg["g"]["status"] == "ok"
+    assert out.per_leg["g"]["undecoded_packets"] == 0
