@@ -202,6 +202,10 @@ def finalize_spool(
         info["stream_id"] = leg.get("stream_id")
         info["participant_id"] = leg.get("participant_id")
         info["srtp"] = bool(leg.get("srtp"))
+        if info.get("status") == "no_media" and int(info.get("srtp_auth_failures") or 0) > 0:
+            # Packets came but none passed SRTP authentication (a wrong or stale key):
+            # nothing was decoded, and the row says why rather than "no media".
+            info["status"] = "auth_failed"
         streams.append(info)
 
     dtmf = [

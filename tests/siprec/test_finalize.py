@@ -119,3 +119,29 @@ def test_every_leg_decodable_keeps_no_pcap(tmp_path: Path) -> None:
     result = finalize_spool(str(tmp_path), "rec1", str(tmp_path), "complete", START + 1.5)
     mp3 = tmp_path / result["file"]
     assert sorted(p.suffix for p in mp3.parent.iterdir()) == [".json", ".mp3"]
+
+
+def test_srtp_leg_that_never_authenticated_is_auth_failed(tmp_path: Path) -> None:
+    """Every packet failed SRTP authentication (wrong key): none spooled, none decoded;
+    the stream says auth_failed with the live receiver's count, not no_media."""
+    _spool(tmp_path)
+    session = SpoolStore(tmp_path).get("rec1")
+    legs = session.manifest["legs"]
+    legs.append(
+        {
+            "label": "c",
+            "port": 40004,
+            "rtpmaps": {"8": ["PCMA", 8000, None]},
+            "codec": "PCMA",
+            "srtp": True,
+        }
+    )
+    session.update_manifest({"legs": legs})
+    stats = {"c": {"packets_received": 0, "srtp_auth_failures": 500}}
+    result = finalize_spool(str(tmp_path), "rec1", str(tmp_path), "complete", START + 1.5, stats)
+    streams = {s["label"]: s for s in result["streams"]}
+    assert streams["c"]["status"] == "auth_failed"
+    assert streams["c"]["srtp_auth_failures"] == 500
+    assert streams["a"]["status"] == "ok"
+    sidecar = json.loads((tmp_path / result["sidecar"]).read_text())
+    assert {s["label"]: s["status"] for s in sidecar["streams"]}["c"] == "auth_failed"
