@@ -221,7 +221,13 @@ def finalize_spool(
     pcm = rendered.pcm
     channels = int(pcm.shape[1]) if pcm.ndim == 2 else 1
     any_media = any(s.get("packets_received", 0) for s in streams) or len(pcm) > 0
-    if not any_media and reason is None:
+    auth_failed = [str(s["label"]) for s in streams if s.get("status") == "auth_failed"]
+    if auth_failed:
+        # The call's row says so too, whatever else it says (a wrong key is not "no media",
+        # and a recording missing a leg for it must not look whole).
+        note = "SRTP authentication failed on every packet of stream " + ", ".join(auth_failed)
+        reason = note if reason is None else f"{reason}; {note}"
+    elif not any_media and reason is None:
         reason = "no media received"
     if len(pcm) > 0:
         mp3 = encode_mp3(

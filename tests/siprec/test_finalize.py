@@ -143,5 +143,57 @@ def test_srtp_leg_that_never_authenticated_is_auth_failed(tmp_path: Path) -> Non
     assert streams["c"]["status"] == "auth_failed"
     assert streams["c"]["srtp_auth_failures"] == 500
     assert streams["a"]["status"] == "ok"
+    # The recording is whole but for that leg, and its row says so.
+    assert result["state"] == "complete" and result["file"]
+    assert result["reason"] == "SRTP authentication failed on every packet of stream c"
     sidecar = json.loads((tmp_path / result["sidecar"]).read_text())
     assert {s["label"]: s["status"] for s in sidecar["streams"]}["c"] == "auth_failed"
+    assert sidecar["reason"] == result["reason"]
+
+
+def _only_srtp_leg(root: Path) -> None:
+    manifest: dict[str, Any] = {
+        "rec_id": "rec2",
+        "call_id": "c2@test",
+        "started_at": START,
+        "channels": "mono",
+        "bitrate_kbps": 32,
+        "legs": [
+            {
+                "label": "1",
+                "port": 40000,
+                "rtpmaps": {"8": ["PCMA", 8000, None]},
+                "codec": "PCMA",
+                "srtp": True,
+            }
+        ],
+    }
+    SpoolStore(root).open_session("rec2", manifest).flush()
+
+
+@pytest.mark.parametrize("ended_by", [None, "rtp timeout"])
+def test_call_whose_only_leg_never_authenticated_fails_saying_why(
+    tmp_path: Path, ended_by: str | None
+) -> None:
+    """No packet authenticated: no MP3 (nothing but garbage to put in it), state failed,
+    and the reason names SRTP authentication, not "no media received"."""
+    _only_srtp_leg(tmp_path)
+    stats = {"1": {"packets_received": 0, "srtp_auth_failures": 400}}
+    result = finalize_spool(
+        str(tmp_path), "rec2", str(tmp_path), "complete", START + 8.0, stats, ended_by
+    )
+    assert result["state"] == "failed"
+    assert result["file"] is None and result["sidecar"] is None
+    note = "SRTP authentication failed on every packet of stream 1"
+    assert result["reason"] == (note if ended_by is None else f"{ended_by}; {note}")
+    (stream,) = result["streams"]
+    assert stream["status"] == "auth_failed" and stream["srtp_auth_failures"] == 400
+
+
+def test_srtp_leg_with_no_packets_at_all_is_no_media(tmp_path: Path) -> None:
+    """Nothing came (rather than nothing authenticated): that is still "no media"."""
+    _only_srtp_leg(tmp_path)
+    stats = {"1": {"packets_received": 0, "srtp_auth_failures": 0}}
+    result = finalize_spool(str(tmp_path), "rec2", str(tmp_path), "complete", START + 8.0, stats)
+    assert result["state"] == "failed" and result["reason"] == "no media received"
+    assert result["streams"][0]["status"] == "no_media"
