@@ -230,6 +230,7 @@ class PolicyEngine:
         self._wanted = 0  # bumped by invalidate()
         self._loaded = 0  # the value of _wanted the current snapshot reflects
         self._task: asyncio.Task[None] | None = None
+        self._first_load: asyncio.Task[None] | None = None
         self._max_wait = max_wait
         self._uncounted_emergencies = 0
         self._counter_task: asyncio.Task[None] | None = None
@@ -275,14 +276,22 @@ class PolicyEngine:
             await self.flush_counters()
         except Exception:  # noqa: BLE001
             log.exception("cannot write the emergency call counter")
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (self._task, self._first_load):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._first_load = None
 
     async def _snapshot(self) -> dict[str, NumberRule]:
         if self._rules is None:
-            await self.refresh(force=False)
+            # The first load is shared by every call that arrives while it runs: each running
+            # its own refresh in turn (under the lock) made the first INVITEs after a start
+            # wait one database round trip per call ahead of them. A failed load fails the
+            # calls that shared it; the next call tries again.
+            if self._first_load is None or self._first_load.done():
+                self._first_load = asyncio.create_task(self.refresh(force=False))
+            # shielded: a caller cancelled while waiting does not cancel the others' load
+            await asyncio.shield(self._first_load)
             assert self._rules is not None
             return self._rules
         stale = self._wanted != self._loaded

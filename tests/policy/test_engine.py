@@ -325,3 +325,61 @@ async def test_failed_reload_keeps_the_snapshot(db: Database) -> None:
     await engine.wait_refreshed()
     assert (await engine.decide(["+32470000002"], MON_10)).record
     await engine.close()
+
+
+async def test_calls_arriving_during_the_first_load_share_it(db: Database) -> None:
+    # A fresh recorder's first INVITEs find no snapshot. Each used to run its own refresh in
+    # turn under the engine's lock, one database round trip per call ahead of it; with the
+    # index busy (bench/bench_setup_rate.py at 200 calls/s) the fifth call waited 34 s for
+    # its 200 OK and the SRC cancelled it.
+    await seed(db)
+    engine = PolicyEngine(db)
+    gate = asyncio.Event()
+    reads = 0
+    original = engine_module.read_counter
+
+    async def slow_read(session: object, name: str) -> int:
+        nonlocal reads
+        reads += 1
+        await gate.wait()
+        return await original(session, name)  # type: ignore[arg-type]
+
+    engine_module.read_counter = slow_read  # type: ignore[assignment]
+    try:
+        calls = [asyncio.create_task(engine.decide(["+32470000002"], MON_10)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert reads == 1
+        gate.set()
+        decisions = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
+    finally:
+        engine_module.read_counter = original  # type: ignore[assignment]
+    assert all(dec.record for dec in decisions)
+    assert reads == 1
+    await engine.close()
+
+
+async def test_a_failed_first_load_fails_its_calls_and_the_next_call_retries(
+    db: Database,
+) -> None:
+    await seed(db)
+    engine = PolicyEngine(db)
+    original = engine_module.load_rules
+    failures = 0
+
+    async def broken_once(database: Database) -> dict[str, NumberRule]:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            await asyncio.sleep(0.01)
+            raise RuntimeError("disk on fire")
+        return await original(database)
+
+    engine_module.load_rules = broken_once  # type: ignore[assignment]
+    try:
+        calls = [asyncio.create_task(engine.decide(["+32470000002"], MON_10)) for _ in range(3)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, RuntimeError) for r in results), results
+        assert (await engine.decide(["+32470000002"], MON_10)).record
+    finally:
+        engine_module.load_rules = original  # type: ignore[assignment]
+    await engine.close()
