@@ -33,11 +33,13 @@ def _epoch(iso: str) -> float:
 
 def expected_digits(
     pcap: Path, skip: float, seconds: float
-) -> tuple[list[tuple[str, str, float]], float, dict[str, list[tuple[float, bytes]]]]:
-    """(role, digit, seconds from the replayed window's start), window start, audio per role."""
+) -> tuple[list[tuple[str, str, float, int]], float, dict[str, list[tuple[float, bytes]]]]:
+    """(role, digit, seconds from the replayed window's start, duration ms), window start,
+    audio per role."""
     call = load_call(pcap)
     t0 = min(leg.packets[0].time for leg in call.legs if leg.packets) + skip
     digits = []
+    durations: dict[tuple[str, int], int] = {}  # (role, RTP timestamp) -> longest duration
     audio: dict[str, list[tuple[float, bytes]]] = {}
     for leg in call.legs:
         events = {
@@ -48,12 +50,19 @@ def expected_digits(
             if not t0 <= p.time < t0 + seconds:
                 continue
             if p.payload_type in events:
+                # RFC 4733 section 2.3: event, E|R|volume, duration (in timestamp units).
+                duration = int.from_bytes(p.payload[2:4], "big")
+                key = (leg.role, p.timestamp)
+                durations[key] = max(durations.get(key, 0), duration)
                 if p.timestamp not in seen:
                     seen.add(p.timestamp)
-                    digits.append((leg.role, DIGITS[p.payload[0]], p.time - t0))
+                    digits.append((leg.role, DIGITS[p.payload[0]], p.time - t0, p.timestamp))
             elif p.payload_type in (0, 8):
                 audio.setdefault(leg.role, []).append((p.time - t0, p.payload))
-    return sorted(digits, key=lambda d: d[2]), t0, audio
+    with_durations = [
+        (role, digit, at, durations[(role, ts)] * 1000 // 8000) for role, digit, at, ts in digits
+    ]
+    return sorted(with_durations, key=lambda d: d[2]), t0, audio
 
 
 @pytest.mark.parametrize(
@@ -81,21 +90,28 @@ def test_digits_reach_index_search_and_sidecar(
     media_offset = first_at - start  # the window's first packet, on the recording's clock
 
     def check(dtmf: list[dict[str, Any]]) -> None:
-        got = [(label_role[d["label"]], d["digit"], d["at_s"] - media_offset) for d in dtmf]
-        assert [(r, d) for r, d, _ in got] == [(r, d) for r, d, _ in want], (got, want)
-        for (_r, _d, at), (_r2, _d2, at_want) in zip(got, want, strict=True):
+        got = [
+            (label_role[d["label"]], d["digit"], d["at_s"] - media_offset, d["duration_ms"])
+            for d in dtmf
+        ]
+        assert [(r, d) for r, d, _, _ in got] == [(r, d) for r, d, _, _ in want], (got, want)
+        for (_r, _d, at, ms), (_r2, _d2, at_want, ms_want) in zip(got, want, strict=True):
             assert abs(at - at_want) < 0.1, (got, want)
+            assert abs(ms - ms_want) <= 20, (got, want)
 
     check(row["dtmf"])
     found = json.loads(rec.cli("search", "--json").stdout)
     (hit,) = [r for r in found if r["id"] == row["id"]]
     check(hit["dtmf"])
-    sidecar = json.loads((rec.recordings / row["sidecar"]).read_text())
+    mp3 = rec.recordings / row["file"]
+    assert rec.recordings / row["sidecar"] == mp3.with_suffix(".json")  # beside the MP3
+    sidecar = json.loads(mp3.with_suffix(".json").read_text())
+    assert sidecar["id"] == row["id"]
     check(sidecar["dtmf"])
 
     # The tones are not in the audio: where the events are, the recording is as loud as the
     # audio packets alone make it (the SRC's own in-band audio), never louder.
-    got, rate = decode_mp3(rec.recordings / row["file"])
+    got, rate = decode_mp3(mp3)
     reference = np.zeros(0, np.float32)
     for packets in audio.values():
         leg = place_on_timeline(packets, encoding)
@@ -107,7 +123,7 @@ def test_digits_reach_index_search_and_sidecar(
     env_got = envelope(got[:, 0], rate)
     env_ref = envelope(reference, 8000)
     shift = int(round(media_offset / 0.02))
-    for _role, _digit, at in want:
+    for _role, _digit, at, _ms in want:
         k = int(at / 0.02)
         window_got = env_got[shift + k : shift + k + 5]
         window_ref = env_ref[max(0, k - 3) : k + 8]
