@@ -1411,34 +1411,15 @@ class SessionRecordingServer:
         end = datetime.fromisoformat(result["end"].replace("Z", "+00:00"))
         started_at = float(manifest["started_at"])
 
-        def at(offset: Any) -> datetime | None:
+        def absolute(stream: dict[str, Any]) -> dict[str, Any]:
             # The render gives packet times in seconds from the session's start.
-            if offset is None:
-                return None
-            return datetime.fromtimestamp(started_at + float(offset), UTC)
+            out = dict(stream)
+            for key in ("first_packet_at", "last_packet_at"):
+                if out.get(key) is not None:
+                    out[key] = started_at + float(out[key])
+            return out
 
-        streams = [
-            StreamRow(
-                label=st["label"],
-                stream_id=st.get("stream_id"),
-                participant_id=st.get("participant_id"),
-                codec=st.get("codec"),
-                sample_rate=st.get("sample_rate"),
-                packets_expected=int(st.get("packets_expected", 0) or 0),
-                packets_received=int(st.get("packets_received", 0) or 0),
-                packets_lost=int(st.get("packets_lost", 0) or 0),
-                packets_late=int(st.get("packets_late", 0) or 0),
-                packets_duplicate=int(st.get("packets_duplicate", 0) or 0),
-                jitter_ms=st.get("jitter_ms"),
-                longest_gap_ms=st.get("longest_gap_ms"),
-                mos=st.get("mos"),
-                srtp_auth_failures=int(st.get("srtp_auth_failures", 0) or 0),
-                first_packet_at=at(st.get("first_packet_at")),
-                last_packet_at=at(st.get("last_packet_at")),
-                status=st.get("status", "ok"),
-            )
-            for st in result["streams"]
-        ]
+        streams = [StreamRow.from_dict(absolute(st)) for st in result["streams"]]
         return FinishedRecording(
             state=result["state"],
             reason=result.get("reason"),
