@@ -74,11 +74,9 @@ def _kernel_stamp(ancdata: list[tuple[int, int, bytes]], fallback: float) -> flo
 
 
 class _Reader:
-    """Drains one non-blocking UDP socket from the loop's reader callback.
+    """Reads one non-blocking UDP socket, for the pool's pump or a loop reader callback.
 
-    Each wake-up reads up to ``BATCH`` datagrams (fair to the other sockets and to SIP),
-    then returns to the loop; what is left is read on the next wake-up. With kernel stamps
-    on, each datagram's time is when the kernel received it.
+    With kernel stamps on, each datagram's time is when the kernel received it.
     """
 
     def __init__(
@@ -100,8 +98,8 @@ class _Reader:
         self.datagrams = 0
         self.last_source: Any = None
 
-    def read_one(self) -> None:
-        """Read one datagram (the pump calls this only for a socket epoll says is ready)."""
+    def read_one(self) -> bool:
+        """Read one datagram and hand it on; False when there was none (or a socket error)."""
         try:
             if self.kernel_stamps:
                 data, anc, _flags, addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
@@ -110,33 +108,20 @@ class _Reader:
                 data, addr = self.sock.recvfrom(MAX_DATAGRAM)
                 now = self.clock()
         except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
+            return False
+        except OSError as exc:  # ICMP errors surfacing on the socket: nothing to do
             log.debug("RTP socket error: %s", exc)
-            return
+            return False
         self.datagrams += 1
         self.last_source = addr
         self.deliver(data, now)
+        return True
 
     def read_ready(self) -> None:
-        sock = self.sock
-        deliver = self.deliver
+        """The loop's reader callback (no pump): up to ``BATCH`` datagrams per wake-up."""
         for _ in range(BATCH):
-            try:
-                if self.kernel_stamps:
-                    data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
-                    now = _kernel_stamp(anc, 0.0) or self.clock()
-                else:
-                    data, addr = sock.recvfrom(MAX_DATAGRAM)
-                    now = self.clock()
-            except (BlockingIOError, InterruptedError):
+            if not self.read_one():
                 return
-            except OSError as exc:  # ICMP errors surfacing on the socket: nothing to do
-                log.debug("RTP socket error: %s", exc)
-                return
-            self.datagrams += 1
-            self.last_source = addr
-            deliver(data, now)
 
 
 class _Pump:

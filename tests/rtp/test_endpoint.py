@@ -29,9 +29,11 @@ def free_even_range(size: int) -> int:
     raise RuntimeError("no free port range")
 
 
-async def test_endpoint_feeds_receiver_rtp_and_rtcp() -> None:
+@pytest.mark.parametrize("read_tick", [0.02, 0.0], ids=["pump", "loop-reader"])
+async def test_endpoint_feeds_receiver_rtp_and_rtcp(read_tick: float) -> None:
     base = free_even_range(4)
-    pool = PortPool("127.0.0.1", base, base + 3, clock=lambda: 42.0)
+    pool = PortPool("127.0.0.1", base, base + 3, clock=lambda: 42.0, read_tick=read_tick)
+    assert (pool._pump is None) == (read_tick == 0)
     leg = LegReceiver("1")
     ep = await pool.open(leg)
     assert ep.port == base and pool.in_use == 1
