@@ -95,22 +95,24 @@ async def replay_capture(
     (``"<suite> inline:<base64>"``) offers that key for a capture whose RTP is SRTP already
     and sends it as captured; ``max_seconds`` / ``skip_seconds`` replay a part of the media.
     """
-    options = _options(
+    (result,) = await replay_many(
+        path,
         to,
-        transport,
-        speed,
-        local_host,
-        srtp,
-        labels,
-        caller_aor,
-        callee_aor,
-        srtp_suite,
-        srtp_key,
-        max_seconds,
-        skip_seconds,
+        1,
+        transport=transport,
+        speed=speed,
+        local_host=local_host,
+        srtp=srtp,
+        call_index=call_index,
+        labels=labels,
+        caller_aor=caller_aor,
+        callee_aor=callee_aor,
+        srtp_suite=srtp_suite,
+        srtp_key=srtp_key,
+        max_seconds=max_seconds,
+        skip_seconds=skip_seconds,
     )
-    call = await asyncio.to_thread(load_call, path, call_index)
-    return await replay_call(call, options)
+    return result
 
 
 async def replay_many(
