@@ -46,6 +46,7 @@ from ..sip.events import (
 from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
+from ..storage.index import RecordingNotFound
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
@@ -1197,9 +1198,14 @@ class SessionRecordingServer:
                 reason,
                 self.keyring,
             )
-            if s.index_pending or not await self.index.exists(s.rec_id):
+            if s.index_pending:
                 await self.index.create_recording(self._new_recording_row(s, s.source))
-            await self.index.finish_recording(s.rec_id, self._finished_row(s, result))
+            finished = self._finished_row(s, result)
+            try:
+                await self.index.finish_recording(s.rec_id, finished)
+            except RecordingNotFound:  # the row went missing during the call: write it whole
+                await self.index.create_recording(self._new_recording_row(s, s.source))
+                await self.index.finish_recording(s.rec_id, finished)
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
             log.info(

@@ -24,19 +24,31 @@ recordings plus one ``selectinload`` per child table, never one query per row.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, select, union, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError
 
 from .db import Database
-from .ledger import append_event
+from .ledger import append_event, append_events
 from .models import (
     DIRECTIONS,
     RECORDING_STATES,
@@ -45,6 +57,7 @@ from .models import (
     RecordingParticipant,
     RecordingStream,
     new_id,
+    utcnow,
 )
 
 __all__ = [
@@ -56,6 +69,7 @@ __all__ = [
     "ParticipantInfo",
     "ParticipantRow",
     "RecordingIndex",
+    "RecordingNotFound",
     "SqlIndex",
     "StreamInfo",
     "StreamRow",
@@ -320,48 +334,52 @@ class RecordingIndex(Protocol):
     async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]: ...
 
 
-def _participant_row(p: ParticipantInfo | Mapping[str, Any]) -> RecordingParticipant:
+def _participant_values(p: ParticipantInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(p, ParticipantInfo):
         p = ParticipantInfo.from_dict(p)
-    return RecordingParticipant(
-        participant_id=p.participant_id,
-        aor=p.aor,
-        name=p.name,
-        number=p.number,
-        role=p.role,
-        joined_at=p.joined_at,
-        left_at=p.left_at,
-    )
+    return {
+        "participant_id": p.participant_id,
+        "aor": p.aor,
+        "name": p.name,
+        "number": p.number,
+        "role": p.role,
+        "joined_at": p.joined_at,
+        "left_at": p.left_at,
+    }
 
 
-def _stream_row(s: StreamInfo | Mapping[str, Any]) -> RecordingStream:
+def _participant_row(p: ParticipantInfo | Mapping[str, Any]) -> RecordingParticipant:
+    return RecordingParticipant(**_participant_values(p))
+
+
+def _stream_values(s: StreamInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(s, StreamInfo):
         s = StreamInfo.from_dict(s)
-    return RecordingStream(
-        label=s.label,
-        stream_id=s.stream_id,
-        participant_id=s.participant_id,
-        codec=s.codec,
-        sample_rate=s.sample_rate,
-        packets_expected=s.packets_expected,
-        packets_received=s.packets_received,
-        packets_lost=s.packets_lost,
-        packets_late=s.packets_late,
-        packets_duplicate=s.packets_duplicate,
-        jitter_ms=s.jitter_ms,
-        longest_gap_ms=s.longest_gap_ms,
-        mos=s.mos,
-        srtp_auth_failures=s.srtp_auth_failures,
-        first_packet_at=s.first_packet_at,
-        last_packet_at=s.last_packet_at,
-        status=s.status,
-    )
+    return {
+        "label": s.label,
+        "stream_id": s.stream_id,
+        "participant_id": s.participant_id,
+        "codec": s.codec,
+        "sample_rate": s.sample_rate,
+        "packets_expected": s.packets_expected,
+        "packets_received": s.packets_received,
+        "packets_lost": s.packets_lost,
+        "packets_late": s.packets_late,
+        "packets_duplicate": s.packets_duplicate,
+        "jitter_ms": s.jitter_ms,
+        "longest_gap_ms": s.longest_gap_ms,
+        "mos": s.mos,
+        "srtp_auth_failures": s.srtp_auth_failures,
+        "first_packet_at": s.first_packet_at,
+        "last_packet_at": s.last_packet_at,
+        "status": s.status,
+    }
 
 
-def _dtmf_row(d: DtmfInfo | Mapping[str, Any]) -> DtmfDigit:
+def _dtmf_values(d: DtmfInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(d, DtmfInfo):
         d = DtmfInfo.from_dict(d)
-    return DtmfDigit(label=d.label, digit=d.digit, at_s=d.at_s, duration_ms=d.duration_ms)
+    return {"label": d.label, "digit": d.digit, "at_s": d.at_s, "duration_ms": d.duration_ms}
 
 
 def _retention(rec: NewRecording) -> datetime | None:
@@ -461,67 +479,100 @@ def _number_forms(number: str | Sequence[str] | None) -> list[str]:
     return sorted({f.strip() for f in forms if f and f.strip()})
 
 
-class SqlIndex:
-    """:class:`RecordingIndex` on SQLAlchemy (SQLite or PostgreSQL)."""
+class RecordingNotFound(LocalProtocolError):
+    """There is no recording with that id."""
 
-    def __init__(self, db: Database, *, actor: str = SYSTEM_ACTOR) -> None:
-        self.db = db
-        self.actor = actor
 
-    async def _load(self, session: AsyncSession, rec_id: str) -> Recording:
-        rec = await session.get(Recording, rec_id)
-        if rec is None:
-            raise LocalProtocolError(f"no recording with id {rec_id!r}")
-        return rec
+_RECORDINGS = Recording.__table__
+_PARTICIPANTS = RecordingParticipant.__table__
+_STREAMS = RecordingStream.__table__
+_DTMF = DtmfDigit.__table__
+_OPEN_STATES = ("recording", "interrupted")  # what finish_recording may close
+# executemany: SET is every key of the parameters but ``b_id``.
+_FINISH = update(_RECORDINGS).where(
+    _RECORDINGS.c.id == bindparam("b_id"),
+    # Literal states: an expanding IN cannot be part of an executemany.
+    or_(*(_RECORDINGS.c.state == literal_column(f"'{state}'") for state in _OPEN_STATES)),
+)
+_FINISH_ACTIONS = {
+    "complete": "recording.finished",
+    "interrupted": "recording.interrupted",
+    "failed": "recording.failed",
+}
 
-    async def create_recording(self, rec: NewRecording) -> str:
-        """Insert the row of a call being recorded (state ``recording``); returns its id."""
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+@dataclass(slots=True)
+class _Create:
+    """A ``recording`` row to insert, as plain values (built, and checked, by the caller)."""
+
+    rec_id: str
+    row: dict[str, Any]
+    participants: list[dict[str, Any]]
+    details: dict[str, Any]
+    action: str = "recording.started"
+
+    @classmethod
+    def build(cls, rec: NewRecording) -> _Create:
         rec_id = rec.id or new_id()
-        async with self.db.session() as session:
-            row = Recording(
-                id=rec_id,
-                call_id=rec.call_id,
-                siprec_session_id=rec.siprec_session_id,
-                state="recording",
-                start=rec.start,
-                direction=_check_direction(rec.direction),
-                recorded_number=rec.recorded_number,
-                other_number=rec.other_number,
-                srtp=rec.srtp,
-                beep=rec.beep,
-                source=rec.source,
-                key_id=rec.key_id,
-                retention_until=_retention(rec),
-                metadata_json=rec.metadata_json,
-                participants=[_participant_row(p) for p in rec.participants],
-            )
-            session.add(row)
-            await session.flush()
-            await append_event(
-                session,
-                actor=self.actor,
-                action="recording.started",
-                subject=rec_id,
-                details={
-                    "call_id": rec.call_id,
-                    "recorded_number": rec.recorded_number,
-                    "other_number": rec.other_number,
-                    "direction": rec.direction,
-                    "start": iso(rec.start),
-                },
-            )
-            await session.commit()
-        return rec_id
+        row = {
+            "id": rec_id,
+            "call_id": rec.call_id,
+            "siprec_session_id": rec.siprec_session_id,
+            "state": "recording",
+            "reason": None,
+            "start": rec.start,
+            "direction": _check_direction(rec.direction),
+            "recorded_number": rec.recorded_number,
+            "other_number": rec.other_number,
+            "srtp": rec.srtp,
+            "beep": rec.beep,
+            "source": rec.source,
+            "key_id": rec.key_id,
+            "retention_until": _retention(rec),
+            "metadata_json": rec.metadata_json,
+            "legal_hold": False,
+            "created_at": utcnow(),
+        }
+        people = [{"recording_id": rec_id, **_participant_values(p)} for p in rec.participants]
+        details = {
+            "call_id": rec.call_id,
+            "recorded_number": rec.recorded_number,
+            "other_number": rec.other_number,
+            "direction": rec.direction,
+            "start": iso(rec.start),
+        }
+        return cls(rec_id, row, people, details)
 
-    async def finish_recording(self, rec_id: str, finished: FinishedRecording) -> None:
-        """Record how the call ended: file, hash, statistics, final state."""
+
+@dataclass(slots=True)
+class _Finish:
+    """How one recording ended, as plain values (built, and checked, by the caller)."""
+
+    rec_id: str
+    values: dict[str, Any]
+    streams: list[dict[str, Any]]
+    dtmf: list[dict[str, Any]]
+    participants: list[dict[str, Any]] | None
+    details: dict[str, Any]
+    action: str
+
+    @classmethod
+    def build(cls, rec_id: str, finished: FinishedRecording) -> _Finish:
         if finished.state not in FINISHED_STATES:
             raise LocalProtocolError(
                 f"finished state must be one of {FINISHED_STATES}, not {finished.state!r}"
             )
-        # Plain statements rather than loading the row and its children through the ORM:
-        # this runs once per call, at the rate calls end, and costs a third as much.
         values: dict[str, Any] = {
+            "b_id": rec_id,
             "state": finished.state,
             "reason": finished.reason,
             "end": finished.end,
@@ -538,55 +589,164 @@ class SqlIndex:
             values["retention_until"] = finished.retention_until
         if finished.metadata_json is not None:
             values["metadata_json"] = finished.metadata_json
+        people = None
+        if finished.participants is not None:
+            people = [
+                {"recording_id": rec_id, **_participant_values(p)} for p in finished.participants
+            ]
+        details = {
+            "state": finished.state,
+            "reason": finished.reason,
+            "file": finished.file,
+            "sha256": finished.sha256,
+            "size_bytes": finished.size_bytes,
+            "end": iso(finished.end),
+            "duration_s": finished.duration_s,
+        }
+        return cls(
+            rec_id,
+            values,
+            [{"recording_id": rec_id, **_stream_values(x)} for x in finished.streams],
+            [{"recording_id": rec_id, **_dtmf_values(x)} for x in finished.dtmf],
+            people,
+            details,
+            _FINISH_ACTIONS[finished.state],
+        )
+
+
+class SqlIndex:
+    """:class:`RecordingIndex` on SQLAlchemy (SQLite or PostgreSQL)."""
+
+    MAX_BATCH = 200  # recordings created or finished per transaction, at most
+
+    def __init__(self, db: Database, *, actor: str = SYSTEM_ACTOR) -> None:
+        self.db = db
+        self.actor = actor
+        self._queue: list[tuple[_Create | _Finish, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def _load(self, session: AsyncSession, rec_id: str) -> Recording:
+        rec = await session.get(Recording, rec_id)
+        if rec is None:
+            raise LocalProtocolError(f"no recording with id {rec_id!r}")
+        return rec
+
+    async def create_recording(self, rec: NewRecording) -> str:
+        """Insert the row of a call being recorded (state ``recording``); returns its id.
+
+        Committed (with its ledger event) when this returns; written by the batch writer.
+        """
+        op = _Create.build(rec)
+        await self._submit(op)
+        return op.rec_id
+
+    async def finish_recording(self, rec_id: str, finished: FinishedRecording) -> None:
+        """Record how the call ended: file, hash, statistics, final state.
+
+        Committed (with its ledger event) when this returns; written by the batch writer.
+        Raises :class:`RecordingNotFound` when there is no such row, and
+        :class:`~siprec_recorder.errors.LocalProtocolError` when it is already finished.
+        """
+        await self._submit(_Finish.build(rec_id, finished))
+
+    # -- the batch writer -----------------------------------------------------------------
+
+    async def _submit(self, op: _Create | _Finish) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.append((op, future))
+        writer = self._writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._drain(), name="index-writer")
+        await future
+
+    async def _drain(self) -> None:
+        """Write what is queued, a transaction per batch, until the queue is empty.
+
+        Nothing waits for a batch to fill: while one transaction commits, the calls that end
+        meanwhile queue up and go together in the next. A batch that fails (one finished
+        twice, a full disk) is rolled back and its items retried one transaction each, so
+        each caller gets its own outcome.
+        """
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch = [
+                (op, fut)
+                for op, fut in self._queue[: self.MAX_BATCH]
+                if not fut.done() and fut.get_loop() is loop
+            ]
+            del self._queue[: self.MAX_BATCH]
+            if not batch:
+                continue
+            try:
+                await self._write([op for op, _ in batch])
+            except Exception as batch_error:
+                if len(batch) == 1:
+                    _settle(batch[0][1], batch_error)
+                    continue
+                for op, fut in batch:
+                    try:
+                        await self._write([op])
+                    except Exception as exc:
+                        _settle(fut, exc)
+                    else:
+                        _settle(fut, None)
+            else:
+                for _op, fut in batch:
+                    _settle(fut, None)
+
+    async def _write(self, ops: Sequence[_Create | _Finish]) -> None:
+        """One transaction: every create, then every finish, then their ledger events."""
+        creates = [op for op in ops if isinstance(op, _Create)]
+        finishes = [op for op in ops if isinstance(op, _Finish)]
         async with self.db.session() as session:
-            changed = await session.execute(
-                update(Recording)
-                .where(Recording.id == rec_id, Recording.state.in_(("recording", "interrupted")))
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if getattr(changed, "rowcount", 0) != 1:
-                state = await session.scalar(select(Recording.state).where(Recording.id == rec_id))
-                if state is None:
-                    raise LocalProtocolError(f"no recording with id {rec_id!r}")
-                raise LocalProtocolError(f"recording {rec_id} is already {state}")
-            children: list[Any] = []
-            await session.execute(
-                delete(RecordingStream).where(RecordingStream.recording_id == rec_id)
-            )
-            children += [_stream_row(x) for x in finished.streams]
-            await session.execute(delete(DtmfDigit).where(DtmfDigit.recording_id == rec_id))
-            children += [_dtmf_row(x) for x in finished.dtmf]
-            if finished.participants is not None:
-                await session.execute(
-                    delete(RecordingParticipant).where(RecordingParticipant.recording_id == rec_id)
-                )
-                children += [_participant_row(x) for x in finished.participants]
-            for child in children:
-                child.recording_id = rec_id
-            session.add_all(children)
-            await session.flush()
-            action = {
-                "complete": "recording.finished",
-                "interrupted": "recording.interrupted",
-                "failed": "recording.failed",
-            }[finished.state]
-            await append_event(
-                session,
-                actor=self.actor,
-                action=action,
-                subject=rec_id,
-                details={
-                    "state": finished.state,
-                    "reason": finished.reason,
-                    "file": finished.file,
-                    "sha256": finished.sha256,
-                    "size_bytes": finished.size_bytes,
-                    "end": iso(finished.end),
-                    "duration_s": finished.duration_s,
-                },
+            if creates:
+                await session.execute(insert(_RECORDINGS), [op.row for op in creates])
+                people = [p for op in creates for p in op.participants]
+                if people:
+                    await session.execute(insert(_PARTICIPANTS), people)
+            if finishes:
+                await self._write_finishes(session, finishes)
+            await append_events(
+                session, [(self.actor, op.action, op.rec_id, op.details) for op in ops]
             )
             await session.commit()
+
+    async def _write_finishes(self, session: AsyncSession, finishes: Sequence[_Finish]) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        if self.db.engine.dialect.supports_sane_multi_rowcount:
+            for op in finishes:  # one executemany per set of columns
+                groups.setdefault(tuple(op.values), []).append(op.values)
+            batches = list(groups.values())
+        else:  # asyncpg: an executemany's row count is not reported
+            batches = [[op.values] for op in finishes]
+        changed = 0
+        for params in batches:
+            result = await session.execute(_FINISH, params)
+            changed += int(getattr(result, "rowcount", 0) or 0)
+        if changed != len(finishes):
+            if len(finishes) > 1:
+                raise LocalProtocolError("a recording of the batch was not open")
+            rec_id = finishes[0].rec_id
+            state = await session.scalar(select(Recording.state).where(Recording.id == rec_id))
+            if state is None:
+                raise RecordingNotFound(f"no recording with id {rec_id!r}")
+            raise LocalProtocolError(f"recording {rec_id} is already {state}")
+        ids = [op.rec_id for op in finishes]
+        await session.execute(delete(_STREAMS).where(_STREAMS.c.recording_id.in_(ids)))
+        await session.execute(delete(_DTMF).where(_DTMF.c.recording_id.in_(ids)))
+        replaced = [op.rec_id for op in finishes if op.participants is not None]
+        if replaced:
+            await session.execute(
+                delete(_PARTICIPANTS).where(_PARTICIPANTS.c.recording_id.in_(replaced))
+            )
+        for table, rows in (
+            (_STREAMS, [r for op in finishes for r in op.streams]),
+            (_DTMF, [r for op in finishes for r in op.dtmf]),
+            (_PARTICIPANTS, [r for op in finishes for r in op.participants or ()]),
+        ):
+            if rows:
+                await session.execute(insert(table), rows)
 
     async def mark_interrupted(
         self, rec_id: str, *, end: datetime | None = None, reason: str | None = None

@@ -17,6 +17,7 @@ from siprec_recorder.storage.index import (
     FinishedRecording,
     NewRecording,
     ParticipantInfo,
+    RecordingNotFound,
     SqlIndex,
     StreamInfo,
 )
@@ -288,6 +289,67 @@ async def test_concurrent_creates_keep_the_chain(db: Database, index: SqlIndex) 
         assert await verify_chain(s) == []
         n = len((await s.scalars(select(LedgerEntry.seq))).all())
     assert n == 50
+
+
+def _count_commits(db: Database) -> list[int]:
+    commits = [0]
+
+    @event.listens_for(db.engine.sync_engine, "commit")
+    def _commit(_conn: object) -> None:
+        commits[0] += 1
+
+    return commits
+
+
+async def test_concurrent_writes_share_transactions(db: Database, index: SqlIndex) -> None:
+    commits = _count_commits(db)
+    ids = await asyncio.gather(*(index.create_recording(_new(i)) for i in range(60)))
+    creates = commits[0]
+    await asyncio.gather(*(index.finish_recording(i, _finished()) for i in ids))
+    finishes = commits[0] - creates
+    # The first item is written alone; the 59 queued behind it go in one more transaction.
+    assert creates <= 3 and finishes <= 3, (creates, finishes)
+    rows = await index.search(number=ME, limit=100)
+    assert len(rows) == 60
+    assert {r["state"] for r in rows} == {"complete"}
+    assert all(len(r["streams"]) == 2 and len(r["dtmf"]) == 2 for r in rows)
+    assert all(len(r["participants"]) == 2 for r in rows)
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+
+
+async def test_one_bad_item_fails_alone_in_its_batch(db: Database, index: SqlIndex) -> None:
+    done = await index.create_recording(_new(0))
+    await index.finish_recording(done, _finished())
+    fresh = await asyncio.gather(*(index.create_recording(_new(i)) for i in range(1, 6)))
+    results = await asyncio.gather(
+        *(index.finish_recording(i, _finished()) for i in [fresh[0], done, *fresh[1:]]),
+        index.finish_recording("e" * 32, _finished()),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2:6] == [None] * 4
+    assert isinstance(results[1], LocalProtocolError) and "already complete" in str(results[1])
+    assert isinstance(results[6], RecordingNotFound)
+    for rec_id in fresh:
+        row = await index.get(rec_id)
+        assert row is not None and row["state"] == "complete" and len(row["streams"]) == 2
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+        actions = (await s.scalars(select(LedgerEntry.action))).all()
+    assert actions.count("recording.finished") == 6  # not one for the refused ones
+
+
+async def test_finish_keeps_participants_unless_given(index: SqlIndex) -> None:
+    a, b = await asyncio.gather(index.create_recording(_new(0)), index.create_recording(_new(1)))
+    moved = [ParticipantInfo("p9", "tel:+32499887766", None, TRANSFER, "callee", T0)]
+    await asyncio.gather(
+        index.finish_recording(a, _finished()),
+        index.finish_recording(b, _finished(participants=moved)),
+    )
+    row_a, row_b = await index.get(a), await index.get(b)
+    assert row_a is not None and row_b is not None
+    assert [p["participant_id"] for p in row_a["participants"]] == ["p1", "p2"]
+    assert [p["number"] for p in row_b["participants"]] == [TRANSFER]
 
 
 async def test_from_finalize_result_dict() -> None:
