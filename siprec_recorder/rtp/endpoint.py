@@ -12,7 +12,7 @@ be bound (taken by another process) is skipped and retried later. When no pair i
 :class:`RtpEndpoint` hands each datagram and its arrival time straight to the leg's
 :meth:`LegReceiver.receive` (which copies what it keeps); nothing else runs on the receiving
 loop. The RTCP port feeds :meth:`LegReceiver.receive_rtcp`. The pool's pump reads all media
-sockets every ``read_tick`` (20 ms) in rounds of one ``epoll`` call each, instead of waking
+sockets every ``read_tick`` (100 ms) in rounds of one ``epoll`` call each, instead of waking
 the loop per datagram (see :class:`_Pump`); without epoll, each socket has a loop reader.
 
 The arrival time is the kernel's receive stamp (``SO_TIMESTAMP``), not the moment the loop
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 RECV_BUFFER = 1 << 20
 MAX_DATAGRAM = 2048  # RTP over UDP on a LAN/WAN path: well under the MTU
 BATCH = 64  # datagrams read per wake-up of one socket (no-pump fallback)
-DEFAULT_READ_TICK = 0.02  # seconds between reads of all media sockets
+DEFAULT_READ_TICK = 0.1  # seconds between reads of all media sockets
 
 # SO_TIMESTAMP: the kernel stamps each datagram when it arrives (struct timeval).
 _SO_TIMESTAMP: int = getattr(socket, "SO_TIMESTAMP", 29)
@@ -167,14 +167,31 @@ class _Pump:
         poll = self.epoll.poll
         readers = self.readers
         backlog = False
+        unpack = _TIMEVAL.unpack_from
         for _ in range(self.MAX_ROUNDS):
             events = poll(0)
             if not events:
                 break
+            # Reader.read_one, inlined: this loop runs for every RTP packet of every call.
             for fd, _mask in events:
                 reader = readers.get(fd)
-                if reader is not None:
+                if reader is None:
+                    continue
+                if not reader.kernel_stamps:
                     reader.read_one()
+                    continue
+                try:
+                    data, anc, _flags, addr = reader.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                except OSError:  # nothing queued after all, or an ICMP error: nothing to do
+                    continue
+                if anc and anc[0][1] == _SCM_TIMESTAMP and len(anc[0][2]) >= _TIMEVAL.size:
+                    sec, usec = unpack(anc[0][2])
+                    now = sec + usec * 1e-6
+                else:
+                    now = _kernel_stamp(anc, 0.0) or reader.clock()
+                reader.datagrams += 1
+                reader.last_source = addr
+                reader.deliver(data, now)
         else:
             backlog = True
         if readers and self._loop is not None and not self._loop.is_closed():

@@ -60,6 +60,7 @@ STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int]] = {
 }
 _NON_AUDIO = ("TELEPHONE-EVENT", "CN")
 _unpack_header = struct.Struct("!BBHII").unpack_from
+_unpack_tail = struct.Struct("!BHII").unpack_from  # the header after its first octet
 _pack_record = RECORD_HEADER.pack
 
 
@@ -71,6 +72,8 @@ class LegReceiver:
     ``rtpmaps`` (pt -> (encoding, clock_rate, fmtp)) is optional and only used for the jitter
     estimate and the MOS codec; static payload types are known without it.
     """
+
+    FAST_PATH = True  # False: every packet takes the full path (tests compare the two)
 
     def __init__(
         self,
@@ -106,6 +109,11 @@ class LegReceiver:
         self._last_pt = -1
         self._late_base = 0
         self._dup_base = 0
+        # The fast path of receive(): allowed while the last packet left the receiver in a
+        # plain in-order state (see the end of _receive).
+        self._fast = False
+        self._next_seq16 = -1
+        self._fast_rate: float | None = None
         self.set_rtpmaps(rtpmaps or {})
 
     # -- configuration ------------------------------------------------------------------
@@ -124,6 +132,7 @@ class LegReceiver:
             codecs[int(pt)] = enc
         self._rates = rates
         self._codecs = codecs
+        self._fast = False  # the fast path's payload type and rate are re-checked
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -135,6 +144,39 @@ class LegReceiver:
     def receive(self, datagram: bytes, now_wall: float) -> None:
         """Handle one datagram received on the leg's RTP port. Never raises."""
         try:
+            # The common case, decided in a few comparisons: plain RTP (no SRTP, CSRC,
+            # extension or padding) of the current SSRC, with the next sequence number and
+            # payload type, and nothing waiting in the jitter buffer. It does exactly what
+            # the full path below would do with such a packet.
+            if self._fast and len(datagram) >= 12 and datagram[0] == 0x80:
+                b1, seq16, ts32, ssrc = _unpack_tail(datagram, 1)
+                if (
+                    seq16 == self._next_seq16
+                    and ssrc == self._ssrc
+                    and (b1 & 0x7F) == self._last_pt
+                ):
+                    ext_seq = self._seq.step()
+                    ext_ts = self._unwrap_ts(ts32)
+                    self._last_seq16 = seq16
+                    self._next_seq16 = (seq16 + 1) & 0xFFFF
+                    jb = self._jitter
+                    jb.next_seq = ext_seq + 1
+                    jb.released += 1
+                    stats = self.stats
+                    rate = self._fast_rate
+                    stats.packet(ext_seq, now_wall, ext_ts / rate if rate else None)
+                    stats.bytes_received += len(datagram)
+                    self._buf += _pack_record(
+                        now_wall,
+                        ext_seq,
+                        ext_ts,
+                        b1 & 0x7F,
+                        FLAG_MARKER if b1 & 0x80 else 0,
+                        ssrc,
+                        len(datagram) - 12,
+                    )
+                    self._buf += memoryview(datagram)[12:]
+                    return
             self._receive(datagram, now_wall)
         except Exception:  # pragma: no cover - defensive: bad input must never escape
             self.stats.bad_packets += 1
@@ -249,6 +291,18 @@ class LegReceiver:
                 self._buf += released[0]
             else:
                 self._append(released)
+        # The next packet may take the fast path when it simply continues this one.
+        self._fast = (
+            self.FAST_PATH
+            and self.srtp is None
+            and not self._pending_discontinuity
+            and not jb._buffer
+            and jb.next_seq == ext_seq + 1
+            and self._seq.highest == ext_seq
+            and not 64 <= pt <= 95  # could be RTCP: the full path tells them apart
+        )
+        self._next_seq16 = (seq16 + 1) & 0xFFFF
+        self._fast_rate = rate
 
     def _new_context(self, ssrc: int, now: float, *, first: bool) -> None:
         released = self._jitter.reset()
@@ -306,4 +360,5 @@ class LegReceiver:
         if released:
             self._append(released)
         self._finished = True
+        self._fast = False
         return self.take_spool_bytes()

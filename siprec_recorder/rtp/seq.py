@@ -65,6 +65,16 @@ class _Unwrapper:
         """The highest extended value returned so far (None before the first)."""
         return self._highest
 
+    def step(self) -> int:
+        """Take the value just after the highest as the new highest, and return it.
+
+        For a caller that already knows the packet is the next one (``unwrap`` of
+        ``highest + 1`` modulo the modulus gives the same).
+        """
+        assert self._highest is not None
+        self._highest += 1
+        return self._highest
+
     def unwrap(self, value: int) -> int:
         """Map a raw counter value to its extended value."""
         value &= self._mask

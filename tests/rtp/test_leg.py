@@ -7,8 +7,14 @@ from siprec_recorder.rtp.spoolfmt import iter_records
 from ._synth import sine, stream_packets
 
 
-def pkt(seq: int, ts: int, ssrc: int = 7, pt: int = 8, payload: bytes = b"\xd5" * 160,
-        marker: bool = False) -> bytes:
+def pkt(
+    seq: int,
+    ts: int,
+    ssrc: int = 7,
+    pt: int = 8,
+    payload: bytes = b"\xd5" * 160,
+    marker: bool = False,
+) -> bytes:
     return RtpPacket(pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc, payload, marker).serialize()
 
 
@@ -96,8 +102,15 @@ def test_sequence_restart_needs_confirmation() -> None:
 
 def test_bad_input_never_raises() -> None:
     leg = LegReceiver("1")
-    for data in (b"", b"\x80", bytes(12), b"\x40" + bytes(20), b"\x90\x08" + bytes(12),
-                 b"\xa0\x08" + bytes(9) + b"\x00", b"\x8f\x08" + bytes(10)):
+    for data in (
+        b"",
+        b"\x80",
+        bytes(12),
+        b"\x40" + bytes(20),
+        b"\x90\x08" + bytes(12),
+        b"\xa0\x08" + bytes(9) + b"\x00",
+        b"\x8f\x08" + bytes(10),
+    ):
         leg.receive(data, 1.0)
     assert leg.stats.bad_packets == 7
     assert leg.finish() == b""
@@ -144,8 +157,9 @@ def test_packets_after_finish_ignored() -> None:
 def test_jitter_estimate() -> None:
     leg = LegReceiver("1")
     rng = np.random.default_rng(1)
-    for wall, data in stream_packets(sine(300, 20.0), start_wall=0.0,
-                                     jitter=lambda i: float(rng.uniform(0, 0.01))):
+    for wall, data in stream_packets(
+        sine(300, 20.0), start_wall=0.0, jitter=lambda i: float(rng.uniform(0, 0.01))
+    ):
         leg.receive(data, wall)
     leg.finish()
     # uniform(0, 10 ms) delays: E|D| = 10/3 ms
@@ -162,3 +176,85 @@ def test_datagram_objects_are_not_retained() -> None:
         leg.receive(datagrams[i], 1.0 + 0.02 * i)
     assert [sys.getrefcount(d) for d in datagrams] == before
     leg.finish()
+
+
+# -- the fast path of receive() is the full path, faster -------------------------------
+
+import struct  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+class _FullPathOnly(LegReceiver):
+    FAST_PATH = False
+
+
+_EVENT = st.one_of(
+    st.tuples(st.just("next"), st.integers(0, 3)),  # in order, 0-3 packets
+    st.tuples(st.just("skip"), st.integers(1, 5)),  # a gap
+    st.tuples(st.just("back"), st.integers(1, 8)),  # an old one (late or duplicate)
+    st.tuples(st.just("ssrc"), st.integers(0, 2)),  # switch SSRC (2 = back to the first)
+    st.tuples(st.just("jump"), st.integers(3001, 60000)),  # a big sequence jump
+    st.tuples(st.just("pt"), st.sampled_from([0, 8, 13, 72, 101])),  # payload type change
+    st.tuples(st.just("odd"), st.sampled_from([b"", b"\x80", b"\x90" + bytes(20), b"\xa0" * 13])),
+    st.tuples(st.just("poll"), st.integers(0, 1)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_EVENT, max_size=60), st.integers(0, 0xFFFF))
+def test_fast_path_matches_the_full_path(events: list[tuple[str, object]], seq0: int) -> None:
+    fast, full = LegReceiver("1"), _FullPathOnly("1")
+    seq, ssrcs, ssrc, pt, now = seq0, [0x1111, 0x2222, 0x1111], 0x1111, 8, 100.0
+    datagrams: list[bytes | tuple[str, float]] = []
+
+    def packet(s: int) -> bytes:
+        b1 = pt | (0x80 if s % 7 == 0 else 0)  # a marker now and then
+        header = struct.pack("!BBHII", 0x80, b1, s & 0xFFFF, (160 * s) & 0xFFFFFFFF, ssrc)
+        return header + bytes([s & 0xFF] * 160)
+
+    for kind, arg in events:
+        assert isinstance(arg, int | bytes)
+        if kind == "next":
+            for _ in range(int(arg)):
+                datagrams.append(packet(seq))
+                seq += 1
+        elif kind == "skip":
+            seq += int(arg)
+        elif kind == "back":
+            datagrams.append(packet(seq - int(arg)))
+        elif kind == "ssrc":
+            ssrc = ssrcs[int(arg)]
+        elif kind == "jump":
+            seq += int(arg)
+        elif kind == "pt":
+            pt = int(arg)
+        elif kind == "odd":
+            assert isinstance(arg, bytes)
+            datagrams.append(arg)
+        elif kind == "poll":
+            datagrams.append(("poll", 0.5 * (int(arg) + 1)))
+    for item in datagrams:
+        now += 0.02
+        if isinstance(item, tuple):
+            now += item[1]
+            for leg in (fast, full):
+                leg.poll(now)
+        else:
+            for leg in (fast, full):
+                leg.receive(item, now)
+    assert fast.take_spool_bytes() == full.take_spool_bytes()
+    assert fast.finish() == full.finish()
+    assert fast.stats.as_dict() == full.stats.as_dict()
+    assert fast.stats.codec == full.stats.codec
+    assert fast.stats.bytes_received == full.stats.bytes_received
+
+
+def test_fast_path_is_taken_for_a_plain_stream() -> None:
+    leg = LegReceiver("1")
+    for s in range(5):
+        leg.receive(struct.pack("!BBHII", 0x80, 8, s, 160 * s, 7) + bytes(160), 1.0 + s / 50)
+        assert leg._fast == (s >= 0)
+    leg.finish()
+    assert not leg._fast
