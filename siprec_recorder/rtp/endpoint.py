@@ -13,7 +13,8 @@ be bound (taken by another process) is skipped and retried later. When no pair i
 :meth:`LegReceiver.receive` (which copies what it keeps); nothing else runs on the receiving
 loop. The RTCP port feeds :meth:`LegReceiver.receive_rtcp`. The pool's pump reads all media
 sockets every ``read_tick`` (100 ms) in rounds of one ``epoll`` call each, instead of waking
-the loop per datagram (see :class:`_Pump`); without epoll, each socket has a loop reader.
+the loop per datagram, with one ``recvmmsg`` per socket and tick (see :class:`_Pump`); without
+epoll, each socket has a loop reader.
 
 The arrival time is the kernel's receive stamp (``SO_TIMESTAMP``), not the moment the loop
 got round to reading: the render places each leg on the wall clock by arrival, so a loop
@@ -96,16 +97,15 @@ class _Reader:
             except OSError:
                 self.kernel_stamps = False
         self.datagrams = 0
-        self.last_source: Any = None
 
     def read_one(self) -> bool:
         """Read one datagram and hand it on; False when there was none (or a socket error)."""
         try:
             if self.kernel_stamps:
-                data, anc, _flags, addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                data, anc, _flags, _addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
                 now = _kernel_stamp(anc, 0.0) or self.clock()
             else:
-                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+                data = self.sock.recv(MAX_DATAGRAM)
                 now = self.clock()
         except (BlockingIOError, InterruptedError):
             return False
@@ -113,7 +113,6 @@ class _Reader:
             log.debug("RTP socket error: %s", exc)
             return False
         self.datagrams += 1
-        self.last_source = addr
         self.deliver(data, now)
         return True
 
@@ -124,22 +123,133 @@ class _Reader:
                 return
 
 
+class _MmsgBatch:
+    """``recvmmsg(2)`` through ctypes: all datagrams queued on a socket in one system call.
+
+    One preallocated set of buffers (``size`` slots of ``MAX_DATAGRAM`` octets, each with room
+    for one ``SO_TIMESTAMP`` control message) serves every socket of a pump, one socket at a
+    time. Per datagram, Python only reads its length and stamp out of the buffers and copies
+    the payload into a ``bytes``; the source address is not asked for. :meth:`load` returns
+    None where the C library has no ``recvmmsg`` (then the pump uses ``recvmsg``).
+    """
+
+    _CTRL = 32  # CMSG_SPACE(sizeof(struct timeval)) on LP64
+    _MSG_DONTWAIT = 0x40
+
+    def __init__(self, recvmmsg: Any, size: int) -> None:
+        import ctypes
+
+        class IoVec(ctypes.Structure):
+            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+        class MsgHdr(ctypes.Structure):
+            _fields_ = [
+                ("name", ctypes.c_void_p),
+                ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.c_void_p),
+                ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p),
+                ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int),
+            ]
+
+        class MMsgHdr(ctypes.Structure):
+            _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+
+        self.size = size
+        self._recvmmsg = recvmmsg
+        self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
+        self._ctrl = ctypes.create_string_buffer(self._CTRL * size)
+        self._iov = (IoVec * size)()
+        self._msgs = (MMsgHdr * size)()
+        data, ctrl = ctypes.addressof(self._data), ctypes.addressof(self._ctrl)
+        for i in range(size):
+            self._iov[i].base = data + MAX_DATAGRAM * i
+            self._iov[i].len = MAX_DATAGRAM
+            hdr = self._msgs[i].hdr
+            hdr.iov = ctypes.addressof(self._iov[i])
+            hdr.iovlen = 1
+            hdr.control = ctrl + self._CTRL * i
+            hdr.controllen = self._CTRL
+        self._addr = ctypes.addressof(self._msgs)
+        self._stride = ctypes.sizeof(MMsgHdr)
+        self._len_at = MMsgHdr.len.offset
+        self._controllen_at = MsgHdr.controllen.offset
+        self._data_view = memoryview(self._data).cast("B")
+        self._ctrl_view = memoryview(self._ctrl).cast("B")
+        self._msgs_view = memoryview(self._msgs).cast("B")
+
+    @classmethod
+    def load(cls, size: int = 32) -> _MmsgBatch | None:
+        if _SCM_TIMESTAMP is None or ctypes_sizes() != (8, 8):
+            return None
+        try:
+            import ctypes
+
+            fn = ctypes.CDLL(None, use_errno=True).recvmmsg
+        except (OSError, AttributeError):
+            return None
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+        fn.restype = ctypes.c_int
+        return cls(fn, size)
+
+    def read(
+        self, fd: int, deliver: Callable[[bytes, float], None], clock: Callable[[], float]
+    ) -> int:
+        """Read up to ``size`` queued datagrams of ``fd`` and deliver each; returns how many."""
+        n: int = self._recvmmsg(fd, self._addr, self.size, self._MSG_DONTWAIT, None)
+        if n <= 0:
+            return 0  # nothing queued (EAGAIN) or a socket error (ICMP): nothing to do
+        msgs, data, ctrl = self._msgs_view, self._data_view, self._ctrl_view
+        stride, len_at, controllen_at = self._stride, self._len_at, self._controllen_at
+        space = self._CTRL
+        for i in range(n):
+            at = i * stride
+            length = _U32(msgs, at + len_at)[0]
+            controllen = _U64(msgs, at + controllen_at)[0]
+            _SET_U64(msgs, at + controllen_at, space)  # the kernel shrank it: reset for next
+            cmsg_len, level, kind, sec, usec = _CMSG_TIMEVAL(ctrl, i * space)
+            if controllen >= space and level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMP:
+                now = sec + usec * 1e-6
+            else:
+                now = clock()
+            start = i * MAX_DATAGRAM
+            deliver(bytes(data[start : start + min(length, MAX_DATAGRAM)]), now)
+        return n
+
+
+def ctypes_sizes() -> tuple[int, int]:
+    """(sizeof(long), sizeof(size_t)): the buffer layout above assumes LP64 (8, 8)."""
+    import ctypes
+
+    return ctypes.sizeof(ctypes.c_long), ctypes.sizeof(ctypes.c_size_t)
+
+
+_U32 = struct.Struct("=I").unpack_from
+_U64 = struct.Struct("=Q").unpack_from
+_SET_U64 = struct.Struct("=Q").pack_into
+_CMSG_TIMEVAL = struct.Struct("=Qiiqq").unpack_from  # struct cmsghdr + struct timeval
+
+
 class _Pump:
     """Reads every media socket of a pool on a fixed tick instead of on each datagram.
 
     Waking the loop for every RTP packet (10,000 a second at 100 calls) costs more than the
     packet's own processing. With kernel receive stamps, when a datagram is read does not
     matter, so the pump lets each socket's queue fill for ``tick`` seconds and then, in
-    rounds, asks one ``epoll`` which sockets hold data and reads one datagram from each;
-    a round is one system call for all sockets, and no read ever fails on an empty queue.
-    A backlog larger than ``MAX_ROUNDS`` datagrams per socket is read on the next turn of
-    the loop, so SIP is never starved.
+    rounds, asks one ``epoll`` which sockets hold data and reads from each: everything
+    queued (up to 32 datagrams) in one ``recvmmsg`` call (:class:`_MmsgBatch`), or one
+    datagram per round with ``recvmsg`` where that is missing. A round is one system call
+    for all sockets, and no read ever fails on an empty queue. A backlog larger than
+    ``MAX_ROUNDS`` reads per socket is read on the next turn of the loop, so SIP is never
+    starved.
     """
 
     MAX_ROUNDS = 32
 
-    def __init__(self, tick: float) -> None:
+    def __init__(self, tick: float, *, batch: bool = True) -> None:
         self.tick = tick
+        self.batch = _MmsgBatch.load() if batch else None
         self.epoll = select.epoll()
         self.readers: dict[int, _Reader] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -172,6 +282,7 @@ class _Pump:
             events = poll(0)
             if not events:
                 break
+            batch = self.batch
             # Reader.read_one, inlined: this loop runs for every RTP packet of every call.
             for fd, _mask in events:
                 reader = readers.get(fd)
@@ -180,8 +291,11 @@ class _Pump:
                 if not reader.kernel_stamps:
                     reader.read_one()
                     continue
+                if batch is not None:
+                    reader.datagrams += batch.read(fd, reader.deliver, reader.clock)
+                    continue
                 try:
-                    data, anc, _flags, addr = reader.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                    data, anc, _flags, _addr = reader.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
                 except OSError:  # nothing queued after all, or an ICMP error: nothing to do
                     continue
                 if anc and anc[0][1] == _SCM_TIMESTAMP and len(anc[0][2]) >= _TIMEVAL.size:
@@ -190,7 +304,6 @@ class _Pump:
                 else:
                     now = _kernel_stamp(anc, 0.0) or reader.clock()
                 reader.datagrams += 1
-                reader.last_source = addr
                 reader.deliver(data, now)
         else:
             backlog = True
@@ -244,10 +357,6 @@ class RtpEndpoint:
         return self._rtp.datagrams if self._rtp is not None else 0
 
     @property
-    def last_source(self) -> Any:
-        return self._rtp.last_source if self._rtp is not None else None
-
-    @property
     def kernel_stamps(self) -> bool:
         return self._rtp is not None and self._rtp.kernel_stamps
 
@@ -292,6 +401,7 @@ class PortPool:
         *,
         clock: Callable[[], float] = time.time,
         read_tick: float = DEFAULT_READ_TICK,
+        batch_reads: bool = True,
     ) -> None:
         first = port_min + (port_min % 2)
         if port_max < first + 1:
@@ -306,7 +416,7 @@ class PortPool:
         self._in_use: dict[int, RtpEndpoint] = {}
         # The tick pump needs epoll and kernel stamps (Linux); 0 reads on every datagram.
         use_pump = read_tick > 0 and hasattr(select, "epoll") and _SCM_TIMESTAMP is not None
-        self._pump: _Pump | None = _Pump(read_tick) if use_pump else None
+        self._pump: _Pump | None = _Pump(read_tick, batch=batch_reads) if use_pump else None
 
     @property
     def in_use(self) -> int:

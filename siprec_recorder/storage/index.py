@@ -28,10 +28,11 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     Select,
+    Table,
     bindparam,
     delete,
     func,
@@ -483,10 +484,10 @@ class RecordingNotFound(LocalProtocolError):
     """There is no recording with that id."""
 
 
-_RECORDINGS = Recording.__table__
-_PARTICIPANTS = RecordingParticipant.__table__
-_STREAMS = RecordingStream.__table__
-_DTMF = DtmfDigit.__table__
+_RECORDINGS = cast(Table, Recording.__table__)
+_PARTICIPANTS = cast(Table, RecordingParticipant.__table__)
+_STREAMS = cast(Table, RecordingStream.__table__)
+_DTMF = cast(Table, DtmfDigit.__table__)
 _OPEN_STATES = ("recording", "interrupted")  # what finish_recording may close
 # executemany: SET is every key of the parameters but ``b_id``.
 _FINISH = update(_RECORDINGS).where(

@@ -37,9 +37,9 @@ import json
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Table, event, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -62,6 +62,8 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 LOCK_TIMEOUT_S = 60.0  # a transaction holding the ledger lock longer than this is a bug
 _HELD = "siprec_recorder.ledger_lock"
+_ENTRIES = cast(Table, LedgerEntry.__table__)
+_HEAD = cast(Table, LedgerHead.__table__)
 
 _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
@@ -187,11 +189,9 @@ async def append_events(
         )
         prev = digest
         seq += 1
-    await session.execute(insert(LedgerEntry.__table__), rows)
+    await session.execute(insert(_ENTRIES), rows)
     await session.execute(
-        update(LedgerHead.__table__)
-        .where(LedgerHead.__table__.c.id == 1)
-        .values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
+        update(_HEAD).where(_HEAD.c.id == 1).values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
     )
     return [(r["seq"], r["hash"]) for r in rows]
 

@@ -1,6 +1,7 @@
 import asyncio
 import os
 import socket
+import time
 
 import pytest
 
@@ -97,20 +98,24 @@ def test_empty_range_rejected() -> None:
 class _Stamps:
     def __init__(self) -> None:
         self.rtp: list[float] = []
+        self.data: list[bytes] = []
 
     def receive(self, datagram: bytes, now_wall: float) -> None:
         self.rtp.append(now_wall)
+        self.data.append(bytes(datagram))
 
     def receive_rtcp(self, datagram: bytes, now_wall: float) -> None:
         pass
 
 
-async def test_arrival_is_the_kernel_stamp_not_the_read_time() -> None:
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+async def test_arrival_is_the_kernel_stamp_not_the_read_time(batch_reads: bool) -> None:
     """A loop busy for 300 ms must not move the arrival times of what came in meanwhile."""
     import time
 
     base = free_even_range(2)
-    pool = PortPool("127.0.0.1", base, base + 1)
+    pool = PortPool("127.0.0.1", base, base + 1, batch_reads=batch_reads)
+    assert pool._pump is not None and (pool._pump.batch is not None) == batch_reads
     sink = _Stamps()
     ep = await pool.open(sink)
     assert ep.kernel_stamps
@@ -134,3 +139,32 @@ async def test_arrival_is_the_kernel_stamp_not_the_read_time() -> None:
     for at, stamp in zip(sent, sink.rtp, strict=True):
         assert at <= stamp + 0.001 and stamp - at < 0.02, (at, stamp, read_from)
     assert sink.rtp[0] < read_from - 0.2
+
+
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+async def test_a_backlog_of_odd_sizes_arrives_whole_and_in_order(batch_reads: bool) -> None:
+    """More datagrams queued than one batch holds, of every size up to the read limit."""
+    from siprec_recorder.rtp.endpoint import MAX_DATAGRAM
+
+    base = free_even_range(2)
+    pool = PortPool("127.0.0.1", base, base + 1, read_tick=0.05, batch_reads=batch_reads)
+    sink = _Stamps()
+    ep = await pool.open(sink)
+    sizes = [0, 1, 12, 172, 1400, MAX_DATAGRAM, *range(100, 100 + 70)]
+    sent = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for data in sent:
+            tx.sendto(data, ("127.0.0.1", ep.port))
+        tx.sendto(b"x" * (MAX_DATAGRAM + 100), ("127.0.0.1", ep.port))  # cut to the limit
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(sink.data) == len(sent) + 1:
+                break
+    finally:
+        tx.close()
+        pool.release(ep)
+    assert sink.data[:-1] == sent
+    assert sink.data[-1] == b"x" * MAX_DATAGRAM
+    now = time.time()
+    assert all(now - 5 < t <= now for t in sink.rtp)
