@@ -1,6 +1,7 @@
 """Load benchmark: N concurrent SIPREC calls of D seconds against a real recorder process.
 
     python bench/bench_load.py --calls 100 --duration 30 [--transport udp] [--channels mono]
+                               [--long-call 300]
 
 It starts the recorder (``siprec_recorder.testing.RecorderProcess``: the shipped program on
 loopback), drives N concurrent calls with the project's replay tool (two PCMA legs of 20 ms
@@ -154,19 +155,30 @@ def _drive_udp(
 
 
 async def drive(
-    rec: RecorderProcess, calls: int, duration: float, transport: str, ramp: float
+    rec: RecorderProcess,
+    calls: int,
+    duration: float,
+    transport: str,
+    ramp: float,
+    long_call: float = 0.0,
 ) -> list:
     target = rec.listeners[transport]
     options = SrcOptions(to=target, transport=transport)
     # Built before the clock starts: the load generator must not stall its own loop.
     prepared = [synthetic_call(duration, i) for i in range(calls)]
+    if long_call:
+        # One more call, started with the first ones and ended ``long_call - duration``
+        # seconds after the last: its BYE -> MP3 time is that of a long call on a busy box.
+        prepared.append(synthetic_call(long_call, calls))
+        calls += 1
     # Millions of prepared packets would make every full garbage collection of the
     # generator a pause of seconds (late INVITEs, late packets): keep them out of the GC.
     gc.collect()
     gc.freeze()
 
     async def one(i: int) -> object:
-        await asyncio.sleep(ramp * i / max(1, calls))
+        if not (long_call and i == calls - 1):
+            await asyncio.sleep(ramp * i / max(1, calls))
         return await replay_call(prepared[i], options)
 
     return list(await asyncio.gather(*(one(i) for i in range(calls))))
@@ -180,8 +192,18 @@ def main() -> int:
     ap.add_argument("--channels", choices=["mono", "stereo"], default="mono")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ramp", type=float, default=2.0, help="seconds over which calls start")
+    ap.add_argument(
+        "--long-call",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="add one call of this length (e.g. 300) and report its BYE -> MP3 time apart",
+    )
     args = ap.parse_args()
-    if args.calls * args.duration > 50_000:
+    if args.long_call and args.long_call < args.duration:
+        print("--long-call must be at least --duration", file=sys.stderr)
+        return 2
+    if args.calls * args.duration + args.long_call > 50_000:
         print("refusing: more than 50,000 call-seconds in one run", file=sys.stderr)
         return 2
 
@@ -207,7 +229,9 @@ def main() -> int:
             assert rec.proc is not None
             cpu0, _ = process_tree_cpu(rec.proc.pid)
             t0 = time.monotonic()
-            results = asyncio.run(drive(rec, args.calls, args.duration, args.transport, args.ramp))
+            results = asyncio.run(
+                drive(rec, args.calls, args.duration, args.transport, args.ramp, args.long_call)
+            )
             rows = rec.wait_for_recordings(
                 sum(1 for r in results if r.status == 200), timeout=120 + args.calls
             )
@@ -216,8 +240,16 @@ def main() -> int:
         finally:
             rec.stop()
 
+        long_result = results.pop() if args.long_call else None
+        long_lag = None
+        if long_result is not None and long_result.bye_sent_at:
+            for row in rows:
+                if row["call_id"] == long_result.call_id and row.get("file"):
+                    mtime = (rec.recordings / row["file"]).stat().st_mtime
+                    long_lag = mtime - long_result.bye_sent_at
+            rows = [row for row in rows if row["call_id"] != long_result.call_id]
         ok = [r for r in results if r.ok]
-        call_seconds = args.calls * args.duration
+        call_seconds = args.calls * args.duration + args.long_call  # the CPU covers both
         recorder_cpu = cpu1 - cpu0
         sent = sum(sum(r.packets_sent.values()) for r in results)
         received = sum(s["packets_received"] for row in rows for s in row["streams"])
@@ -266,6 +298,15 @@ def main() -> int:
             print(
                 f"BYE -> finished MP3: median {statistics.median(finish_lags):.2f} s, "
                 f"max {max(finish_lags):.2f} s"
+            )
+        if long_result is not None:
+            print(
+                f"long call ({args.long_call:.0f} s): "
+                + (
+                    f"BYE -> finished MP3 {long_lag:.2f} s"
+                    if long_lag is not None
+                    else f"not recorded (status {long_result.status})"
+                )
             )
         print(
             f"floor: LAME alone {1000 * lame / call_seconds:.3f} ms per call-second, "
