@@ -377,3 +377,22 @@ async def test_core_bug_does_not_kill_udp_listener(monkeypatch: pytest.MonkeyPat
         sock.close()
     finally:
         await service.stop()
+
+
+async def test_udp_listener_queues_a_burst_instead_of_dropping_it() -> None:
+    """The SIP socket's receive buffer is raised (to what net.core.rmem_max allows)."""
+    from siprec_recorder.sip.transport import UDP_RECV_BUFFER
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    rmem_default = int(Path("/proc/sys/net/core/rmem_default").read_text())
+    if rmem_max <= rmem_default:
+        pytest.skip("net.core.rmem_max does not allow more than the default")
+    service = SipService(SipCore(), Recorder().on_event)
+    await service.start(["udp:127.0.0.1:0"])
+    try:
+        sock = service._udp[0].transport.get_extra_info("socket")
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        await service.stop()
+    # Linux reports twice the size asked for (bookkeeping overhead included).
+    assert got == 2 * min(UDP_RECV_BUFFER, rmem_max)

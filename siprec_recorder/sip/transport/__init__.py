@@ -25,6 +25,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -38,6 +39,8 @@ from siprec_recorder.sip.transaction import new_branch
 from siprec_recorder.sip.transport.tcp import StreamProtocol
 from siprec_recorder.sip.transport.tls import TlsSettings
 from siprec_recorder.sip.transport.udp import UdpProtocol
+
+UDP_RECV_BUFFER = 4 << 20  # octets of SIP datagrams the kernel may queue per listener
 
 __all__ = ["SipService", "TlsSettings", "parse_listen"]
 
@@ -119,6 +122,13 @@ class SipService:
                 lambda: UdpProtocol(self._on_datagram), local_addr=(host, port)
             )
             self._udp.append(protocol)
+            sock = udp_transport.get_extra_info("socket")
+            if sock is not None:
+                # A burst of INVITEs (hundreds a second, each with SDP and metadata) must
+                # queue while the loop is busy, not be dropped by the kernel and cost the SRC
+                # a 500 ms retransmission. The kernel caps this at net.core.rmem_max.
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECV_BUFFER)
             sockname = udp_transport.get_extra_info("sockname")
         else:
             if transport == "tls" and tls is None:
