@@ -32,8 +32,16 @@ def tone(seconds: float, rate: int) -> np.ndarray:
 
 def pcma_packets(seconds: float, ssrc: int = 1) -> list[bytes]:
     coded = alaw_encode(tone(seconds, 8000))
-    return [RtpPacket(8, i & 0xFFFF, (i * 160) & 0xFFFFFFFF, ssrc, coded[i * 160:(i + 1) * 160],
-                      ).serialize() for i in range(len(coded) // 160)]
+    return [
+        RtpPacket(
+            8,
+            i & 0xFFFF,
+            (i * 160) & 0xFFFFFFFF,
+            ssrc,
+            coded[i * 160 : (i + 1) * 160],
+        ).serialize()
+        for i in range(len(coded) // 160)
+    ]
 
 
 def time_receive(packets: list[bytes], srtp: tuple[str, str] | None) -> float:
@@ -56,8 +64,9 @@ def g722_payloads(seconds: float) -> list[bytes]:
     pcm = tone(seconds, 16000)
     out: list[bytes] = []
     for i in range(0, len(pcm) - 319, 320):
-        fr = av.AudioFrame.from_ndarray(pcm[i:i + 320].reshape(1, -1), format="s16",
-                                        layout="mono")
+        fr = av.AudioFrame.from_ndarray(
+            pcm[i : i + 320].reshape(1, -1), format="s16", layout="mono"
+        )
         fr.sample_rate = 16000
         fr.pts = i
         out += [bytes(p) for p in ctx.encode(fr)]
@@ -76,8 +85,9 @@ def amrwb_payloads(seconds: float) -> list[bytes]:
     return out
 
 
-def time_decode(encoding: str, clock: int, fmtp: str | None, payloads: list[bytes],
-                seconds: float) -> float:
+def time_decode(
+    encoding: str, clock: int, fmtp: str | None, payloads: list[bytes], seconds: float
+) -> float:
     dec = get_decoder(encoding, clock, fmtp)
     assert dec is not None, encoding
     t = time.process_time()
@@ -94,25 +104,45 @@ def main() -> None:
     plain = pcma_packets(secs)
     suite = "AES_CM_128_HMAC_SHA1_80"
     _line, key_params = make_answer_crypto(1, suite)
-    tx = pylibsrtp.Session(pylibsrtp.Policy(
-        key=parse_key_params(suite, key_params), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-        srtp_profile=SUPPORTED_SUITES[suite][0]))
+    tx = pylibsrtp.Session(
+        pylibsrtp.Policy(
+            key=parse_key_params(suite, key_params),
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=SUPPORTED_SUITES[suite][0],
+        )
+    )
     protected = [tx.protect(p) for p in plain]
     assert base64.b64decode(key_params[7:])
 
     rows: list[tuple[str, str]] = []
     time_receive(plain[:500], None)  # warm-up
-    rows.append(("LegReceiver.receive, plain RTP (PCMA 20 ms)",
-                 f"{time_receive(plain, None) * 1e6:8.2f} us/packet"))
-    rows.append(("LegReceiver.receive, SRTP AES_CM_128_HMAC_SHA1_80",
-                 f"{time_receive(protected, (suite, key_params)) * 1e6:8.2f} us/packet"))
+    rows.append(
+        (
+            "LegReceiver.receive, plain RTP (PCMA 20 ms)",
+            f"{time_receive(plain, None) * 1e6:8.2f} us/packet",
+        )
+    )
+    rows.append(
+        (
+            "LegReceiver.receive, SRTP AES_CM_128_HMAC_SHA1_80",
+            f"{time_receive(protected, (suite, key_params)) * 1e6:8.2f} us/packet",
+        )
+    )
 
     pcma = [RtpPacket.parse(p).payload for p in plain]
-    rows.append(("decode PCMA (numpy table)",
-                 f"{time_decode('PCMA', 8000, None, pcma, secs) * 1e3:8.3f} ms/call-second"))
-    rows.append(("decode G.722 (PyAV)",
-                 f"{time_decode('G722', 8000, None, g722_payloads(secs), secs) * 1e3:8.3f}"
-                 " ms/call-second"))
+    rows.append(
+        (
+            "decode PCMA (numpy table)",
+            f"{time_decode('PCMA', 8000, None, pcma, secs) * 1e3:8.3f} ms/call-second",
+        )
+    )
+    rows.append(
+        (
+            "decode G.722 (PyAV)",
+            f"{time_decode('G722', 8000, None, g722_payloads(secs), secs) * 1e3:8.3f}"
+            " ms/call-second",
+        )
+    )
     try:
         ms = time_decode("AMR-WB", 16000, "octet-align=1", amrwb_payloads(secs), secs) * 1e3
         rows.append(("decode AMR-WB (PyAV, synthetic frames)", f"{ms:8.3f} ms/call-second"))
@@ -127,12 +157,17 @@ def main() -> None:
         legs.append((label, leg.finish()))
     for channels in ("mono", "stereo"):
         t = time.process_time()
-        media = [LegMedia(lbl, list(iter_records(data)), {8: ("PCMA", 8000, None)})
-                 for lbl, data in legs]
+        media = [
+            LegMedia(lbl, list(iter_records(data)), {8: ("PCMA", 8000, None)}) for lbl, data in legs
+        ]
         out = render_call(media, channels=channels, session_start=1000.0)
         dt = time.process_time() - t
-        rows.append((f"render_call 2 PCMA legs, {channels} (incl. iter_records)",
-                     f"{dt / out.duration_s * 1e3:8.3f} ms/call-second"))
+        rows.append(
+            (
+                f"render_call 2 PCMA legs, {channels} (incl. iter_records)",
+                f"{dt / out.duration_s * 1e3:8.3f} ms/call-second",
+            )
+        )
 
     width = max(len(r[0]) for r in rows)
     print(f"media benchmark, {secs:.0f} s call, {len(plain)} packets per leg")
