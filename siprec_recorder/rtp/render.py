@@ -4,7 +4,10 @@ Theory of operation
 -------------------
 Runs in a worker (thread or process) at the end of a call or on crash recovery, never on
 the receiving event loop. Everything is vectorised with numpy over whole legs; Python loops
-run per segment or per run of packets, never per sample.
+run per segment or per run of packets, never per sample. A leg is read as columns
+(:class:`~.spoolfmt.RecordTable`) straight from its spool bytes, so no Python object is made
+per packet either, except where a decoder wants each payload as ``bytes`` (those of PyAV);
+G.711 decodes a run's payloads as one block.
 
 1. **Segments.** A leg's records (in spool order: sequence order within a sequence
    context) are cut into segments wherever the RTP timeline cannot be trusted to continue:
@@ -51,9 +54,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from .codecs import Decoder, cn_level_dbov, get_decoder, parse_telephone_event
+from .codecs import Decoder, G711Decoder, cn_level_dbov, get_decoder, parse_telephone_event
 from .errors import RtpParseError
-from .spoolfmt import SpoolRecord
+from .spoolfmt import RecordTable, SpoolRecord
 from .stats import estimate_mos
 
 __all__ = [
@@ -91,12 +94,29 @@ I16 = npt.NDArray[np.int16]
 
 @dataclass
 class LegMedia:
-    """The spooled media of one leg, with its payload-type map from the SDP."""
+    """The spooled media of one leg, with its payload-type map from the SDP.
+
+    ``records`` is the leg's spool as written (bytes, read by :meth:`table` without an
+    object per packet), a :class:`RecordTable`, or :class:`SpoolRecord` objects.
+    """
 
     label: str
-    records: Iterable[SpoolRecord]
+    records: RecordTable | bytes | bytearray | memoryview | Iterable[SpoolRecord]
     rtpmaps: dict[int, tuple[str, int, str | None]] = field(default_factory=dict)
     role: str | None = None
+    _table: RecordTable | None = field(default=None, init=False, repr=False, compare=False)
+
+    def table(self) -> RecordTable:
+        """The leg's records as columns (built on first use, then kept)."""
+        if self._table is None:
+            recs = self.records
+            if isinstance(recs, RecordTable):
+                self._table = recs
+            elif isinstance(recs, bytes | bytearray | memoryview):
+                self._table = RecordTable.parse(recs)
+            else:
+                self._table = RecordTable.from_records(recs)
+        return self._table
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +241,7 @@ class _LegRenderer:
         self.unsupported: set[str] = set()
         self.audio_payloads = 0  # audio payloads handed to a decoder
         self.silent_payloads = 0  # ... of which produced no samples (decode errors)
-        self.records: list[SpoolRecord] = list(leg.records)
+        self.table = leg.table()
         # per payload type (0..127) lookup tables
         self.kind_of = np.full(128, _UNSUPPORTED, np.int8)
         self.clock_of = np.full(128, 8000.0)
@@ -261,10 +281,9 @@ class _LegRenderer:
     # -- rendering ----------------------------------------------------------------------
 
     def run(self) -> None:
-        recs = self.records
+        table = self.table
         info = self.info
-        n = len(recs)
-        if not n:
+        if not len(table):
             info.update(
                 status="no_media",
                 codec=None,
@@ -276,12 +295,12 @@ class _LegRenderer:
                 packets_lost=0,
             )
             return
-        self.arrival = np.fromiter((r.arrival for r in recs), np.float64, n)
-        self.ts = np.fromiter((r.ext_ts for r in recs), np.int64, n)
-        self.seq = np.fromiter((r.ext_seq for r in recs), np.int64, n)
-        self.pt = np.fromiter((r.payload_type for r in recs), np.int64, n)
-        self.ssrc = np.fromiter((r.ssrc for r in recs), np.int64, n)
-        self.disc = np.fromiter((r.discontinuity for r in recs), np.bool_, n)
+        self.arrival = table.arrival
+        self.ts = table.ext_ts
+        self.seq = table.ext_seq
+        self.pt = table.pt
+        self.ssrc = table.ssrc
+        self.disc = table.discontinuity
         self._classify(int(p) for p in np.unique(self.pt))
         kind = self.kind_of[self.pt]
         media = np.flatnonzero(kind != _EVENT)
@@ -368,7 +387,7 @@ class _LegRenderer:
 
     def _render_segment(self, idx: npt.NDArray[np.intp]) -> _Segment | None:
         n = len(idx)
-        recs = self.records
+        table = self.table
         pts = self.pt[idx]
         kinds = self.kind_of[pts]
         clock = float(self.clock_of[pts[0]])
@@ -397,10 +416,15 @@ class _LegRenderer:
             if kind == _AUDIO:
                 dec = self.decoders[pt]
                 assert dec is not None
-                samples, lengths = dec.decode_run([recs[i].payload for i in idx[a:b]])
+                if isinstance(dec, G711Decoder):
+                    # Stateless, one sample per octet: the run's payloads decode as one.
+                    octets, lengths = table.payload_octets(idx[a:b])
+                    samples = dec.decode(octets)
+                else:
+                    samples, lengths = dec.decode_run(table.payloads(idx[a:b].tolist()))
                 decoded.append((a, samples, lengths))
             elif kind == _CN:
-                cn.extend((k, cn_level_dbov(recs[idx[k]].payload)) for k in range(a, b))
+                cn.extend((k, cn_level_dbov(table.payload(int(idx[k])))) for k in range(a, b))
         all_lens = [d[2] for d in decoded]
         lens = np.concatenate(all_lens) if all_lens else np.zeros(0, np.int64)
         self.audio_payloads += len(lens)
@@ -428,16 +452,24 @@ class _LegRenderer:
     def _dtmf(self, events: npt.NDArray[np.intp]) -> None:
         groups: dict[tuple[int, int], list[tuple[float, int, int]]] = {}
         rates: dict[tuple[int, int], int] = {}
-        for i in events.tolist():
-            r = self.records[i]
+        table = self.table
+        columns = (
+            table.ssrc[events],
+            table.ext_ts[events],
+            table.arrival[events],
+            table.pt[events],
+        )
+        for i, ssrc, ts, arrival, pt in zip(
+            events.tolist(), *(c.tolist() for c in columns), strict=True
+        ):
             try:
-                ev = parse_telephone_event(r.payload)
+                ev = parse_telephone_event(table.payload(i))
             except RtpParseError:
                 continue
             if ev.event > 15:
                 continue
-            groups.setdefault((r.ssrc, r.ext_ts), []).append((r.arrival, ev.event, ev.duration))
-            rates[(r.ssrc, r.ext_ts)] = self.clock(r.payload_type)
+            groups.setdefault((ssrc, ts), []).append((arrival, ev.event, ev.duration))
+            rates[(ssrc, ts)] = self.clock(pt)
         for key, items in groups.items():
             pt_rate = rates[key]
             # The first report of an event (smallest duration so far) dates it best.

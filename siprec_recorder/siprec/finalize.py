@@ -149,7 +149,6 @@ def finalize_spool(
     (None after a crash: the statistics are then computed from the spooled packets alone).
     """
     from ..rtp.render import LegMedia, render_call
-    from ..rtp.spoolfmt import iter_records
     from ..storage.files import FileLayout
     from ..storage.mp3 import encode_mp3
     from ..storage.spool import SpoolStore
@@ -160,7 +159,6 @@ def finalize_spool(
     started_at = float(manifest["started_at"])
     legs: list[LegMedia] = []
     for leg in manifest["legs"]:
-        data = spool.read_leg(leg["label"])
         rtpmaps = {
             int(pt): (str(v[0]), int(v[1]), v[2] if len(v) > 2 else None)
             for pt, v in leg["rtpmaps"].items()
@@ -168,7 +166,7 @@ def finalize_spool(
         legs.append(
             LegMedia(
                 label=leg["label"],
-                records=list(iter_records(data)),
+                records=spool.read_leg(leg["label"]),  # read as columns, not per packet
                 rtpmaps=rtpmaps,
                 role=leg.get("participant_id"),
             )
@@ -260,7 +258,8 @@ def finalize_spool(
             if info.get("unsupported_encodings"):
                 rel = layout.raw_rtp_of(file_rel, number)
                 port = int(leg.get("port") or 0)
-                info["raw_rtp"] = _keep_raw_rtp(layout, rel, leg_media.records, port, key)
+                records = leg_media.table().records()
+                info["raw_rtp"] = _keep_raw_rtp(layout, rel, records, port, key)
     elif state == "complete":
         state = "failed"
     result = FinalizeResult(
