@@ -516,12 +516,47 @@ class _LegRenderer:
         )
 
 
+_SCATTERED = 8  # more than one run of adjacent payloads per this many: fancy indexing
+
+
 def _place(
     audio: I16, samples: I16, pos: npt.NDArray[np.int64], lengths: npt.NDArray[np.int64]
 ) -> None:
-    """Write each payload's samples at its position; blocks keep index arrays small."""
-    total = len(audio)
+    """Write each payload's samples at its position, in order (a later payload wins where
+    two overlap); samples that fall outside ``audio`` are dropped.
+
+    Payloads that follow each other without a gap (the usual case: no loss) are copied as
+    one slice per run; when runs are short (loss everywhere, timestamps that do not add up
+    to the payload lengths) all go through fancy indexing, in blocks (:func:`_place_scattered`).
+    """
+    n = len(lengths)
+    if not n:
+        return
     starts = np.cumsum(lengths) - lengths
+    firsts = np.flatnonzero(pos[1:] != pos[:-1] + lengths[:-1]) + 1
+    if (len(firsts) + 1) * _SCATTERED > n:
+        _place_scattered(audio, samples, pos, lengths, starts)
+        return
+    total = len(audio)
+    firsts = np.concatenate([[0], firsts])
+    ends = np.append(starts[firsts[1:]], starts[-1] + lengths[-1])  # in samples
+    runs = zip(pos[firsts].tolist(), starts[firsts].tolist(), ends.tolist(), strict=True)
+    for at, src0, src1 in runs:
+        lo = max(at, 0)
+        hi = min(at + src1 - src0, total)
+        if hi > lo:
+            audio[lo:hi] = samples[src0 + lo - at : src0 + hi - at]
+
+
+def _place_scattered(
+    audio: I16,
+    samples: I16,
+    pos: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    starts: npt.NDArray[np.int64],
+) -> None:
+    """:func:`_place` by fancy indexing; blocks of payloads keep the index arrays small."""
+    total = len(audio)
     for b0 in range(0, len(lengths), _PLACE_BLOCK):
         b1 = min(len(lengths), b0 + _PLACE_BLOCK)
         ln = lengths[b0:b1]

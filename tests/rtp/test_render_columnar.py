@@ -1,19 +1,75 @@
-"""The renderer on spool columns: every way to hand it a leg renders alike."""
+"""The renderer on spool columns: payload placement by runs, and every way to hand it a leg."""
 
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siprec_recorder.rtp.codecs import alaw_encode, get_decoder
 from siprec_recorder.rtp.leg import LegReceiver
 from siprec_recorder.rtp.packet import RtpPacket
-from siprec_recorder.rtp.render import LegMedia, render_call
+from siprec_recorder.rtp.render import LegMedia, _place, _place_scattered, render_call
 from siprec_recorder.rtp.spoolfmt import RecordTable, iter_records
 
 from ._synth import sine, stream_packets
 
 T0 = 1_700_000_000.0
 MAPS = {8: ("PCMA", 8000, None), 13: ("CN", 8000, None), 101: ("telephone-event", 8000, None)}
+
+
+def _reference_place(
+    total: int, samples: np.ndarray, pos: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """One slice copy per payload, in order, clipped to the track."""
+    out = np.zeros(total, np.int16)
+    src = 0
+    for at, width in zip(pos.tolist(), lengths.tolist(), strict=True):
+        lo, hi = max(at, 0), min(at + width, total)
+        if hi > lo:
+            out[lo:hi] = samples[src + lo - at : src + hi - at]
+        src += width
+    return out
+
+
+# A run: (gap before it, payload widths). Inside a run payloads follow each other without a
+# gap; a gap may be negative (timestamps going back over earlier payloads) or 0 (adjacent).
+_RUNS = st.lists(
+    st.tuples(
+        st.one_of(st.just(0), st.integers(-200, 400)),
+        st.one_of(
+            st.tuples(st.sampled_from([0, 1, 3, 160]), st.integers(1, 40)).map(
+                lambda wc: [wc[0]] * wc[1]
+            ),
+            st.lists(st.integers(0, 50), min_size=1, max_size=12),
+        ),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_RUNS, st.integers(-300, 300), st.integers(0, 6000), st.integers(0, 2**32 - 1))
+def test_place_matches_a_slice_per_payload(
+    runs: list[tuple[int, list[int]]], first: int, total: int, seed: int
+) -> None:
+    pos_list: list[int] = []
+    widths: list[int] = []
+    at = first
+    for gap, run in runs:
+        at += gap
+        for width in run:
+            pos_list.append(at)
+            widths.append(width)
+            at += width
+    pos = np.array(pos_list, np.int64)
+    lengths = np.array(widths, np.int64)
+    samples = np.random.default_rng(seed).integers(-32768, 32768, sum(widths), dtype=np.int16)
+    expected = _reference_place(total, samples, pos, lengths)
+    for place in (_place, lambda *a: _place_scattered(*a, np.cumsum(lengths) - lengths)):
+        audio = np.zeros(total, np.int16)
+        place(audio, samples, pos, lengths)
+        assert np.array_equal(audio, expected)
 
 
 def _spool_of_a_busy_leg() -> bytes:
