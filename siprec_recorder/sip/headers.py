@@ -14,8 +14,9 @@ leniently around ``/``, ``;`` and ``=`` (RFC 4475 section 3.1.1.1) and strictly 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from siprec_recorder.sip.errors import SipParseError
 from siprec_recorder.sip.uri import (
@@ -104,8 +105,16 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(lname, name)
 
 
+@functools.lru_cache(maxsize=512)
+def _lower_name(name: str) -> str:
+    """``canonical_name(name).lower()``, remembered (header names are a small set)."""
+    return canonical_name(name).lower()
+
+
 def split_list(value: str) -> list[str]:
     """Split a header value on commas outside quoted strings and ``<...>``; strip items."""
+    if '"' not in value and "<" not in value:  # nothing can hide a comma: the common case
+        return [item.strip(" \t") for item in value.split(",")]
     items: list[str] = []
     depth_angle = False
     in_quote = False
@@ -137,6 +146,11 @@ class Headers:
     """An ordered, case-insensitive multimap of header fields (compact names expanded)."""
 
     fields: tuple[tuple[str, str], ...] = ()
+    # Lines by lower-case name, built on the first lookup (a request is asked for the same
+    # few headers many times on its way through the stack).
+    _by_name: dict[str, list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -148,23 +162,32 @@ class Headers:
         values = self.get_all(name)
         return values[0] if values else None
 
+    def _lines(self, lname: str) -> list[str]:
+        index = self._by_name
+        if index is None:
+            index = {}
+            for k, v in self.fields:
+                index.setdefault(k.lower(), []).append(v)
+            object.__setattr__(self, "_by_name", index)
+        return index.get(lname, [])
+
     def get_lines(self, name: str) -> list[str]:
         """Every header line called ``name``, unsplit."""
-        lname = canonical_name(name).lower()
-        return [v for k, v in self.fields if k.lower() == lname]
+        return list(self._lines(_lower_name(name)))
 
     def get_all(self, name: str) -> list[str]:
         """All values of ``name``; list headers are comma-split, empty elements dropped."""
-        lines = self.get_lines(name)
-        if canonical_name(name).lower() not in _LIST_HEADERS:
-            return lines
+        lname = _lower_name(name)
+        lines = self._lines(lname)
+        if lname not in _LIST_HEADERS:
+            return list(lines)
         return [item for line in lines for item in split_list(line) if item]
 
     def items(self) -> list[tuple[str, str]]:
         return list(self.fields)
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self.get_lines(name))
+        return isinstance(name, str) and bool(self._lines(_lower_name(name)))
 
     def __len__(self) -> int:
         return len(self.fields)

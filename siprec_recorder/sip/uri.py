@@ -268,10 +268,12 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+_BAD_URI_CHAR = re.compile(r'[\x00-\x20\x7f<>"]')  # controls, space, DEL, <, >, "
+
+
 def _check_uri_chars(text: str) -> None:
-    for c in text:
-        if c in ' \t\r\n<>"' or ord(c) < 0x21 or ord(c) == 0x7F:
-            raise _err("invalid character in URI")
+    if _BAD_URI_CHAR.search(text):
+        raise _err("invalid character in URI")
 
 
 def parse_uri(text: str) -> Uri:
