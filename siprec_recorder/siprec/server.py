@@ -21,6 +21,7 @@ MP3 (:mod:`.finalize`); the index row is then completed. Nothing here waits on m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -35,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from ..phone import normalize_number, user_part
 from ..sip.events import (
     AckReceived,
@@ -190,6 +191,8 @@ class SessionRecordingServer:
     """The SRS. Feed it SIP events with :meth:`on_event`; it answers through ``sip``."""
 
     BYE_GRACE = 0.2  # seconds the legs keep receiving after the SRC's BYE
+    # Waits between attempts to index a finished recording (about five minutes in all).
+    INDEX_RETRY_DELAYS: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
 
     def __init__(
         self,
@@ -231,6 +234,7 @@ class SessionRecordingServer:
         self._inviting: set[Any] = set()  # new INVITEs not answered finally yet
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = asyncio.Event()  # set by stop(): cuts short the waits of retries
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -241,6 +245,7 @@ class SessionRecordingServer:
     async def stop(self) -> None:
         """End every session as if it had received a BYE, and wait for the files."""
         self._closing = True
+        self._stopping.set()
         if self._flusher is not None:
             self._flusher.cancel()
             try:
@@ -1198,14 +1203,7 @@ class SessionRecordingServer:
                 reason,
                 self.keyring,
             )
-            if s.index_pending:
-                await self.index.create_recording(self._new_recording_row(s, s.source))
-            finished = self._finished_row(s, result)
-            try:
-                await self.index.finish_recording(s.rec_id, finished)
-            except RecordingNotFound:  # the row went missing during the call: write it whole
-                await self.index.create_recording(self._new_recording_row(s, s.source))
-                await self.index.finish_recording(s.rec_id, finished)
+            await self._index_finished(s, self._finished_row(s, result))
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
             log.info(
@@ -1224,6 +1222,46 @@ class SessionRecordingServer:
             )
         finally:
             self.counters.finalize_seconds += time.perf_counter() - t0
+
+    async def _index_finished(self, s: RecordingSession, finished: Any) -> None:
+        """Write the finished row, retrying while the index cannot take it.
+
+        The MP3 is already in place, so a database that is locked (a long report beside the
+        server) or briefly unreachable (PostgreSQL failing over) must not leave the row in
+        ``recording`` until the next restart: the write is retried for about five minutes
+        (:data:`INDEX_RETRY_DELAYS`) before the spool is left for recovery. A refusal of the
+        row itself (finished twice) is not retried.
+        """
+        delays = (*self.INDEX_RETRY_DELAYS, None)
+        for attempt, delay in enumerate(delays, start=1):
+            try:
+                if s.index_pending:
+                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    s.index_pending = False
+                try:
+                    await self.index.finish_recording(s.rec_id, finished)
+                except RecordingNotFound:  # the row went missing during the call: write it
+                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    await self.index.finish_recording(s.rec_id, finished)
+                return
+            except LocalProtocolError:
+                raise
+            except Exception as exc:
+                if delay is None or self._closing:
+                    raise
+                log.warning(
+                    "call %s: index write of recording %s failed (attempt %d: %s); "
+                    "retrying in %.1f s",
+                    s.call_id,
+                    s.rec_id,
+                    attempt,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._closing:
+                    raise
 
     def _send_bye(self, s: RecordingSession) -> None:
         s.local_cseq += 1

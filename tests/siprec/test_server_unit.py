@@ -12,6 +12,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from siprec_recorder.rtp.leg import LegReceiver
 from siprec_recorder.sip.events import Address, InviteCancelled, RequestReceived, TransactionKey
 from siprec_recorder.sip.message import SipRequest, SipResponse, parse_message
@@ -162,3 +164,80 @@ async def test_cancel_after_the_answer_changes_nothing() -> None:
     assert [r.status for r in sip.responses] == [200]
     assert list(srs.sessions) == ["c1"]
     assert srs._cancelled == {}
+
+
+class FlakyIndex(FakeIndex):
+    """Fails the first ``failures`` finish writes the way a locked database does."""
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        super().__init__()
+        self.failures = failures
+        self.error = error or OSError("database is locked")
+        self.finished: list[tuple[str, Any]] = []
+        self.attempts = 0
+
+    async def finish_recording(self, rec_id: str, row: Any) -> None:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise self.error
+        self.finished.append((rec_id, row))
+
+
+def _srs_with(index: FakeIndex) -> SessionRecordingServer:
+    srs = SessionRecordingServer(
+        sip=FakeSip(),
+        index=index,
+        policy=SlowPolicy(),
+        spool=FakeSpool(),
+        recordings_root="/tmp",
+        ports=FakePorts(),
+        executor=None,
+        settings=SrsSettings(),
+        receiver_factory=LegReceiver,
+    )
+    srs.INDEX_RETRY_DELAYS = (0.01, 0.01, 0.01)
+    return srs
+
+
+@dataclass
+class _Session:
+    rec_id: str = "r1"
+    call_id: str = "c1"
+    index_pending: bool = False
+    source: Any = None
+
+
+async def test_a_finished_row_is_retried_while_the_index_is_locked() -> None:
+    index = FlakyIndex(failures=2)
+    srs = _srs_with(index)
+    await srs._index_finished(_Session(), "row")  # type: ignore[arg-type]
+    assert index.attempts == 3 and index.finished == [("r1", "row")]
+
+
+async def test_retries_end_and_the_error_surfaces() -> None:
+    index = FlakyIndex(failures=10)
+    srs = _srs_with(index)
+    # The last failure surfaces: _finish then keeps the spool for recovery.
+    with pytest.raises(OSError, match="locked"):
+        await srs._index_finished(_Session(), "row")  # type: ignore[arg-type]
+    assert index.attempts == 4 and index.finished == []
+
+
+async def test_a_refused_row_is_not_retried_and_stop_cuts_a_wait_short() -> None:
+    from siprec_recorder.errors import LocalProtocolError
+
+    index = FlakyIndex(failures=1, error=LocalProtocolError("recording r1 is already complete"))
+    srs = _srs_with(index)
+    with pytest.raises(LocalProtocolError, match="already complete"):
+        await srs._index_finished(_Session(), "row")  # type: ignore[arg-type]
+    assert index.attempts == 1
+
+    slow = FlakyIndex(failures=10)
+    srs = _srs_with(slow)
+    srs.INDEX_RETRY_DELAYS = (60.0,)
+    task = asyncio.create_task(srs._index_finished(_Session(), "row"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(srs.stop(), 2)
+    with pytest.raises(OSError):
+        await asyncio.wait_for(task, 2)
+    assert slow.attempts == 1
