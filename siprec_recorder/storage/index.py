@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -338,15 +338,7 @@ class RecordingIndex(Protocol):
 def _participant_values(p: ParticipantInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(p, ParticipantInfo):
         p = ParticipantInfo.from_dict(p)
-    return {
-        "participant_id": p.participant_id,
-        "aor": p.aor,
-        "name": p.name,
-        "number": p.number,
-        "role": p.role,
-        "joined_at": p.joined_at,
-        "left_at": p.left_at,
-    }
+    return _columns(p, _PARTICIPANT_COLUMNS)
 
 
 def _participant_row(p: ParticipantInfo | Mapping[str, Any]) -> RecordingParticipant:
@@ -356,31 +348,27 @@ def _participant_row(p: ParticipantInfo | Mapping[str, Any]) -> RecordingPartici
 def _stream_values(s: StreamInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(s, StreamInfo):
         s = StreamInfo.from_dict(s)
-    return {
-        "label": s.label,
-        "stream_id": s.stream_id,
-        "participant_id": s.participant_id,
-        "codec": s.codec,
-        "sample_rate": s.sample_rate,
-        "packets_expected": s.packets_expected,
-        "packets_received": s.packets_received,
-        "packets_lost": s.packets_lost,
-        "packets_late": s.packets_late,
-        "packets_duplicate": s.packets_duplicate,
-        "jitter_ms": s.jitter_ms,
-        "longest_gap_ms": s.longest_gap_ms,
-        "mos": s.mos,
-        "srtp_auth_failures": s.srtp_auth_failures,
-        "first_packet_at": s.first_packet_at,
-        "last_packet_at": s.last_packet_at,
-        "status": s.status,
-    }
+    return _columns(s, _STREAM_COLUMNS)
 
 
 def _dtmf_values(d: DtmfInfo | Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(d, DtmfInfo):
         d = DtmfInfo.from_dict(d)
-    return {"label": d.label, "digit": d.digit, "at_s": d.at_s, "duration_ms": d.duration_ms}
+    return _columns(d, _DTMF_COLUMNS)
+
+
+def _columns(obj: Any, names: Sequence[str], times: Sequence[str] = ()) -> dict[str, Any]:
+    """``obj``'s attributes ``names`` as a dict (a dataclass or an ORM row); ``times`` as ISO."""
+    out = {name: getattr(obj, name) for name in names}
+    for name in times:
+        out[name] = iso(out[name])
+    return out
+
+
+# A child row's columns are its dataclass's fields (the ORM models use the same names).
+_PARTICIPANT_COLUMNS = tuple(f.name for f in fields(ParticipantInfo))
+_STREAM_COLUMNS = tuple(f.name for f in fields(StreamInfo))
+_DTMF_COLUMNS = tuple(f.name for f in fields(DtmfInfo))
 
 
 def _retention(rec: NewRecording) -> datetime | None:
@@ -425,43 +413,12 @@ def recording_to_dict(r: Recording) -> dict[str, Any]:
         "metadata": r.metadata_json,
         "created_at": iso(r.created_at),
         "participants": [
-            {
-                "participant_id": p.participant_id,
-                "aor": p.aor,
-                "name": p.name,
-                "number": p.number,
-                "role": p.role,
-                "joined_at": iso(p.joined_at),
-                "left_at": iso(p.left_at),
-            }
-            for p in r.participants
+            _columns(p, _PARTICIPANT_COLUMNS, ("joined_at", "left_at")) for p in r.participants
         ],
         "streams": [
-            {
-                "label": s.label,
-                "stream_id": s.stream_id,
-                "participant_id": s.participant_id,
-                "codec": s.codec,
-                "sample_rate": s.sample_rate,
-                "packets_expected": s.packets_expected,
-                "packets_received": s.packets_received,
-                "packets_lost": s.packets_lost,
-                "packets_late": s.packets_late,
-                "packets_duplicate": s.packets_duplicate,
-                "jitter_ms": s.jitter_ms,
-                "longest_gap_ms": s.longest_gap_ms,
-                "mos": s.mos,
-                "srtp_auth_failures": s.srtp_auth_failures,
-                "first_packet_at": iso(s.first_packet_at),
-                "last_packet_at": iso(s.last_packet_at),
-                "status": s.status,
-            }
-            for s in r.streams
+            _columns(s, _STREAM_COLUMNS, ("first_packet_at", "last_packet_at")) for s in r.streams
         ],
-        "dtmf": [
-            {"label": d.label, "digit": d.digit, "at_s": d.at_s, "duration_ms": d.duration_ms}
-            for d in r.dtmf
-        ],
+        "dtmf": [_columns(d, _DTMF_COLUMNS) for d in r.dtmf],
     }
 
 
