@@ -135,25 +135,32 @@ def iter_records(data: bytes | bytearray | memoryview) -> Iterator[SpoolRecord]:
     buf = bytes(data)
     n = len(buf)
     pos = 0
-    hsize = RECORD_HEADER.size
-    unpack = RECORD_HEADER.unpack_from
-    while pos + hsize <= n:
-        arrival, ext_seq, ext_ts, pt, flags, ssrc, length = unpack(buf, pos)
-        start = pos + hsize
-        end = start + length
-        if end > n:
+    while pos + RECORD_HEADER.size <= n:
+        found = _record_at(buf, pos)
+        if found is None:
             return
-        yield SpoolRecord(
-            arrival,
-            ext_seq,
-            ext_ts,
-            pt,
-            bool(flags & FLAG_MARKER),
-            ssrc,
-            buf[start:end],
-            bool(flags & FLAG_DISCONTINUITY),
-        )
-        pos = end
+        record, pos = found
+        yield record
+
+
+def _record_at(buf: bytes, pos: int) -> tuple[SpoolRecord, int] | None:
+    """The record whose header is at ``pos`` and where the next one starts (None: cut short)."""
+    arrival, ext_seq, ext_ts, pt, flags, ssrc, length = RECORD_HEADER.unpack_from(buf, pos)
+    start = pos + RECORD_HEADER.size
+    end = start + length
+    if end > len(buf):
+        return None
+    record = SpoolRecord(
+        arrival,
+        ext_seq,
+        ext_ts,
+        pt,
+        bool(flags & FLAG_MARKER),
+        ssrc,
+        buf[start:end],
+        bool(flags & FLAG_DISCONTINUITY),
+    )
+    return record, end
 
 
 _HSIZE = RECORD_HEADER.size  # 32
@@ -352,20 +359,9 @@ class RecordTable:
 
     def record(self, i: int) -> SpoolRecord:
         """Record ``i`` as a :class:`SpoolRecord`."""
-        start = int(self.starts[i])
-        arrival, ext_seq, ext_ts, pt, flags, ssrc, length = RECORD_HEADER.unpack_from(
-            self.data, start - _HSIZE
-        )
-        return SpoolRecord(
-            arrival,
-            ext_seq,
-            ext_ts,
-            pt,
-            bool(flags & FLAG_MARKER),
-            ssrc,
-            self.data[start : start + length],
-            bool(flags & FLAG_DISCONTINUITY),
-        )
+        found = _record_at(self.data, int(self.starts[i]) - _HSIZE)
+        assert found is not None  # the table holds whole records only
+        return found[0]
 
     def records(self) -> Iterator[SpoolRecord]:
         """Every record as a :class:`SpoolRecord` (one object each: for the rare callers
