@@ -4,9 +4,12 @@ Theory of operation
 -------------------
 :func:`verify` walks the index and the recordings tree and reports every :class:`Problem`:
 
-* ``missing``: a finished recording's file (or its sidecar) is not on disk (rows in state
-  ``purged``, disposed of after retention, are expected to have none);
+* ``missing``: a finished recording's file (or its sidecar, or a raw-RTP capture its sidecar
+  names) is not on disk (rows in state ``purged``, disposed of after retention, are expected
+  to have none);
 * ``modified``: a file's SHA-256 (or size) differs from the one indexed when it was written;
+  for the raw RTP of a leg whose codec could not be decoded (``<mp3>.leg<n>.pcap``), from the
+  one its sidecar stream records under ``raw_rtp``;
 * ``unknown``: an ``.mp3`` in the tree (the spool excluded) that no index row points to;
 * ``chain``: the audit ledger's hash chain is broken (see :mod:`.ledger`).
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -78,6 +83,35 @@ def _check_file(layout: FileLayout, rel: str, sha: str | None, size: int | None)
     return None
 
 
+def _check_raw_rtp(layout: FileLayout, sidecar: str) -> list[Problem]:
+    """The raw-RTP captures a sidecar names, against the hashes it gives for them."""
+    try:
+        doc = json.loads(layout.absolute(sidecar).read_bytes())
+    except (OSError, ValueError):
+        return [Problem("modified", sidecar, "sidecar is not readable JSON")]
+    streams = doc.get("streams") if isinstance(doc, dict) else None
+    problems: list[Problem] = []
+    for stream in streams if isinstance(streams, list) else []:
+        raw = stream.get("raw_rtp") if isinstance(stream, dict) else None
+        if not isinstance(raw, dict):
+            continue
+        name = raw.get("file")
+        if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+            problems.append(Problem("modified", sidecar, f"raw_rtp names no file: {name!r}"))
+            continue
+        rel = posixpath.join(posixpath.dirname(sidecar), name)
+        sha, size = raw.get("sha256"), raw.get("size_bytes")
+        problem = _check_file(
+            layout,
+            rel,
+            sha if isinstance(sha, str) else None,
+            size if isinstance(size, int) else None,
+        )
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
 async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True) -> list[Problem]:
     """Every problem found (``[]`` when the store is intact)."""
     problems: list[Problem] = []
@@ -113,6 +147,8 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
             try:
                 if not layout.absolute(sidecar).is_file():
                     problems.append(Problem("missing", sidecar, "sidecar not found"))
+                else:
+                    problems += await asyncio.to_thread(_check_raw_rtp, layout, sidecar)
             except LocalProtocolError as exc:
                 problems.append(Problem("modified", sidecar, f"sidecar path: {exc}"))
     on_disk = await asyncio.to_thread(lambda: list(layout.iter_recordings()))

@@ -100,3 +100,27 @@ async def test_purged_rows_are_not_missing(
     async with db.engine.begin() as conn:  # a purge cut short before clearing the row
         await conn.execute(text("UPDATE recordings SET state = 'purged'"))
     assert await verify(db, layout) == []
+
+
+async def test_raw_rtp_kept_beside_an_mp3_is_checked_against_its_sidecar(
+    db: Database, index: SqlIndex, layout: FileLayout
+) -> None:
+    """A leg that could not be decoded keeps its packets as a pcap, hashed in the sidecar."""
+    rels = []
+    for i in range(3):
+        rel = await _store_one(index, layout, i, bytes([i]) * 1000)
+        pcap = rel[: -len(".mp3")] + ".leg1.pcap"
+        sha, size = layout.write_atomic(pcap, bytes([i]) * 500)
+        side = layout.sidecar_of(rel)
+        raw = {"file": pcap.rsplit("/", 1)[1], "format": "pcap", "sha256": sha, "size_bytes": size}
+        layout.write_sidecar(rel, {"streams": [{"label": "1"}, {"label": "2", "raw_rtp": raw}]})
+        rels.append((rel, pcap, side))
+    assert await verify(db, layout) == []
+
+    (_, edited, _), (_, gone, _), (_, _, bad_side) = rels
+    with open(layout.absolute(edited), "r+b") as f:
+        f.write(b"X")
+    layout.absolute(gone).unlink()
+    layout.absolute(bad_side).write_text('{"streams": [{"raw_rtp": {"file": "../x.pcap"}}]}')
+    got = {(p.kind, p.subject) for p in await verify(db, layout)}
+    assert got == {("modified", edited), ("missing", gone), ("modified", bad_side)}
