@@ -128,31 +128,14 @@ async def append_event(
     details: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> LedgerEntry:
-    """Append one event in ``session``'s transaction (flushed, not committed) and return it.
+    """Append one event in ``session``'s transaction (written, not committed); the entry as
+    written (a detached ``LedgerEntry``).
 
     ``details`` must be JSON-serialisable (it is stored as canonical JSON). The ledger lock is
     held until the caller's transaction ends, so commit (or roll back) promptly.
     """
-    details = dict(details or {})
-    details_text = canonical_json(details)  # fails early on non-JSON values
-    seq, prev = await _claim(session)
-    ts = _utc(now or utcnow())
-    entry = LedgerEntry(
-        seq=seq,
-        ts=ts,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=details_text,
-        prev_hash=prev,
-        hash=entry_hash(prev, seq, ts, actor, action, subject, json.loads(details_text)),
-    )
-    session.add(entry)
-    await session.flush()
-    await session.execute(
-        update(LedgerHead).where(LedgerHead.id == 1).values(seq=entry.seq, hash=entry.hash)
-    )
-    return entry
+    (row,) = await _append(session, [(actor, action, subject, details or {})], now)
+    return LedgerEntry(**row)
 
 
 async def append_events(
@@ -167,9 +150,18 @@ async def append_events(
     multi-row insert and one head update: the index's batch writer ends hundreds of
     recordings a second this way. Returns ``(seq, hash)`` of each new entry.
     """
+    return [(row["seq"], row["hash"]) for row in await _append(session, events, now)]
+
+
+async def _append(
+    session: AsyncSession,
+    events: Sequence[tuple[str, str, str, Mapping[str, Any]]],
+    now: datetime | None,
+) -> list[dict[str, Any]]:
+    """Insert the entries of ``events`` (one statement) and move the head; their rows."""
     if not events:
         return []
-    texts = [canonical_json(dict(details)) for _a, _b, _c, details in events]
+    texts = [canonical_json(dict(details)) for _a, _b, _c, details in events]  # fails early
     seq, prev = await _claim(session)
     ts = _utc(now or utcnow())
     rows: list[dict[str, Any]] = []
@@ -193,7 +185,7 @@ async def append_events(
     await session.execute(
         update(_HEAD).where(_HEAD.c.id == 1).values(seq=rows[-1]["seq"], hash=rows[-1]["hash"])
     )
-    return [(r["seq"], r["hash"]) for r in rows]
+    return rows
 
 
 def _utc(ts: datetime) -> datetime:
