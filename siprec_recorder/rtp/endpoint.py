@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import select
 import socket
@@ -123,6 +124,26 @@ class _Reader:
                 return
 
 
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
+
+
 class _MmsgBatch:
     """``recvmmsg(2)`` through ctypes: all datagrams queued on a socket in one system call.
 
@@ -137,31 +158,12 @@ class _MmsgBatch:
     _MSG_DONTWAIT = 0x40
 
     def __init__(self, recvmmsg: Any, size: int) -> None:
-        import ctypes
-
-        class IoVec(ctypes.Structure):
-            _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
-
-        class MsgHdr(ctypes.Structure):
-            _fields_ = [
-                ("name", ctypes.c_void_p),
-                ("namelen", ctypes.c_uint32),
-                ("iov", ctypes.c_void_p),
-                ("iovlen", ctypes.c_size_t),
-                ("control", ctypes.c_void_p),
-                ("controllen", ctypes.c_size_t),
-                ("flags", ctypes.c_int),
-            ]
-
-        class MMsgHdr(ctypes.Structure):
-            _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
-
         self.size = size
         self._recvmmsg = recvmmsg
         self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
         self._ctrl = ctypes.create_string_buffer(self._CTRL * size)
-        self._iov = (IoVec * size)()
-        self._msgs = (MMsgHdr * size)()
+        self._iov = (_IoVec * size)()
+        self._msgs = (_MMsgHdr * size)()
         data, ctrl = ctypes.addressof(self._data), ctypes.addressof(self._ctrl)
         for i in range(size):
             self._iov[i].base = data + MAX_DATAGRAM * i
@@ -172,20 +174,19 @@ class _MmsgBatch:
             hdr.control = ctrl + self._CTRL * i
             hdr.controllen = self._CTRL
         self._addr = ctypes.addressof(self._msgs)
-        self._stride = ctypes.sizeof(MMsgHdr)
-        self._len_at = MMsgHdr.len.offset
-        self._controllen_at = MsgHdr.controllen.offset
+        self._stride = ctypes.sizeof(_MMsgHdr)
+        self._len_at = _MMsgHdr.len.offset
+        self._controllen_at = _MsgHdr.controllen.offset
         self._data_view = memoryview(self._data).cast("B")
         self._ctrl_view = memoryview(self._ctrl).cast("B")
         self._msgs_view = memoryview(self._msgs).cast("B")
 
     @classmethod
     def load(cls, size: int = 32) -> _MmsgBatch | None:
-        if _SCM_TIMESTAMP is None or ctypes_sizes() != (8, 8):
+        # The buffer layout (control message space, header field types) assumes LP64.
+        if _SCM_TIMESTAMP is None or ctypes.sizeof(ctypes.c_long) != 8:
             return None
         try:
-            import ctypes
-
             fn = ctypes.CDLL(None, use_errno=True).recvmmsg
         except (OSError, AttributeError):
             return None
@@ -208,7 +209,7 @@ class _MmsgBatch:
             length = _U32(msgs, at + len_at)[0]
             controllen = _U64(msgs, at + controllen_at)[0]
             _SET_U64(msgs, at + controllen_at, space)  # the kernel shrank it: reset for next
-            cmsg_len, level, kind, sec, usec = _CMSG_TIMEVAL(ctrl, i * space)
+            _cmsg_len, level, kind, sec, usec = _CMSG_TIMEVAL(ctrl, i * space)
             if controllen >= space and level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMP:
                 now = sec + usec * 1e-6
             else:
@@ -216,13 +217,6 @@ class _MmsgBatch:
             start = i * MAX_DATAGRAM
             deliver(bytes(data[start : start + min(length, MAX_DATAGRAM)]), now)
         return n
-
-
-def ctypes_sizes() -> tuple[int, int]:
-    """(sizeof(long), sizeof(size_t)): the buffer layout above assumes LP64 (8, 8)."""
-    import ctypes
-
-    return ctypes.sizeof(ctypes.c_long), ctypes.sizeof(ctypes.c_size_t)
 
 
 _U32 = struct.Struct("=I").unpack_from
@@ -272,42 +266,29 @@ class _Pump:
             self._handle.cancel()
             self._handle = None
 
-    def run(self) -> None:
-        self._handle = None
+    def read_ready(self) -> bool:
+        """Read what every socket holds now; True when ``MAX_ROUNDS`` left a backlog."""
         poll = self.epoll.poll
         readers = self.readers
-        backlog = False
-        unpack = _TIMEVAL.unpack_from
+        batch = self.batch
         for _ in range(self.MAX_ROUNDS):
             events = poll(0)
             if not events:
-                break
-            batch = self.batch
-            # Reader.read_one, inlined: this loop runs for every RTP packet of every call.
+                return False
             for fd, _mask in events:
                 reader = readers.get(fd)
                 if reader is None:
                     continue
-                if not reader.kernel_stamps:
-                    reader.read_one()
-                    continue
-                if batch is not None:
+                if batch is not None and reader.kernel_stamps:
                     reader.datagrams += batch.read(fd, reader.deliver, reader.clock)
-                    continue
-                try:
-                    data, anc, _flags, _addr = reader.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
-                except OSError:  # nothing queued after all, or an ICMP error: nothing to do
-                    continue
-                if anc and anc[0][1] == _SCM_TIMESTAMP and len(anc[0][2]) >= _TIMEVAL.size:
-                    sec, usec = unpack(anc[0][2])
-                    now = sec + usec * 1e-6
                 else:
-                    now = _kernel_stamp(anc, 0.0) or reader.clock()
-                reader.datagrams += 1
-                reader.deliver(data, now)
-        else:
-            backlog = True
-        if readers and self._loop is not None and not self._loop.is_closed():
+                    reader.read_one()
+        return True
+
+    def run(self) -> None:
+        self._handle = None
+        backlog = self.read_ready()
+        if self.readers and self._loop is not None and not self._loop.is_closed():
             delay = 0.0 if backlog else self.tick
             self._handle = self._loop.call_later(delay, self.run)
 
@@ -457,6 +438,15 @@ class PortPool:
             f"no free RTP port pair in {self.port_min}-{self.port_max} on {self.address} "
             f"({self.capacity} pairs, {len(self._in_use)} in use)"
         )
+
+    def read_all(self) -> None:
+        """Read every datagram the media sockets hold now, without waiting for the tick.
+
+        The spool flush calls this first, so that what a crash can lose stays within one
+        flush interval: packets queued in the kernel since the last tick are spooled too.
+        """
+        if self._pump is not None:
+            self._pump.read_ready()
 
     def release(self, endpoint: RtpEndpoint) -> None:
         """Close the endpoint's sockets and return its pair to the pool (idempotent)."""

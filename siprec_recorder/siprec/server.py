@@ -1159,6 +1159,7 @@ class SessionRecordingServer:
         elif reason is None and not self._closing:
             # The SRC's BYE can overtake its last RTP packets: keep listening a moment.
             await asyncio.sleep(self.BYE_GRACE)
+        self.ports.read_all()  # what the kernel still holds for these legs, before closing
         for leg in s.legs:
             self._close_leg(leg)
         if s.setup is not None:
@@ -1317,6 +1318,9 @@ class SessionRecordingServer:
     async def flush_all(self) -> None:
         """Move released packets of every leg to the spools and fsync them (in a thread)."""
         live = [s for s in self.sessions.values() if s.spool is not None]
+        # Packets wait in the kernel for the media pump's tick: read them now, so that what
+        # a crash can lose stays within one flush interval.
+        self.ports.read_all()
         for s in live:
             for leg in s.legs:
                 data = leg.receiver.take_spool_bytes()

@@ -41,10 +41,13 @@ async def test_endpoint_feeds_receiver_rtp_and_rtcp(read_tick: float) -> None:
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         for i in range(3):
-            tx.sendto(RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(),
-                      ("127.0.0.1", ep.port))
-        tx.sendto(bytes.fromhex("80c80006") + (9).to_bytes(4, "big") + bytes(20),
-                  ("127.0.0.1", ep.port + 1))
+            tx.sendto(
+                RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(), ("127.0.0.1", ep.port)
+            )
+        tx.sendto(
+            bytes.fromhex("80c80006") + (9).to_bytes(4, "big") + bytes(20),
+            ("127.0.0.1", ep.port + 1),
+        )
         for _ in range(100):
             await asyncio.sleep(0.01)
             if leg.stats.packets_received == 3 and leg.stats.rtcp_packets == 1:
@@ -124,8 +127,9 @@ async def test_arrival_is_the_kernel_stamp_not_the_read_time(batch_reads: bool) 
         sent = []
         for i in range(5):
             sent.append(time.time())
-            tx.sendto(RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(),
-                      ("127.0.0.1", ep.port))
+            tx.sendto(
+                RtpPacket(8, i, 160 * i, 9, b"\xd5" * 160).serialize(), ("127.0.0.1", ep.port)
+            )
             time.sleep(0.06)  # the loop cannot read: it is blocked right here
         read_from = time.time()
         for _ in range(100):
@@ -168,3 +172,25 @@ async def test_a_backlog_of_odd_sizes_arrives_whole_and_in_order(batch_reads: bo
     assert sink.data[-1] == b"x" * MAX_DATAGRAM
     now = time.time()
     assert all(now - 5 < t <= now for t in sink.rtp)
+
+
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+async def test_read_all_takes_what_waits_for_the_tick(batch_reads: bool) -> None:
+    """The spool flush reads the sockets itself: nothing waits in the kernel for the tick."""
+    base = free_even_range(2)
+    pool = PortPool("127.0.0.1", base, base + 1, read_tick=30.0, batch_reads=batch_reads)
+    sink = _Stamps()
+    ep = await pool.open(sink)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # More than one recvmmsg batch; recvmsg reads one a round, up to MAX_ROUNDS per call.
+    count = 40 if batch_reads else 30
+    try:
+        for i in range(count):
+            tx.sendto(bytes([i]) * 172, ("127.0.0.1", ep.port))
+        time.sleep(0.05)
+        assert sink.data == []  # the tick is 30 s away
+        pool.read_all()
+        assert sink.data == [bytes([i]) * 172 for i in range(count)]
+    finally:
+        tx.close()
+        pool.release(ep)

@@ -101,6 +101,9 @@ class FakePorts:
     def release(self, ep: FakeEndpoint) -> None:
         self.released.append(ep.port)
 
+    def read_all(self) -> None:
+        pass
+
 
 class FakeSpool:
     root = "/nonexistent"
