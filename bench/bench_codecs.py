@@ -41,9 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import av
 import numpy as np
 
 from siprec_recorder.replay.calls import CapturedCall, Leg, RtpRecord
@@ -55,6 +53,7 @@ from siprec_recorder.testing import RecorderProcess, process_tree_cpu, write_con
 # integration test; reuse them rather than keep a second copy (needs the repo root).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration.test_codecs import (  # noqa: E402
+    av_encode,
     encode_amr_wb,
     pack_octet_aligned,
     speech_like,
@@ -84,18 +83,7 @@ def encode_pcma(pcm: np.ndarray) -> list[bytes]:
 
 
 def encode_g722(pcm: np.ndarray) -> list[bytes]:
-    ctx: Any = av.CodecContext.create("g722", "w")
-    ctx.sample_rate = 16000
-    ctx.layout = "mono"
-    ctx.format = "s16"
-    ctx.open()
-    out: list[bytes] = []
-    for i in range(0, len(pcm) - 319, 320):
-        frame = av.AudioFrame.from_ndarray(pcm[None, i : i + 320], format="s16", layout="mono")
-        frame.sample_rate = 16000
-        frame.pts = i
-        out += [bytes(p) for p in ctx.encode(frame)]
-    out += [bytes(p) for p in ctx.encode(None)]
+    out = av_encode("g722", pcm, 16000, 320)
     # FFmpeg may regroup the stream; the RTP payload is 160 octets per 20 ms.
     stream = b"".join(out)
     return [stream[i : i + 160] for i in range(0, len(stream) - 159, 160)]

@@ -195,22 +195,31 @@ def speech_like(seconds: float, rate: int, seed: int = 4867) -> np.ndarray:
     return np.asarray(np.round(out * 32767), np.int16)
 
 
-def encode_amr_nb(pcm: np.ndarray, bit_rate: int) -> list[bytes]:
-    """Storage-format frames (RFC 4867 section 5.3) from opencore-amrnb via PyAV."""
-    ctx: Any = av.CodecContext.create("libopencore_amrnb", "w")
-    ctx.sample_rate = 8000
+def av_encode(
+    codec: str, pcm: np.ndarray, rate: int, frame_samples: int, bit_rate: int | None = None
+) -> list[bytes]:
+    """The packets a PyAV (FFmpeg) encoder makes of 16-bit mono ``pcm``, fed in frames."""
+    ctx: Any = av.CodecContext.create(codec, "w")
+    ctx.sample_rate = rate
     ctx.layout = "mono"
     ctx.format = "s16"
-    ctx.bit_rate = bit_rate
+    if bit_rate is not None:
+        ctx.bit_rate = bit_rate
     ctx.open()
-    frames: list[bytes] = []
-    for i in range(0, len(pcm) - 159, 160):
-        frame = av.AudioFrame.from_ndarray(pcm[None, i : i + 160], format="s16", layout="mono")
-        frame.sample_rate = 8000
+    out: list[bytes] = []
+    for i in range(0, len(pcm) - frame_samples + 1, frame_samples):
+        chunk = pcm[None, i : i + frame_samples]
+        frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout="mono")
+        frame.sample_rate = rate
         frame.pts = i
-        frames += [bytes(p) for p in ctx.encode(frame)]
-    frames += [bytes(p) for p in ctx.encode(None)]
-    return frames[: len(pcm) // 160]
+        out += [bytes(p) for p in ctx.encode(frame)]
+    out += [bytes(p) for p in ctx.encode(None)]
+    return out
+
+
+def encode_amr_nb(pcm: np.ndarray, bit_rate: int) -> list[bytes]:
+    """Storage-format frames (RFC 4867 section 5.3) from opencore-amrnb via PyAV."""
+    return av_encode("libopencore_amrnb", pcm, 8000, 160, bit_rate)[: len(pcm) // 160]
 
 
 def encode_amr_wb(pcm: np.ndarray, mode: int) -> list[bytes]:
