@@ -296,7 +296,7 @@ class LegReceiver:
             self.FAST_PATH
             and self.srtp is None
             and not self._pending_discontinuity
-            and not jb._buffer
+            and not len(jb)
             and jb.next_seq == ext_seq + 1
             and self._seq.highest == ext_seq
             and not 64 <= pt <= 95  # could be RTCP: the full path tells them apart
