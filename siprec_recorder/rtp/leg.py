@@ -182,6 +182,53 @@ class LegReceiver:
             self.stats.bad_packets += 1
             log.debug("leg %s: unexpected error on a packet", self.label, exc_info=True)
 
+    def claim_run(
+        self, seq16: int, ssrc: int, pt: int, ts32: int, count: int, last_seq16: int, ts_span: int
+    ) -> tuple[int, int, float | None] | None:
+        """Take ``count`` packets at once (the chunk path, :mod:`.chunk`), or refuse (None).
+
+        The caller has checked that the packets are plain RTP, each the successor of the one
+        before (same SSRC, payload type and size, sequence number plus one, timestamp
+        ``ts_span`` ahead in all). They are taken when the first is what the fast path of
+        :meth:`receive` would take, with a timestamp that does not go back. The counters move
+        past the whole run; :meth:`commit_run` then adds its records and statistics. Returns
+        the first packet's extended sequence number and timestamp, and the clock rate.
+        """
+        if not (
+            self._fast
+            and seq16 == self._next_seq16
+            and ssrc == self._ssrc
+            and pt == self._last_pt
+        ):
+            return None
+        ts = self._ts
+        highest = ts.highest
+        assert highest is not None
+        forward = (ts32 - highest) & 0xFFFFFFFF
+        if forward >= 0x80000000:
+            return None
+        ext_last = self._seq.advance(count)
+        ts.advance(forward + ts_span)
+        self._last_seq16 = last_seq16
+        self._next_seq16 = (last_seq16 + 1) & 0xFFFF
+        jb = self._jitter
+        jb.next_seq = ext_last + 1
+        jb.released += count
+        return ext_last - count + 1, highest + forward, self._fast_rate
+
+    def commit_run(
+        self,
+        records: memoryview,
+        ext_first: int,
+        arrivals: list[float],
+        transits: list[float] | None,
+        octets: int,
+    ) -> None:
+        """Append a claimed run's spool records (a buffer) and count its packets."""
+        self._buf += records
+        self.stats.run(ext_first, ext_first + len(arrivals) - 1, arrivals, transits)
+        self.stats.bytes_received += octets
+
     def receive_rtcp(self, datagram: bytes, now_wall: float) -> None:
         """Handle one datagram from the RTCP port (or demultiplexed from RTP). Never raises."""
         try:

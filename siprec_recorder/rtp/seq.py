@@ -75,6 +75,12 @@ class _Unwrapper:
         self._highest += 1
         return self._highest
 
+    def advance(self, count: int) -> int:
+        """Move the highest ``count`` forward (the caller knows the values in between), return it."""
+        assert self._highest is not None and count >= 0
+        self._highest += count
+        return self._highest
+
     def unwrap(self, value: int) -> int:
         """Map a raw counter value to its extended value."""
         value &= self._mask

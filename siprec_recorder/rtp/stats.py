@@ -131,6 +131,49 @@ class LegStats:
                 self.jitter_s += (d - self.jitter_s) / 16.0
             self._prev_transit = transit
 
+    def run(
+        self, ext_first: int, ext_last: int, arrivals: list[float], transits: list[float] | None
+    ) -> None:
+        """Count packets ``ext_first..ext_last`` at once: what :meth:`packet` does for each.
+
+        ``transits`` (arrival minus timestamp in seconds, per packet) is None where the
+        payload type has no clock rate.
+        """
+        self.packets_received += len(arrivals)
+        if self._ctx_first is None:
+            self._ctx_first = ext_first
+            self._ctx_highest = ext_last
+        else:
+            # Increasing values: the last may raise the highest, the first lower the first.
+            if ext_last > self._ctx_highest:
+                self._ctx_highest = ext_last
+            if ext_first < self._ctx_first:
+                self._ctx_first = ext_first
+        last = self.last_packet_at
+        longest = self.longest_gap_s
+        for arrival in arrivals:
+            if last is None:
+                self.first_packet_at = last = arrival
+            else:
+                if arrival - last > longest:
+                    longest = arrival - last
+                if arrival > last:
+                    last = arrival
+        self.last_packet_at = last
+        self.longest_gap_s = longest
+        if transits is not None:
+            prev = self._prev_transit
+            jitter = self.jitter_s
+            for transit in transits:
+                if prev is not None:
+                    d = transit - prev
+                    if d < 0:
+                        d = -d
+                    jitter += (d - jitter) / 16.0
+                prev = transit
+            self._prev_transit = prev
+            self.jitter_s = jitter
+
     # -- results ------------------------------------------------------------------------
 
     @property
