@@ -9,12 +9,16 @@ reused while stale packets of the previous call may still be arriving. A pair th
 be bound (taken by another process) is skipped and retried later. When no pair is left,
 :class:`PortsExhaustedError` says so clearly (the session layer refuses the stream).
 
-:class:`RtpEndpoint` hands each datagram and its arrival time straight to the leg's
+:class:`RtpEndpoint` hands each datagram and its arrival time to the leg's
 :meth:`LegReceiver.receive` (which copies what it keeps); nothing else runs on the receiving
 loop. The RTCP port feeds :meth:`LegReceiver.receive_rtcp`. The pool's pump reads all media
-sockets every ``read_tick`` (100 ms) in rounds of one ``epoll`` call each, instead of waking
-the loop per datagram, with one ``recvmmsg`` per socket and tick (see :class:`_Pump`); without
-epoll, each socket has a loop reader.
+sockets every ``read_tick`` (200 ms) in rounds of one ``epoll`` call each, instead of waking
+the loop per datagram, with one ``recvmmsg`` per socket and tick into the rows of one shared
+buffer (see :class:`_Pump`); after each round, :func:`.chunk.deliver_chunk` hands the rows to
+the legs, whole runs of packets at once where it can. Without epoll, each socket has a loop
+reader. The spool flush (:meth:`PortPool.read_all`) and a closing leg
+(:meth:`RtpEndpoint.read_now`) read without waiting for the tick, so the tick adds nothing
+to what a crash or a BYE can lose.
 
 The arrival time is the kernel's receive stamp (``SO_TIMESTAMP``), not the moment the loop
 got round to reading: the render places each leg on the wall clock by arrival, so a loop
@@ -37,6 +41,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import RecorderError
+from .chunk import PacketChunk, Segment, deliver_chunk
 
 __all__ = ["PacketSink", "PortPool", "PortsExhaustedError", "RtpEndpoint"]
 
@@ -45,7 +50,7 @@ log = logging.getLogger(__name__)
 RECV_BUFFER = 1 << 20
 MAX_DATAGRAM = 2048  # RTP over UDP on a LAN/WAN path: well under the MTU
 BATCH = 64  # datagrams read per wake-up of one socket (no-pump fallback)
-DEFAULT_READ_TICK = 0.1  # seconds between reads of all media sockets
+DEFAULT_READ_TICK = 0.2  # seconds between reads of all media sockets
 
 # SO_TIMESTAMP: the kernel stamps each datagram when it arrives (struct timeval).
 _SO_TIMESTAMP: int = getattr(socket, "SO_TIMESTAMP", 29)
@@ -87,9 +92,12 @@ class _Reader:
         deliver: Callable[[bytes, float], None],
         clock: Callable[[], float],
         kernel_stamps: bool,
+        leg: Any = None,
     ) -> None:
         self.sock = sock
         self.deliver = deliver
+        # A sink that takes runs of packets at once (LegReceiver.claim_run, see .chunk).
+        self.leg = leg if hasattr(leg, "claim_run") else None
         self.clock = clock
         self.kernel_stamps = kernel_stamps and _SCM_TIMESTAMP is not None
         if self.kernel_stamps:
@@ -145,20 +153,27 @@ class _MMsgHdr(ctypes.Structure):
 
 
 class _MmsgBatch:
-    """``recvmmsg(2)`` through ctypes: all datagrams queued on a socket in one system call.
+    """``recvmmsg(2)`` through ctypes into the rows of one chunk (:mod:`.chunk`).
 
-    One preallocated set of buffers (``size`` slots of ``MAX_DATAGRAM`` octets, each with room
-    for one ``SO_TIMESTAMP`` control message) serves every socket of a pump, one socket at a
-    time. Per datagram, Python only reads its length and stamp out of the buffers and copies
-    the payload into a ``bytes``; the source address is not asked for. :meth:`load` returns
-    None where the C library has no ``recvmmsg`` (then the pump uses ``recvmsg``).
+    One preallocated set of buffers (``size`` rows of ``MAX_DATAGRAM`` octets, each with room
+    for one ``SO_TIMESTAMP`` control message) takes what a round of reads finds on all the
+    sockets of a pump: :meth:`read` takes everything queued on one socket (up to ``PER_READ``
+    datagrams) in one system call into the next free rows, and :meth:`dispatch` hands the
+    rows to their sinks (:func:`~.chunk.deliver_chunk`), after each round or when the rows run
+    out. Lengths and kernel stamps are read out of the buffers with numpy, for all rows at
+    once; the source address is not asked for. :meth:`load` returns None where the C library
+    has no ``recvmmsg`` (then the pump uses ``recvmsg``).
     """
 
     _CTRL = 32  # CMSG_SPACE(sizeof(struct timeval)) on LP64
     _MSG_DONTWAIT = 0x40
+    PER_READ = 32
 
-    def __init__(self, recvmmsg: Any, size: int) -> None:
+    def __init__(self, recvmmsg: Any, size: int, clock: Callable[[], float] = time.time) -> None:
+        import numpy as np
+
         self.size = size
+        self.clock = clock
         self._recvmmsg = recvmmsg
         self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
         self._ctrl = ctypes.create_string_buffer(self._CTRL * size)
@@ -175,14 +190,30 @@ class _MmsgBatch:
             hdr.controllen = self._CTRL
         self._addr = ctypes.addressof(self._msgs)
         self._stride = ctypes.sizeof(_MMsgHdr)
-        self._len_at = _MMsgHdr.len.offset
-        self._controllen_at = _MsgHdr.controllen.offset
-        self._data_view = memoryview(self._data).cast("B")
-        self._ctrl_view = memoryview(self._ctrl).cast("B")
-        self._msgs_view = memoryview(self._msgs).cast("B")
+        self._rows = np.frombuffer(self._data, dtype=np.uint8).reshape(size, MAX_DATAGRAM)
+        self._np_msgs = np.frombuffer(
+            self._msgs,
+            dtype=np.dtype(
+                {
+                    "names": ["controllen", "len"],
+                    "formats": ["<u8", "<u4"],
+                    "offsets": [_MsgHdr.controllen.offset, _MMsgHdr.len.offset],
+                    "itemsize": self._stride,
+                }
+            ),
+        )
+        self._np_ctrl = np.frombuffer(
+            self._ctrl,
+            dtype=np.dtype(
+                [("cmsg_len", "<u8"), ("level", "<i4"), ("kind", "<i4"), ("sec", "<i8"),
+                 ("usec", "<i8")]
+            ),
+        )
+        self._used = 0
+        self._segments: list[Segment] = []
 
     @classmethod
-    def load(cls, size: int = 32) -> _MmsgBatch | None:
+    def load(cls, size: int = 4096) -> _MmsgBatch | None:
         # The buffer layout (control message space, header field types) assumes LP64.
         if _SCM_TIMESTAMP is None or ctypes.sizeof(ctypes.c_long) != 8:
             return None
@@ -192,37 +223,46 @@ class _MmsgBatch:
             return None
         fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
         fn.restype = ctypes.c_int
-        return cls(fn, size)
+        return cls(fn, max(size, cls.PER_READ))
 
-    def read(
-        self, fd: int, deliver: Callable[[bytes, float], None], clock: Callable[[], float]
-    ) -> int:
-        """Read up to ``size`` queued datagrams of ``fd`` and deliver each; returns how many."""
-        n: int = self._recvmmsg(fd, self._addr, self.size, self._MSG_DONTWAIT, None)
+    def read(self, fd: int, reader: _Reader) -> int:
+        """Read up to ``PER_READ`` queued datagrams of ``fd`` into free rows; returns how many."""
+        if self.size - self._used < self.PER_READ:
+            self.dispatch()
+        used = self._used
+        n: int = self._recvmmsg(
+            fd, self._addr + used * self._stride, self.PER_READ, self._MSG_DONTWAIT, None
+        )
         if n <= 0:
             return 0  # nothing queued (EAGAIN) or a socket error (ICMP): nothing to do
-        msgs, data, ctrl = self._msgs_view, self._data_view, self._ctrl_view
-        stride, len_at, controllen_at = self._stride, self._len_at, self._controllen_at
-        space = self._CTRL
-        for i in range(n):
-            at = i * stride
-            length = _U32(msgs, at + len_at)[0]
-            controllen = _U64(msgs, at + controllen_at)[0]
-            _SET_U64(msgs, at + controllen_at, space)  # the kernel shrank it: reset for next
-            _cmsg_len, level, kind, sec, usec = _CMSG_TIMEVAL(ctrl, i * space)
-            if controllen >= space and level == socket.SOL_SOCKET and kind == _SCM_TIMESTAMP:
-                now = sec + usec * 1e-6
-            else:
-                now = clock()
-            start = i * MAX_DATAGRAM
-            deliver(bytes(data[start : start + min(length, MAX_DATAGRAM)]), now)
+        self._segments.append((reader.deliver, reader.leg, used, n))
+        self._used = used + n
         return n
 
+    def dispatch(self) -> None:
+        """Hand the rows read since the last dispatch to their sinks, and free them."""
+        import numpy as np
 
-_U32 = struct.Struct("=I").unpack_from
-_U64 = struct.Struct("=Q").unpack_from
-_SET_U64 = struct.Struct("=Q").pack_into
-_CMSG_TIMEVAL = struct.Struct("=Qiiqq").unpack_from  # struct cmsghdr + struct timeval
+        count, segments = self._used, self._segments
+        if not count:
+            return
+        self._used, self._segments = 0, []
+        msgs = self._np_msgs[:count]
+        ctrl = self._np_ctrl[:count]
+        length = np.minimum(msgs["len"], MAX_DATAGRAM).astype(np.int64)
+        arrival = ctrl["sec"] + ctrl["usec"] * 1e-6
+        stamped = (
+            (msgs["controllen"] >= self._CTRL)
+            & (ctrl["level"] == socket.SOL_SOCKET)
+            & (ctrl["kind"] == _SCM_TIMESTAMP)
+        )
+        if not stamped.all():
+            arrival[~stamped] = self.clock()
+        msgs["controllen"] = self._CTRL  # the kernel shrank them: reset for the next read
+        try:
+            deliver_chunk(PacketChunk(self._rows, length, arrival), segments)
+        except Exception:  # pragma: no cover - a bug here must not stop the pump
+            log.exception("RTP chunk of %d datagrams could not be delivered", count)
 
 
 class _Pump:
@@ -280,10 +320,29 @@ class _Pump:
                 if reader is None:
                     continue
                 if batch is not None and reader.kernel_stamps:
-                    reader.datagrams += batch.read(fd, reader.deliver, reader.clock)
+                    reader.datagrams += batch.read(fd, reader)
                 else:
                     reader.read_one()
+            if batch is not None:
+                batch.dispatch()
         return True
+
+    def read_readers(self, readers: list[_Reader]) -> None:
+        """Read what these sockets hold now (an endpoint about to close), tick or not."""
+        batch = self.batch
+        for reader in readers:
+            if batch is not None and reader.kernel_stamps:
+                fd = reader.sock.fileno()
+                for _ in range(self.MAX_ROUNDS):
+                    got = batch.read(fd, reader)
+                    reader.datagrams += got
+                    batch.dispatch()
+                    if got < batch.PER_READ:
+                        break
+            else:
+                for _ in range(self.MAX_ROUNDS * BATCH):
+                    if not reader.read_one():
+                        break
 
     def run(self) -> None:
         self._handle = None
@@ -322,7 +381,7 @@ class RtpEndpoint:
         kernel = self.clock is time.time
         self._loop = loop
         self._pump = pump
-        self._rtp = _Reader(rtp_sock, self.sink.receive, self.clock, kernel)
+        self._rtp = _Reader(rtp_sock, self.sink.receive, self.clock, kernel, self.sink)
         if rtcp_sock is not None:
             self._rtcp = _Reader(rtcp_sock, self.sink.receive_rtcp, self.clock, kernel)
         for reader in (self._rtp, self._rtcp):
@@ -336,6 +395,15 @@ class RtpEndpoint:
     @property
     def datagrams(self) -> int:
         return self._rtp.datagrams if self._rtp is not None else 0
+
+    def read_now(self) -> None:
+        """Read what this endpoint's sockets hold now, without waiting for the pump's tick.
+
+        Called before a leg is closed, so that what the kernel still holds for it is
+        recorded; it touches this endpoint's two sockets only, not the whole pool.
+        """
+        if self._pump is not None:
+            self._pump.read_readers([r for r in (self._rtp, self._rtcp) if r is not None])
 
     @property
     def kernel_stamps(self) -> bool:

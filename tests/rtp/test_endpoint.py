@@ -194,3 +194,26 @@ async def test_read_all_takes_what_waits_for_the_tick(batch_reads: bool) -> None
     finally:
         tx.close()
         pool.release(ep)
+
+
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+async def test_read_now_takes_one_endpoints_backlog_only(batch_reads: bool) -> None:
+    """A leg about to close reads its own queue (all of it), not every socket of the pool."""
+    base = free_even_range(4)
+    pool = PortPool("127.0.0.1", base, base + 3, read_tick=30.0, batch_reads=batch_reads)
+    closing, other = _Stamps(), _Stamps()
+    ep, ep_other = await pool.open(closing), await pool.open(other)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    count = 100  # more than one recvmmsg call takes
+    try:
+        for i in range(count):
+            tx.sendto(bytes([i]) * 172, ("127.0.0.1", ep.port))
+            tx.sendto(bytes([i]) * 20, ("127.0.0.1", ep_other.port))
+        time.sleep(0.05)
+        ep.read_now()
+        assert closing.data == [bytes([i]) * 172 for i in range(count)]
+        assert other.data == []  # its datagrams wait for the tick
+    finally:
+        tx.close()
+        pool.release(ep)
+        pool.release(ep_other)
