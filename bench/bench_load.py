@@ -34,7 +34,7 @@ import numpy as np
 
 from siprec_recorder.replay.calls import CapturedCall, Leg, RtpRecord
 from siprec_recorder.replay.src import SrcOptions, replay_call
-from siprec_recorder.testing import RecorderProcess, process_tree_cpu, write_config
+from siprec_recorder.testing import RecorderProcess, process_cpu, process_tree_cpu, write_config
 
 PTIME = 0.02
 RATE = 8000
@@ -230,7 +230,9 @@ def main() -> int:
         rec.start()
         try:
             assert rec.proc is not None
-            cpu0, _ = process_tree_cpu(rec.proc.pid)
+            pid = rec.proc.pid
+            cpu0, _ = process_tree_cpu(pid)
+            main0 = process_cpu(pid)
             t0 = time.monotonic()
             results = asyncio.run(
                 drive(rec, args.calls, args.duration, args.transport, args.ramp, args.long_call)
@@ -240,6 +242,7 @@ def main() -> int:
             )
             wall = time.monotonic() - t0
             cpu1, rss_kib = process_tree_cpu(rec.proc.pid)
+            main1 = process_cpu(pid)
         finally:
             rec.stop()
 
@@ -287,6 +290,12 @@ def main() -> int:
             f"{args.channels}, {args.workers} finaliser worker(s))"
         )
         print(f"recorder CPU: {recorder_cpu:.2f} s = {1000 * cost_per_cs:.3f} ms per call-second")
+        main_cpu = main1.get(pid, 0.0) - main0.get(pid, 0.0)
+        print(
+            f"  of which the recorder's own process {1000 * main_cpu / call_seconds:.3f} ms, "
+            f"its children (finalisers) {1000 * (recorder_cpu - main_cpu) / call_seconds:.3f} ms "
+            "per call-second"
+        )
         print(
             f"recorder peak RSS (process tree, sum of VmHWM): {rss_kib / 1024:.0f} MiB "
             f"= {rss_kib / max(1, args.calls):.0f} KiB per call"

@@ -183,6 +183,23 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def process_cpu(pid: int) -> dict[int, float]:
+    """User+system CPU seconds of ``pid`` and of each of its live descendants, by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[p] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+        todo += _children(p)
+    return out
+
+
 def process_tree_cpu(pid: int) -> tuple[float, int]:
     """(user+system CPU seconds, summed peak RSS in KiB) of ``pid`` and its live descendants."""
     tick = os.sysconf("SC_CLK_TCK")
