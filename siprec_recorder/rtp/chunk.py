@@ -103,7 +103,7 @@ def deliver_chunk(chunk: PacketChunk, segments: Sequence[Segment]) -> None:
         return
     taken = _runs(chunk, segments) if any(s[1] is not None for s in segments) else None
     width = chunk.data.shape[1]
-    flat = memoryview(chunk.data).cast("B")
+    flat = chunk.data.data.cast("B")
     lengths: list[int] = chunk.length.tolist()
     arrivals: list[float] = chunk.arrival.tolist()
     for k, (deliver, _leg, start, n) in enumerate(segments):
@@ -180,9 +180,9 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
     ):
         if not ok:
             continue
-        got = segments[picked[j]][1].claim_run(  # type: ignore[union-attr]
-            seq0, ssrc0, pt0, ts0, n, seq_n, span
-        )
+        leg = segments[picked[j]][1]
+        assert leg is not None
+        got = leg.claim_run(seq0, ssrc0, pt0, ts0, n, seq_n, span)
         if got is not None:
             claimed.append(j)
             ext_firsts.append(got[0])
@@ -206,9 +206,11 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
     row_size = size[row]
     tables: dict[int, tuple[memoryview, int]] = {}
     for value in sorted(set(run_sizes)):
-        mine: Any = slice(None) if len(tables) == 0 and value == run_sizes[0] and all(
-            v == value for v in run_sizes
-        ) else np.flatnonzero(row_size == value)
+        mine: Any = (
+            slice(None)
+            if len(tables) == 0 and value == run_sizes[0] and all(v == value for v in run_sizes)
+            else np.flatnonzero(row_size == value)
+        )
         at = row[mine]
         table = np.empty(len(at), dtype=[("h", RECORD_DTYPE), ("p", "u1", (value,))])
         head = table["h"]
@@ -220,7 +222,7 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
         head["ssrc"] = ssrc[at]
         head["size"] = value
         table["p"] = rows[at, 12 : 12 + value]
-        tables[value] = (memoryview(table.view(np.uint8)), table.itemsize)
+        tables[value] = (table.view(np.uint8).data, table.itemsize)
 
     used = dict.fromkeys(tables, 0)  # rows of each table handed out so far (in row order)
     offset = 0
@@ -231,7 +233,9 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
         u = used[value]
         used[value] = u + n
         k = picked[j]
-        segments[k][1].commit_run(  # type: ignore[union-attr]
+        leg = segments[k][1]
+        assert leg is not None
+        leg.commit_run(
             blob[u * stride : (u + n) * stride],
             ext_first,
             arrivals[offset : offset + n],

@@ -190,9 +190,10 @@ class _MmsgBatch:
             hdr.controllen = self._CTRL
         self._addr = ctypes.addressof(self._msgs)
         self._stride = ctypes.sizeof(_MMsgHdr)
-        self._rows = np.frombuffer(self._data, dtype=np.uint8).reshape(size, MAX_DATAGRAM)
+        rows = np.frombuffer(memoryview(self._data), dtype=np.uint8)
+        self._rows = rows.reshape(size, MAX_DATAGRAM)
         self._np_msgs = np.frombuffer(
-            self._msgs,
+            memoryview(self._msgs),
             dtype=np.dtype(
                 {
                     "names": ["controllen", "len"],
@@ -203,10 +204,15 @@ class _MmsgBatch:
             ),
         )
         self._np_ctrl = np.frombuffer(
-            self._ctrl,
+            memoryview(self._ctrl),
             dtype=np.dtype(
-                [("cmsg_len", "<u8"), ("level", "<i4"), ("kind", "<i4"), ("sec", "<i8"),
-                 ("usec", "<i8")]
+                [
+                    ("cmsg_len", "<u8"),
+                    ("level", "<i4"),
+                    ("kind", "<i4"),
+                    ("sec", "<i8"),
+                    ("usec", "<i8"),
+                ]
             ),
         )
         self._used = 0

@@ -195,10 +195,7 @@ class LegReceiver:
         the first packet's extended sequence number and timestamp, and the clock rate.
         """
         if not (
-            self._fast
-            and seq16 == self._next_seq16
-            and ssrc == self._ssrc
-            and pt == self._last_pt
+            self._fast and seq16 == self._next_seq16 and ssrc == self._ssrc and pt == self._last_pt
         ):
             return None
         ts = self._ts

@@ -76,7 +76,7 @@ class _Unwrapper:
         return self._highest
 
     def advance(self, count: int) -> int:
-        """Move the highest ``count`` forward (the caller knows the values in between), return it."""
+        """Move the highest ``count`` forward (the caller knows the values between); return it."""
         assert self._highest is not None and count >= 0
         self._highest += count
         return self._highest

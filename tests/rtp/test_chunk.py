@@ -137,7 +137,10 @@ def test_chunks_match_packet_by_packet(
         assert a.take_spool_bytes() == b.take_spool_bytes()
         assert a.finish() == b.finish()
         assert a.stats.as_dict() == b.stats.as_dict()
-        assert (a.stats.jitter_s, a.stats.longest_gap_s) == (b.stats.jitter_s, b.stats.longest_gap_s)
+        assert (a.stats.jitter_s, a.stats.longest_gap_s) == (
+            b.stats.jitter_s,
+            b.stats.longest_gap_s,
+        )
         assert (a.stats.first_packet_at, a.stats.last_packet_at) == (
             b.stats.first_packet_at,
             b.stats.last_packet_at,
