@@ -12,9 +12,9 @@ be bound (taken by another process) is skipped and retried later. When no pair i
 :class:`RtpEndpoint` hands each datagram and its arrival time to the leg's
 :meth:`LegReceiver.receive` (which copies what it keeps); nothing else runs on the receiving
 loop. The RTCP port feeds :meth:`LegReceiver.receive_rtcp`. The pool's pump reads all media
-sockets every ``read_tick`` (200 ms) in rounds of one ``epoll`` call each, instead of waking
-the loop per datagram, with one ``recvmmsg`` per socket and tick into the rows of one shared
-buffer (see :class:`_Pump`); after each round, :func:`.chunk.deliver_chunk` hands the rows to
+sockets every ``read_tick`` (200 ms) after one ``epoll`` call, instead of waking the loop
+per datagram, with one ``recvmmsg`` per socket and tick into the rows of one shared
+buffer (see :class:`_Pump`); after the reads, :func:`.chunk.deliver_chunk` hands the rows to
 the legs, whole runs of packets at once where it can. Without epoll, each socket has a loop
 reader. The spool flush (:meth:`PortPool.read_all`) and a closing leg
 (:meth:`RtpEndpoint.read_now`) read without waiting for the tick, so the tick adds nothing
@@ -276,13 +276,12 @@ class _Pump:
 
     Waking the loop for every RTP packet (10,000 a second at 100 calls) costs more than the
     packet's own processing. With kernel receive stamps, when a datagram is read does not
-    matter, so the pump lets each socket's queue fill for ``tick`` seconds and then, in
-    rounds, asks one ``epoll`` which sockets hold data and reads from each: everything
-    queued (up to 32 datagrams) in one ``recvmmsg`` call (:class:`_MmsgBatch`), or one
-    datagram per round with ``recvmsg`` where that is missing. A round is one system call
-    for all sockets, and no read ever fails on an empty queue. A backlog larger than
-    ``MAX_ROUNDS`` reads per socket is read on the next turn of the loop, so SIP is never
-    starved.
+    matter, so the pump lets each socket's queue fill for ``tick`` seconds and then asks
+    one ``epoll`` which sockets hold data and reads each once: everything queued (up to 32
+    datagrams) in one ``recvmmsg`` call (:class:`_MmsgBatch`), or datagram by datagram with
+    ``recvmsg`` where that is missing. No read ever fails on an empty queue. Only a socket
+    that filled its batch is read again, up to ``MAX_ROUNDS`` batches; a backlog larger than
+    that is read on the next turn of the loop, so SIP is never starved.
     """
 
     MAX_ROUNDS = 32
@@ -313,29 +312,49 @@ class _Pump:
             self._handle = None
 
     def read_ready(self) -> bool:
-        """Read what every socket holds now; True when ``MAX_ROUNDS`` left a backlog."""
-        poll = self.epoll.poll
+        """Read what every socket holds now; True when a socket still has a backlog.
+
+        One ``epoll`` call says which sockets hold data, and each is read once (everything
+        queued, up to one batch). Only a socket that filled its batch is read again: polling
+        all sockets again would find those that received a packet meanwhile, and read them
+        a packet at a time instead of a tick's worth at once.
+        """
+        events = self.epoll.poll(0)
+        if not events:
+            return False
         readers = self.readers
         batch = self.batch
+        backlog: list[_Reader] = []
+        for fd, _mask in events:
+            reader = readers.get(fd)
+            if reader is None:
+                continue
+            if batch is not None and reader.kernel_stamps:
+                got = batch.read(fd, reader)
+                reader.datagrams += got
+                if got >= batch.PER_READ:
+                    backlog.append(reader)
+            elif self._read_singly(reader):
+                backlog.append(reader)
+        if batch is not None:
+            batch.dispatch()
+        return self.read_readers(backlog) if backlog else False
+
+    def _read_singly(self, reader: _Reader) -> bool:
+        """Up to ``MAX_ROUNDS`` datagrams with ``recvmsg``; True when there may be more."""
         for _ in range(self.MAX_ROUNDS):
-            events = poll(0)
-            if not events:
+            if not reader.read_one():
                 return False
-            for fd, _mask in events:
-                reader = readers.get(fd)
-                if reader is None:
-                    continue
-                if batch is not None and reader.kernel_stamps:
-                    reader.datagrams += batch.read(fd, reader)
-                else:
-                    reader.read_one()
-            if batch is not None:
-                batch.dispatch()
         return True
 
-    def read_readers(self, readers: list[_Reader]) -> None:
-        """Read what these sockets hold now (an endpoint about to close), tick or not."""
+    def read_readers(self, readers: list[_Reader]) -> bool:
+        """Read what these sockets hold now, up to ``MAX_ROUNDS`` batches each.
+
+        Returns True when one of them still has a backlog (read on the next turn of the
+        loop, so that SIP is never starved by a flood on one port).
+        """
         batch = self.batch
+        more = False
         for reader in readers:
             if batch is not None and reader.kernel_stamps:
                 fd = reader.sock.fileno()
@@ -345,10 +364,15 @@ class _Pump:
                     batch.dispatch()
                     if got < batch.PER_READ:
                         break
+                else:
+                    more = True
             else:
-                for _ in range(self.MAX_ROUNDS * BATCH):
-                    if not reader.read_one():
+                for _ in range(BATCH):
+                    if not self._read_singly(reader):
                         break
+                else:
+                    more = True
+        return more
 
     def run(self) -> None:
         self._handle = None

@@ -217,3 +217,36 @@ async def test_read_now_takes_one_endpoints_backlog_only(batch_reads: bool) -> N
         tx.close()
         pool.release(ep)
         pool.release(ep_other)
+
+
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+async def test_what_arrives_during_a_read_waits_for_the_next(batch_reads: bool) -> None:
+    """Each socket is read once per tick: a packet that arrives while the pump is reading
+    other sockets waits for the next tick, with the ones after it (not read one by one)."""
+    base = free_even_range(4)
+    pool = PortPool("127.0.0.1", base, base + 3, read_tick=30.0, batch_reads=batch_reads)
+    later = _Stamps()
+    ep_later = await pool.open(later)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    class Echo(_Stamps):
+        def receive(self, datagram: bytes, now_wall: float) -> None:
+            super().receive(datagram, now_wall)
+            tx.sendto(b"late" + datagram, ("127.0.0.1", ep_later.port))
+
+    first = Echo()
+    ep_first = await pool.open(first)
+    try:
+        for i in range(3):
+            tx.sendto(bytes([i]) * 20, ("127.0.0.1", ep_first.port))
+        time.sleep(0.05)
+        pool.read_all()
+        assert len(first.data) == 3
+        assert later.data == []  # it arrived during the read
+        time.sleep(0.05)
+        pool.read_all()
+        assert later.data == [b"late" + bytes([i]) * 20 for i in range(3)]
+    finally:
+        tx.close()
+        pool.release(ep_first)
+        pool.release(ep_later)
