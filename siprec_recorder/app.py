@@ -97,7 +97,7 @@ class Recorder:
         self.keyring = self._keyring()
         self.db = Database(c.database_url)
         await self.db.open()
-        self.index = SqlIndex(self.db)
+        self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)

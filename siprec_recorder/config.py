@@ -86,6 +86,7 @@ class StorageConfig:
     recordings_dir: str = "./recordings"
     database_url: str = ""  # empty: SQLite inside recordings_dir
     flush_interval: float = 1.0  # seconds between spool fsyncs
+    index_batch_window: float = 0.1  # seconds index writes wait to share a transaction
     min_free_mb: int = 200  # below this, new sessions get 503
     retention_years: int = 5
     # Encryption at rest (AES-256-GCM) of finished recordings: a key file (32 bytes, or 64
@@ -334,6 +335,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("[storage] recordings_dir: must not be empty")
     if c.storage.flush_interval <= 0 or c.storage.flush_interval > 10:
         raise ConfigError("[storage] flush_interval: must be in (0, 10] seconds")
+    if not 0 <= c.storage.index_batch_window <= 5:
+        raise ConfigError("[storage] index_batch_window: must be between 0 and 5 seconds")
     if c.storage.min_free_mb < 0:
         raise ConfigError("[storage] min_free_mb: must not be negative")
     if not 1 <= c.storage.retention_years <= 100:

@@ -318,6 +318,26 @@ async def test_concurrent_writes_share_transactions(db: Database, index: SqlInde
         assert await verify_chain(s) == []
 
 
+@pytest.mark.parametrize("window", [0.0, 0.25])
+async def test_a_batch_window_gathers_writes_that_trickle_in(db: Database, window: float) -> None:
+    """Calls that start 20 ms apart share a transaction when the index waits for them."""
+    index = SqlIndex(db, batch_window=window)
+    commits = _count_commits(db)
+
+    async def later(i: int) -> str:
+        await asyncio.sleep(0.02 * i)
+        return await index.create_recording(_new(i))
+
+    ids = await asyncio.gather(*(later(i) for i in range(8)))
+    assert len(set(ids)) == 8
+    if window:
+        assert commits[0] <= 2, commits  # all eight fall within the first window (0.14 s)
+    else:
+        assert commits[0] > 2, commits  # written as they come
+    async with db.session() as s:
+        assert await verify_chain(s) == []
+
+
 async def test_one_bad_item_fails_alone_in_its_batch(db: Database, index: SqlIndex) -> None:
     done = await index.create_recording(_new(0))
     await index.finish_recording(done, _finished())
