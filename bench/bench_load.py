@@ -89,15 +89,28 @@ def synthetic_call(duration: float, index: int) -> CapturedCall:
 
 
 def floor_lame(call_seconds: float) -> float:
-    """CPU seconds LAME needs to encode ``call_seconds`` of 8 kHz mono audio."""
+    """CPU seconds LAME needs to encode ``call_seconds`` of the benchmark's own audio.
+
+    The same audio the recorder encodes: the two legs of :func:`synthetic_call` through
+    A-law and back, mixed to 8 kHz mono, at the recorder's default settings (32 kbps,
+    LAME quality 7), 10 seconds per ``encode`` call.
+    """
     import lameenc
 
+    from siprec_recorder.rtp.codecs.g711 import ALAW_TABLE
+
+    call = synthetic_call(10.0, 0)
+    mixed = np.zeros(int(10.0 * RATE), dtype=np.int32)
+    for leg in call.legs:
+        alaw = np.frombuffer(b"".join(p.payload for p in leg.packets), dtype=np.uint8)
+        mixed[: len(alaw)] += ALAW_TABLE[alaw]
+    pcm = np.clip(mixed, -32768, 32767).astype(np.int16).tobytes()
     enc = lameenc.Encoder()
     enc.set_bit_rate(32)
     enc.set_in_sample_rate(RATE)
+    enc.set_out_sample_rate(RATE)
     enc.set_channels(1)
     enc.set_quality(7)
-    pcm = (np.sin(np.arange(RATE * 10) * 0.3) * 8000).astype(np.int16).tobytes()
     reps = max(1, int(call_seconds / 10))
     t0 = time.process_time()
     for _ in range(reps):
