@@ -8,6 +8,7 @@ ops script would. Nothing here is a mock: it is the shipped program on real sock
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -183,40 +184,37 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _cpu_and_peak_rss(p: int) -> tuple[float, int]:
+    """User+system CPU seconds and peak RSS (KiB) of one process; raises OSError if gone."""
+    try:
+        with open(f"/proc/{p}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        rss = 0
+        with open(f"/proc/{p}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    rss += int(line.split()[1])
+    except (IndexError, ValueError) as exc:
+        raise OSError(f"unreadable /proc entry of {p}") from exc
+    return cpu, rss
+
+
 def process_cpu(pid: int) -> dict[int, float]:
     """User+system CPU seconds of ``pid`` and of each of its live descendants, by pid."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, float] = {}
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            out[p] = (int(fields[11]) + int(fields[12])) / tick
-        except (OSError, IndexError, ValueError):
-            continue
-        todo += _children(p)
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            out[p] = _cpu_and_peak_rss(p)[0]
     return out
 
 
 def process_tree_cpu(pid: int) -> tuple[float, int]:
     """(user+system CPU seconds, summed peak RSS in KiB) of ``pid`` and its live descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    rss = 0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        rss += int(line.split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        todo += _children(p)
+    total, rss = 0.0, 0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            cpu, peak = _cpu_and_peak_rss(p)
+            total += cpu
+            rss += peak
     return total, rss
