@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .spoolfmt import RECORD_HEADER
+from .spoolfmt import FLAG_MARKER, RECORD_HEADER
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -102,6 +102,8 @@ def deliver_chunk(chunk: PacketChunk, segments: Sequence[Segment]) -> None:
     if count == 0 or not segments:
         return
     taken = _runs(chunk, segments) if any(s[1] is not None for s in segments) else None
+    if taken is not None and all(taken):
+        return
     width = chunk.data.shape[1]
     flat = chunk.data.data.cast("B")
     lengths: list[int] = chunk.length.tolist()
@@ -205,12 +207,10 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
     run_sizes: list[int] = size[starts].tolist()
     row_size = size[row]
     tables: dict[int, tuple[memoryview, int]] = {}
-    for value in sorted(set(run_sizes)):
-        mine: Any = (
-            slice(None)
-            if len(tables) == 0 and value == run_sizes[0] and all(v == value for v in run_sizes)
-            else np.flatnonzero(row_size == value)
-        )
+    sizes = set(run_sizes)
+    for value in sorted(sizes):
+        # One payload size (the common case): every claimed row, in order, without a search.
+        mine: Any = slice(None) if len(sizes) == 1 else np.flatnonzero(row_size == value)
         at = row[mine]
         table = np.empty(len(at), dtype=[("h", RECORD_DTYPE), ("p", "u1", (value,))])
         head = table["h"]
@@ -218,7 +218,7 @@ def _runs(chunk: PacketChunk, segments: Sequence[Segment]) -> list[bool]:
         head["ext_seq"] = ext_seq[mine]
         head["ext_ts"] = ext_ts[mine]
         head["pt"] = pt[at]
-        head["flags"] = b1[at] >> 7  # spoolfmt.FLAG_MARKER
+        head["flags"] = (b1[at] >> 7) * FLAG_MARKER
         head["ssrc"] = ssrc[at]
         head["size"] = value
         table["p"] = rows[at, 12 : 12 + value]
