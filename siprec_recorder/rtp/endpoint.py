@@ -40,6 +40,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import numpy as np
+
 from ..errors import RecorderError
 from .chunk import PacketChunk, Segment, deliver_chunk
 
@@ -170,8 +172,6 @@ class _MmsgBatch:
     PER_READ = 32
 
     def __init__(self, recvmmsg: Any, size: int, clock: Callable[[], float] = time.time) -> None:
-        import numpy as np
-
         self.size = size
         self.clock = clock
         self._recvmmsg = recvmmsg
@@ -247,8 +247,6 @@ class _MmsgBatch:
 
     def dispatch(self) -> None:
         """Hand the rows read since the last dispatch to their sinks, and free them."""
-        import numpy as np
-
         count, segments = self._used, self._segments
         if not count:
             return

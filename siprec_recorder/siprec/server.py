@@ -1159,10 +1159,9 @@ class SessionRecordingServer:
         elif reason is None and not self._closing:
             # The SRC's BYE can overtake its last RTP packets: keep listening a moment.
             await asyncio.sleep(self.BYE_GRACE)
-        for leg in s.legs:  # what the kernel still holds for these legs, before closing
-            if leg.endpoint is not None:
-                leg.endpoint.read_now()
         for leg in s.legs:
+            if leg.endpoint is not None:
+                leg.endpoint.read_now()  # what the kernel still holds for it, before closing
             self._close_leg(leg)
         if s.setup is not None:
             try:
