@@ -244,8 +244,7 @@ def main() -> int:
         try:
             assert rec.proc is not None
             pid = rec.proc.pid
-            cpu0, _ = process_tree_cpu(pid)
-            main0 = process_cpu(pid)
+            before = process_cpu(pid)  # by process: the recorder and its finalisers
             t0 = time.monotonic()
             results = asyncio.run(
                 drive(rec, args.calls, args.duration, args.transport, args.ramp, args.long_call)
@@ -254,8 +253,8 @@ def main() -> int:
                 sum(1 for r in results if r.status == 200), timeout=120 + args.calls
             )
             wall = time.monotonic() - t0
-            cpu1, rss_kib = process_tree_cpu(rec.proc.pid)
-            main1 = process_cpu(pid)
+            after = process_cpu(pid)
+            _, rss_kib = process_tree_cpu(pid)
         finally:
             rec.stop()
 
@@ -269,7 +268,7 @@ def main() -> int:
             rows = [row for row in rows if row["call_id"] != long_result.call_id]
         ok = [r for r in results if r.ok]
         call_seconds = args.calls * args.duration + args.long_call  # the CPU covers both
-        recorder_cpu = cpu1 - cpu0
+        recorder_cpu = sum(after.values()) - sum(before.values())
         sent = sum(sum(r.packets_sent.values()) for r in results)
         received = sum(s["packets_received"] for row in rows for s in row["streams"])
         lost = sum(s["packets_lost"] for row in rows for s in row["streams"])
@@ -303,7 +302,7 @@ def main() -> int:
             f"{args.channels}, {args.workers} finaliser worker(s))"
         )
         print(f"recorder CPU: {recorder_cpu:.2f} s = {1000 * cost_per_cs:.3f} ms per call-second")
-        main_cpu = main1.get(pid, 0.0) - main0.get(pid, 0.0)
+        main_cpu = after.get(pid, 0.0) - before.get(pid, 0.0)
         print(
             f"  of which the recorder's own process {1000 * main_cpu / call_seconds:.3f} ms, "
             f"its children (finalisers) {1000 * (recorder_cpu - main_cpu) / call_seconds:.3f} ms "
