@@ -20,11 +20,18 @@ G.711 decodes a run's payloads as one block.
    DTX and holds with running timestamps become silence in place and nothing is shifted.
    The segment is anchored on the wall clock from the arrival times (RFC 3550 section
    5.1: timestamps are relative, arrival time is what relates streams): wall-seconds per
-   media-second ``b`` is the least-squares slope of arrival against timestamp when the
-   segment spans ``DRIFT_MIN_SPAN`` seconds or more and the drift accumulates to more than
-   ``DRIFT_MIN_SHIFT`` over the segment (clock drift of the SRC, e.g. 0.3 %), else 1; the
-   offset is the smallest residual ``arrival - b * t`` (the least-delayed packet), measured
-   from ``session_start``.
+   media-second ``b`` is the slope of the lower envelope of arrival against timestamp when
+   the segment spans ``DRIFT_MIN_SPAN`` seconds or more and the drift accumulates to more
+   than ``DRIFT_MIN_SHIFT`` over the segment (clock drift of the SRC, e.g. 0.3 %), else 1.
+   Network and sender delay only ever make a packet late, so the packets that trace the
+   clocks' relation are the least-delayed ones: the estimate is the line under every
+   packet that touches the lower convex hull at the segment's mean time (the linear
+   programme of Moon, Skelly and Towsley, "Estimation and removal of clock skew from
+   network delay measurements", 1999), taken over the least-delayed packet of each of up
+   to ``_SKEW_WINDOWS`` windows. A least-squares fit would read a stretch of late packets
+   (a congested link, a busy sender at the start of the call) as drift and resample audio
+   that never drifted. The offset is the smallest residual ``arrival - b * t`` (the
+   least-delayed packet), measured from ``session_start``.
 3. **Resampling.** Each segment is brought from its decoded rate to the output rate and
    stretched by ``b``: 8 -> 16 kHz by a 16-tap windowed-sinc half-sample interpolator,
    block-averaging when the decoded rate is an integer multiple of the output rate (Opus
@@ -64,6 +71,7 @@ __all__ = [
     "JUMP_TOLERANCE",
     "LegMedia",
     "Rendered",
+    "clock_skew",
     "render_call",
     "resample_linear",
     "upsample2",
@@ -75,6 +83,8 @@ JUMP_TOLERANCE = 0.5  # seconds of disagreement between timestamp and arrival st
 DRIFT_MIN_SPAN = 20.0  # seconds of media before a drift ratio is estimated
 MAX_DRIFT = 0.02  # larger apparent drift is not believed (b = 1 then)
 DRIFT_MIN_SHIFT = 0.02  # seconds of accumulated drift over a segment before correcting it
+_SKEW_WINDOW_S = 2.0  # the skew estimate takes the least-delayed packet of each such window
+_SKEW_WINDOWS = 256  # ... and of at most this many windows (longer ones for long segments)
 _CHUNK = 1 << 20
 
 # RFC 3551 static audio payload types
@@ -206,6 +216,50 @@ def _to_rate(audio: I16, rate: int, out_rate: int, stretch: float) -> I16:
     out_len = int(round(len(src) * out_rate / rate * stretch))
     res = resample_linear(src, out_len)
     return np.clip(np.rint(res), -32768, 32767).astype(np.int16)
+
+
+def clock_skew(t_media: npt.NDArray[np.float64], arrival: npt.NDArray[np.float64]) -> float:
+    """Wall seconds per media second, from the lower envelope of ``arrival`` against
+    ``t_media`` (non-decreasing media times in seconds; see the module docstring).
+
+    Each window of ``_SKEW_WINDOW_S`` (longer when there would be more than
+    ``_SKEW_WINDOWS``) gives its least-delayed packet; the answer is the slope of the lower
+    convex hull of those points where it passes the mean of their media times.
+    """
+    if len(t_media) < 2:
+        return 1.0
+    span = float(t_media[-1] - t_media[0])
+    if span <= 0:
+        return 1.0
+    windows = int(min(_SKEW_WINDOWS, max(2, span // _SKEW_WINDOW_S)))
+    residual = arrival - t_media
+    edges = np.searchsorted(t_media, t_media[0] + span * np.arange(1, windows) / windows)
+    starts = np.unique(np.concatenate([[0], edges]))
+    starts = starts[starts < len(t_media)]
+    ends = np.append(starts[1:], len(t_media))
+    bounds = zip(starts.tolist(), ends.tolist(), strict=True)
+    low = [a + int(np.argmin(residual[a:b])) for a, b in bounds]
+    xs = t_media[low].tolist()
+    ys = residual[low].tolist()
+    hull: list[int] = []  # lower hull (monotone chain) over points sorted by media time
+    for k in range(len(xs)):
+        while len(hull) >= 2:
+            i, j = hull[-2], hull[-1]
+            # drop j when it lies on or above the line from i to k
+            if (ys[j] - ys[i]) * (xs[k] - xs[i]) >= (ys[k] - ys[i]) * (xs[j] - xs[i]):
+                hull.pop()
+            else:
+                break
+        hull.append(k)
+    if len(hull) < 2:
+        return 1.0
+    centre = sum(xs) / len(xs)
+    for i, j in zip(hull[:-1], hull[1:], strict=True):
+        if xs[j] >= centre or j == hull[-1]:
+            if xs[j] == xs[i]:
+                return 1.0
+            return float(1.0 + (ys[j] - ys[i]) / (xs[j] - xs[i]))
+    return 1.0  # not reached: the loop returns on the hull's last edge at the latest
 
 
 def _rtp_jitter_ms(arrival: npt.NDArray[np.float64], ts_s: npt.NDArray[np.float64]) -> float:
@@ -399,8 +453,7 @@ class _LegRenderer:
         t_media = rel_ts / clock
         stretch = 1.0
         if n >= 50 and t_media[-1] >= DRIFT_MIN_SPAN:
-            tm = t_media - t_media.mean()
-            slope = float(np.dot(tm, arrival - arrival.mean()) / np.dot(tm, tm))
+            slope = clock_skew(t_media, arrival)
             # Resample only when the drift adds up to something audible over the segment.
             if abs(slope - 1.0) <= MAX_DRIFT and abs(slope - 1.0) * t_media[-1] > DRIFT_MIN_SHIFT:
                 stretch = slope

@@ -2,12 +2,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siprec_recorder.rtp.codecs import alaw_encode
 from siprec_recorder.rtp.leg import LegReceiver
 from siprec_recorder.rtp.packet import RtpPacket
 from siprec_recorder.rtp.pcapio import read_udp
-from siprec_recorder.rtp.render import LegMedia, render_call, resample_linear, upsample2
+from siprec_recorder.rtp.render import (
+    LegMedia,
+    clock_skew,
+    render_call,
+    resample_linear,
+    upsample2,
+)
 from siprec_recorder.rtp.spoolfmt import SpoolRecord, iter_records
 
 from ._avref import av_encode
@@ -129,6 +137,57 @@ def test_drift_with_jitter_and_loss_on_the_same_leg() -> None:
     late = found[found > seconds - 60]
     expected = 2.0 + np.round((late - 2.0) / 10.0) * 10.0
     assert np.median(np.abs(late - expected)) < 0.06
+
+
+def _late_start(k: int) -> float:
+    """A sender that falls behind while it starts its calls: packets of the first 15 s leave
+    up to 80 ms late (every 25th still on time), the rest on time."""
+    if k * 0.02 >= 15.0 or k % 25 == 0:
+        return 0.0
+    return 0.08 * ((k * 7919) % 101) / 100.0
+
+
+def test_late_packets_at_the_start_are_not_read_as_drift() -> None:
+    """Delay only makes packets late: a stretch of late ones is not a slower clock.
+
+    A least-squares fit of arrival against timestamp reads this as -750 ppm and stretches
+    the whole 60 s by 45 ms; the lower envelope sees no drift and leaves the audio alone."""
+    pcm = tone_bursts(60.0, 2.0, 0.5, freq=500)
+    leg = receive(list(stream_packets(pcm, start_wall=T0 + 1.0, jitter=_late_start)))
+    out = render_call([media(leg)], channels="mono", session_start=T0)
+    assert out.per_leg["1"]["drift_ppm"] == 0
+    assert len(out.pcm) == 8000 + len(pcm)  # placed at 1.0 s, not one sample stretched
+    expected = np.concatenate([np.zeros(8000), pcm.astype(np.float64)])
+    assert corr(out.pcm[:, 0], expected) > 0.99
+
+
+def test_real_drift_under_late_packets_is_measured() -> None:
+    ratio = 1.001  # 0.1 % fast sender clock, and the same late start
+    pcm = tone_bursts(120.0, 10.0, 0.2, rate=int(round(8000 * ratio)), freq=500)
+    leg = receive(list(stream_packets(pcm, start_wall=T0 + 1.0, clock_ratio=ratio,
+                                      jitter=_late_start)))
+    out = render_call([media(leg)], channels="mono", session_start=T0)
+    assert abs(out.per_leg["1"]["drift_ppm"] + 999) < 20  # 1/1.001 - 1 = -999 ppm
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    skew_ppm=st.integers(-20000, 20000),
+    seconds=st.floats(20.0, 4000.0),
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.floats(-100.0, 100.0),
+)
+def test_clock_skew_follows_the_least_delayed_packets(
+    skew_ppm: int, seconds: float, seed: int, offset: float
+) -> None:
+    """Any one-sided delays, as long as a packet now and then gets through undelayed."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds / 0.02)
+    t = np.arange(n) * 0.02
+    delay = rng.exponential(rng.uniform(0.0, 0.2), n) * (rng.random(n) < rng.uniform(0, 1))
+    delay[::20] = 0.0  # one packet in 20 (0.4 s) is not delayed
+    arrival = offset + t * (1 + skew_ppm / 1e6) + delay
+    assert abs(clock_skew(t, arrival) - (1 + skew_ppm / 1e6)) < 1e-6
 
 
 def test_ssrc_change_and_timestamp_jump_reanchor_by_arrival() -> None:
