@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from siprec_recorder.errors import LocalProtocolError
-from siprec_recorder.storage.mp3 import decode_mp3, encode_mp3, mp3_frames
+from siprec_recorder.storage.mp3 import _walk_frames, decode_mp3, encode_mp3, mp3_frames
 
 
 def _tone(rate: int, seconds: float, freq: float) -> npt.NDArray[np.int16]:
@@ -88,3 +88,28 @@ def test_very_short_files_decode(rate: int) -> None:
     pcm = (np.random.default_rng(1).standard_normal((100, 2)) * 1000).astype(np.int16)
     decoded, out_rate = decode_mp3(encode_mp3(pcm, rate, 160))
     assert out_rate == rate and decoded.shape == (100, 2)
+
+
+@pytest.mark.parametrize(
+    "rate,bitrate,channels",
+    [(8000, 32, 1), (16000, 32, 1), (16000, 32, 2), (8000, 8, 1), (44100, 128, 2), (22050, 40, 1)],
+)
+def test_frame_list_matches_a_walk_of_every_header(rate: int, bitrate: int, channels: int) -> None:
+    """The one-comparison path for uniform CBR frames gives what the header walk gives,
+    with and without the Info tag in front, and for rates whose frames need padding."""
+    left = _tone(rate, 2.5, 440.0)
+    pcm = left[:, None] if channels == 1 else np.stack([left, _tone(rate, 2.5, 650.0)], 1)
+    tagged = encode_mp3(pcm, rate, bitrate)
+    bare = tagged[mp3_frames(tagged)[0][1] :]
+    for data in (tagged, bare):
+        frames = mp3_frames(data)
+        assert frames == _walk_frames(data)
+        assert sum(size for _, size in frames) == len(data)
+
+
+def test_a_damaged_frame_header_is_still_refused() -> None:
+    data = bytearray(encode_mp3(_tone(8000, 2.0, 440.0), 8000, 32))
+    first = mp3_frames(bytes(data))[0][1]
+    data[first + 288 * 5] = 0x00  # sync of the sixth audio frame
+    with pytest.raises(LocalProtocolError):
+        mp3_frames(bytes(data[first:]))
