@@ -141,12 +141,16 @@ def finalize_spool(
     final_stats: dict[str, dict[str, Any]] | None = None,
     reason: str | None = None,
     keyring: Any = None,
+    *,
+    extend_to_end: bool | None = None,
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
     ``state`` is ``complete`` for a call that ended normally and ``interrupted`` for one
     recovered after a crash. ``final_stats`` are the live receivers' per-leg statistics
     (None after a crash: the statistics are then computed from the spooled packets alone).
+    ``extend_to_end`` says that the recording runs to ``ended_at`` (silence after the last
+    packet); None takes the manifest's word for it.
     """
     from ..rtp.render import LegMedia, render_call
     from ..storage.files import FileLayout
@@ -172,7 +176,9 @@ def finalize_spool(
             )
         )
     rendered = render_call(legs, channels=manifest["channels"], session_start=started_at)
-    if manifest.get("extend_to_end") and ended_at is not None:
+    if extend_to_end is None:
+        extend_to_end = bool(manifest.get("extend_to_end"))
+    if extend_to_end and ended_at is not None:
         # The session went on after the last packet (hold without resume, a paused stream):
         # that silence is part of the call, so the recording runs to the session's end.
         missing = int(round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate))

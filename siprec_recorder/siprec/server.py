@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import re
@@ -1190,20 +1191,23 @@ class SessionRecordingServer:
         t0 = time.perf_counter()
         try:
             await asyncio.to_thread(self._flush_one, s)
-            if s.extend_to_end:
-                await asyncio.to_thread(s.spool.update_manifest, {"extend_to_end": True})
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
                 self.executor,
-                finalize_spool,
-                str(self.spool.root),
-                s.rec_id,
-                str(self.recordings_root),
-                "complete",
-                ended_at,
-                stats,
-                reason,
-                self.keyring,
+                functools.partial(
+                    finalize_spool,
+                    str(self.spool.root),
+                    s.rec_id,
+                    str(self.recordings_root),
+                    "complete",
+                    ended_at,
+                    stats,
+                    reason,
+                    self.keyring,
+                    # Passed, not written to the manifest: only this call's finalisation
+                    # reads it (recovery after a crash has no end time to extend to).
+                    extend_to_end=s.extend_to_end,
+                ),
             )
             await self._index_finished(s, self._finished_row(s, result))
             await asyncio.to_thread(s.spool.remove)
@@ -1295,7 +1299,9 @@ class SessionRecordingServer:
     # ------------------------------------------------------------------ flushing
     def _flush_one(self, s: RecordingSession) -> None:
         if s.spool is not None:
-            self.spool.flush_sessions([s.spool])
+            # One session: an fdatasync of each of its legs, not a syncfs of the whole file
+            # system (which would write back every live call's spool at each hang-up).
+            s.spool.flush()
 
     async def _flush_loop(self) -> None:
         # Flushes run at fixed times (not "interval after the last one ended"), so the audio
