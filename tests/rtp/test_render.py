@@ -150,8 +150,8 @@ def _late_start(k: int) -> float:
 def test_late_packets_at_the_start_are_not_read_as_drift() -> None:
     """Delay only makes packets late: a stretch of late ones is not a slower clock.
 
-    A least-squares fit of arrival against timestamp reads this as -750 ppm and stretches
-    the whole 60 s by 45 ms; the lower envelope sees no drift and leaves the audio alone."""
+    A least-squares fit of arrival against timestamp reads this as -721 ppm and stretches
+    the whole 60 s by 43 ms; the lower envelope sees no drift and leaves the audio alone."""
     pcm = tone_bursts(60.0, 2.0, 0.5, freq=500)
     leg = receive(list(stream_packets(pcm, start_wall=T0 + 1.0, jitter=_late_start)))
     out = render_call([media(leg)], channels="mono", session_start=T0)
