@@ -161,6 +161,21 @@ def test_late_packets_at_the_start_are_not_read_as_drift() -> None:
     assert corr(out.pcm[:, 0], expected) > 0.99
 
 
+def test_a_step_in_delay_is_not_drift() -> None:
+    """Every packet of the first 15 s 60 ms late (a sender that catches up, a route that
+    changes): the envelope has a corner, and the slope is the one at the middle of the call,
+    not the one of its first edge (which would be -4,000 ppm)."""
+    pcm = tone_bursts(60.0, 2.0, 0.5, freq=500)
+
+    def late(k: int) -> float:
+        return 0.06 if k * 0.02 < 15.0 else 0.0
+
+    leg = receive(list(stream_packets(pcm, start_wall=T0 + 1.0, jitter=late)))
+    out = render_call([media(leg)], channels="mono", session_start=T0)
+    assert out.per_leg["1"]["drift_ppm"] == 0
+    assert len(out.pcm) == 8000 + len(pcm)
+
+
 def test_real_drift_under_late_packets_is_measured() -> None:
     ratio = 1.001  # 0.1 % fast sender clock, and the same late start
     pcm = tone_bursts(120.0, 10.0, 0.2, rate=int(round(8000 * ratio)), freq=500)
