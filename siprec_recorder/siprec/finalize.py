@@ -142,7 +142,7 @@ def finalize_spool(
     reason: str | None = None,
     keyring: Any = None,
     *,
-    extend_to_end: bool | None = None,
+    extend_to_end: bool = False,
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
@@ -150,7 +150,7 @@ def finalize_spool(
     recovered after a crash. ``final_stats`` are the live receivers' per-leg statistics
     (None after a crash: the statistics are then computed from the spooled packets alone).
     ``extend_to_end`` says that the recording runs to ``ended_at`` (silence after the last
-    packet); None takes the manifest's word for it.
+    packet); only the live call knows it, so it is an argument, not in the manifest.
     """
     from ..rtp.render import LegMedia, render_call
     from ..storage.files import FileLayout
@@ -176,8 +176,6 @@ def finalize_spool(
             )
         )
     rendered = render_call(legs, channels=manifest["channels"], session_start=started_at)
-    if extend_to_end is None:
-        extend_to_end = bool(manifest.get("extend_to_end"))
     if extend_to_end and ended_at is not None:
         # The session went on after the last packet (hold without resume, a paused stream):
         # that silence is part of the call, so the recording runs to the session's end.

@@ -1204,8 +1204,8 @@ class SessionRecordingServer:
                     stats,
                     reason,
                     self.keyring,
-                    # Passed, not written to the manifest: only this call's finalisation
-                    # reads it (recovery after a crash has no end time to extend to).
+                    # Only this call's finalisation needs it: recovery after a crash has
+                    # no end time to extend to.
                     extend_to_end=s.extend_to_end,
                 ),
             )

@@ -177,7 +177,6 @@ class RecordingSession:
             "participant_history": self.participant_history,
             "metadata": self.metadata.to_json() if self.metadata is not None else None,
             "legs": [leg.manifest() for leg in self.legs],
-            "extend_to_end": self.extend_to_end,
         }
 
     @property

@@ -93,4 +93,4 @@ class G711Decoder:
 
     def decode_run(self, payloads: Sequence[bytes]) -> tuple[PcmArray, npt.NDArray[np.int64]]:
         lengths = np.fromiter((len(p) for p in payloads), dtype=np.int64, count=len(payloads))
-        return self._table[np.frombuffer(b"".join(payloads), dtype=np.uint8)], lengths
+        return self.decode(b"".join(payloads)), lengths
