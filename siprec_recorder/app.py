@@ -79,6 +79,7 @@ class Recorder:
         self._notifier: Any = None
         self.policy_settings: Any = None
         self.keyring: Any = None
+        self.assurance: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -169,6 +170,7 @@ class Recorder:
         self.metrics = MetricsServer(self)
         if c.web.enabled:
             await self._start_web()
+        await self._start_assurance()
         if policy_settings.notify_webhook:
             from .policy.notify import NotificationWorker
 
@@ -179,6 +181,14 @@ class Recorder:
             ", ".join(f"{t}:{h}:{p}" for t, h, p in self.sip.bound),
             root.resolve(),
         )
+
+    async def _start_assurance(self) -> None:
+        from .assurance.service import AssuranceService
+
+        self.assurance = AssuranceService(
+            self.db, self.policy, self.config, self.config.recordings_path
+        )
+        await self.assurance.start()
 
     def _keyring(self) -> Any:
         st = self.config.storage
@@ -248,6 +258,8 @@ class Recorder:
             await asyncio.gather(self._web_task, return_exceptions=True)
         if self._notifier is not None:
             await self._notifier.stop()
+        if self.assurance is not None:
+            await self.assurance.stop()
         if self.srs is not None:
             await self.srs.stop()
         if self.policy is not None:

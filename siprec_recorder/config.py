@@ -34,6 +34,8 @@ __all__ = [
     "SipConfig",
     "StorageConfig",
     "WebConfig",
+    "ReconcileConfig",
+    "AlertsConfig",
     "load_config",
     "parse_listen",
 ]
@@ -145,6 +147,47 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    """``[reconcile]``: CDR reconciliation (see docs/assurance.md)."""
+
+    layout: str = "auto"  # "auto", "generic", "cucm", "asterisk", "freeswitch" or "custom"
+    columns: tuple[str, ...] = ()  # custom layout: ["start=Start Time", "caller=A-Number", ...]
+    time_format: str = ""  # custom layout: "iso", "epoch" or a strptime pattern
+    timezone: str = "UTC"  # zone of CDR times written without one
+    tolerance_s: float = 5.0  # a recording shorter than the call by more than this is short
+    match_window_s: float = 10.0  # CDR start and INVITE may differ by this much
+    watch_dir: str = ""  # serve reconciles every CSV/XLSX dropped here; empty = off
+    watch_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """``[alerts]``: rules and where alerts go (see docs/assurance.md)."""
+
+    enabled: bool = True
+    check_interval: float = 30.0
+    retry_base: float = 5.0  # first retry after this many seconds, doubling
+    retry_max: float = 300.0
+    webhook_url: str = ""
+    webhook_secret: str = ""  # HMAC-SHA256 key of the X-Siprec-Signature header
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""
+    smtp_to: tuple[str, ...] = ()
+    smtp_ca_file: str = ""  # CA to trust for STARTTLS; empty = the system's
+    syslog: str = ""  # "udp:HOST:PORT" or "tcp:HOST:PORT"; empty = off
+    syslog_facility: int = 16  # local0
+    src_sources: tuple[str, ...] = ()  # SRC addresses that must keep sending INVITEs
+    src_silence_minutes: float = 15.0
+    business_hours: tuple[str, ...] = ("mon-fri 08:00-18:00",)  # in [policy] timezone
+    storage_free_mb: int = 1024
+    ledger_check_interval: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -156,6 +199,8 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     source: str = "<defaults>"
 
     @property
@@ -194,6 +239,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": WebConfig,
     "log": LogConfig,
     "metrics": MetricsConfig,
+    "reconcile": ReconcileConfig,
+    "alerts": AlertsConfig,
 }
 
 
@@ -375,10 +422,18 @@ def _validate(c: Config) -> None:
         host, sep, port = c.metrics.listen.rpartition(":")
         if not sep or not port.isdigit() or not host:
             raise ConfigError(f"[metrics] listen: expected HOST:PORT, got {c.metrics.listen!r}")
+    _validate_assurance(c)
     if c.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level: one of DEBUG, INFO, WARNING, ERROR")
     if c.log.format not in ("text", "json"):
         raise ConfigError('[log] format: "text" or "json"')
+
+
+def _validate_assurance(c: Config) -> None:
+    from .assurance.settings import validate_alerts, validate_reconcile
+
+    validate_reconcile(c.reconcile)
+    validate_alerts(c.alerts)
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:

@@ -56,6 +56,14 @@ def render_metrics(recorder: Any) -> str:
         "# TYPE siprec_finalize_seconds_total counter",
         f"siprec_finalize_seconds_total {c.finalize_seconds:.3f}",
     ]
+    lines += [
+        "# HELP siprec_finalize_queue Recordings ended and waiting for (or in) the finaliser.",
+        "# TYPE siprec_finalize_queue gauge",
+        f"siprec_finalize_queue {len(getattr(srs, '_finalizing', ()))}",
+    ]
+    assurance = getattr(recorder, "assurance", None)
+    if assurance is not None:
+        lines += assurance.metric_lines()
     try:
         usage = shutil.disk_usage(srs.recordings_root)
         lines += [

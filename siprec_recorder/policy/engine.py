@@ -312,11 +312,22 @@ class PolicyEngine:
 
     async def decide(self, participant_aors: Sequence[str], now: datetime) -> Decision:
         """The decision for a call whose INVITE arrived at the aware instant ``now``."""
+        return await self._decide(participant_aors, now, count=True)
+
+    async def evaluate(self, participant_aors: Sequence[str], at: datetime) -> Decision:
+        """What :meth:`decide` would say of a call at ``at``, without counting it anywhere
+        (reconciliation asks this of calls the recorder may never have seen)."""
+        return await self._decide(participant_aors, at, count=False)
+
+    async def _decide(
+        self, participant_aors: Sequence[str], now: datetime, count: bool
+    ) -> Decision:
         aors = [a for a in participant_aors if isinstance(a, str)]
         if self._emergency.any_matches(aors):
-            self._uncounted_emergencies += 1
-            if self._counter_task is None or self._counter_task.done():
-                self._counter_task = asyncio.create_task(self.flush_counters())
+            if count:
+                self._uncounted_emergencies += 1
+                if self._counter_task is None or self._counter_task.done():
+                    self._counter_task = asyncio.create_task(self.flush_counters())
             return Decision(
                 record=False,
                 reason=REASON_EMERGENCY,

@@ -108,6 +108,9 @@ def create_app(
 
         app.include_router(api_router)
         app.include_router(page_router)
+    from .assurance import page_router as assurance_pages
+
+    app.include_router(assurance_pages)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     return app

@@ -1,0 +1,1 @@
+"""Recording assurance: CDR reconciliation and alerts (see docs/assurance.md)."""

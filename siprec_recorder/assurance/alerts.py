@@ -1,0 +1,610 @@
+"""Alerts: a small rules engine over what the recorder knows, and a durable outbox.
+
+Theory of operation
+-------------------
+A rule looks at facts the recorder already keeps (index rows, the disk, the ledger, the
+cluster's lease table) and returns :class:`NewAlert` objects. An alert's id is derived from
+the fact (``sha256(rule, key)``): the same failed recording, the same silent source since the
+same last INVITE, the same storage episode always gives the same id. :func:`raise_alert`
+inserts the alert and one outbox row per configured channel *only if the id is new*, in one
+transaction, so checks that run twice (after a restart, on two nodes) raise it once.
+
+The :class:`Outbox` delivers due rows: success stamps ``delivered_at``; a failure counts the
+attempt and schedules the next one after ``retry_base_s * 2**attempts`` (capped at
+``retry_max_s``). Rows live in the database, so an alert raised while a receiver is down, or
+while the recorder restarts, is delivered once the receiver is back. Receivers deduplicate
+on the alert id, which every attempt carries.
+
+Rules (``rule`` names are stable, they label metrics and go to receivers):
+
+* ``recording_failed``, ``no_media``, ``srtp_auth_failed``: a recording that ended
+  ``failed`` (finaliser error, no media, SRTP that never authenticated), or a finished
+  recording with a stream that carried nothing or failed SRTP authentication;
+* ``src_silent``: no INVITE from a configured SRC for ``src_silence_minutes`` while the
+  business hours (policy time zone) are on;
+* ``storage_low``: free space on the recordings share below ``storage_free_mb``;
+* ``ledger_broken``: the audit ledger's hash chain does not verify;
+* ``node_gone``: a cluster node's lease expired (see :func:`_lease_rows`);
+* ``reconciliation_exceptions``: a reconciliation run found exceptions (raised by the run).
+
+The monitor never reads a clock itself: :meth:`Monitor.check` and :meth:`Outbox.deliver_due`
+take ``now``; the asyncio loop in :class:`AssuranceService` supplies it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import shutil
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from siprec_recorder.storage.db import Database
+from siprec_recorder.storage.models import Recording, RecordingStream
+
+from .channels import Channel, DeliveryError
+from .models import Alert, AlertDelivery, ReconciliationRun, ensure_assurance_schema
+
+__all__ = [
+    "RULES",
+    "AlertSettings",
+    "Monitor",
+    "NewAlert",
+    "Outbox",
+    "alert_id",
+    "raise_alert",
+]
+
+log = logging.getLogger(__name__)
+
+RULES: tuple[str, ...] = (
+    "recording_failed",
+    "no_media",
+    "srtp_auth_failed",
+    "src_silent",
+    "storage_low",
+    "ledger_broken",
+    "node_gone",
+    "reconciliation_exceptions",
+)
+
+#: Tables a cluster's node leases may live in, and the column that says until when a node
+#: is alive. The cluster part of the recorder owns that table; this rule only reads it.
+LEASE_TABLES: tuple[str, ...] = ("cluster_nodes", "node_leases", "cluster_leases")
+LEASE_COLUMNS: tuple[str, ...] = ("lease_until", "expires_at", "lease_expires_at")
+
+
+def alert_id(rule: str, key: str) -> str:
+    """The stable id of the alert ``rule`` raises for fact ``key``."""
+    return hashlib.sha256(f"{rule}\x00{key}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlert:
+    rule: str
+    key: str
+    severity: str
+    subject: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return alert_id(self.rule, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    """The ``[alerts]`` section as the rules need it."""
+
+    check_interval_s: float = 30.0
+    lookback_s: float = 3600.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 300.0
+    src_sources: tuple[str, ...] = ()
+    src_silence_minutes: float = 15.0
+    business_hours: tuple[str, ...] = ("mon-fri 08:00-18:00",)
+    timezone: str = "Europe/Brussels"
+    storage_free_mb: int = 1024
+    ledger_check_interval_s: float = 3600.0
+
+
+def alert_dict(row: Alert) -> dict[str, Any]:
+    created = row.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return {
+        "id": row.id,
+        "rule": row.rule,
+        "severity": row.severity,
+        "subject": row.subject,
+        "summary": row.summary,
+        "details": row.details,
+        "created_at": created,
+    }
+
+
+async def raise_alert(
+    db: Database, alert: NewAlert, channels: Sequence[str], *, now: datetime | None = None
+) -> bool:
+    """Store ``alert`` and queue it for ``channels``; False when its id exists already."""
+    now = now or datetime.now(UTC)
+    await ensure_assurance_schema(db)
+    async with db.session() as session:
+        if await session.get(Alert, alert.id) is not None:
+            return False
+        session.add(
+            Alert(
+                id=alert.id,
+                rule=alert.rule,
+                severity=alert.severity,
+                subject=alert.subject[:512],
+                summary=alert.summary,
+                details=alert.details,
+                created_at=now,
+            )
+        )
+        await session.flush()
+        for channel in channels:
+            session.add(AlertDelivery(alert_id=alert.id, channel=channel, next_attempt_at=now))
+        try:
+            await session.commit()
+        except IntegrityError:  # another node raised it in the meantime
+            await session.rollback()
+            return False
+    log.warning("alert %s: %s", alert.rule, alert.summary)
+    return True
+
+
+class Outbox:
+    """Delivers the outbox rows that are due, each through its channel."""
+
+    def __init__(
+        self,
+        db: Database,
+        channels: Sequence[Channel],
+        *,
+        retry_base_s: float = 5.0,
+        retry_max_s: float = 300.0,
+    ) -> None:
+        self.db = db
+        self.channels = {c.name: c for c in channels}
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self.delivered: dict[str, int] = {c.name: 0 for c in channels}
+        self.failures: dict[str, int] = {c.name: 0 for c in channels}
+        self.pending: dict[str, int] = {c.name: 0 for c in channels}
+
+    def backoff(self, attempts: int) -> float:
+        return float(min(self.retry_max_s, self.retry_base_s * 2 ** max(attempts - 1, 0)))
+
+    async def deliver_due(self, now: datetime, limit: int = 100) -> int:
+        """Try every due row once; returns how many were delivered."""
+        if not self.channels:
+            return 0
+        await ensure_assurance_schema(self.db)
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(AlertDelivery, Alert)
+                    .join(Alert, Alert.id == AlertDelivery.alert_id)
+                    .where(
+                        AlertDelivery.delivered_at.is_(None),
+                        AlertDelivery.next_attempt_at <= now,
+                        AlertDelivery.channel.in_(list(self.channels)),
+                    )
+                    .order_by(AlertDelivery.next_attempt_at)
+                    .limit(limit)
+                )
+            ).all()
+        done = 0
+        for delivery, alert in rows:
+            channel = self.channels[delivery.channel]
+            error: str | None = None
+            try:
+                await channel.deliver(alert_dict(alert))
+            except DeliveryError as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a channel bug must not stop the outbox
+                log.exception("alert channel %s failed", channel.name)
+                error = f"{exc.__class__.__name__}: {exc}"
+            attempts = delivery.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+            if error is None:
+                values["delivered_at"] = now
+                self.delivered[channel.name] += 1
+                done += 1
+            else:
+                values["next_attempt_at"] = now + timedelta(seconds=self.backoff(attempts))
+                self.failures[channel.name] += 1
+                log.warning("alert %s not delivered (%s); will retry", alert.id, error)
+            async with self.db.session() as session:
+                await session.execute(
+                    update(AlertDelivery)
+                    .where(
+                        AlertDelivery.alert_id == delivery.alert_id,
+                        AlertDelivery.channel == delivery.channel,
+                    )
+                    .values(**values)
+                )
+                await session.commit()
+        await self.count_pending()
+        return done
+
+    async def count_pending(self) -> None:
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(AlertDelivery.channel, func.count())
+                .where(AlertDelivery.delivered_at.is_(None))
+                .group_by(AlertDelivery.channel)
+            )
+            pending = {c: 0 for c in self.channels}
+            for channel, n in rows.all():
+                if channel in pending:
+                    pending[channel] = int(n)
+            self.pending = pending
+
+
+Rule = Callable[[datetime], Awaitable[list[NewAlert]]]
+
+
+class Monitor:
+    """Evaluates the rules; remembers what fired for the metrics."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: AlertSettings,
+        recordings_root: Path,
+        channels: Sequence[str],
+        *,
+        started_at: datetime,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.root = recordings_root
+        self.channels = list(channels)
+        self.started_at = started_at
+        self.raised: dict[str, int] = {r: 0 for r in RULES}
+        self.firing: dict[str, int] = {r: 0 for r in RULES}
+        self.quality: dict[str, float] = {}
+        self.reconcile_exceptions: dict[str, int] = {}
+        self._storage_low_since: datetime | None = None
+        self._ledger_checked_at: datetime | None = None
+        self._ledger_alerts: list[NewAlert] = []
+        self.rules: dict[str, Rule] = {
+            "recordings": self._recordings,
+            "src_silent": self._src_silent,
+            "storage_low": self._storage_low,
+            "ledger_broken": self._ledger,
+            "node_gone": self._nodes,
+        }
+
+    async def check(self, now: datetime) -> list[NewAlert]:
+        """Run every rule at ``now``; raise (store and queue) what is new."""
+        await ensure_assurance_schema(self.db)
+        found: list[NewAlert] = []
+        for name, rule in self.rules.items():
+            try:
+                found += await rule(now)
+            except Exception:  # noqa: BLE001 - one broken rule must not silence the others
+                log.exception("alert rule %s failed", name)
+        firing = {r: 0 for r in RULES}
+        new: list[NewAlert] = []
+        for alert in found:
+            firing[alert.rule] += 1
+            if await raise_alert(self.db, alert, self.channels, now=now):
+                self.raised[alert.rule] += 1
+                new.append(alert)
+        firing["reconciliation_exceptions"] = self.firing.get("reconciliation_exceptions", 0)
+        self.firing = firing
+        await self._observe(now)
+        return new
+
+    async def _observe(self, now: datetime) -> None:
+        """Gauges for the dashboard: recent media quality, the last reconciliation."""
+        since = now - timedelta(minutes=5)
+        async with self.db.session() as session:
+            row = (
+                await session.execute(
+                    select(
+                        func.sum(RecordingStream.packets_expected),
+                        func.sum(RecordingStream.packets_lost),
+                        func.avg(RecordingStream.mos),
+                        func.count(),
+                    )
+                    .join(Recording, Recording.id == RecordingStream.recording_id)
+                    .where(Recording.end >= since)
+                )
+            ).one()
+            run = (
+                await session.execute(
+                    select(ReconciliationRun.summary)
+                    .order_by(ReconciliationRun.created_at.desc())
+                    .limit(1)
+                )
+            ).scalar()
+        expected, lost, mos, streams = row
+        self.quality = {
+            "packets_expected": float(expected or 0),
+            "packets_lost": float(lost or 0),
+            "mos": float(mos) if mos is not None else float("nan"),
+            "streams": float(streams or 0),
+        }
+        if isinstance(run, dict):
+            self.reconcile_exceptions = {
+                c: int(run.get(c, 0)) for c in ("never_offered", "short", "declined", "failed")
+            }
+            self.firing["reconciliation_exceptions"] = int(run.get("exceptions", 0))
+
+    async def _recordings(self, now: datetime) -> list[NewAlert]:
+        since = now - timedelta(seconds=self.settings.lookback_s)
+        out: list[NewAlert] = []
+        async with self.db.session() as session:
+            failed = await session.execute(
+                select(Recording.id, Recording.reason, Recording.recorded_number, Recording.start)
+                .where(Recording.state == "failed", Recording.end >= since)
+                .limit(1000)
+            )
+            for rec_id, reason, number, start in failed.all():
+                text_reason = reason or "unspecified"
+                if "SRTP authentication" in text_reason:
+                    rule = "srtp_auth_failed"
+                elif "no media" in text_reason:
+                    rule = "no_media"
+                else:
+                    rule = "recording_failed"
+                out.append(
+                    NewAlert(
+                        rule=rule,
+                        key=rec_id,
+                        severity="critical",
+                        subject=f"recording:{rec_id}",
+                        summary=f"recording of {number or 'unknown number'} failed: {text_reason}",
+                        details={
+                            "recording_id": rec_id,
+                            "recorded_number": number,
+                            "start": start.astimezone(UTC).isoformat(),
+                            "reason": text_reason,
+                        },
+                    )
+                )
+            legs = await session.execute(
+                select(
+                    Recording.id,
+                    Recording.recorded_number,
+                    RecordingStream.label,
+                    RecordingStream.status,
+                    RecordingStream.packets_received,
+                )
+                .join(Recording, Recording.id == RecordingStream.recording_id)
+                .where(
+                    Recording.state.in_(("complete", "interrupted")),
+                    Recording.end >= since,
+                    (RecordingStream.status == "auth_failed")
+                    | (RecordingStream.packets_received == 0),
+                )
+                .limit(1000)
+            )
+            for rec_id, number, label, status, _received in legs.all():
+                rule = "srtp_auth_failed" if status == "auth_failed" else "no_media"
+                what = "failed SRTP authentication" if rule == "srtp_auth_failed" else "no media"
+                out.append(
+                    NewAlert(
+                        rule=rule,
+                        key=f"{rec_id}:{label}",
+                        severity="warning",
+                        subject=f"recording:{rec_id}",
+                        summary=f"stream {label} of the recording of {number or 'unknown'}: {what}",
+                        details={"recording_id": rec_id, "label": label, "status": status},
+                    )
+                )
+        return out
+
+    def _business_hours(self, now: datetime) -> bool:
+        from siprec_recorder.policy.schedule import Slot, in_schedule
+
+        slots = [Slot.parse(s) for s in self.settings.business_hours]
+        return not slots or in_schedule(slots, now, self.settings.timezone)
+
+    async def _src_silent(self, now: datetime) -> list[NewAlert]:
+        if not self.settings.src_sources or not self._business_hours(now):
+            return []
+        limit = timedelta(minutes=self.settings.src_silence_minutes)
+        out: list[NewAlert] = []
+        async with self.db.session() as session:
+            for host in self.settings.src_sources:
+                last = (
+                    await session.execute(
+                        select(func.max(Recording.start)).where(
+                            Recording.source.like(f"%:{host}:%")
+                        )
+                    )
+                ).scalar()
+                if isinstance(last, str):  # SQLite aggregate returns the stored text
+                    last = datetime.fromisoformat(last)
+                if last is not None and last.tzinfo is None:
+                    last = last.replace(tzinfo=UTC)
+                seen = max(last, self.started_at) if last is not None else self.started_at
+                if now - seen < limit:
+                    continue
+                minutes = int((now - seen).total_seconds() // 60)
+                out.append(
+                    NewAlert(
+                        rule="src_silent",
+                        key=f"{host}:{seen.isoformat()}",
+                        severity="critical",
+                        subject=f"src:{host}",
+                        summary=f"no INVITE from SRC {host} for {minutes} minutes "
+                        "during business hours",
+                        details={
+                            "source": host,
+                            "last_invite": last.astimezone(UTC).isoformat() if last else None,
+                            "minutes": minutes,
+                        },
+                    )
+                )
+        return out
+
+    async def _storage_low(self, now: datetime) -> list[NewAlert]:
+        try:
+            free = shutil.disk_usage(self.root).free
+        except OSError as exc:
+            return [
+                NewAlert(
+                    rule="storage_low",
+                    key=f"unreadable:{now:%Y-%m-%d}",
+                    severity="critical",
+                    subject=f"storage:{self.root}",
+                    summary=f"cannot read free space of {self.root}: {exc}",
+                )
+            ]
+        threshold = self.settings.storage_free_mb * 1024 * 1024
+        if free >= threshold:
+            self._storage_low_since = None
+            return []
+        if self._storage_low_since is None:
+            self._storage_low_since = now
+        free_mb = free // (1024 * 1024)
+        return [
+            NewAlert(
+                rule="storage_low",
+                key=self._storage_low_since.isoformat(),
+                severity="critical",
+                subject=f"storage:{self.root}",
+                summary=f"{free_mb} MB free on the recordings share, below the "
+                f"{self.settings.storage_free_mb} MB threshold",
+                details={"free_mb": free_mb, "threshold_mb": self.settings.storage_free_mb},
+            )
+        ]
+
+    async def _ledger(self, now: datetime) -> list[NewAlert]:
+        due = self._ledger_checked_at is None or now - self._ledger_checked_at >= timedelta(
+            seconds=self.settings.ledger_check_interval_s
+        )
+        if not due:
+            return self._ledger_alerts
+        from siprec_recorder.storage.ledger import verify_chain
+
+        async with self.db.session() as session:
+            problems = await verify_chain(session)
+        self._ledger_checked_at = now
+        self._ledger_alerts = (
+            [
+                NewAlert(
+                    rule="ledger_broken",
+                    key=hashlib.sha256(problems[0].encode()).hexdigest(),
+                    severity="critical",
+                    subject="ledger",
+                    summary=f"audit ledger hash chain broken: {problems[0]}",
+                    details={"problems": problems[:20], "count": len(problems)},
+                )
+            ]
+            if problems
+            else []
+        )
+        return self._ledger_alerts
+
+    async def _nodes(self, now: datetime) -> list[NewAlert]:
+        return [
+            NewAlert(
+                rule="node_gone",
+                key=f"{node}:{until.isoformat()}",
+                severity="critical",
+                subject=f"node:{node}",
+                summary=f"cluster node {node} is gone: its lease expired at {until.isoformat()}",
+                details={"node_id": node, "lease_until": until.isoformat()},
+            )
+            for node, until in await _lease_rows(self.db)
+            if until < now
+        ]
+
+
+async def _lease_rows(db: Database) -> list[tuple[str, datetime]]:
+    """``(node_id, lease end)`` of every node, from the cluster's lease table if there is one.
+
+    Hook: the cluster part of the recorder keeps node leases (heartbeat rows). This reads the
+    first of :data:`LEASE_TABLES` that exists, with a ``node_id`` column and one of
+    :data:`LEASE_COLUMNS`; with no such table (a single node) the rule has nothing to say.
+    """
+
+    def find(conn: Any) -> tuple[str, str] | None:
+        insp = inspect(conn)
+        names = set(insp.get_table_names())
+        for table in LEASE_TABLES:
+            if table not in names:
+                continue
+            columns = {c["name"] for c in insp.get_columns(table)}
+            if "node_id" not in columns:
+                continue
+            for column in LEASE_COLUMNS:
+                if column in columns:
+                    return table, column
+        return None
+
+    async with db.engine.connect() as conn:
+        found = await conn.run_sync(find)
+        if found is None:
+            return []
+        table, column = found
+        rows = await conn.execute(text(f'SELECT node_id, "{column}" FROM "{table}"'))
+        out: list[tuple[str, datetime]] = []
+        for node, until in rows.all():
+            if isinstance(until, str):
+                try:
+                    until = datetime.fromisoformat(until)
+                except ValueError:
+                    continue
+            if not isinstance(until, datetime):
+                continue
+            out.append((str(node), until if until.tzinfo else until.replace(tzinfo=UTC)))
+        return out
+
+
+class AssuranceLoop:
+    """Runs the monitor and the outbox every few seconds until stopped."""
+
+    def __init__(self, monitor: Monitor, outbox: Outbox, interval_s: float) -> None:
+        self.monitor = monitor
+        self.outbox = outbox
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="assurance")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        last_check: datetime | None = None
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            try:
+                if last_check is None or (now - last_check).total_seconds() >= self.interval_s:
+                    await self.monitor.check(now)
+                    last_check = now
+                await self.outbox.deliver_due(now)
+            except Exception:  # noqa: BLE001 - keep checking; a database hiccup passes
+                log.exception("alert loop iteration failed")
+            # the outbox is polled more often than the rules, so a retry is never late by a
+            # whole check interval
+            tick = min(self.interval_s, max(self.outbox.retry_base_s / 2, 0.5))
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), tick)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
