@@ -49,9 +49,7 @@ async def run_page(run_id: str, request: Request) -> Response:
     category = request.query_params.get("category", "")
     exceptions = [e for e in run.exceptions if not category or e.get("category") == category]
     await audit(portal, me, "web.reconciliation_viewed", f"reconciliation:{run.id}")
-    return render(
-        request, "reconciliation.html", run=run, exceptions=exceptions, category=category
-    )
+    return render(request, "reconciliation.html", run=run, exceptions=exceptions, category=category)
 
 
 @page_router.get("/reconciliations/{run_id}/exceptions.csv")
