@@ -39,7 +39,7 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +58,7 @@ __all__ = [
     "Reconciled",
     "ReconcileOptions",
     "ReconciliationReport",
+    "exceptions_csv",
     "reconcile_calls",
 ]
 
@@ -156,40 +157,7 @@ class ReconciliationReport:
 
     def exceptions_csv(self) -> str:
         """One line per exception, for a spreadsheet or a ticket."""
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(
-            [
-                "category",
-                "line",
-                "start",
-                "end",
-                "caller",
-                "callee",
-                "cdr_duration_s",
-                "recording_id",
-                "recorded_duration_s",
-                "reason",
-            ]
-        )
-        for r in self.exceptions:
-            d = r.to_dict()
-            c = d["cdr"]
-            w.writerow(
-                [
-                    r.category,
-                    c["line"],
-                    c["start"],
-                    c["end"],
-                    _csv_safe(c["caller"]),
-                    _csv_safe(c["callee"]),
-                    c["duration_s"],
-                    d["recording_id"] or "",
-                    "" if d["recorded_duration_s"] is None else d["recorded_duration_s"],
-                    _csv_safe(d["reason"] or ""),
-                ]
-            )
-        return out.getvalue()
+        return exceptions_csv(r.to_dict() for r in self.exceptions)
 
     def to_table(self) -> str:
         s = self.summary()
@@ -227,6 +195,44 @@ class ReconciliationReport:
                 f"audit ledger head: entry {self.ledger_head[0]}, sha256 {self.ledger_head[1]}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def exceptions_csv(exceptions: Iterable[dict[str, Any]]) -> str:
+    """The CSV of exceptions as :meth:`Reconciled.to_dict` gives them (or as a run keeps them)."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(
+        [
+            "category",
+            "line",
+            "start",
+            "end",
+            "caller",
+            "callee",
+            "cdr_duration_s",
+            "recording_id",
+            "recorded_duration_s",
+            "reason",
+        ]
+    )
+    for d in exceptions:
+        c = d.get("cdr") or {}
+        recorded = d.get("recorded_duration_s")
+        w.writerow(
+            [
+                d.get("category"),
+                c.get("line"),
+                c.get("start"),
+                c.get("end"),
+                _csv_safe(str(c.get("caller") or "")),
+                _csv_safe(str(c.get("callee") or "")),
+                c.get("duration_s"),
+                d.get("recording_id") or "",
+                "" if recorded is None else recorded,
+                _csv_safe(str(d.get("reason") or "")),
+            ]
+        )
+    return out.getvalue()
 
 
 def _csv_safe(value: str) -> str:

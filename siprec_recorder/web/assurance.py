@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from siprec_recorder.assurance.reconcile import exceptions_csv
 from siprec_recorder.assurance.service import list_runs, load_run
 
 from .errors import Forbidden, NotFound
@@ -39,49 +40,30 @@ async def runs_page(request: Request) -> Response:
     return render(request, "reconciliations.html", runs=runs)
 
 
+async def _run(request: Request, run_id: str) -> Any:
+    run = await load_run(get_portal(request).db, run_id)
+    if run is None:
+        raise NotFound(f"no reconciliation {run_id[:64]}")
+    return run
+
+
 @page_router.get("/reconciliations/{run_id}")
 async def run_page(run_id: str, request: Request) -> Response:
     me = await _reader(request)
-    portal = get_portal(request)
-    run = await load_run(portal.db, run_id)
-    if run is None:
-        raise NotFound(f"no reconciliation {run_id[:64]}")
+    run = await _run(request, run_id)
     category = request.query_params.get("category", "")
     exceptions = [e for e in run.exceptions if not category or e.get("category") == category]
-    await audit(portal, me, "web.reconciliation_viewed", f"reconciliation:{run.id}")
+    await audit(get_portal(request), me, "web.reconciliation_viewed", f"reconciliation:{run.id}")
     return render(request, "reconciliation.html", run=run, exceptions=exceptions, category=category)
 
 
 @page_router.get("/reconciliations/{run_id}/exceptions.csv")
 async def run_csv(run_id: str, request: Request) -> Response:
-    import csv
-    import io
-
     me = await _reader(request)
-    portal = get_portal(request)
-    run = await load_run(portal.db, run_id)
-    if run is None:
-        raise NotFound(f"no reconciliation {run_id[:64]}")
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(["category", "line", "start", "end", "caller", "callee", "recording_id", "reason"])
-    for e in run.exceptions:
-        c = e.get("cdr", {})
-        w.writerow(
-            [
-                e.get("category"),
-                c.get("line"),
-                c.get("start"),
-                c.get("end"),
-                c.get("caller"),
-                c.get("callee"),
-                e.get("recording_id") or "",
-                e.get("reason") or "",
-            ]
-        )
-    await audit(portal, me, "web.reconciliation_exported", f"reconciliation:{run.id}")
+    run = await _run(request, run_id)
+    await audit(get_portal(request), me, "web.reconciliation_exported", f"reconciliation:{run.id}")
     return Response(
-        out.getvalue(),
+        exceptions_csv(run.exceptions),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="reconciliation-{run.id}.csv"'},
     )
