@@ -27,6 +27,12 @@ Rules (``rule`` names are stable, they label metrics and go to receivers):
 * ``node_gone``: a cluster node's lease expired (see :func:`_lease_rows`);
 * ``reconciliation_exceptions``: a reconciliation run found exceptions (raised by the run).
 
+The recording rules follow the ledger: each check reads the finish events
+(``recording.finished`` / ``interrupted`` / ``failed``) after the last ``seq`` it saw, so its
+cost is that of the recordings that ended since, whatever the size of the index; the first
+check looks back ``lookback_s``. The same pass feeds the recent-quality gauges (loss, MOS of
+the recordings that ended in the last five minutes).
+
 The monitor never reads a clock itself: :meth:`Monitor.check` and :meth:`Outbox.deliver_due`
 take ``now``; the asyncio loop in :class:`AssuranceService` supplies it.
 """
@@ -37,6 +43,7 @@ import asyncio
 import hashlib
 import logging
 import shutil
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,7 +54,7 @@ from sqlalchemy import func, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.models import Recording, RecordingStream
+from siprec_recorder.storage.models import LedgerEntry, Recording, RecordingStream
 
 from .channels import Channel, DeliveryError
 from .models import Alert, AlertDelivery, ReconciliationRun, ensure_assurance_schema
@@ -79,6 +86,10 @@ RULES: tuple[str, ...] = (
 #: is alive. The cluster part of the recorder owns that table; this rule only reads it.
 LEASE_TABLES: tuple[str, ...] = ("cluster_nodes", "node_leases", "cluster_leases")
 LEASE_COLUMNS: tuple[str, ...] = ("lease_until", "expires_at", "lease_expires_at")
+
+
+#: Ledger actions written when a recording ends (see storage/index.py).
+_FINISH_ACTIONS = ("recording.finished", "recording.interrupted", "recording.failed")
 
 
 def alert_id(rule: str, key: str) -> str:
@@ -275,6 +286,9 @@ class Monitor:
         self.quality: dict[str, float] = {}
         self.reconcile_exceptions: dict[str, int] = {}
         self._storage_low_since: datetime | None = None
+        self._seq: int | None = None  # ledger cursor of the recording rules
+        # (when seen, packets expected, packets lost, MOS of each stream) per recording
+        self._recent: deque[tuple[datetime, int, int, list[float]]] = deque()
         self._ledger_checked_at: datetime | None = None
         self._ledger_alerts: list[NewAlert] = []
         self.rules: dict[str, Rule] = {
@@ -308,20 +322,19 @@ class Monitor:
 
     async def _observe(self, now: datetime) -> None:
         """Gauges for the dashboard: recent media quality, the last reconciliation."""
-        since = now - timedelta(minutes=5)
+        horizon = now - timedelta(minutes=5)
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+        expected = sum(r[1] for r in self._recent)
+        lost = sum(r[2] for r in self._recent)
+        mos = [m for r in self._recent for m in r[3]]
+        self.quality = {
+            "packets_expected": float(expected),
+            "packets_lost": float(lost),
+            "mos": sum(mos) / len(mos) if mos else float("nan"),
+            "streams": float(sum(len(r[3]) for r in self._recent)),
+        }
         async with self.db.session() as session:
-            row = (
-                await session.execute(
-                    select(
-                        func.sum(RecordingStream.packets_expected),
-                        func.sum(RecordingStream.packets_lost),
-                        func.avg(RecordingStream.mos),
-                        func.count(),
-                    )
-                    .join(Recording, Recording.id == RecordingStream.recording_id)
-                    .where(Recording.end >= since)
-                )
-            ).one()
             run = (
                 await session.execute(
                     select(ReconciliationRun.summary)
@@ -329,29 +342,79 @@ class Monitor:
                     .limit(1)
                 )
             ).scalar()
-        expected, lost, mos, streams = row
-        self.quality = {
-            "packets_expected": float(expected or 0),
-            "packets_lost": float(lost or 0),
-            "mos": float(mos) if mos is not None else float("nan"),
-            "streams": float(streams or 0),
-        }
         if isinstance(run, dict):
             self.reconcile_exceptions = {
                 c: int(run.get(c, 0)) for c in ("never_offered", "short", "declined", "failed")
             }
             self.firing["reconciliation_exceptions"] = int(run.get("exceptions", 0))
 
+    async def _finished_since_last_check(self, now: datetime) -> list[str]:
+        """Ids of the recordings that ended since the last check, read from the ledger's
+        finish events after a cursor (its primary key): no scan of the recordings table.
+        The first check looks back ``lookback_s``."""
+        async with self.db.session() as session:
+            stmt = select(LedgerEntry.seq, LedgerEntry.subject).where(
+                LedgerEntry.action.in_(_FINISH_ACTIONS)
+            )
+            if self._seq is None:
+                stmt = stmt.where(
+                    LedgerEntry.ts >= now - timedelta(seconds=self.settings.lookback_s)
+                )
+            else:
+                stmt = stmt.where(LedgerEntry.seq > self._seq)
+            rows = (await session.execute(stmt.order_by(LedgerEntry.seq).limit(20_000))).all()
+            if self._seq is None and not rows:
+                head = (await session.execute(select(func.max(LedgerEntry.seq)))).scalar()
+                self._seq = int(head or 0)
+        if rows:
+            self._seq = int(rows[-1][0])
+        return list(dict.fromkeys(str(r[1]) for r in rows))
+
     async def _recordings(self, now: datetime) -> list[NewAlert]:
-        since = now - timedelta(seconds=self.settings.lookback_s)
+        rec_ids = await self._finished_since_last_check(now)
+        out: list[NewAlert] = []
+        for i in range(0, len(rec_ids), 500):
+            out += await self._recordings_chunk(now, rec_ids[i : i + 500])
+        return out
+
+    async def _recordings_chunk(self, now: datetime, rec_ids: list[str]) -> list[NewAlert]:
         out: list[NewAlert] = []
         async with self.db.session() as session:
-            failed = await session.execute(
-                select(Recording.id, Recording.reason, Recording.recorded_number, Recording.start)
-                .where(Recording.state == "failed", Recording.end >= since)
-                .limit(1000)
+            recs = await session.execute(
+                select(
+                    Recording.id,
+                    Recording.state,
+                    Recording.reason,
+                    Recording.recorded_number,
+                    Recording.start,
+                ).where(Recording.id.in_(rec_ids))
             )
-            for rec_id, reason, number, start in failed.all():
+            recordings = {r[0]: r for r in recs.all()}
+            streams = await session.execute(
+                select(
+                    RecordingStream.recording_id,
+                    RecordingStream.label,
+                    RecordingStream.status,
+                    RecordingStream.packets_received,
+                    RecordingStream.packets_expected,
+                    RecordingStream.packets_lost,
+                    RecordingStream.mos,
+                ).where(RecordingStream.recording_id.in_(rec_ids))
+            )
+            by_recording: dict[str, list[Any]] = {}
+            for row in streams.all():
+                by_recording.setdefault(row[0], []).append(row)
+        for rec_id, state, reason, number, start in recordings.values():
+            legs = by_recording.get(rec_id, [])
+            self._recent.append(
+                (
+                    now,
+                    sum(int(leg[4] or 0) for leg in legs),
+                    sum(int(leg[5] or 0) for leg in legs),
+                    [float(leg[6]) for leg in legs if leg[6] is not None],
+                )
+            )
+            if state == "failed":
                 text_reason = reason or "unspecified"
                 if "SRTP authentication" in text_reason:
                     rule = "srtp_auth_failed"
@@ -374,24 +437,10 @@ class Monitor:
                         },
                     )
                 )
-            legs = await session.execute(
-                select(
-                    Recording.id,
-                    Recording.recorded_number,
-                    RecordingStream.label,
-                    RecordingStream.status,
-                    RecordingStream.packets_received,
-                )
-                .join(Recording, Recording.id == RecordingStream.recording_id)
-                .where(
-                    Recording.state.in_(("complete", "interrupted")),
-                    Recording.end >= since,
-                    (RecordingStream.status == "auth_failed")
-                    | (RecordingStream.packets_received == 0),
-                )
-                .limit(1000)
-            )
-            for rec_id, number, label, status, _received in legs.all():
+                continue
+            for _rid, label, status, received, *_ in legs:
+                if status != "auth_failed" and received:
+                    continue
                 rule = "srtp_auth_failed" if status == "auth_failed" else "no_media"
                 what = "failed SRTP authentication" if rule == "srtp_auth_failed" else "no media"
                 out.append(
