@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text, update
 
 from siprec_recorder.assurance.alerts import AlertSettings, Monitor, NewAlert, Outbox, raise_alert
@@ -248,3 +250,21 @@ async def test_node_gone_reads_the_cluster_lease_table(store: Store) -> None:
         )
     new = await m.check(T)
     assert [(a.rule, a.subject) for a in new] == [("node_gone", "node:rec-a")]
+
+
+SD_PARAM = re.compile(rb'(\w+)="((?:[^"\\\]]|\\.)*)"')
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_syslog_structured_data_escapes_anything(subject: str, summary: str) -> None:
+    from siprec_recorder.assurance.channels import syslog_message
+
+    alert = {**_as_dict(sample()), "subject": subject, "summary": summary}
+    data = syslog_message(alert, hostname="rec1")
+    head, sd_and_msg = data.split(b" - recording_failed ", 1)
+    assert head.startswith(b"<130>1 2026-11-02T09:00:00Z rec1 siprec-recorder")
+    assert sd_and_msg.startswith(b"[siprecAlert@32473 ")
+    params = dict(SD_PARAM.findall(sd_and_msg))
+    unescaped = re.sub(rb"\\(.)", rb"\1", params[b"subject"]).decode("utf-8", "replace")
+    assert unescaped == subject.encode("utf-8", "replace").decode("utf-8", "replace")[:200]
