@@ -287,6 +287,8 @@ class Monitor:
         self.reconcile_exceptions: dict[str, int] = {}
         self._storage_low_since: datetime | None = None
         self._seq: int | None = None  # ledger cursor of the recording rules
+        self._src_seq: int | None = None  # ledger cursor of the SRC silence rule
+        self._src_last: dict[str, datetime | None] = {}
         # (when seen, packets expected, packets lost, MOS of each stream) per recording
         self._recent: deque[tuple[datetime, int, int, list[float]]] = deque()
         self._ledger_checked_at: datetime | None = None
@@ -461,43 +463,86 @@ class Monitor:
         slots = [Slot.parse(s) for s in self.settings.business_hours]
         return not slots or in_schedule(slots, now, self.settings.timezone)
 
+    async def _last_invites(self) -> dict[str, datetime | None]:
+        """When each configured SRC last sent an INVITE that left a row (recorded or declined).
+
+        Seeded once with one query per source; afterwards only the ``recording.started`` and
+        ``recording.declined`` ledger events after a cursor are read, so a check costs the
+        calls since the last one, not a scan of the index.
+        """
+        hosts = set(self.settings.src_sources)
+        async with self.db.session() as session:
+            if self._src_seq is None:
+                self._src_seq = int(
+                    (await session.execute(select(func.max(LedgerEntry.seq)))).scalar() or 0
+                )
+                for host in hosts:
+                    last = (
+                        await session.execute(
+                            select(func.max(Recording.start)).where(
+                                Recording.source.like(f"%:{host}:%")
+                            )
+                        )
+                    ).scalar()
+                    self._src_last[host] = _aware(last)
+                return dict(self._src_last)
+            rows = (
+                await session.execute(
+                    select(LedgerEntry.seq, LedgerEntry.subject)
+                    .where(
+                        LedgerEntry.seq > self._src_seq,
+                        LedgerEntry.action.in_(("recording.started", "recording.declined")),
+                    )
+                    .order_by(LedgerEntry.seq)
+                    .limit(20_000)
+                )
+            ).all()
+            if rows:
+                self._src_seq = int(rows[-1][0])
+            ids = [str(r[1]) for r in rows]
+            for i in range(0, len(ids), 500):
+                found = await session.execute(
+                    select(Recording.source, Recording.start).where(
+                        Recording.id.in_(ids[i : i + 500])
+                    )
+                )
+                for source, start in found.all():
+                    host = (source or "").partition(":")[2].rpartition(":")[0]
+                    when = _aware(start)
+                    if host in hosts and when is not None:
+                        prev = self._src_last.get(host)
+                        self._src_last[host] = when if prev is None else max(prev, when)
+        return dict(self._src_last)
+
     async def _src_silent(self, now: datetime) -> list[NewAlert]:
-        if not self.settings.src_sources or not self._business_hours(now):
+        if not self.settings.src_sources:
+            return []
+        last_seen = await self._last_invites()  # kept current outside business hours too
+        if not self._business_hours(now):
             return []
         limit = timedelta(minutes=self.settings.src_silence_minutes)
         out: list[NewAlert] = []
-        async with self.db.session() as session:
-            for host in self.settings.src_sources:
-                last = (
-                    await session.execute(
-                        select(func.max(Recording.start)).where(
-                            Recording.source.like(f"%:{host}:%")
-                        )
-                    )
-                ).scalar()
-                if isinstance(last, str):  # SQLite aggregate returns the stored text
-                    last = datetime.fromisoformat(last)
-                if last is not None and last.tzinfo is None:
-                    last = last.replace(tzinfo=UTC)
-                seen = max(last, self.started_at) if last is not None else self.started_at
-                if now - seen < limit:
-                    continue
-                minutes = int((now - seen).total_seconds() // 60)
-                out.append(
-                    NewAlert(
-                        rule="src_silent",
-                        key=f"{host}:{seen.isoformat()}",
-                        severity="critical",
-                        subject=f"src:{host}",
-                        summary=f"no INVITE from SRC {host} for {minutes} minutes "
-                        "during business hours",
-                        details={
-                            "source": host,
-                            "last_invite": last.astimezone(UTC).isoformat() if last else None,
-                            "minutes": minutes,
-                        },
-                    )
+        for host in self.settings.src_sources:
+            last = last_seen.get(host)
+            seen = max(last, self.started_at) if last is not None else self.started_at
+            if now - seen < limit:
+                continue
+            minutes = int((now - seen).total_seconds() // 60)
+            out.append(
+                NewAlert(
+                    rule="src_silent",
+                    key=f"{host}:{seen.isoformat()}",
+                    severity="critical",
+                    subject=f"src:{host}",
+                    summary=f"no INVITE from SRC {host} for {minutes} minutes "
+                    "during business hours",
+                    details={
+                        "source": host,
+                        "last_invite": last.astimezone(UTC).isoformat() if last else None,
+                        "minutes": minutes,
+                    },
                 )
+            )
         return out
 
     async def _storage_low(self, now: datetime) -> list[NewAlert]:
@@ -572,6 +617,18 @@ class Monitor:
             for node, until in await _lease_rows(self.db)
             if until < now
         ]
+
+
+def _aware(value: Any) -> datetime | None:
+    """A time from the index as an aware datetime (SQLite aggregates return stored text)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def _lease_rows(db: Database) -> list[tuple[str, datetime]]:

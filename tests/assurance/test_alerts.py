@@ -229,6 +229,19 @@ async def test_src_silent_during_business_hours_only(store: Store) -> None:
     new = await m.check(T + timedelta(minutes=16))
     assert [a.subject for a in new] == ["src:10.1.1.1"]
     assert new[0].details["last_invite"] == T.isoformat()
+    # a new call from the second source is seen through the ledger, not a table scan
+    later = await store.add(T + timedelta(minutes=20))
+    async with store.db.session() as session:
+        await session.execute(
+            update(Recording).where(Recording.id == later).values(source="tcp:10.1.1.2:5061")
+        )
+        await session.commit()
+    assert await m.check(T + timedelta(minutes=30)) == []
+    assert m.firing["src_silent"] == 1  # 10.1.1.1 still silent (alerted already)
+    new = await m.check(T + timedelta(minutes=36))
+    assert [a.details["last_invite"] for a in new if a.subject == "src:10.1.1.2"] == [
+        (T + timedelta(minutes=20)).isoformat()
+    ]
     # Saturday: silence is normal
     saturday = datetime(2026, 11, 7, 12, 0, tzinfo=UTC)
     m2 = monitor(store, src_sources=("10.1.1.3",), business_hours=("mon-fri 08:00-18:00",))
