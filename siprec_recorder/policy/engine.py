@@ -234,6 +234,7 @@ class PolicyEngine:
         self._max_wait = max_wait
         self._uncounted_emergencies = 0
         self._counter_task: asyncio.Task[None] | None = None
+        self._counter_lock = asyncio.Lock()
 
     def invalidate(self) -> None:
         """The policy changed in this process: reload before (or soon after) the next call."""
@@ -390,15 +391,18 @@ class PolicyEngine:
         waits for the database (e.g. for SQLite's write lock during a bulk import); a failed
         write is logged and retried with the next emergency call or :meth:`close`.
         """
-        while self._uncounted_emergencies:
-            count = self._uncounted_emergencies
-            try:
-                async with transaction(self._db) as session:
-                    await bump_counter(session, COUNTER_EMERGENCY_CALLS, count)
-            except Exception:  # noqa: BLE001 - the count stays in memory for the next try
-                log.exception("cannot write the emergency call counter; will retry")
-                return
-            self._uncounted_emergencies -= count
+        # One writer at a time: two flushes that both read the same pending count (the
+        # background task and emergency_calls()) would write it twice.
+        async with self._counter_lock:
+            while self._uncounted_emergencies:
+                count = self._uncounted_emergencies
+                try:
+                    async with transaction(self._db) as session:
+                        await bump_counter(session, COUNTER_EMERGENCY_CALLS, count)
+                except Exception:  # noqa: BLE001 - the count stays in memory for the next try
+                    log.exception("cannot write the emergency call counter; will retry")
+                    return
+                self._uncounted_emergencies -= count
 
     async def emergency_calls(self) -> int:
         """How many emergency calls were refused so far (flushing the ones in memory first)."""
