@@ -96,7 +96,7 @@ class Recorder:
         root.mkdir(parents=True, exist_ok=True)
         self.keyring = self._keyring()
         self.db = Database(c.database_url)
-        await self.db.open()
+        await self.db.open(auto_migrate=c.auto_migrate)
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .config import Config, load_config
 from .errors import ConfigError
+from .storage.migrations import SchemaError
 
 __all__ = ["CliContext", "main"]
 
@@ -74,7 +75,7 @@ async def _with_db(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
 
     config.recordings_path.mkdir(parents=True, exist_ok=True)
     db = Database(config.database_url)
-    await db.open()
+    await db.open(auto_migrate=config.auto_migrate)
     try:
         return await fn(db)
     finally:
@@ -220,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
         mod.register(sub)
         for name in set(sub.choices) - before:
             _wrap_admin(sub.choices[name])
+    from .storage.cli import register as register_db
+
+    register_db(sub)
     return parser
 
 
@@ -244,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except ConfigError as exc:
         print(f"siprec-recorder: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaError as exc:
+        print(f"siprec-recorder: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

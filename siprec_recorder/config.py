@@ -94,6 +94,7 @@ class StorageConfig:
     encryption_key_file: str = ""
     encryption_key_env: str = ""
     encryption_old_key_files: tuple[str, ...] = ()  # retired keys, kept to read old files
+    auto_migrate: bool | None = None  # unset: upgrade the schema on start for SQLite only
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,13 @@ class Config:
         path = self.recordings_path.resolve() / "index.sqlite3"
         return f"sqlite+aiosqlite:///{path}"
 
+    @property
+    def auto_migrate(self) -> bool:
+        """Upgrade the schema on start: as set, else only for SQLite (one node, no DBA)."""
+        if self.storage.auto_migrate is not None:
+            return self.storage.auto_migrate
+        return self.database_url.startswith("sqlite")
+
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig,
@@ -222,6 +230,8 @@ def parse_listen(spec: str) -> tuple[str, str, int]:
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"[{section}] {key}"
+    if default is None:  # an optional switch: unset means "decided from other keys"
+        return _coerce(section, key, value, False)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value

@@ -56,7 +56,7 @@ from siprec_recorder.errors import ConfigError
 from siprec_recorder.phone import normalize_number
 from siprec_recorder.storage.db import Database
 
-from .db import bump_counter, ensure_policy_schema, read_counter, transaction
+from .db import bump_counter, read_counter, transaction
 from .emergency import EmergencyMatcher
 from .models import (
     COUNTER_EMERGENCY_CALLS,
@@ -130,7 +130,6 @@ class NumberRule:
 
 async def load_rules(db: Database) -> dict[str, NumberRule]:
     """Read every number with its effective schedule (template or own slots)."""
-    await ensure_policy_schema(db)
     async with db.session() as session:
         template_slots: dict[int, list[str]] = {}
         for template_id, spec in await session.execute(
@@ -243,7 +242,6 @@ class PolicyEngine:
         """Reload the snapshot now (``force``), or only if the ``policy_version`` moved."""
         async with self._lock:
             wanted = self._wanted
-            await ensure_policy_schema(self._db)
             async with self._db.session() as session:
                 version = await read_counter(session, COUNTER_POLICY_VERSION)
             if force or self._rules is None or version != self._version or wanted != self._loaded:
@@ -392,6 +390,5 @@ class PolicyEngine:
     async def emergency_calls(self) -> int:
         """How many emergency calls were refused so far (flushing the ones in memory first)."""
         await self.flush_counters()
-        await ensure_policy_schema(self._db)
         async with self._db.session() as session:
             return await read_counter(session, COUNTER_EMERGENCY_CALLS)

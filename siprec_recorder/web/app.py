@@ -79,10 +79,9 @@ def create_app(
     app.state.portal = portal
 
     @app.middleware("http")
-    async def schema_and_headers(
+    async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        await portal.ensure_schema()
         response = await call_next(request)
         for name, value in _SECURITY_HEADERS.items():
             if name == "Content-Security-Policy" and request.url.path == "/api/docs":
