@@ -122,13 +122,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def go(db: Any) -> int:
-        problems = await verify(db, FileLayout(config.recordings_path))
+        from .app import open_store
+
+        store = open_store(config)
+        try:
+            problems = await verify(db, FileLayout(config.recordings_path), store=store)
+        finally:
+            await store.close()
         for p in problems:
             print(f"{p.kind}: {p.subject}: {p.detail}")
         if problems:
             print(f"{len(problems)} problem(s) found", file=sys.stderr)
             return 1
-        print("ok: every file matches the index and the ledger chain is intact")
+        where = "" if store.is_local else f" (in the folder or {store.url})"
+        print(f"ok: every file{where} matches the index and the ledger chain is intact")
         return 0
 
     return asyncio.run(_with_db(config, go))

@@ -95,6 +95,13 @@ class StorageConfig:
     encryption_key_env: str = ""
     encryption_old_key_files: tuple[str, ...] = ()  # retired keys, kept to read old files
     auto_migrate: bool | None = None  # unset: upgrade the schema on start for SQLite only
+    # Finished recordings in an S3-compatible store ("s3://bucket/prefix"); empty: the folder.
+    recordings_url: str = ""
+    s3_endpoint: str = ""  # e.g. "https://s3.example.net"; empty: AWS's own for s3_region
+    s3_region: str = "us-east-1"
+    s3_access_key_env: str = "AWS_ACCESS_KEY_ID"  # environment variables holding the key
+    s3_secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    object_lock: str = ""  # "compliance" | "governance": WORM retention set on every object
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +350,22 @@ def _validate(c: Config) -> None:
         raise ConfigError("[rtp] jitter_window: must be between 4 and 4096 packets")
     if not c.storage.recordings_dir:
         raise ConfigError("[storage] recordings_dir: must not be empty")
+    if "://" in c.storage.recordings_dir or c.storage.recordings_dir.lower().startswith("s3:"):
+        raise ConfigError(
+            "[storage] recordings_dir: a local folder (the spool and staging area), not a URL;"
+            f" put {c.storage.recordings_dir!r} in recordings_url"
+        )
+    if c.storage.recordings_url:
+        from .storage.objects import parse_store_url
+
+        try:
+            parse_store_url(c.storage.recordings_url)
+        except ValueError as exc:
+            raise ConfigError(f"[storage] recordings_url: {exc}") from None
+    if c.storage.object_lock not in ("", "compliance", "governance"):
+        raise ConfigError('[storage] object_lock: expected "", "compliance" or "governance"')
+    if c.storage.object_lock and not c.storage.recordings_url:
+        raise ConfigError("[storage] object_lock: needs an object store in recordings_url")
     if c.storage.flush_interval <= 0 or c.storage.flush_interval > 10:
         raise ConfigError("[storage] flush_interval: must be in (0, 10] seconds")
     if not 0 <= c.storage.index_batch_window <= 5:

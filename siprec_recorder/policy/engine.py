@@ -232,6 +232,9 @@ class PolicyEngine:
         self._first_load: asyncio.Task[None] | None = None
         self._max_wait = max_wait
         self._uncounted_emergencies = 0
+        # One flush at a time: two that read the same count before either subtracts it
+        # would write it twice.
+        self._flush_lock = asyncio.Lock()
         self._counter_task: asyncio.Task[None] | None = None
 
     def invalidate(self) -> None:
@@ -377,15 +380,16 @@ class PolicyEngine:
         waits for the database (e.g. for SQLite's write lock during a bulk import); a failed
         write is logged and retried with the next emergency call or :meth:`close`.
         """
-        while self._uncounted_emergencies:
-            count = self._uncounted_emergencies
-            try:
-                async with transaction(self._db) as session:
-                    await bump_counter(session, COUNTER_EMERGENCY_CALLS, count)
-            except Exception:  # noqa: BLE001 - the count stays in memory for the next try
-                log.exception("cannot write the emergency call counter; will retry")
-                return
-            self._uncounted_emergencies -= count
+        async with self._flush_lock:
+            while self._uncounted_emergencies:
+                count = self._uncounted_emergencies
+                try:
+                    async with transaction(self._db) as session:
+                        await bump_counter(session, COUNTER_EMERGENCY_CALLS, count)
+                except Exception:  # noqa: BLE001 - the count stays in memory for the next try
+                    log.exception("cannot write the emergency call counter; will retry")
+                    return
+                self._uncounted_emergencies -= count
 
     async def emergency_calls(self) -> int:
         """How many emergency calls were refused so far (flushing the ones in memory first)."""

@@ -67,7 +67,7 @@ def create_app(
         policy=policy,
         auth=AuthService(db, settings),
         cases=CaseService(db, settings),
-        recordings=RecordingService(db, root, country_code=country_code),
+        recordings=RecordingService(db, root, country_code=country_code, store=settings.store),
     )
     app = FastAPI(
         title="siprec-recorder portal",
