@@ -228,9 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
         mod.register(sub)
         for name in set(sub.choices) - before:
             _wrap_admin(sub.choices[name])
+    from .compliance.export_cli import register_verify
     from .storage.cli import register as register_db
 
     register_db(sub)
+    register_verify(sub)
     return parser
 
 

@@ -49,7 +49,11 @@ def _iso(value: datetime) -> str:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``purge``, ``hold``, ``release``, ``retention`` and ``report`` to the main CLI."""
+    """Add ``purge``, ``hold``, ``release``, ``retention``, ``report`` and ``export`` to the
+    main CLI."""
+    from .export_cli import add_export
+
+    add_export(subparsers)
     p = subparsers.add_parser(
         "purge", help="delete recordings past retention and not on legal hold (audited)"
     )
