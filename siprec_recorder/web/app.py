@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from siprec_recorder.storage.db import Database
 
-from . import api, pages
+from . import api, export, pages
 from .auth import AuthService
 from .cases import CaseService
 from .errors import Redirect, Unauthorized, WebError
@@ -102,6 +102,7 @@ def create_app(
         return pages.error_page(request, exc.status, exc.message)
 
     app.include_router(api.router)
+    app.include_router(export.router)
     if policy is not None:
         from .numbers import api_router, page_router
 
