@@ -39,6 +39,11 @@ PASSWORD = "first-password-1"
 NEW_PASSWORD = "a much longer new password 7"
 
 
+def _metric(text: str, name: str) -> int:
+    (line,) = [x for x in text.splitlines() if x.startswith(name + " ")]
+    return int(float(line.split()[1]))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -272,8 +277,8 @@ def test_store_outage_under_fifty_calls_loses_nothing(
         # While the store is away nothing has gone: every MP3 is still on local disk.
         assert all((rec.recordings / r["file"]).is_file() for r in rows)
         text = httpx.get(f"http://{metrics_host}:{metrics_port}/metrics").text
-        failures = int(text.split("siprec_store_upload_failures_total ")[1].split()[0])
-        pending = int(text.split("siprec_store_pending ")[1].split()[0])
+        failures = _metric(text, "siprec_store_upload_failures_total")
+        pending = _metric(text, "siprec_store_pending")
         assert failures > 0 and pending > 0, text
         s3.start()
         deadline = time.monotonic() + 120
@@ -295,7 +300,8 @@ def test_store_outage_under_fifty_calls_loses_nothing(
         )
         assert res.returncode == 0, res.stdout + res.stderr
         text = httpx.get(f"http://{metrics_host}:{metrics_port}/metrics").text
-        assert "siprec_store_uploaded_total 50" in text and "siprec_store_pending 0" in text
+        assert _metric(text, "siprec_store_uploaded_total") == 50
+        assert _metric(text, "siprec_store_pending") == 0
     finally:
         rec.stop()
 
