@@ -78,10 +78,6 @@ class Uploader:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
-    def nudge(self) -> None:
-        """A recording was just finished: run a pass now rather than at the next tick."""
-        self._wake.set()
-
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="uploader")
 
