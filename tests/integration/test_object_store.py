@@ -243,7 +243,8 @@ def test_store_outage_under_fifty_calls_loses_nothing(
     seaweed_factory: list[SeaweedS3], tmp_path: Path
 ) -> None:
     """The store goes away for 30 s while 50 calls are live and end: every recording waits on
-    local disk, is retried, and is in the store once it is back; verify passes."""
+    local disk and is retried; the recorder is killed meanwhile; once both are back every
+    recording is in the store and verify passes."""
     s3 = SeaweedS3(tmp_path / "s3")
     seaweed_factory.append(s3)
     s3.start()
@@ -280,7 +281,12 @@ def test_store_outage_under_fifty_calls_loses_nothing(
         failures = _metric(text, "siprec_store_upload_failures_total")
         pending = _metric(text, "siprec_store_pending")
         assert failures > 0 and pending > 0, text
+        # The recorder dies too (SIGKILL) while the store is away: the queue is the folder,
+        # so the next start uploads what the dead one could not.
+        rec.kill()
         s3.start()
+        rec.start()
+        metrics_host, metrics_port = rec.listeners["metrics"]
         deadline = time.monotonic() + 120
         while any((rec.recordings / r["file"]).exists() for r in rows):
             assert time.monotonic() < deadline, rec.log()[-3000:]
