@@ -24,7 +24,7 @@ from .config import Config, parse_listen
 from .logging_setup import setup_logging
 from .metrics import MetricsServer
 
-__all__ = ["Recorder", "run"]
+__all__ = ["Recorder", "open_store", "run"]
 
 log = logging.getLogger("siprec_recorder")
 
@@ -61,6 +61,27 @@ async def _warm_up(executor: Executor, workers: int) -> None:
     await asyncio.gather(*(loop.run_in_executor(executor, warm_up) for _ in range(workers)))
 
 
+def open_store(config: Config) -> Any:
+    """The finished recordings' store: the folder, or the object store of ``recordings_url``."""
+    from .storage.objects import FolderStore, S3Settings, S3Store, parse_store_url
+
+    st = config.storage
+    if not st.recordings_url:
+        return FolderStore(config.recordings_path)
+    bucket, prefix = parse_store_url(st.recordings_url)
+    return S3Store(
+        S3Settings(
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=st.s3_endpoint or None,
+            region=st.s3_region,
+            access_key_id=os.environ.get(st.s3_access_key_env) or None,
+            secret_access_key=os.environ.get(st.s3_secret_key_env) or None,
+            object_lock=st.object_lock,
+        )
+    )
+
+
 class Recorder:
     """Everything the ``serve`` command runs, built from one Config."""
 
@@ -80,6 +101,7 @@ class Recorder:
         self.policy_settings: Any = None
         self.keyring: Any = None
         self.assurance: Any = None
+        self.uploader: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -97,7 +119,7 @@ class Recorder:
         root.mkdir(parents=True, exist_ok=True)
         self.keyring = self._keyring()
         self.db = Database(c.database_url)
-        await self.db.open()
+        await self.db.open(auto_migrate=c.auto_migrate)
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
@@ -164,6 +186,13 @@ class Recorder:
         )
         srs_holder.append(self.srs)
         await self.srs.start()
+        if c.storage.recordings_url:
+            from .storage.uploader import Uploader
+
+            self.uploader = Uploader(
+                self.db, root, open_store(c), retention_years=c.storage.retention_years
+            )
+            await self.uploader.start()
         await self.sip.start(list(c.sip.listen), tls=self._tls_context())
         if settings.contact_port == 0 and self.sip.bound:
             self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
@@ -227,7 +256,11 @@ class Recorder:
         app = create_app(
             self.db,
             FileLayout(self.config.recordings_path),
-            WebSettings(secure_cookies=bool(c.tls_certificate), keyring=self.keyring),
+            WebSettings(
+                secure_cookies=bool(c.tls_certificate),
+                keyring=self.keyring,
+                store=open_store(self.config) if self.config.storage.recordings_url else None,
+            ),
             None,
         )
         app.state.recorder = self
@@ -262,6 +295,8 @@ class Recorder:
             await self.assurance.stop()
         if self.srs is not None:
             await self.srs.stop()
+        if self.uploader is not None:
+            await self.uploader.stop()
         if self.policy is not None:
             await self.policy.close()
         if self.sip is not None:

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from .config import Config, load_config
 from .errors import ConfigError
+from .storage.migrations import SchemaError
 
 __all__ = ["CliContext", "main"]
 
@@ -74,7 +75,7 @@ async def _with_db(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
 
     config.recordings_path.mkdir(parents=True, exist_ok=True)
     db = Database(config.database_url)
-    await db.open()
+    await db.open(auto_migrate=config.auto_migrate)
     try:
         return await fn(db)
     finally:
@@ -121,13 +122,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def go(db: Any) -> int:
-        problems = await verify(db, FileLayout(config.recordings_path))
+        from .app import open_store
+
+        store = open_store(config)
+        try:
+            problems = await verify(db, FileLayout(config.recordings_path), store=store)
+        finally:
+            await store.close()
         for p in problems:
             print(f"{p.kind}: {p.subject}: {p.detail}")
         if problems:
             print(f"{len(problems)} problem(s) found", file=sys.stderr)
             return 1
-        print("ok: every file matches the index and the ledger chain is intact")
+        where = "" if store.is_local else f" (in the folder or {store.url})"
+        print(f"ok: every file{where} matches the index and the ledger chain is intact")
         return 0
 
     return asyncio.run(_with_db(config, go))
@@ -221,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         mod.register(sub)
         for name in set(sub.choices) - before:
             _wrap_admin(sub.choices[name])
+    from .compliance.export_cli import register_verify
+    from .storage.cli import register as register_db
+
+    register_db(sub)
+    register_verify(sub)
     return parser
 
 
@@ -245,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except ConfigError as exc:
         print(f"siprec-recorder: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SchemaError as exc:
+        print(f"siprec-recorder: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -96,6 +96,14 @@ class StorageConfig:
     encryption_key_file: str = ""
     encryption_key_env: str = ""
     encryption_old_key_files: tuple[str, ...] = ()  # retired keys, kept to read old files
+    auto_migrate: bool | None = None  # unset: upgrade the schema on start for SQLite only
+    # Finished recordings in an S3-compatible store ("s3://bucket/prefix"); empty: the folder.
+    recordings_url: str = ""
+    s3_endpoint: str = ""  # e.g. "https://s3.example.net"; empty: AWS's own for s3_region
+    s3_region: str = "us-east-1"
+    s3_access_key_env: str = "AWS_ACCESS_KEY_ID"  # environment variables holding the key
+    s3_secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+    object_lock: str = ""  # "compliance" | "governance": WORM retention set on every object
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +237,13 @@ class Config:
         path = self.recordings_path.resolve() / "index.sqlite3"
         return f"sqlite+aiosqlite:///{path}"
 
+    @property
+    def auto_migrate(self) -> bool:
+        """Upgrade the schema on start: as set, else only for SQLite (one node, no DBA)."""
+        if self.storage.auto_migrate is not None:
+            return self.storage.auto_migrate
+        return self.database_url.startswith("sqlite")
+
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig,
@@ -269,6 +284,8 @@ def parse_listen(spec: str) -> tuple[str, str, int]:
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"[{section}] {key}"
+    if default is None:  # an optional switch: unset means "decided from other keys"
+        return _coerce(section, key, value, False)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -380,6 +397,22 @@ def _validate(c: Config) -> None:
         raise ConfigError("[rtp] jitter_window: must be between 4 and 4096 packets")
     if not c.storage.recordings_dir:
         raise ConfigError("[storage] recordings_dir: must not be empty")
+    if "://" in c.storage.recordings_dir or c.storage.recordings_dir.lower().startswith("s3:"):
+        raise ConfigError(
+            "[storage] recordings_dir: a local folder (the spool and staging area), not a URL;"
+            f" put {c.storage.recordings_dir!r} in recordings_url"
+        )
+    if c.storage.recordings_url:
+        from .storage.objects import parse_store_url
+
+        try:
+            parse_store_url(c.storage.recordings_url)
+        except ValueError as exc:
+            raise ConfigError(f"[storage] recordings_url: {exc}") from None
+    if c.storage.object_lock not in ("", "compliance", "governance"):
+        raise ConfigError('[storage] object_lock: expected "", "compliance" or "governance"')
+    if c.storage.object_lock and not c.storage.recordings_url:
+        raise ConfigError("[storage] object_lock: needs an object store in recordings_url")
     if c.storage.flush_interval <= 0 or c.storage.flush_interval > 10:
         raise ConfigError("[storage] flush_interval: must be in (0, 10] seconds")
     if not 0 <= c.storage.index_batch_window <= 5:

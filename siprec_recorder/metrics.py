@@ -64,6 +64,23 @@ def render_metrics(recorder: Any) -> str:
     assurance = getattr(recorder, "assurance", None)
     if assurance is not None:
         lines += assurance.metric_lines()
+    uploader = getattr(recorder, "uploader", None)
+    if uploader is not None:
+        u = uploader.counters
+        lines += [
+            "# HELP siprec_store_uploaded_total Recordings stored and verified in the store.",
+            "# TYPE siprec_store_uploaded_total counter",
+            f"siprec_store_uploaded_total {u.uploaded}",
+            "# HELP siprec_store_upload_failures_total Failed upload attempts (each is retried).",
+            "# TYPE siprec_store_upload_failures_total counter",
+            f"siprec_store_upload_failures_total {u.failures}",
+            "# HELP siprec_store_pending Finished recordings still waiting for the object store.",
+            "# TYPE siprec_store_pending gauge",
+            f"siprec_store_pending {u.pending}",
+            "# HELP siprec_store_bytes_total Bytes stored in the object store.",
+            "# TYPE siprec_store_bytes_total counter",
+            f"siprec_store_bytes_total {u.bytes}",
+        ]
     try:
         usage = shutil.disk_usage(srs.recordings_root)
         lines += [

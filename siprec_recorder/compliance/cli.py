@@ -49,7 +49,11 @@ def _iso(value: datetime) -> str:
 
 
 def register(subparsers: Any) -> None:
-    """Add ``purge``, ``hold``, ``release``, ``retention`` and ``report`` to the main CLI."""
+    """Add ``purge``, ``hold``, ``release``, ``retention``, ``report`` and ``export`` to the
+    main CLI."""
+    from .export_cli import add_export
+
+    add_export(subparsers)
     p = subparsers.add_parser(
         "purge", help="delete recordings past retention and not on legal hold (audited)"
     )
@@ -100,19 +104,43 @@ def _layout(ctx: Any) -> FileLayout:
     return FileLayout(ctx.config.recordings_path)
 
 
+async def _protect(ctx: Any, rec_ids: list[str]) -> int:
+    """Carry holds and retention to the objects already in the object store; 1 on error."""
+    if not ctx.config.storage.recordings_url or not rec_ids:
+        return 0
+    from siprec_recorder.app import open_store
+    from siprec_recorder.storage.uploader import sync_protection
+
+    store = open_store(ctx.config)
+    try:
+        errors = await sync_protection(ctx.db, store, rec_ids, retention_years=_years(ctx))
+    finally:
+        await store.close()
+    for error in errors:
+        print(f"error: object store: {error}", file=ctx.out)
+    return 1 if errors else 0
+
+
 def _years(ctx: Any) -> int:
     return int(ctx.config.storage.retention_years)
 
 
 async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
-    report = await purge(
-        ctx.db,
-        _layout(ctx),
-        _now(),
-        default_years=_years(ctx),
-        actor=ctx.actor,
-        dry_run=args.dry_run,
-    )
+    from siprec_recorder.app import open_store
+
+    store = open_store(ctx.config)
+    try:
+        report = await purge(
+            ctx.db,
+            _layout(ctx),
+            _now(),
+            default_years=_years(ctx),
+            actor=ctx.actor,
+            dry_run=args.dry_run,
+            store=store,
+        )
+    finally:
+        await store.close()
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), file=ctx.out)
     else:
@@ -125,14 +153,16 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
             )
         for rec_id in report.held:
             print(f"kept {rec_id}: past retention but on legal hold", file=ctx.out)
+        for refusal in report.refused:
+            print(f"refused by the store: {refusal}", file=ctx.out)
         for error in report.errors:
             print(f"error: {error}", file=ctx.out)
         print(
             f"{len(report.purged)} recording(s) {verb}, {len(report.held)} kept on legal hold, "
-            f"{len(report.errors)} error(s)",
+            f"{len(report.refused)} refused by the store, {len(report.errors)} error(s)",
             file=ctx.out,
         )
-    return 1 if report.errors else 0
+    return 1 if report.errors or report.refused else 0
 
 
 def _number_forms(ctx: Any, value: str) -> list[str] | None:
@@ -181,7 +211,7 @@ async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
                 f"{sum(not c.changed for c in changes)} already held",
                 file=ctx.out,
             )
-            return 0
+            return await _protect(ctx, [c.rec_id for c in changes])
         change = await set_hold(
             ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
         )
@@ -190,7 +220,7 @@ async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
         return 1
     what = "is now" if change.changed else "was already"
     print(f"recording {change.rec_id} {what} on legal hold", file=ctx.out)
-    return 0
+    return await _protect(ctx, [change.rec_id])
 
 
 async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
@@ -215,7 +245,7 @@ async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
                 f"{sum(c.changed for c in changes)} recording(s) released from legal hold",
                 file=ctx.out,
             )
-            return 0
+            return await _protect(ctx, [c.rec_id for c in changes])
         change = await release_hold(
             ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
         )
@@ -224,7 +254,7 @@ async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
         return 1
     what = "released from" if change.changed else "was not on"
     print(f"recording {change.rec_id} {what} legal hold", file=ctx.out)
-    return 0
+    return await _protect(ctx, [change.rec_id])
 
 
 async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
@@ -253,7 +283,7 @@ async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
                 f"{len(result.extended)} existing recording(s) extended",
                 file=ctx.out,
             )
-            return 0
+            return await _protect(ctx, [c.rec_id for c in result.extended])
         change = await extend_recording(
             ctx.db,
             args.recording_id,
@@ -271,7 +301,7 @@ async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
         f"recording {change.rec_id} kept until {_iso(change.after)} (was {_iso(change.before)})",
         file=ctx.out,
     )
-    return 0
+    return await _protect(ctx, [change.rec_id])
 
 
 async def cmd_retention_show(args: argparse.Namespace, ctx: Any) -> int:

@@ -5,8 +5,7 @@
   whether it was made before or after the rule. A rule is only ever raised, never lowered,
   so no recording's retention is ever shortened by it. Every change is also a ledger event.
 
-Importing this module before :meth:`~siprec_recorder.storage.db.Database.open` creates the
-table (the open step ends with ``create_all(checkfirst=True)``).
+The table comes from the migrations (:mod:`siprec_recorder.storage.migrations`).
 """
 
 from __future__ import annotations

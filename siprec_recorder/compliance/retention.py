@@ -58,6 +58,7 @@ from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.files import FileLayout, fsync_dir
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import Recording, RecordingParticipant
+from siprec_recorder.storage.objects import DeleteRefused
 
 from .models import RetentionRule
 
@@ -528,6 +529,8 @@ class PurgeReport:
     purged: list[PurgeItem] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # past retention, kept for a legal hold
     errors: list[str] = field(default_factory=list)
+    # The object store would not delete (Object Lock): "id: reason"; retried next run.
+    refused: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -536,6 +539,7 @@ class PurgeReport:
             "purged": [p.to_dict() for p in self.purged],
             "held": list(self.held),
             "errors": list(self.errors),
+            "refused": list(self.refused),
         }
 
 
@@ -568,8 +572,10 @@ async def purge(
     actor: str = "system",
     dry_run: bool = False,
     batch_size: int = 500,
+    store: Any = None,
 ) -> PurgeReport:
-    """Delete the media of every finished recording past retention and not on legal hold."""
+    """Delete the media of every finished recording past retention and not on legal hold
+    (from the folder, and from ``store`` when it is an object store)."""
     now = _aware(now)
     report = PurgeReport(now=now, dry_run=dry_run)
     # Cheap SQL pre-filter; a superset of what is due (365 days <= one calendar year), exact
@@ -606,7 +612,7 @@ async def purge(
             break
         after = (candidates[-1].start, candidates[-1].id)
         for rec in candidates:
-            await _purge_candidate(db, layout, rec, rules, report, default_years, actor, now)
+            await _purge_candidate(db, layout, rec, rules, report, default_years, actor, now, store)
     return report
 
 
@@ -619,6 +625,7 @@ async def _purge_candidate(
     default_years: int,
     actor: str,
     now: datetime,
+    store: Any = None,
 ) -> None:
     if rec.state == PURGED_STATE:  # a purge cut short: finish it
         due = PurgeItem(
@@ -641,7 +648,10 @@ async def _purge_candidate(
         report.purged.append(due)
         return
     try:
-        done = await _purge_one(db, layout, rec, due, actor=actor, now=now)
+        done = await _purge_one(db, layout, rec, due, actor=actor, now=now, store=store)
+    except DeleteRefused as exc:  # the row keeps naming the object; the next run retries
+        report.refused.append(f"{rec.id}: {exc}")
+        return
     except Exception as exc:  # one bad file must not stop the run; reported, exit != 0
         report.errors.append(f"{rec.id}: {type(exc).__name__}: {exc}")
         return
@@ -665,6 +675,7 @@ async def _purge_one(
     *,
     actor: str,
     now: datetime,
+    store: Any = None,
 ) -> str:
     file, sidecar = rec.file, rec.sidecar
     if due.state_before != PURGED_STATE:
@@ -707,6 +718,10 @@ async def _purge_one(
     if file:
         rels += await asyncio.to_thread(layout.raw_rtp_files, file)
     await asyncio.to_thread(_unlink_recording_files, layout, rels)
+    if store is not None and not store.is_local:
+        # The MP3 last: a sidecar never outlives it. Refusals leave the row as it is.
+        for rel in sorted(rels, key=lambda r: r == file):
+            await store.delete(rel)
     # Step 3: the row no longer names them.
     async with db.session() as session:
         await session.execute(

@@ -1,48 +1,30 @@
-"""Small database helpers of the policy layer: schema creation and one-transaction scopes."""
+"""Small database helpers of the policy layer: one-transaction scopes and counters.
+
+The policy tables come from the migrations (:mod:`siprec_recorder.storage.migrations`)."""
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.models import Base
 
-from .models import COUNTER_POLICY_VERSION, POLICY_TABLES, PolicyCounter
+from .models import COUNTER_POLICY_VERSION, PolicyCounter
 
 __all__ = [
     "bump_counter",
     "bump_policy_version",
-    "ensure_policy_schema",
     "read_counter",
     "transaction",
 ]
-
-_ready: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-async def ensure_policy_schema(db: Database) -> None:
-    """Create the policy tables if missing (idempotent; once per ``Database`` object)."""
-    if db in _ready:
-        return
-    async with db.engine.begin() as conn:
-        await conn.run_sync(
-            lambda sync_conn: Base.metadata.create_all(
-                sync_conn, tables=list(POLICY_TABLES), checkfirst=True
-            )
-        )
-    _ready.add(db)
 
 
 @asynccontextmanager
 async def transaction(db: Database) -> AsyncIterator[AsyncSession]:
     """A session whose work commits on success and rolls back on any error."""
-    await ensure_policy_schema(db)
     async with db.session() as session:
         try:
             yield session

@@ -56,7 +56,7 @@ from siprec_recorder.errors import ConfigError
 from siprec_recorder.phone import normalize_number
 from siprec_recorder.storage.db import Database
 
-from .db import bump_counter, ensure_policy_schema, read_counter, transaction
+from .db import bump_counter, read_counter, transaction
 from .emergency import EmergencyMatcher
 from .models import (
     COUNTER_EMERGENCY_CALLS,
@@ -130,7 +130,6 @@ class NumberRule:
 
 async def load_rules(db: Database) -> dict[str, NumberRule]:
     """Read every number with its effective schedule (template or own slots)."""
-    await ensure_policy_schema(db)
     async with db.session() as session:
         template_slots: dict[int, list[str]] = {}
         for template_id, spec in await session.execute(
@@ -233,6 +232,9 @@ class PolicyEngine:
         self._first_load: asyncio.Task[None] | None = None
         self._max_wait = max_wait
         self._uncounted_emergencies = 0
+        # One flush at a time: two that read the same count before either subtracts it
+        # would write it twice.
+        self._flush_lock = asyncio.Lock()
         self._counter_task: asyncio.Task[None] | None = None
         self._counter_lock = asyncio.Lock()
 
@@ -244,7 +246,6 @@ class PolicyEngine:
         """Reload the snapshot now (``force``), or only if the ``policy_version`` moved."""
         async with self._lock:
             wanted = self._wanted
-            await ensure_policy_schema(self._db)
             async with self._db.session() as session:
                 version = await read_counter(session, COUNTER_POLICY_VERSION)
             if force or self._rules is None or version != self._version or wanted != self._loaded:
@@ -391,9 +392,7 @@ class PolicyEngine:
         waits for the database (e.g. for SQLite's write lock during a bulk import); a failed
         write is logged and retried with the next emergency call or :meth:`close`.
         """
-        # One writer at a time: two flushes that both read the same pending count (the
-        # background task and emergency_calls()) would write it twice.
-        async with self._counter_lock:
+        async with self._flush_lock:
             while self._uncounted_emergencies:
                 count = self._uncounted_emergencies
                 try:
@@ -407,6 +406,5 @@ class PolicyEngine:
     async def emergency_calls(self) -> int:
         """How many emergency calls were refused so far (flushing the ones in memory first)."""
         await self.flush_counters()
-        await ensure_policy_schema(self._db)
         async with self._db.session() as session:
             return await read_counter(session, COUNTER_EMERGENCY_CALLS)

@@ -48,7 +48,7 @@ from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import User, utcnow
 
-from .db import bump_policy_version, ensure_policy_schema, read_counter, transaction
+from .db import bump_policy_version, read_counter, transaction
 from .errors import CsvImportError, RowProblem, RuleError, ScheduleError
 from .models import (
     COUNTER_POLICY_VERSION,
@@ -530,7 +530,6 @@ def plan_import(
 
 async def load_state(db: Database) -> CurrentState:
     """Read numbers, templates and users for :func:`plan_import`."""
-    await ensure_policy_schema(db)
     state = CurrentState()
     async with db.session() as session:
         state.version = await read_counter(session, COUNTER_POLICY_VERSION)

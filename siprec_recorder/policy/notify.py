@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import utcnow
 
-from .db import ensure_policy_schema, transaction
+from .db import transaction
 from .models import PolicyNotification
 
 __all__ = ["NotificationWorker"]
@@ -104,7 +104,6 @@ class NotificationWorker:
 
         Notifications of one number go out in order: a later one waits for the one before.
         """
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             rows = await session.execute(
                 select(

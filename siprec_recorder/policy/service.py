@@ -45,7 +45,7 @@ from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import User, utcnow
 
-from .db import bump_policy_version, ensure_policy_schema, read_counter, transaction
+from .db import bump_policy_version, read_counter, transaction
 from .errors import NotFoundError, RuleError, ScheduleError
 from .models import (
     COUNTER_EMERGENCY_CALLS,
@@ -572,7 +572,6 @@ class PolicyService:
     async def get_number(self, number: str) -> NumberView:
         """One number; :class:`NotFoundError` if it does not exist."""
         e164 = self.normalize(number)
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             return await self._view(session, await self._row(session, e164))
 
@@ -580,7 +579,6 @@ class PolicyService:
         self, *, include_inactive: bool = True, user: str | None = None
     ) -> list[NumberView]:
         """Every number, sorted; optionally only active ones or one user's."""
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             templates: dict[int, str] = {}
             for tid, tname in await session.execute(select(PolicyTemplate.id, PolicyTemplate.name)):
@@ -684,7 +682,6 @@ class PolicyService:
 
     async def list_templates(self) -> list[TemplateView]:
         """Every template with its slots and number of users, sorted by name."""
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             counts = dict(
                 (
@@ -703,7 +700,6 @@ class PolicyService:
 
     async def get_template(self, name: str) -> TemplateView:
         """One template; :class:`NotFoundError` if it does not exist."""
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             row = await self._template(session, name.strip())
             slots = await self._template_slots(session, row.id)
@@ -754,13 +750,11 @@ class PolicyService:
 
     async def emergency_calls(self) -> int:
         """How many emergency calls were refused (the only trace they leave)."""
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             return await read_counter(session, COUNTER_EMERGENCY_CALLS)
 
     async def pending_notifications(self) -> list[dict[str, Any]]:
         """Notifications not delivered yet (oldest first)."""
-        await ensure_policy_schema(self.db)
         async with self.db.session() as session:
             rows = await session.scalars(
                 select(PolicyNotification)

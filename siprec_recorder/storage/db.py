@@ -1,4 +1,4 @@
-"""The index database: an async SQLAlchemy engine plus a small versioned migration runner.
+"""The index database: an async SQLAlchemy engine, its SQLite settings and its migrations.
 
 Theory of operation
 -------------------
@@ -9,42 +9,20 @@ data), ``foreign_keys=ON`` and a busy timeout, so that several connections (and 
 beside the server) wait for each other instead of failing. PostgreSQL
 (``postgresql+asyncpg://``) needs none of that.
 
-Migrations: the table ``schema_version`` holds one row per applied migration. :data:`MIGRATIONS`
-is an ordered list of ``(version, description, function)``; :meth:`Database.open` applies every
-migration not recorded yet, all in one transaction under the database's write lock. A migration is
-a plain function of a synchronous ``Connection`` (run through ``run_sync``), so later ones can
-use ``op``-style DDL (``ALTER TABLE ... ADD COLUMN``) or data fixes written with SQLAlchemy
-Core.
-
-Migration 1 creates every table of ``Base.metadata`` *as the metadata stands when it runs*.
-Other packages (``policy/``, ``web/``) declare their tables on the same ``Base``; they are part
-of the schema as long as their modules are imported before :meth:`Database.open`. Because an
-install may first be opened without a package that was added later, ``open()`` always ends
-with a base step ``Base.metadata.create_all(checkfirst=True)``: it creates tables that do not
-exist yet and never touches an existing one. Changes to an *existing* table always need a new
-numbered migration.
+Migrations: the schema of every package comes from one Alembic history shipped in
+:mod:`.migrations`. :meth:`Database.open` takes the database's write lock (SQLite
+``BEGIN IMMEDIATE``, PostgreSQL an advisory lock for the transaction), refuses a schema newer
+than this code knows, and upgrades an older one when ``auto_migrate`` is on (else refuses it
+with the command to run), all in one transaction: a failing migration leaves no trace on
+PostgreSQL, and two nodes starting together migrate once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Connection,
-    DateTime,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    event,
-    insert,
-    select,
-    text,
-)
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -53,57 +31,17 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from .models import Base
+from .migrations import SchemaError, check_and_upgrade, current_revision
 
 __all__ = [
-    "MIGRATIONS",
     "Database",
-    "Migration",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "SchemaError",
     "default_sqlite_url",
-    "schema_version_table",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 _MIGRATION_LOCK_KEY = 0x5349_5052_4543_0001
-
-Migration = tuple[int, str, Callable[[Connection], None]]
-
-# Kept apart from Base.metadata: the runner needs it before any migration has run.
-_runner_metadata = MetaData()
-schema_version_table = Table(
-    "schema_version",
-    _runner_metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("description", String(255), nullable=False),
-    Column("applied_at", DateTime(timezone=False), nullable=False),
-)
-
-
-def _migration_1_initial(conn: Connection) -> None:
-    """Create every table declared on ``Base`` (storage, plus any package imported so far)."""
-    Base.metadata.create_all(conn, checkfirst=True)
-
-
-def _migration_2_ledger_head(conn: Connection) -> None:
-    """Create ``ledger_head`` and its one row, pointing at the current last ledger entry."""
-    head = Base.metadata.tables["ledger_head"]
-    ledger = Base.metadata.tables["ledger"]
-    head.create(conn, checkfirst=True)
-    if conn.execute(select(head.c.id)).first() is not None:
-        return
-    last = conn.execute(
-        select(ledger.c.seq, ledger.c.hash).order_by(ledger.c.seq.desc()).limit(1)
-    ).first()
-    seq, digest = (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
-    conn.execute(insert(head).values(id=1, seq=seq, hash=digest))
-
-
-#: The ordered migrations. Append new ones; never edit or reorder an applied one.
-MIGRATIONS: list[Migration] = [
-    (1, "initial schema: all tables of Base.metadata", _migration_1_initial),
-    (2, "ledger_head: append lock and tail anchor of the ledger", _migration_2_ledger_head),
-]
 
 
 def default_sqlite_url(recordings_dir: Path | str) -> str:
@@ -152,20 +90,18 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.dialect_name == "postgresql"
 
-    async def open(self) -> None:
-        """Create the database (SQLite: its folder too) and apply pending migrations."""
+    async def open(self, *, auto_migrate: bool = True) -> None:
+        """Create the database (SQLite: its folder too); check and, if allowed, upgrade it.
+
+        Raises :class:`SchemaError` (one line saying what to do) for a schema newer than this
+        code knows, or an older one when ``auto_migrate`` is off.
+        """
         if self._sqlite_path is not None:
             self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        await self.migrate()
+        await self.migrate(upgrade=auto_migrate)
 
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations, then create missing tables; returns the versions applied.
-
-        Everything runs in one transaction that first takes the database's write lock
-        (SQLite ``BEGIN IMMEDIATE``; PostgreSQL an advisory lock), so a failing migration
-        leaves no trace and two processes starting together migrate one after the other.
-        """
-        applied: list[int] = []
+    async def migrate(self, *, upgrade: bool = True) -> tuple[str | None, str]:
+        """Check the schema and upgrade it to the head: ``(revision before, revision after)``."""
         async with self.engine.connect() as conn:
             if self.is_sqlite:
                 # pysqlite would not open a transaction before DDL on its own.
@@ -175,33 +111,17 @@ class Database:
                     text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY}
                 )
             try:
-                await conn.run_sync(lambda c: _runner_metadata.create_all(c, checkfirst=True))
-                done = set(await conn.scalars(select(schema_version_table.c.version)))
-                for version, description, function in MIGRATIONS:
-                    if version in done:
-                        continue
-                    await conn.run_sync(function)
-                    await conn.execute(
-                        insert(schema_version_table).values(
-                            version=version,
-                            description=description,
-                            applied_at=datetime.now(UTC).replace(tzinfo=None),
-                        )
-                    )
-                    applied.append(version)
-                # Base step: tables declared (by any package) after the first migration.
-                await conn.run_sync(lambda c: Base.metadata.create_all(c, checkfirst=True))
+                result = await conn.run_sync(lambda c: check_and_upgrade(c, upgrade=upgrade))
             except BaseException:
                 await conn.rollback()
                 raise
             await conn.commit()
-        return applied
+        return result
 
-    async def schema_version(self) -> int:
-        """The highest applied migration (0 when none)."""
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at (``None`` before the first migration)."""
         async with self.engine.connect() as conn:
-            rows = await conn.execute(select(schema_version_table.c.version))
-            return max((int(r[0]) for r in rows), default=0)
+            return await conn.run_sync(current_revision)
 
     async def close(self) -> None:
         """Close every pooled connection."""

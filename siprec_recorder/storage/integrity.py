@@ -11,7 +11,13 @@ Theory of operation
   for the raw RTP of a leg whose codec could not be decoded (``<mp3>.leg<n>.pcap``), from the
   one its sidecar stream records under ``raw_rtp``;
 * ``unknown``: an ``.mp3`` in the tree (the spool excluded) that no index row points to;
-* ``chain``: the audit ledger's hash chain is broken (see :mod:`.ledger`).
+* ``chain``: the audit ledger's hash chain is broken (see :mod:`.ledger`);
+* ``unprotected``: (object store with Object Lock) an object's retention, as the store
+  reports it, ends before the recording's ``retention_until``, or a held recording's object
+  has no legal hold.
+
+With an object store, a recording no longer in the local folder (uploaded) is checked in the
+store instead: the SHA-256 and size the store reports for the object against the index.
 
 Hashing is blocking I/O and runs in a worker thread, one file at a time, so the check can run
 beside a live recorder. It reads only; repairing is a human decision.
@@ -24,8 +30,9 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 
@@ -38,7 +45,7 @@ from .models import Recording
 
 __all__ = ["Problem", "ProblemKind", "sha256_file", "verify"]
 
-ProblemKind = Literal["modified", "missing", "unknown", "chain"]
+ProblemKind = Literal["modified", "missing", "unknown", "chain", "unprotected"]
 _BLOCK = 1 << 20
 
 
@@ -83,6 +90,13 @@ def _check_file(layout: FileLayout, rel: str, sha: str | None, size: int | None)
     return None
 
 
+def _is_local(layout: FileLayout, rel: str) -> bool:
+    try:
+        return layout.absolute(rel).is_file()
+    except LocalProtocolError:
+        return False
+
+
 def _check_raw_rtp(layout: FileLayout, sidecar: str) -> list[Problem]:
     """The raw-RTP captures a sidecar names, against the hashes it gives for them."""
     try:
@@ -112,8 +126,48 @@ def _check_raw_rtp(layout: FileLayout, sidecar: str) -> list[Problem]:
     return problems
 
 
-async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True) -> list[Problem]:
-    """Every problem found (``[]`` when the store is intact)."""
+async def _check_object(
+    store: Any,
+    rel: str,
+    sha: str | None,
+    size: int | None,
+    retention_until: datetime | None = None,
+    legal_hold: bool = False,
+) -> Problem | None:
+    from .objects import StoreError
+
+    try:
+        info = await store.head(rel)
+    except StoreError as exc:
+        return Problem("missing", rel, f"object store: {exc}")
+    if info is None:
+        return Problem("missing", rel, f"neither in the folder nor in {store.url}")
+    if info.sha256 is None:
+        return Problem("modified", rel, "the object store keeps no SHA-256 of this object")
+    if sha is not None and info.sha256 != sha:
+        return Problem("modified", rel, f"stored sha256 {info.sha256} differs from indexed {sha}")
+    if size is not None and info.size != size:
+        return Problem("modified", rel, f"stored size {info.size} differs from indexed {size}")
+    if getattr(getattr(store, "settings", None), "object_lock", ""):
+        if retention_until is not None:
+            wanted = (
+                retention_until if retention_until.tzinfo else retention_until.replace(tzinfo=UTC)
+            )
+            if info.retain_until is None or info.retain_until < wanted - timedelta(seconds=1):
+                return Problem(
+                    "unprotected", rel, f"store retention {info.retain_until} < {wanted}"
+                )
+        if legal_hold and not info.legal_hold:
+            return Problem("unprotected", rel, "held, but the store has no legal hold on it")
+    return None
+
+
+async def verify(
+    db: Database, layout: FileLayout, *, check_ledger: bool = True, store: Any = None
+) -> list[Problem]:
+    """Every problem found (``[]`` when the store is intact); ``store``: the object store
+    finished recordings are uploaded to (None or a folder store: the folder only)."""
+    remote = store is not None and not store.is_local
     problems: list[Problem] = []
     async with db.session() as session:
         rows = (
@@ -124,6 +178,8 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
                     Recording.sidecar,
                     Recording.sha256,
                     Recording.size_bytes,
+                    Recording.retention_until,
+                    Recording.legal_hold,
                 )
                 .where(Recording.file.is_not(None))
                 .order_by(Recording.start, Recording.id)
@@ -131,11 +187,19 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
         ).all()
         chain = await verify_chain(session) if check_ledger else []
     known: set[str] = set()
-    for state, file, sidecar, sha, size in rows:
+    for state, file, sidecar, sha, size, until, held in rows:
         if file is None:
             continue
         known.add(file)
         problem = await asyncio.to_thread(_check_file, layout, file, sha, size)
+        if remote and problem is not None and problem.kind == "missing":
+            problem = await _check_object(store, file, sha, size, until, bool(held))
+            if state == "purged" and problem is not None and problem.kind == "missing":
+                continue
+            if sidecar and state != "purged" and not _is_local(layout, sidecar):
+                if await store.head(sidecar) is None:
+                    problems.append(Problem("missing", sidecar, "sidecar not in the store"))
+                sidecar = None
         if state == "purged":
             # Disposed of after retention (in the ledger); a purge cut short by a crash
             # leaves the path in the row until it is resumed. Not a problem either way.
@@ -152,6 +216,7 @@ async def verify(db: Database, layout: FileLayout, *, check_ledger: bool = True)
             except LocalProtocolError as exc:
                 problems.append(Problem("modified", sidecar, f"sidecar path: {exc}"))
     on_disk = await asyncio.to_thread(lambda: list(layout.iter_recordings()))
+
     for rel in on_disk:
         if rel not in known:
             problems.append(Problem("unknown", rel, "not in the index"))

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from siprec_recorder.storage.db import Database
 
-from . import api, pages
+from . import api, export, pages
 from .auth import AuthService
 from .cases import CaseService
 from .errors import Redirect, Unauthorized, WebError
@@ -67,7 +67,7 @@ def create_app(
         policy=policy,
         auth=AuthService(db, settings),
         cases=CaseService(db, settings),
-        recordings=RecordingService(db, root, country_code=country_code),
+        recordings=RecordingService(db, root, country_code=country_code, store=settings.store),
     )
     app = FastAPI(
         title="siprec-recorder portal",
@@ -79,10 +79,9 @@ def create_app(
     app.state.portal = portal
 
     @app.middleware("http")
-    async def schema_and_headers(
+    async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        await portal.ensure_schema()
         response = await call_next(request)
         for name, value in _SECURITY_HEADERS.items():
             if name == "Content-Security-Policy" and request.url.path == "/api/docs":
@@ -103,6 +102,7 @@ def create_app(
         return pages.error_page(request, exc.status, exc.message)
 
     app.include_router(api.router)
+    app.include_router(export.router)
     if policy is not None:
         from .numbers import api_router, page_router
 

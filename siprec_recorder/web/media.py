@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 from fastapi.responses import Response, StreamingResponse
 
-__all__ = ["parse_range", "range_response", "range_response_bytes"]
+__all__ = ["StoredAudio", "parse_range", "range_response", "range_response_bytes"]
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
@@ -57,15 +59,37 @@ async def _stream(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """A recording in the object store: ``key`` of ``store``, ``size`` bytes."""
+
+    store: Any
+    key: str
+    size: int
+
+    def stream(self, first: int, length: int) -> AsyncIterator[bytes]:
+        return self.store.stream(self.key, first, length)  # type: ignore[no-any-return]
+
+
 def range_response(
-    path: Path,
+    path: Path | StoredAudio,
     range_header: str | None,
     *,
     media_type: str = "audio/mpeg",
     download_name: str | None = None,
 ) -> Response:
-    """The response for a GET of ``path`` with an optional ``Range`` header."""
-    size = path.stat().st_size
+    """The response for a GET of ``path`` (a file, or an object: a ranged GET of only the
+    bytes asked for) with an optional ``Range`` header."""
+    if isinstance(path, StoredAudio):
+        size = path.size
+        stream = path.stream
+    else:
+        size = path.stat().st_size
+        file = path
+
+        def stream(first: int, length: int) -> AsyncIterator[bytes]:
+            return _stream(file, first, length)
+
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, no-store"}
     if download_name:
         headers["Content-Disposition"] = f'attachment; filename="{download_name}"'
@@ -75,14 +99,14 @@ def range_response(
     if wanted is None or isinstance(wanted, str):
         headers["Content-Length"] = str(size)
         return StreamingResponse(
-            _stream(path, 0, size), status_code=200, media_type=media_type, headers=headers
+            stream(0, size), status_code=200, media_type=media_type, headers=headers
         )
     first, last = wanted
     length = last - first + 1
     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     headers["Content-Length"] = str(length)
     return StreamingResponse(
-        _stream(path, first, length), status_code=206, media_type=media_type, headers=headers
+        stream(first, length), status_code=206, media_type=media_type, headers=headers
     )
 
 

@@ -12,7 +12,6 @@ database (only hashes of their tokens), so a restart does not log anybody out.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
 from sqlalchemy import (
     Boolean,
@@ -23,7 +22,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql.schema import Table
 
 from siprec_recorder.storage.models import Base, UTCDateTime
 
@@ -37,7 +35,6 @@ __all__ = [
     "PendingLogin",
     "RecordingLabel",
     "WebSession",
-    "web_tables",
 ]
 
 RIGHTS: tuple[str, ...] = ("list", "play", "label")
@@ -141,19 +138,3 @@ class PendingLogin(Base):
     login: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-def web_tables() -> list[Table]:
-    """The tables this package owns, for ``create_all(tables=...)``."""
-    return [
-        cast(Table, m.__table__)
-        for m in (
-            Label,
-            RecordingLabel,
-            Case,
-            AccessRequest,
-            AccessRequestEvent,
-            WebSession,
-            PendingLogin,
-        )
-    ]

@@ -10,8 +10,7 @@ log out.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
-from siprec_recorder.storage.models import Base
 
 from .access import Scope
 from .auth import AuthService, Principal
 from .cases import CaseService
 from .errors import Forbidden, Unauthorized
-from .models import web_tables
 from .recordings import RecordingService
 from .security import same_token
 from .settings import WebSettings
@@ -50,21 +47,6 @@ class Portal:
     auth: AuthService
     cases: CaseService
     recordings: RecordingService
-    _schema_ready: bool = False
-    _schema_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def ensure_schema(self) -> None:
-        """Create the portal's tables once (the recorder may have migrated before import)."""
-        if self._schema_ready:
-            return
-        async with self._schema_lock:
-            if self._schema_ready:
-                return
-            async with self.db.engine.begin() as conn:
-                await conn.run_sync(
-                    lambda c: Base.metadata.create_all(c, tables=web_tables(), checkfirst=True)
-                )
-            self._schema_ready = True
 
     def session_token(self, request: Request) -> tuple[str | None, bool]:
         """(token, came_from_cookie)."""

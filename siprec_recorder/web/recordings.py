@@ -23,6 +23,7 @@ from siprec_recorder.storage.models import Recording, RecordingParticipant, User
 
 from .access import Scope, numbers_of_login
 from .errors import BadRequest, Forbidden, NotFound, Unavailable
+from .media import StoredAudio
 from .models import Case, Label, RecordingLabel
 from .security import as_utc
 
@@ -105,10 +106,13 @@ def _selects_with_numbers(numbers: list[str]) -> list[Select[Any]]:
 class RecordingService:
     """Read access to the index for the portal."""
 
-    def __init__(self, db: Database, files_root: Path, *, country_code: str = "32") -> None:
+    def __init__(
+        self, db: Database, files_root: Path, *, country_code: str = "32", store: Any = None
+    ) -> None:
         self._db = db
         self._root: Path = files_root
         self._cc = country_code
+        self._store = store
 
     def _visible(self, q: Select[Any], scope: Scope) -> Select[Any]:
         if scope.principal.reads_all:
@@ -312,8 +316,14 @@ class RecordingService:
             raise NotFound("the audio file of this recording is missing")
         return path
 
-    async def audio(self, doc: dict[str, Any], keyring: Any) -> Path | bytes:
-        """The audio of a recording: its path when stored in clear, else the decrypted bytes."""
+    async def audio(self, doc: dict[str, Any], keyring: Any) -> Path | bytes | StoredAudio:
+        """The audio of a recording: its path when stored in clear, else the decrypted bytes;
+        a recording already moved to the object store is streamed from there."""
+        if self._store is not None and not self._store.is_local:
+            try:
+                self.audio_path(doc)
+            except NotFound:
+                return await self._stored_audio(doc, keyring)
         path = self.audio_path(doc)
         with path.open("rb") as fh:
             head = fh.read(16)
@@ -322,6 +332,28 @@ class RecordingService:
         from siprec_recorder.compliance.crypto import DecryptionError, decrypt_for
 
         blob = await asyncio.to_thread(path.read_bytes)
+        try:
+            return await asyncio.to_thread(decrypt_for, blob, keyring, doc.get("key_id"))
+        except DecryptionError as exc:
+            raise Unavailable(f"cannot decrypt this recording: {exc}") from None
+
+    async def _stored_audio(self, doc: dict[str, Any], keyring: Any) -> bytes | StoredAudio:
+        from siprec_recorder.storage.objects import StoreError
+
+        rel = doc.get("file")
+        if not rel or not doc.get("has_audio"):
+            raise NotFound("this recording has no audio file")
+        try:
+            info = await self._store.head(str(rel))
+        except StoreError as exc:
+            raise Unavailable(f"the object store cannot be reached: {exc}") from None
+        if info is None:
+            raise NotFound("the audio file of this recording is missing")
+        if doc.get("key_id") is None:
+            return StoredAudio(self._store, str(rel), info.size)
+        from siprec_recorder.compliance.crypto import DecryptionError, decrypt_for
+
+        blob = await self._store.read(str(rel))  # decryption needs the whole object
         try:
             return await asyncio.to_thread(decrypt_for, blob, keyring, doc.get("key_id"))
         except DecryptionError as exc:

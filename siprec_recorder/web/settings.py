@@ -38,3 +38,5 @@ class WebSettings:
     # Keys for recordings encrypted at rest (a ``compliance.crypto.KeyRing`` or one key);
     # None: encrypted recordings cannot be played (clear ones always can).
     keyring: Any = None
+    # The object store finished recordings go to (None: they stay in the folder).
+    store: Any = None

@@ -33,7 +33,10 @@ async def test_hold_purge_release_extend_report(store: Store) -> None:
     res = store.cli("purge")
     assert res.returncode == 0, res.stderr
     assert f"purged {due}" in res.stdout
-    assert "1 recording(s) purged, 1 kept on legal hold, 0 error(s)" in res.stdout
+    assert (
+        "1 recording(s) purged, 1 kept on legal hold, 0 refused by the store, 0 error(s)"
+        in res.stdout
+    )
     assert not (store.root / files[due]).exists()
     assert (store.root / files[held]).exists()
 

@@ -335,6 +335,9 @@ _ALLOWED_DELETERS = {
     "siprec_recorder/storage/files.py": "write_atomic/cleanup_parts: own .part files only",
     "siprec_recorder/storage/spool.py": "the live spool of a call, after it is finalised",
     "siprec_recorder/testing.py": "the test harness's own ready file",
+    "siprec_recorder/storage/objects.py": "ObjectStore.delete: called by purge only",
+    "siprec_recorder/storage/uploader.py": "the local copy, once stored and verified in the store",
+    "siprec_recorder/web/export.py": "its own temporary folder of an export zip",
 }
 _DELETE_RE = re.compile(
     r"\.unlink\(|os\.remove\(|os\.unlink\(|shutil\.rmtree\(|\.rmdir\(|os\.removedirs\("

