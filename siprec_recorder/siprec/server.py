@@ -48,7 +48,9 @@ from ..sip.events import (
 from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
+from ..sip.uri import SipUri, parse_uri
 from ..storage.index import RecordingNotFound
+from ..wiretext import escape, wire_bytes
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
@@ -70,6 +72,7 @@ KNOWN_METHODS = {
 }
 SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
 MIN_SE = 90  # seconds, RFC 4028 section 4
+CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and logs
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,20 @@ def _uri_of(name_addr: str | None) -> str:
     if m:
         return m.group(1).strip()
     return name_addr.split(";", 1)[0].strip()
+
+
+def _remote_target(req: SipRequest, src: Any) -> str:
+    """Where our in-dialog requests go: the Contact, else the From, else the source address
+    (a malformed Contact must not make our own BYE unsendable)."""
+    for header in ("Contact", "From"):
+        uri = _uri_of(req.headers.get(header))
+        try:
+            if uri and isinstance(parse_uri(uri), SipUri):
+                return uri
+        except RemoteProtocolError:
+            continue
+    host = f"[{src.host}]" if ":" in src.host else src.host
+    return f"sip:{host}:{src.port}"
 
 
 def _reason(message: str) -> str:
@@ -509,7 +526,7 @@ class SessionRecordingServer:
             remote_tag=req.from_tag or "",
             local_tag=local_tag,
             source=src,
-            remote_target=_uri_of(req.headers.get("Contact")) or _uri_of(req.headers.get("From")),
+            remote_target=_remote_target(req, src),
             remote_uri=req.headers.get("From") or "",
             local_uri=req.headers.get("To") or "",
             started_at=now,
@@ -582,13 +599,38 @@ class SessionRecordingServer:
 
     async def _persist_start(self, s: RecordingSession) -> None:
         manifest = self._manifest(s)
-        s.spool = await asyncio.to_thread(self.spool.open_session, s.rec_id, manifest)
+        try:
+            s.spool = await asyncio.to_thread(self.spool.open_session, s.rec_id, manifest)
+        except Exception as exc:
+            # Already answered: the call cannot be refused any more, but it must not vanish.
+            log.exception("call %s: spool could not be created", escape(s.call_id, 256))
+            await self._index_unspooled(s, f"spool could not be created: {exc}")
+            raise
         try:
             await self.index.create_recording(self._new_recording_row(s, s.source))
         except Exception:
             # The spool holds the call; recovery or the end of the call will index it.
             log.exception("call %s: cannot create index row yet", s.call_id)
             s.index_pending = True
+
+    async def _index_unspooled(self, s: RecordingSession, reason: str) -> None:
+        """A ``failed`` row for an answered call whose audio has nowhere to go."""
+        from ..storage.index import FinishedRecording
+
+        try:
+            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.finish_recording(
+                s.rec_id,
+                FinishedRecording(
+                    end=datetime.fromtimestamp(self.clock(), UTC),
+                    duration_s=0.0,
+                    state="failed",
+                    reason=escape(reason, 500),
+                    codec=None,
+                ),
+            )
+        except Exception:
+            log.exception("call %s: cannot index the failed recording", escape(s.call_id, 256))
 
     def _note_refusal(self, req: SipRequest, src: Any, reason: str, now: float) -> None:
         """Leave a ``declined`` row for a call refused before a session existed, so that the
@@ -751,11 +793,12 @@ class SessionRecordingServer:
             uri = _uri_of(value)
             if not uri:
                 continue
+            name = _display_of(value)
             out.append(
                 {
                     "participant_id": role,
-                    "aor": uri,
-                    "name": _display_of(value),
+                    "aor": escape(uri, 512),
+                    "name": escape(name, 256) if name is not None else None,
                     "number": normalize_number(uri, country_code=cc),
                     "send": [],
                     "joined_at": None,
@@ -1168,7 +1211,7 @@ class SessionRecordingServer:
             try:
                 await s.setup
             except Exception:
-                log.exception("call %s: spool could not be created; recording lost", s.call_id)
+                # Logged and indexed as ``failed`` by _persist_start.
                 self.counters.failed += 1
                 return
         final_stats: dict[str, dict[str, Any]] = {}
@@ -1291,7 +1334,7 @@ class SessionRecordingServer:
         try:
             from ..sip.message import parse_message
 
-            msg = parse_message("\r\n".join(lines).encode())
+            msg = parse_message(wire_bytes("\r\n".join(lines)))
             self.sip.send_request(msg, s.source)
         except Exception:
             log.exception("call %s: cannot send BYE", s.call_id)
@@ -1329,12 +1372,22 @@ class SessionRecordingServer:
         # a crash can lose stays within one flush interval.
         self.ports.read_all()
         for s in live:
-            for leg in s.legs:
-                data = leg.receiver.take_spool_bytes()
-                if data:
-                    s.spool.append(leg.label, data)
+            try:
+                for leg in s.legs:
+                    data = leg.receiver.take_spool_bytes()
+                    if data:
+                        s.spool.append(leg.label, data)
+            except Exception:
+                # One call's trouble never stops the flush of the others.
+                log.exception("call %s: cannot spool its audio", escape(s.call_id, 256))
         if live:
-            await asyncio.to_thread(self.spool.flush_sessions, [s.spool for s in live])
+            await asyncio.to_thread(
+                self.spool.flush_sessions, [s.spool for s in live], self._flush_failed
+            )
+
+    def _flush_failed(self, spool: Any, exc: Exception) -> None:
+        # Called from the flush thread: only log (the buffers are kept for the next pass).
+        log.error("spool %s: flush failed (kept for the next pass): %s", spool.rec_id, exc)
 
     async def _expire(self, now: float) -> None:
         timeout = self.settings.inactivity_timeout
@@ -1387,9 +1440,12 @@ class SessionRecordingServer:
                 log.exception("cannot recover spool %s; left in place", rec_id)
         for row in await self.index.open_recordings():
             if row["id"] not in seen:
-                await self.index.mark_interrupted(
-                    row["id"], reason="recorder stopped before media was spooled"
-                )
+                try:
+                    await self.index.mark_interrupted(
+                        row["id"], reason="recorder stopped before media was spooled"
+                    )
+                except Exception:
+                    log.exception("cannot close open recording %s", row["id"])
 
     # ------------------------------------------------------------------ index rows
     def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
@@ -1397,7 +1453,7 @@ class SessionRecordingServer:
 
         return NewRecording(
             id=s.rec_id,
-            call_id=s.call_id,
+            call_id=escape(s.call_id, CALL_ID_LIMIT),
             siprec_session_id=s.siprec_session_id,
             start=datetime.fromtimestamp(s.started_at, UTC),
             direction=s.direction,
@@ -1447,7 +1503,7 @@ class SessionRecordingServer:
 
         return DeclinedCall(
             id=uuid.uuid4().hex,
-            call_id=req.call_id or "",
+            call_id=escape(req.call_id or "", CALL_ID_LIMIT),
             start=datetime.fromtimestamp(now, UTC),
             direction=direction,
             recorded_number=recorded,

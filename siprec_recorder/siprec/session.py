@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..sip.sdp import MediaDescription, SessionDescription
+from ..wiretext import escape
 from .answer import AcceptedStream, CodecChoice, choose_codec
 from .metadata import RecordingMetadata
 
@@ -158,7 +159,7 @@ class RecordingSession:
         """The spool manifest: everything a finaliser needs without the live objects."""
         return {
             "rec_id": self.rec_id,
-            "call_id": self.call_id,
+            "call_id": escape(self.call_id, 256),
             "siprec_session_id": self.siprec_session_id,
             "source": f"{self.source.transport}:{self.source.host}:{self.source.port}"
             if hasattr(self.source, "transport")
