@@ -124,6 +124,7 @@ class Recorder:
             inactivity_timeout=c.rtp.inactivity_timeout,
             flush_interval=c.storage.flush_interval,
             jitter_window=c.rtp.jitter_window,
+            rtp_latch=c.rtp.latch_source,
             max_sessions=c.sip.max_sessions,
             max_sessions_per_source=c.sip.max_sessions_per_source,
             allowed_sources=tuple(c.sip.allowed_sources),

@@ -71,6 +71,9 @@ class RtpConfig:
     port_max: int = 39998
     inactivity_timeout: float = 30.0  # seconds without RTP on every leg ends the session
     jitter_window: int = 64  # packets
+    # Media from the address the SDP offer names only; true: latch on the first packet from
+    # an allowed source instead (an SRC behind NAT, whose offer names its private address).
+    latch_source: bool = False
     srtp_suites: tuple[str, ...] = (
         "AES_CM_128_HMAC_SHA1_80",
         "AES_CM_128_HMAC_SHA1_32",

@@ -90,6 +90,7 @@ class SrsSettings:
     inactivity_timeout: float = 30.0
     flush_interval: float = 1.0
     jitter_window: int = 64
+    rtp_latch: bool = False
     max_sessions: int = 2000
     max_sessions_per_source: int = 1000
     allowed_sources: tuple[str, ...] = ()
@@ -913,6 +914,7 @@ class SessionRecordingServer:
             used_labels.discard(label)
             return refused
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
+        self._bind_media_source(endpoint, receiver, st)
         c = st.codec
         rtpmaps: dict[int, tuple[str, int, str | None]] = {
             c.payload_type: (c.encoding, c.clock_rate, c.fmtp)
@@ -949,6 +951,18 @@ class SessionRecordingServer:
             rtcp_mux=st.rtcp_mux,
             media=st.media,
         )
+
+    def _bind_media_source(self, endpoint: Any, receiver: Any, st: OfferedStream) -> None:
+        """Media of this stream only from where the offer says it comes from (or latched)."""
+        if hasattr(endpoint, "expect_source"):
+            endpoint.expect_source(
+                st.address,
+                st.port,
+                st.rtcp_port,
+                allowed=self.sources.allowed,
+                latch=self.settings.rtp_latch,
+                on_rejected=getattr(receiver, "reject_source", None),
+            )
 
     def _assign_participants(self, s: RecordingSession) -> None:
         senders: dict[str, Any] = {}
@@ -1057,6 +1071,11 @@ class SessionRecordingServer:
                 answer.append(_refused(st))
                 continue
             c = st.codec
+            if leg.endpoint is not None:
+                # A re-INVITE may name a new sender: its address, and its SSRC (RFC 3550 8.2).
+                self._bind_media_source(leg.endpoint, leg.receiver, st)
+                if hasattr(leg.receiver, "allow_new_sender"):
+                    leg.receiver.allow_new_sender()
             leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
             for pt, (enc, rate, _ch) in st.rtpmaps.items():
                 if pt not in leg.rtpmaps or leg.rtpmaps[pt][0].upper() != enc.upper():

@@ -42,11 +42,24 @@ class OfferedStream:
     crypto: tuple[tuple[str, str, str], ...]  # (tag, suite, key params)
     rtcp_mux: bool
     codec: CodecChoice | None
+    address: str | None = None  # where the SRC sends this stream from (c= of the m-line)
+    rtcp_port: int | None = None  # a=rtcp (RFC 3605), else port + 1, or port with rtcp-mux
 
 
 def _media_direction(m: MediaDescription, session_dir: str | None) -> str:
     d = m.direction
     return d if d else (session_dir or "sendrecv")
+
+
+def _rtcp_port(m: MediaDescription, mux: bool) -> int:
+    if mux:
+        return m.port
+    for name, value in m.attributes:
+        if name == "rtcp" and value:
+            head = value.split(None, 1)[0]
+            if head.isdigit():
+                return int(head)
+    return m.port + 1
 
 
 def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
@@ -60,6 +73,7 @@ def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
         rtpmaps = {pt: (r.encoding, r.clock_rate, r.channels or 1) for pt, r in m.rtpmaps.items()}
         fmtps = dict(m.fmtp)
         crypto = tuple((str(c.tag), c.suite, c.key_params) for c in m.crypto)
+        mux = any(name == "rtcp-mux" for name, _ in m.attributes)
         codec = (
             choose_codec(m.formats, rtpmaps, fmtps)
             if m.media == "audio" and m.port != 0 and m.proto.upper().startswith("RTP/")
@@ -77,8 +91,10 @@ def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
                 rtpmaps=rtpmaps,
                 fmtps=fmtps,
                 crypto=crypto,
-                rtcp_mux=any(name == "rtcp-mux" for name, _ in m.attributes),
+                rtcp_mux=mux,
                 codec=codec,
+                address=m.connection_address,
+                rtcp_port=_rtcp_port(m, mux),
             )
         )
     return out
