@@ -26,6 +26,8 @@ from .metrics import MetricsServer
 
 __all__ = ["Recorder", "run"]
 
+from .portrange import ephemeral_overlap
+
 log = logging.getLogger("siprec_recorder")
 
 
@@ -102,6 +104,16 @@ class Recorder:
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
         self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)
+        if (overlap := ephemeral_overlap(c.rtp.port_min, c.rtp.port_max)) is not None:
+            log.warning(
+                "[rtp] port_min..port_max (%d-%d) overlaps the kernel's ephemeral ports "
+                "(%d-%d, net.ipv4.ip_local_port_range): outgoing connections can take RTP "
+                "ports; move the range below %d",
+                c.rtp.port_min,
+                c.rtp.port_max,
+                *overlap,
+                overlap[0],
+            )
         self.executor = _executor(c.recording.workers)
         await _warm_up(self.executor, c.recording.workers)
         listeners = [parse_listen(s) for s in c.sip.listen]

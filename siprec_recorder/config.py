@@ -67,8 +67,8 @@ class RtpConfig:
 
     address: str = "127.0.0.1"
     advertised_address: str = ""  # c= address in the SDP answer; empty means `address`
-    port_min: int = 20000
-    port_max: int = 39998
+    port_min: int = 10000  # below Linux's ephemeral ports (32768-60999)
+    port_max: int = 29998
     inactivity_timeout: float = 30.0  # seconds without RTP on every leg ends the session
     jitter_window: int = 64  # packets
     # Media from the address the SDP offer names only; true: latch on the first packet from
