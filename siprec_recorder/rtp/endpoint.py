@@ -22,9 +22,9 @@ to what a crash or a BYE can lose.
 
 Media is bound to its session (RFC 3550 section 8.2 leaves the choice to the receiver; here
 the rule is strict, because a recording is evidence): :meth:`RtpEndpoint.expect_source` gives
-each socket the address the SDP offer named, and only datagrams from it reach the leg; any
+each socket the host the SDP offer named, and only datagrams from it reach the leg; any
 other is counted (``stats.rejected_source``) and dropped. In latching mode (an SRC behind
-NAT) the first datagram from an allowed host fixes the address instead. ``recvmmsg`` fills
+NAT) the first datagram from an allowed host fixes the address and port instead. ``recvmmsg`` fills
 the source address of every row beside its data, and the pump compares all rows of a chunk
 with their socket's expected address in one numpy comparison; only a chunk that holds a
 stranger's datagram takes a slower path.
@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import RecorderError
 from .chunk import PacketChunk, Segment, deliver_chunk
@@ -142,18 +143,24 @@ class _Reader:
         self.datagrams = 0
         # The source filter (see expect_source): the expected (host, port) and its key as
         # the bytes of a sockaddr at _KEY_SLICE, or latching (first allowed host wins).
-        self.peer: tuple[str, int] | None = None
+        self.peer: tuple[str, int | None] | None = None  # port None: any port of the host
         self.peer_key: bytes | None = None
+        self.peer_mask: bytes | None = None
         self.latch: Callable[[str], bool] | None = None
         self.on_rejected: Callable[[int], None] | None = None
+        self.rejected = 0
 
     @property
     def filtered(self) -> bool:
         return self.peer is not None or self.latch is not None
 
-    def set_peer(self, host: str, port: int) -> None:
+    def set_peer(self, host: str, port: int | None) -> None:
         self.peer = (host, port)
-        self.peer_key = _sockaddr_key(host, port)
+        self.peer_key = _sockaddr_key(host, port or 0)
+        mask = bytearray(b"\xff" * len(self.peer_key))
+        if port is None:
+            mask[0:2] = b"\x00\x00"
+        self.peer_mask = bytes(mask)
         self.latch = None
 
     def accepts(self, addr: Any) -> bool:
@@ -161,14 +168,23 @@ class _Reader:
         if self.peer is None:
             if self.latch is None:
                 return True
-            host, port = str(addr[0]), int(addr[1])
-            if not self.latch(host):
+            if not self.latch(str(addr[0])):
                 return False
-            self.set_peer(host, port)
+            self.set_peer(str(addr[0]), int(addr[1]))
             return True
-        return (str(addr[0]), int(addr[1])) == self.peer
+        host, want = self.peer
+        return str(addr[0]) == host and (want is None or int(addr[1]) == want)
 
-    def reject(self, n: int) -> None:
+    def reject(self, n: int, addr: Any) -> None:
+        if not self.rejected:
+            # Once per socket: enough to tell a misconfigured SRC (NAT) from an attack.
+            log.warning(
+                "RTP port %d: datagram from %s dropped, the session's media comes from %s",
+                self.sock.getsockname()[1],
+                addr,
+                self.peer or "the first allowed source",
+            )
+        self.rejected += n
         if self.on_rejected is not None:
             self.on_rejected(n)
 
@@ -188,7 +204,7 @@ class _Reader:
             return False
         self.datagrams += 1
         if self.filtered and not self.accepts(addr):
-            self.reject(1)
+            self.reject(1, addr)
             return True
         self.deliver(data, now)
         return True
@@ -289,9 +305,7 @@ class _MmsgBatch:
                 ]
             ),
         )
-        self._np_names = np.frombuffer(memoryview(self._names), dtype=np.uint8).reshape(
-            size, _NAME
-        )
+        self._np_names = np.frombuffer(memoryview(self._names), dtype=np.uint8).reshape(size, _NAME)
         self._used = 0
         self._segments: list[Segment] = []
         self._readers: list[_Reader] = []
@@ -350,7 +364,6 @@ class _MmsgBatch:
         except Exception:  # pragma: no cover - a bug here must not stop the pump
             log.exception("RTP chunk of %d datagrams could not be delivered", count)
 
-
     def _check_sources(
         self, segments: list[Segment], readers: list[_Reader], count: int
     ) -> list[Segment]:
@@ -373,16 +386,16 @@ class _MmsgBatch:
                         break
         width = hi - lo
         expected = np.zeros((count, width), dtype=np.uint8)
-        checked = np.zeros(count, dtype=bool)
+        mask = np.zeros((count, width), dtype=np.uint8)
         for reader, (_d, _l, start, n) in zip(readers, segments, strict=True):
             key = reader.peer_key
-            if key is not None and len(key) == width:
+            if key is not None and reader.peer_mask is not None and len(key) == width:
                 expected[start : start + n] = np.frombuffer(key, dtype=np.uint8)
-                checked[start : start + n] = True
+                mask[start : start + n] = np.frombuffer(reader.peer_mask, dtype=np.uint8)
             elif reader.filtered:  # latching, nobody allowed yet: everything is a stranger
-                checked[start : start + n] = True
                 expected[start : start + n] = 0xFF
-        bad = checked & (names[:, lo:hi] != expected).any(axis=1)
+                mask[start : start + n] = 0xFF
+        bad: npt.NDArray[np.bool_] = np.any((names[:, lo:hi] ^ expected) & mask, axis=1)
         if not bad.any():
             return segments
         out: list[Segment] = []
@@ -393,7 +406,7 @@ class _MmsgBatch:
             if not rejected:
                 out.append(seg)
                 continue
-            reader.reject(rejected)
+            reader.reject(rejected, _sockaddr_of(bytes(names[start + int(np.argmax(mine))])))
             for i in np.flatnonzero(~mine).tolist():
                 out.append((deliver, None, start + i, 1))
         return out
@@ -560,19 +573,21 @@ class RtpEndpoint:
         latch: bool = False,
         on_rejected: Callable[[int], None] | None = None,
     ) -> None:
-        """Accept RTP only from ``host:rtp_port`` and RTCP only from ``host:rtcp_port``.
+        """Accept RTP and RTCP only from ``host`` (any port: SRCs need not send from the port
+        they receive on, RFC 3550 does not ask it; SIPp does not), or, with ``rtp_port`` and
+        ``rtcp_port`` given, only from those ports of ``host``.
 
         With ``latch`` (an SRC behind NAT), or when the offer gives no usable address
         (``0.0.0.0``, port 0 or 9), the first datagram from a host that ``allowed`` accepts
         fixes the address of each socket instead. Every other datagram is dropped and
         counted through ``on_rejected``.
         """
-        usable = bool(host) and host not in ("0.0.0.0", "::") and rtp_port not in (None, 0, 9)
+        usable = bool(host) and host not in ("0.0.0.0", "::")
         for reader, port in ((self._rtp, rtp_port), (self._rtcp, rtcp_port)):
             if reader is None:
                 continue
             reader.on_rejected = on_rejected
-            if not latch and usable and host and port:
+            if not latch and usable and host:
                 reader.set_peer(host, port)
             else:
                 reader.peer = reader.peer_key = None

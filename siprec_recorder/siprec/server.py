@@ -955,10 +955,11 @@ class SessionRecordingServer:
     def _bind_media_source(self, endpoint: Any, receiver: Any, st: OfferedStream) -> None:
         """Media of this stream only from where the offer says it comes from (or latched)."""
         if hasattr(endpoint, "expect_source"):
+            # The offer's host, any port: SRCs (and SIPp) need not send from their m= port.
             endpoint.expect_source(
-                st.address,
-                st.port,
-                st.rtcp_port,
+                st.address if st.port not in (0, 9) else None,
+                None,
+                None,
                 allowed=self.sources.allowed,
                 latch=self.settings.rtp_latch,
                 on_rejected=getattr(receiver, "reject_source", None),
