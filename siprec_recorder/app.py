@@ -88,6 +88,7 @@ class Recorder:
         from .rtp.leg import LegReceiver
         from .sip.core import SipCore, TimerConfig
         from .sip.transport import SipService
+        from .siprec.admission import Budgets
         from .siprec.server import SessionRecordingServer, SrsSettings
         from .storage.db import Database
         from .storage.index import SqlIndex
@@ -146,6 +147,11 @@ class Recorder:
             min_free_mb=c.storage.min_free_mb,
             country_code=c.policy.country_code,
             session_expires=c.sip.session_expires,
+            accept_plain_invite=c.sip.accept_plain_invite,
+            budgets=Budgets(
+                max_media_lines=c.admission.max_media_lines,
+                max_ports_per_source=c.admission.max_ports_per_source,
+            ),
             srtp_suites=tuple(c.rtp.srtp_suites),
         )
         srs_holder: list[Any] = []

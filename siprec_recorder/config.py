@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 
 __all__ = [
+    "AdmissionConfig",
     "Config",
     "LogConfig",
     "MetricsConfig",
@@ -59,6 +60,17 @@ class SipConfig:
     t4: float = 5.0
     session_expires: int = 1800  # RFC 4028 default offered when the SRC asks for timers
     public_host: str = ""  # host put into Contact; empty means the listen address
+    # An INVITE without +sip.src and without Require: siprec is not a recording session
+    # (a scanner, a misrouted call): refused unless this is true.
+    accept_plain_invite: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionConfig:
+    """``[admission]``: what one source may take (see docs/security.md); 0 = no limit."""
+
+    max_media_lines: int = 16  # m-lines in one INVITE
+    max_ports_per_source: int = 0  # RTP port pairs held at once by one source host
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +164,7 @@ class Config:
     """The whole configuration."""
 
     sip: SipConfig = field(default_factory=SipConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
@@ -190,6 +203,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig,
+    "admission": AdmissionConfig,
     "rtp": RtpConfig,
     "storage": StorageConfig,
     "recording": RecordingConfig,

@@ -51,6 +51,7 @@ from ..sip.sdp import SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from ..storage.index import RecordingNotFound
 from ..wiretext import escape, wire_bytes
+from .admission import Admission, Budgets, is_siprec_invite
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
@@ -72,6 +73,7 @@ KNOWN_METHODS = {
 }
 SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
 MIN_SE = 90  # seconds, RFC 4028 section 4
+NOT_RECORDED = '399 - "not recorded"'  # every policy refusal says the same on the wire
 CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and logs
 
 
@@ -100,6 +102,8 @@ class SrsSettings:
     min_free_mb: int = 0
     country_code: str = "32"
     session_expires: int = 1800
+    accept_plain_invite: bool = False
+    budgets: Budgets = field(default_factory=Budgets)
     srtp_suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 
 
@@ -244,6 +248,7 @@ class SessionRecordingServer:
             settings.allowed_sources, settings.rate_limit_per_source, settings.rate_limit_burst
         )
         self.counters = Counters()
+        self.admission = Admission(settings.budgets)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[asyncio.Task[Any]] = set()
@@ -453,8 +458,19 @@ class SessionRecordingServer:
             status, reason, extra = check
             self._respond(tx, req, status, reason, headers=list(extra))
             return
+        if not self.settings.accept_plain_invite and not is_siprec_invite(req.headers):
+            # Not a recording session (no +sip.src, no Require: siprec): what a scanner sends.
+            self.counters.declined["not-siprec"] = self.counters.declined.get("not-siprec", 0) + 1
+            self._respond(tx, req, 403, "Forbidden", headers=[("Warning", NOT_RECORDED)])
+            return
         if not self.sources.take(host, now):
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[("Retry-After", "5"), ("Warning", '399 - "budget: invites-per-second"')],
+            )
             return
         if self._closing or len(self.sessions) >= self.settings.max_sessions:
             self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
@@ -519,6 +535,19 @@ class SessionRecordingServer:
             )
             return
 
+        refusal = self.admission.check(host, len(offered_audio))
+        if refusal is not None:
+            log.info("INVITE from %s refused: budget %s", host, refusal.budget)
+            self._respond(
+                tx,
+                req,
+                refusal.status,
+                refusal.reason_phrase,
+                to_tag=local_tag,
+                headers=refusal.headers,
+            )
+            self._note_refusal(req, src, f"budget: {refusal.budget}", now)
+            return
         recorded, other, direction = self._roles(participants, decision)
         rec_id = uuid.uuid4().hex
         session = RecordingSession(
@@ -567,11 +596,14 @@ class SessionRecordingServer:
                 headers=[("Retry-After", "10")],
             )
             return
+        session.ports_held = len(session.legs)
+        self.admission.hold(host, session.ports_held)
         self._assign_participants(session)
         session.session_expires = self._session_expires(req)
         session.refreshed_at = now
         session.last_answer = answer_streams
         if self._cancelled.pop(tx, None) is not None:
+            self.admission.release(host, session.ports_held)
             for leg in session.legs:
                 self._close_leg(leg)
             self._respond(tx, req, 487, "Request Terminated", to_tag=local_tag)
@@ -837,14 +869,10 @@ class SessionRecordingServer:
         self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
         if decision.emergency:
             self.counters.emergency += 1
-            # Nothing of an emergency call is kept but the counter.
+            # Nothing of an emergency call is kept but the counter; on the wire it looks like
+            # every other refusal, so that a scanner learns nothing about the numbers.
             self._respond(
-                tx,
-                req,
-                403,
-                "Forbidden",
-                to_tag=local_tag,
-                headers=[("Warning", '399 - "not recorded: emergency-number"')],
+                tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
             )
             return
         recorded, other, direction = self._roles(participants, decision)
@@ -854,13 +882,9 @@ class SessionRecordingServer:
             )
         except Exception:
             log.exception("call %s: cannot write declined row", req.call_id)
+        # The reason stays in the index row and the counters, not on the wire.
         self._respond(
-            tx,
-            req,
-            403,
-            "Forbidden",
-            to_tag=local_tag,
-            headers=[("Warning", f'399 - "not recorded: {reason}"')],
+            tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
         )
 
     # ------------------------------------------------------------------ media legs
@@ -1215,6 +1239,8 @@ class SessionRecordingServer:
         # last packet, not with our detection of the silence.
         s.extend_to_end = reason not in ("rtp timeout", "session expired", "no ACK")
         host = s.source.host
+        self.admission.release(host, s.ports_held)
+        s.ports_held = 0
         self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
         if self._per_source.get(host) == 0:
             self._per_source.pop(host, None)

@@ -168,6 +168,7 @@ class RecordingSession:
     key_id: str | None = None  # encryption at rest: the key this recording is written with
     extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
+    ports_held: int = 0  # RTP port pairs counted against the source's budget
 
     def manifest(
         self, *, channels: str, bitrate_kbps: int, retention_years: int, mp3_quality: int = 7
