@@ -473,11 +473,26 @@ class SessionRecordingServer:
             )
             return
         if self._closing or len(self.sessions) >= self.settings.max_sessions:
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: sessions"')],
+            )
             self._note_refusal(req, src, "recorder-at-capacity", now)
             return
         if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[
+                    ("Retry-After", "10"),
+                    ("Warning", '399 - "budget: sessions-per-source"'),
+                ],
+            )
             self._note_refusal(req, src, "source-at-capacity", now)
             return
         if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
@@ -586,14 +601,14 @@ class SessionRecordingServer:
         except Exception as exc:  # ports exhausted, bind failures, bad crypto
             for leg in session.legs:
                 self._close_leg(leg)
-            log.error("call %s: cannot open media: %s", call_id, exc)
+            log.error("call %s: cannot open media: %s", escape(call_id, CALL_ID_LIMIT), exc)
             self._respond(
                 tx,
                 req,
                 503,
                 "Service Unavailable",
                 to_tag=local_tag,
-                headers=[("Retry-After", "10")],
+                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: rtp-ports"')],
             )
             return
         session.ports_held = len(session.legs)
