@@ -166,7 +166,12 @@ class Recorder:
             srs_holder[0].on_rejected_source(address, data)
 
         self.sip = SipService(
-            core, on_event, source_filter=source_filter, on_rejected_source=on_rejected_source
+            core,
+            on_event,
+            source_filter=source_filter,
+            on_rejected_source=on_rejected_source,
+            max_connections_per_source=c.sip.max_connections_per_source,
+            first_message_timeout=c.sip.first_message_timeout,
         )
         self.srs = SessionRecordingServer(
             sip=self.sip,

@@ -63,6 +63,10 @@ class SipConfig:
     # An INVITE without +sip.src and without Require: siprec is not a recording session
     # (a scanner, a misrouted call): refused unless this is true.
     accept_plain_invite: bool = False
+    # TCP/TLS budgets: connections one source host may hold, and the seconds a connection
+    # may stay open without completing one SIP message (slowloris, silent connections).
+    max_connections_per_source: int = 64
+    first_message_timeout: float = 32.0
 
 
 @dataclass(frozen=True, slots=True)

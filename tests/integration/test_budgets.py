@@ -4,6 +4,7 @@ second source's calls are recorded untouched (the audit's "starvation" finding).
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import Any
 
@@ -116,3 +117,59 @@ def test_invite_rate_budget(recorder_factory: Any) -> None:
     assert refused and all(w == '399 - "budget: invites-per-second"' for _s, w in refused)
     other = siprec_call(target, source_ip=OTHER, duration=0.5)
     assert other.status == 200 and _recorded(rec, other.call_id)["state"] == "complete"
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> float | None:
+    """Seconds until the recorder closed ``sock`` (None: still open after ``seconds``)."""
+    t0 = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - t0 < seconds:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - t0
+        except TimeoutError:
+            continue
+        except OSError:
+            return time.monotonic() - t0
+    return None
+
+
+def test_tcp_connection_budgets(recorder_factory: Any) -> None:
+    rec = recorder_factory(sip={"max_connections_per_source": 3, "first_message_timeout": 2.0})
+    target = rec.listeners["tcp"]
+
+    def connect(source_ip: str) -> socket.socket:
+        s = socket.create_connection(target, timeout=5, source_address=(source_ip, 0))
+        return s
+
+    greedy = [connect(GREEDY) for _ in range(5)]
+    slow = connect("127.0.0.6")
+    silent = connect("127.0.0.7")
+    try:
+        # Past its budget, a source's connections are closed at once; the first three stay
+        # until the first-message timeout.
+        extra = [_closed_within(s, 1.0) for s in greedy[3:]]
+        assert all(t is not None for t in extra), extra
+        # Slowloris: a byte every 0.5 s of a message that never ends does not keep it open.
+        message = b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.6:5060"
+        t0 = time.monotonic()
+        closed_at = None
+        for byte in message:
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                closed_at = time.monotonic() - t0
+                break
+            if _closed_within(slow, 0.5) is not None:
+                closed_at = time.monotonic() - t0
+                break
+        assert closed_at is not None and closed_at < 6.0, closed_at
+        assert _closed_within(silent, 6.0) is not None  # never sent a byte
+        # Another source's call over TCP is recorded meanwhile.
+        other = siprec_call(target, transport="tcp", source_ip=OTHER, duration=0.5)
+        assert other.status == 200 and other.bye_status == 200
+        assert _recorded(rec, other.call_id)["state"] == "complete"
+        assert "budget connections-per-source (3) reached" in rec.log()
+    finally:
+        for s in (*greedy, slow, silent):
+            s.close()
