@@ -12,7 +12,7 @@ a resource that frees up (ports, sessions) and ``488`` for an offer that could n
 m-lines than one session may have).
 
 :func:`is_siprec_invite` tells a SIPREC session (RFC 7866 section 6.1.1: the SRC's Contact
-carries ``+sip.src``, and the INVITE requires ``siprec``) from a plain call, which a scanner
+carries ``+sip.src``; real SRCs also mark it as below) from a plain call, which a scanner
 (``svwar -m INVITE``) sends and which must not become a recording.
 
 Sans-IO: no sockets, no clock; the server calls :meth:`Admission.check`,
@@ -21,6 +21,7 @@ Sans-IO: no sockets, no clock; the server calls :meth:`Admission.check`,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,16 +52,22 @@ class Refusal:
         return out
 
 
-def is_siprec_invite(headers: Mapping[str, str] | object) -> bool:
-    """A SIPREC INVITE: ``+sip.src`` on the Contact, or ``siprec`` in Require."""
+_SRC_PARAM = re.compile(r";\s*\+?sip\.src\b|;\s*src\s*(?:[;=,]|$)", re.I)
+
+
+def is_siprec_invite(headers: Mapping[str, str] | object, body: bytes = b"") -> bool:
+    """A SIPREC INVITE, as real SRCs mark it: ``+sip.src`` on the Contact (RFC 7866), or
+    ``;src`` (BroadWorks, Webex: the draft's form), ``siprec`` in Require or Supported, or
+    RFC 7865 metadata in the body. A scanner's INVITE has none of these."""
     get = getattr(headers, "get", None)
     if get is None:
         return False
-    contact = str(get("Contact") or "")
-    if "+sip.src" in contact.lower():
+    if _SRC_PARAM.search(str(get("Contact") or "")):
         return True
-    require = str(get("Require") or "")
-    return "siprec" in (t.strip().lower() for t in require.split(","))
+    for name in ("Require", "Supported"):
+        if "siprec" in (t.strip().lower() for t in str(get(name) or "").split(",")):
+            return True
+    return b"application/rs-metadata" in body.lower()
 
 
 class Admission:

@@ -458,7 +458,7 @@ class SessionRecordingServer:
             status, reason, extra = check
             self._respond(tx, req, status, reason, headers=list(extra))
             return
-        if not self.settings.accept_plain_invite and not is_siprec_invite(req.headers):
+        if not self.settings.accept_plain_invite and not is_siprec_invite(req.headers, req.body):
             # Not a recording session (no +sip.src, no Require: siprec): what a scanner sends.
             self.counters.declined["not-siprec"] = self.counters.declined.get("not-siprec", 0) + 1
             self._respond(tx, req, 403, "Forbidden", headers=[("Warning", NOT_RECORDED)])
