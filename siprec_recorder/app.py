@@ -26,6 +26,8 @@ from .metrics import MetricsServer
 
 __all__ = ["Recorder", "open_store", "run"]
 
+from .portrange import ephemeral_overlap
+
 log = logging.getLogger("siprec_recorder")
 
 
@@ -109,6 +111,7 @@ class Recorder:
         from .rtp.leg import LegReceiver
         from .sip.core import SipCore, TimerConfig
         from .sip.transport import SipService
+        from .siprec.admission import Budgets
         from .siprec.server import SessionRecordingServer, SrsSettings
         from .storage.db import Database
         from .storage.index import SqlIndex
@@ -125,6 +128,16 @@ class Recorder:
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
         self.ports = PortPool(c.rtp.address, c.rtp.port_min, c.rtp.port_max)
+        if (overlap := ephemeral_overlap(c.rtp.port_min, c.rtp.port_max)) is not None:
+            log.warning(
+                "[rtp] port_min..port_max (%d-%d) overlaps the kernel's ephemeral ports "
+                "(%d-%d, net.ipv4.ip_local_port_range): outgoing connections can take RTP "
+                "ports; move the range below %d",
+                c.rtp.port_min,
+                c.rtp.port_max,
+                *overlap,
+                overlap[0],
+            )
         self.executor = _executor(c.recording.workers)
         await _warm_up(self.executor, c.recording.workers)
         listeners = [parse_listen(s) for s in c.sip.listen]
@@ -147,6 +160,7 @@ class Recorder:
             inactivity_timeout=c.rtp.inactivity_timeout,
             flush_interval=c.storage.flush_interval,
             jitter_window=c.rtp.jitter_window,
+            rtp_latch=c.rtp.latch_source,
             max_sessions=c.sip.max_sessions,
             max_sessions_per_source=c.sip.max_sessions_per_source,
             allowed_sources=tuple(c.sip.allowed_sources),
@@ -156,6 +170,11 @@ class Recorder:
             min_free_mb=c.storage.min_free_mb,
             country_code=c.policy.country_code,
             session_expires=c.sip.session_expires,
+            accept_plain_invite=c.sip.accept_plain_invite,
+            budgets=Budgets(
+                max_media_lines=c.admission.max_media_lines,
+                max_ports_per_source=c.admission.max_ports_per_source,
+            ),
             srtp_suites=tuple(c.rtp.srtp_suites),
         )
         srs_holder: list[Any] = []
@@ -170,7 +189,12 @@ class Recorder:
             srs_holder[0].on_rejected_source(address, data)
 
         self.sip = SipService(
-            core, on_event, source_filter=source_filter, on_rejected_source=on_rejected_source
+            core,
+            on_event,
+            source_filter=source_filter,
+            on_rejected_source=on_rejected_source,
+            max_connections_per_source=c.sip.max_connections_per_source,
+            first_message_timeout=c.sip.first_message_timeout,
         )
         self.srs = SessionRecordingServer(
             sip=self.sip,

@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 
 __all__ = [
+    "AdmissionConfig",
     "Config",
     "LogConfig",
     "MetricsConfig",
@@ -61,6 +62,21 @@ class SipConfig:
     t4: float = 5.0
     session_expires: int = 1800  # RFC 4028 default offered when the SRC asks for timers
     public_host: str = ""  # host put into Contact; empty means the listen address
+    # An INVITE without +sip.src and without Require: siprec is not a recording session
+    # (a scanner, a misrouted call): refused unless this is true.
+    accept_plain_invite: bool = False
+    # TCP/TLS budgets: connections one source host may hold, and the seconds a connection
+    # may stay open without completing one SIP message (slowloris, silent connections).
+    max_connections_per_source: int = 64
+    first_message_timeout: float = 32.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionConfig:
+    """``[admission]``: what one source may take (see docs/security.md); 0 = no limit."""
+
+    max_media_lines: int = 16  # m-lines in one INVITE
+    max_ports_per_source: int = 0  # RTP port pairs held at once by one source host
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +85,13 @@ class RtpConfig:
 
     address: str = "127.0.0.1"
     advertised_address: str = ""  # c= address in the SDP answer; empty means `address`
-    port_min: int = 20000
-    port_max: int = 39998
+    port_min: int = 10000  # below Linux's ephemeral ports (32768-60999)
+    port_max: int = 29998
     inactivity_timeout: float = 30.0  # seconds without RTP on every leg ends the session
     jitter_window: int = 64  # packets
+    # Media from the address the SDP offer names only; true: latch on the first packet from
+    # an allowed source instead (an SRC behind NAT, whose offer names its private address).
+    latch_source: bool = False
     srtp_suites: tuple[str, ...] = (
         "AES_CM_128_HMAC_SHA1_80",
         "AES_CM_128_HMAC_SHA1_32",
@@ -200,6 +219,7 @@ class Config:
     """The whole configuration."""
 
     sip: SipConfig = field(default_factory=SipConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     rtp: RtpConfig = field(default_factory=RtpConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
@@ -247,6 +267,7 @@ class Config:
 
 _SECTIONS: dict[str, type[Any]] = {
     "sip": SipConfig,
+    "admission": AdmissionConfig,
     "rtp": RtpConfig,
     "storage": StorageConfig,
     "recording": RecordingConfig,

@@ -32,13 +32,13 @@ def test_environment_overrides_file() -> None:
     c = load_config(
         ROOT / "config" / "recorder.toml",
         environ={
-            "SIPREC__RTP__PORT_MIN": "30000",
+            "SIPREC__RTP__PORT_MIN": "12000",
             "SIPREC__SIP__LISTEN": '["udp:0.0.0.0:5080"]',
             "SIPREC__RECORDING__CHANNELS": "stereo",
             "SIPREC__WEB__ENABLED": "false",
         },
     )
-    assert c.rtp.port_min == 30000
+    assert c.rtp.port_min == 12000
     assert c.sip.listen == ("udp:0.0.0.0:5080",)
     assert c.recording.channels == "stereo"
     assert c.web.enabled is False

@@ -20,6 +20,15 @@ reader. The spool flush (:meth:`PortPool.read_all`) and a closing leg
 (:meth:`RtpEndpoint.read_now`) read without waiting for the tick, so the tick adds nothing
 to what a crash or a BYE can lose.
 
+Media is bound to its session (RFC 3550 section 8.2 leaves the choice to the receiver; here
+the rule is strict, because a recording is evidence): :meth:`RtpEndpoint.expect_source` gives
+each socket the host the SDP offer named, and only datagrams from it reach the leg; any
+other is counted (``stats.rejected_source``) and dropped. In latching mode (an SRC behind
+NAT) the first datagram from an allowed host fixes the address and port instead. ``recvmmsg`` fills
+the source address of every row beside its data, and the pump compares all rows of a chunk
+with their socket's expected address in one numpy comparison; only a chunk that holds a
+stranger's datagram takes a slower path.
+
 The arrival time is the kernel's receive stamp (``SO_TIMESTAMP``), not the moment the loop
 got round to reading: the render places each leg on the wall clock by arrival, so a loop
 that was busy for 300 ms (a burst of INVITEs, a loaded machine) must not shift or stretch
@@ -41,6 +50,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import RecorderError
 from .chunk import PacketChunk, Segment, deliver_chunk
@@ -82,6 +92,29 @@ def _kernel_stamp(ancdata: list[tuple[int, int, bytes]], fallback: float) -> flo
     return fallback
 
 
+_NAME = 28  # sizeof(struct sockaddr_in6), room for either family
+# The port and address octets of a sockaddr_in (sin_port, sin_addr) or sockaddr_in6.
+_KEY_SLICE = {socket.AF_INET: (2, 8), socket.AF_INET6: (2, 24)}
+
+
+def _sockaddr_key(host: str, port: int) -> bytes:
+    """The octets a kernel writes at ``_KEY_SLICE`` for a datagram from (host, port)."""
+    if ":" in host:
+        # sin6_port, sin6_flowinfo (compared as zero), sin6_addr
+        return port.to_bytes(2, "big") + bytes(4) + socket.inet_pton(socket.AF_INET6, host)
+    return port.to_bytes(2, "big") + socket.inet_pton(socket.AF_INET, host)
+
+
+def _sockaddr_of(name: bytes) -> tuple[str, int] | None:
+    family = int.from_bytes(name[0:2], "little")
+    port = int.from_bytes(name[2:4], "big")
+    if family == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, name[4:8]), port
+    if family == socket.AF_INET6:
+        return socket.inet_ntop(socket.AF_INET6, name[8:24]), port
+    return None
+
+
 class _Reader:
     """Reads one non-blocking UDP socket, for the pool's pump or a loop reader callback.
 
@@ -108,15 +141,61 @@ class _Reader:
             except OSError:
                 self.kernel_stamps = False
         self.datagrams = 0
+        # The source filter (see expect_source): the expected (host, port) and its key as
+        # the bytes of a sockaddr at _KEY_SLICE, or latching (first allowed host wins).
+        self.peer: tuple[str, int | None] | None = None  # port None: any port of the host
+        self.peer_key: bytes | None = None
+        self.peer_mask: bytes | None = None
+        self.latch: Callable[[str], bool] | None = None
+        self.on_rejected: Callable[[int], None] | None = None
+        self.rejected = 0
+
+    @property
+    def filtered(self) -> bool:
+        return self.peer is not None or self.latch is not None
+
+    def set_peer(self, host: str, port: int | None) -> None:
+        self.peer = (host, port)
+        self.peer_key = _sockaddr_key(host, port or 0)
+        mask = bytearray(b"\xff" * len(self.peer_key))
+        if port is None:
+            mask[0:2] = b"\x00\x00"
+        self.peer_mask = bytes(mask)
+        self.latch = None
+
+    def accepts(self, addr: Any) -> bool:
+        """Whether a datagram from ``addr`` (a socket address tuple) is taken."""
+        if self.peer is None:
+            if self.latch is None:
+                return True
+            if not self.latch(str(addr[0])):
+                return False
+            self.set_peer(str(addr[0]), int(addr[1]))
+            return True
+        host, want = self.peer
+        return str(addr[0]) == host and (want is None or int(addr[1]) == want)
+
+    def reject(self, n: int, addr: Any) -> None:
+        if not self.rejected:
+            # Once per socket: enough to tell a misconfigured SRC (NAT) from an attack.
+            log.warning(
+                "RTP port %d: datagram from %s dropped, the session's media comes from %s",
+                self.sock.getsockname()[1],
+                addr,
+                self.peer or "the first allowed source",
+            )
+        self.rejected += n
+        if self.on_rejected is not None:
+            self.on_rejected(n)
 
     def read_one(self) -> bool:
         """Read one datagram and hand it on; False when there was none (or a socket error)."""
         try:
             if self.kernel_stamps:
-                data, anc, _flags, _addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
+                data, anc, _flags, addr = self.sock.recvmsg(MAX_DATAGRAM, _CMSG_SPACE)
                 now = _kernel_stamp(anc, 0.0) or self.clock()
             else:
-                data = self.sock.recv(MAX_DATAGRAM)
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
                 now = self.clock()
         except (BlockingIOError, InterruptedError):
             return False
@@ -124,6 +203,9 @@ class _Reader:
             log.debug("RTP socket error: %s", exc)
             return False
         self.datagrams += 1
+        if self.filtered and not self.accepts(addr):
+            self.reject(1, addr)
+            return True
         self.deliver(data, now)
         return True
 
@@ -177,9 +259,11 @@ class _MmsgBatch:
         self._recvmmsg = recvmmsg
         self._data = ctypes.create_string_buffer(MAX_DATAGRAM * size)
         self._ctrl = ctypes.create_string_buffer(self._CTRL * size)
+        self._names = ctypes.create_string_buffer(_NAME * size)
         self._iov = (_IoVec * size)()
         self._msgs = (_MMsgHdr * size)()
         data, ctrl = ctypes.addressof(self._data), ctypes.addressof(self._ctrl)
+        names = ctypes.addressof(self._names)
         for i in range(size):
             self._iov[i].base = data + MAX_DATAGRAM * i
             self._iov[i].len = MAX_DATAGRAM
@@ -188,6 +272,8 @@ class _MmsgBatch:
             hdr.iovlen = 1
             hdr.control = ctrl + self._CTRL * i
             hdr.controllen = self._CTRL
+            hdr.name = names + _NAME * i
+            hdr.namelen = _NAME
         self._addr = ctypes.addressof(self._msgs)
         self._stride = ctypes.sizeof(_MMsgHdr)
         rows = np.frombuffer(memoryview(self._data), dtype=np.uint8)
@@ -196,9 +282,13 @@ class _MmsgBatch:
             memoryview(self._msgs),
             dtype=np.dtype(
                 {
-                    "names": ["controllen", "len"],
-                    "formats": ["<u8", "<u4"],
-                    "offsets": [_MsgHdr.controllen.offset, _MMsgHdr.len.offset],
+                    "names": ["namelen", "controllen", "len"],
+                    "formats": ["<u4", "<u8", "<u4"],
+                    "offsets": [
+                        _MsgHdr.namelen.offset,
+                        _MsgHdr.controllen.offset,
+                        _MMsgHdr.len.offset,
+                    ],
                     "itemsize": self._stride,
                 }
             ),
@@ -215,8 +305,10 @@ class _MmsgBatch:
                 ]
             ),
         )
+        self._np_names = np.frombuffer(memoryview(self._names), dtype=np.uint8).reshape(size, _NAME)
         self._used = 0
         self._segments: list[Segment] = []
+        self._readers: list[_Reader] = []
 
     @classmethod
     def load(cls, size: int = 4096) -> _MmsgBatch | None:
@@ -242,15 +334,16 @@ class _MmsgBatch:
         if n <= 0:
             return 0  # nothing queued (EAGAIN) or a socket error (ICMP): nothing to do
         self._segments.append((reader.deliver, reader.leg, used, n))
+        self._readers.append(reader)
         self._used = used + n
         return n
 
     def dispatch(self) -> None:
         """Hand the rows read since the last dispatch to their sinks, and free them."""
-        count, segments = self._used, self._segments
+        count, segments, readers = self._used, self._segments, self._readers
         if not count:
             return
-        self._used, self._segments = 0, []
+        self._used, self._segments, self._readers = 0, [], []
         msgs = self._np_msgs[:count]
         ctrl = self._np_ctrl[:count]
         length = np.minimum(msgs["len"], MAX_DATAGRAM).astype(np.int64)
@@ -263,10 +356,60 @@ class _MmsgBatch:
         if not stamped.all():
             arrival[~stamped] = self.clock()
         msgs["controllen"] = self._CTRL  # the kernel shrank them: reset for the next read
+        msgs["namelen"] = _NAME
+        if any(r.filtered for r in readers):
+            segments = self._check_sources(segments, readers, count)
         try:
             deliver_chunk(PacketChunk(self._rows, length, arrival), segments)
         except Exception:  # pragma: no cover - a bug here must not stop the pump
             log.exception("RTP chunk of %d datagrams could not be delivered", count)
+
+    def _check_sources(
+        self, segments: list[Segment], readers: list[_Reader], count: int
+    ) -> list[Segment]:
+        """Drop the rows that did not come from their socket's expected address.
+
+        One comparison of every row's source octets with its socket's key (numpy, all rows
+        at once); the common chunk passes untouched. A segment holding a stranger's rows
+        is split around them, its pieces delivered datagram by datagram (``leg`` None: a
+        leg must appear in one segment only for the run fast path).
+        """
+        names = self._np_names[:count]
+        lo, hi = _KEY_SLICE[socket.AF_INET6 if names[0, 0] == socket.AF_INET6 else socket.AF_INET]
+        for reader, (_d, _l, start, n) in zip(readers, segments, strict=True):
+            if reader.latch is not None and reader.peer is None:
+                # Latching: the first row from an allowed host fixes the address (Python,
+                # once per stream).
+                for i in range(start, start + n):
+                    addr = _sockaddr_of(bytes(names[i]))
+                    if addr is not None and reader.accepts(addr):
+                        break
+        width = hi - lo
+        expected = np.zeros((count, width), dtype=np.uint8)
+        mask = np.zeros((count, width), dtype=np.uint8)
+        for reader, (_d, _l, start, n) in zip(readers, segments, strict=True):
+            key = reader.peer_key
+            if key is not None and reader.peer_mask is not None and len(key) == width:
+                expected[start : start + n] = np.frombuffer(key, dtype=np.uint8)
+                mask[start : start + n] = np.frombuffer(reader.peer_mask, dtype=np.uint8)
+            elif reader.filtered:  # latching, nobody allowed yet: everything is a stranger
+                expected[start : start + n] = 0xFF
+                mask[start : start + n] = 0xFF
+        bad: npt.NDArray[np.bool_] = np.any((names[:, lo:hi] ^ expected) & mask, axis=1)
+        if not bad.any():
+            return segments
+        out: list[Segment] = []
+        for reader, seg in zip(readers, segments, strict=True):
+            deliver, leg, start, n = seg
+            mine = bad[start : start + n]
+            rejected = int(mine.sum())
+            if not rejected:
+                out.append(seg)
+                continue
+            reader.reject(rejected, _sockaddr_of(bytes(names[start + int(np.argmax(mine))])))
+            for i in np.flatnonzero(~mine).tolist():
+                out.append((deliver, None, start + i, 1))
+        return out
 
 
 class _Pump:
@@ -419,6 +562,36 @@ class RtpEndpoint:
                 pump.add(loop, reader)
             else:
                 loop.add_reader(reader.sock.fileno(), reader.read_ready)
+
+    def expect_source(
+        self,
+        host: str | None,
+        rtp_port: int | None,
+        rtcp_port: int | None,
+        *,
+        allowed: Callable[[str], bool],
+        latch: bool = False,
+        on_rejected: Callable[[int], None] | None = None,
+    ) -> None:
+        """Accept RTP and RTCP only from ``host`` (any port: SRCs need not send from the port
+        they receive on, RFC 3550 does not ask it; SIPp does not), or, with ``rtp_port`` and
+        ``rtcp_port`` given, only from those ports of ``host``.
+
+        With ``latch`` (an SRC behind NAT), or when the offer gives no usable address
+        (``0.0.0.0``, port 0 or 9), the first datagram from a host that ``allowed`` accepts
+        fixes the address of each socket instead. Every other datagram is dropped and
+        counted through ``on_rejected``.
+        """
+        usable = bool(host) and host not in ("0.0.0.0", "::")
+        for reader, port in ((self._rtp, rtp_port), (self._rtcp, rtcp_port)):
+            if reader is None:
+                continue
+            reader.on_rejected = on_rejected
+            if not latch and usable and host:
+                reader.set_peer(host, port)
+            else:
+                reader.peer = reader.peer_key = None
+                reader.latch = allowed
 
     @property
     def datagrams(self) -> int:

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 MAX_DROPOUT = 3000
 STRAY_WINDOW = 1.0
+# A new SSRC is a new sender (RFC 3550 section 8.2) only when the current one has stopped
+# for this long, or after a re-INVITE (allow_new_sender): an SBC restarting its stream
+# stops the old one first, a third party injecting packets into a live call does not.
+SSRC_SWITCH_GAP = 0.1
 _FLAGS_OFFSET = 25  # offset of the flags octet inside a spool record header
 
 # RFC 3551 table 4/5 (audio only): pt -> (encoding, clock rate)
@@ -96,6 +100,7 @@ class LegReceiver:
         self._ssrc: int | None = None
         self._prev_ssrc: int | None = None
         self._switched_at = 0.0
+        self._sender_open = False
         self._seq: SequenceUnwrapper = SequenceUnwrapper()
         self._ts: TimestampUnwrapper = TimestampUnwrapper()
         self._unwrap_seq = self._seq.unwrap
@@ -181,6 +186,14 @@ class LegReceiver:
         except Exception:  # pragma: no cover - defensive: bad input must never escape
             self.stats.bad_packets += 1
             log.debug("leg %s: unexpected error on a packet", self.label, exc_info=True)
+
+    def allow_new_sender(self) -> None:
+        """The next new SSRC is taken at once (the SRC renegotiated: a re-INVITE)."""
+        self._sender_open = True
+
+    def reject_source(self, count: int) -> None:
+        """Count datagrams that the endpoint dropped for their source address."""
+        self.stats.rejected_source += count
 
     def claim_run(
         self, seq16: int, ssrc: int, pt: int, ts32: int, count: int, last_seq16: int, ts_span: int
@@ -294,6 +307,15 @@ class LegReceiver:
             ):
                 stats.packets_late += 1
                 return
+            if (
+                self._ssrc is not None
+                and not self._sender_open
+                and stats.last_packet_at is not None
+                and now - stats.last_packet_at < SSRC_SWITCH_GAP
+            ):
+                stats.rejected_ssrc += 1
+                return
+            self._sender_open = False
             self._new_context(ssrc, now, first=self._ssrc is None)
         else:
             jump = (seq16 - self._last_seq16) & 0xFFFF

@@ -84,6 +84,8 @@ class LegStats:
     rtcp_packets: int = 0
     srtp_auth_failures: int = 0
     ssrc_changes: int = 0
+    rejected_source: int = 0  # datagrams from an address other than the session's
+    rejected_ssrc: int = 0  # RTP of a second sender while the first still sends
     longest_gap_s: float = 0.0
     jitter_s: float = 0.0
     bytes_received: int = 0
@@ -207,5 +209,7 @@ class LegStats:
             "bad_packets": self.bad_packets,
             "rtcp_packets": self.rtcp_packets,
             "ssrc_changes": self.ssrc_changes,
+            "rejected_source": self.rejected_source,
+            "rejected_ssrc": self.rejected_ssrc,
             **({"rtcp": dict(self.rtcp_reports)} if self.rtcp_reports else {}),
         }

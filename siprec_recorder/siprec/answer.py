@@ -50,6 +50,10 @@ class CodecChoice:
     fmtp: str | None
     dtmf: tuple[tuple[int, int, str | None], ...]  # (pt, clock_rate, fmtp) of telephone-event
     comfort_noise: tuple[int, ...]
+    # Every offered format we can decode, in the offer's order: (pt, encoding, clock rate,
+    # channels, fmtp). The answer lists them all, because rtpengine-based SRCs refuse an
+    # answer that drops one of their codecs (RFC 3264 allows a subset; they do not).
+    answer_formats: tuple[tuple[int, str, int, int, str | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,18 @@ def choose_codec(
         best = media_pts[0]
     enc, rate, ch = rtpmaps.get(best, (f"PT{best}", 8000, 1))
     clock_dtmf = tuple(d for d in dtmf if d[1] == rate) or dtmf[:1]
-    return CodecChoice(best, enc, rate, ch, fmtps.get(best), clock_dtmf, cn[:1])
+    answer: list[tuple[int, str, int, int, str | None]] = []
+    for pt in pts:
+        if pt not in rtpmaps or any(a[0] == pt for a in answer):
+            continue
+        e, r, c = rtpmaps[pt]
+        if pt == best or e.upper() in SUPPORTED_ENCODINGS or e.upper() in DTMF_ENCODINGS:
+            answer.append((pt, e, r, c, fmtps.get(pt)))
+        elif e.upper() == "CN" and pt in cn[:1]:
+            answer.append((pt, e, r, c, None))
+    return CodecChoice(
+        best, enc, rate, ch, fmtps.get(best), clock_dtmf, cn[:1], answer_formats=tuple(answer)
+    )
 
 
 def build_answer(
@@ -137,17 +152,28 @@ def build_answer(
                 lines.append(f"a=label:{s.label}")
             continue
         c = s.codec
-        pts = [c.payload_type, *(d[0] for d in c.dtmf), *c.comfort_noise]
-        lines.append(f"m={s.media} {s.port} {s.proto} {' '.join(str(p) for p in pts)}")
-        chan = f"/{c.channels}" if c.channels and c.channels != 1 else ""
-        lines.append(f"a=rtpmap:{c.payload_type} {c.encoding}/{c.clock_rate}{chan}")
-        if c.fmtp:
-            lines.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
-        for pt, rate, fmtp in c.dtmf:
-            lines.append(f"a=rtpmap:{pt} telephone-event/{rate}")
-            lines.append(f"a=fmtp:{pt} {fmtp or '0-15'}")
-        for pt in c.comfort_noise:
-            lines.append(f"a=rtpmap:{pt} CN/{c.clock_rate}")
+        if c.answer_formats:
+            pts = [f[0] for f in c.answer_formats]
+            lines.append(f"m={s.media} {s.port} {s.proto} {' '.join(str(p) for p in pts)}")
+            for pt, enc, rate, channels, fmtp in c.answer_formats:
+                chan = f"/{channels}" if channels and channels != 1 else ""
+                lines.append(f"a=rtpmap:{pt} {enc}/{rate}{chan}")
+                if enc.upper() in DTMF_ENCODINGS:
+                    lines.append(f"a=fmtp:{pt} {fmtp or '0-15'}")
+                elif fmtp:
+                    lines.append(f"a=fmtp:{pt} {fmtp}")
+        else:
+            pts = [c.payload_type, *(d[0] for d in c.dtmf), *c.comfort_noise]
+            lines.append(f"m={s.media} {s.port} {s.proto} {' '.join(str(p) for p in pts)}")
+            chan = f"/{c.channels}" if c.channels and c.channels != 1 else ""
+            lines.append(f"a=rtpmap:{c.payload_type} {c.encoding}/{c.clock_rate}{chan}")
+            if c.fmtp:
+                lines.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+            for pt, rate, fmtp in c.dtmf:
+                lines.append(f"a=rtpmap:{pt} telephone-event/{rate}")
+                lines.append(f"a=fmtp:{pt} {fmtp or '0-15'}")
+            for pt in c.comfort_noise:
+                lines.append(f"a=rtpmap:{pt} CN/{c.clock_rate}")
         if s.crypto:
             lines.append(f"a=crypto:{s.crypto}")
         if s.rtcp_mux:

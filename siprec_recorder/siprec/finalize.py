@@ -222,7 +222,9 @@ def finalize_spool(
     size = 0
     pcm = rendered.pcm
     channels = int(pcm.shape[1]) if pcm.ndim == 2 else 1
-    any_media = any(s.get("packets_received", 0) for s in streams) or len(pcm) > 0
+    # Silence padded to the session's end is not media: a call whose packets never came
+    # (an SRC that refused our answer) must not read "complete".
+    any_media = any(s.get("packets_received", 0) for s in streams)
     auth_failed = [str(s["label"]) for s in streams if s.get("status") == "auth_failed"]
     if auth_failed:
         # The call's row says so too, whatever else it says (a wrong key is not "no media",
@@ -264,7 +266,9 @@ def finalize_spool(
                 port = int(leg.get("port") or 0)
                 records = leg_media.table().records()
                 info["raw_rtp"] = _keep_raw_rtp(layout, rel, records, port, key)
-    elif state == "complete":
+    if not any_media and state == "complete":
+        state = "failed"
+    elif state == "complete" and len(pcm) == 0:
         state = "failed"
     result = FinalizeResult(
         rec_id=rec_id,

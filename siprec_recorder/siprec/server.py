@@ -48,7 +48,10 @@ from ..sip.events import (
 from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
+from ..sip.uri import SipUri, parse_uri
 from ..storage.index import RecordingNotFound
+from ..wiretext import escape, wire_bytes
+from .admission import Admission, Budgets, is_siprec_invite
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
@@ -70,6 +73,8 @@ KNOWN_METHODS = {
 }
 SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
 MIN_SE = 90  # seconds, RFC 4028 section 4
+NOT_RECORDED = '399 - "not recorded"'  # every policy refusal says the same on the wire
+CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and logs
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class SrsSettings:
     inactivity_timeout: float = 30.0
     flush_interval: float = 1.0
     jitter_window: int = 64
+    rtp_latch: bool = False
     max_sessions: int = 2000
     max_sessions_per_source: int = 1000
     allowed_sources: tuple[str, ...] = ()
@@ -96,6 +102,8 @@ class SrsSettings:
     min_free_mb: int = 0
     country_code: str = "32"
     session_expires: int = 1800
+    accept_plain_invite: bool = False
+    budgets: Budgets = field(default_factory=Budgets)
     srtp_suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
 
 
@@ -175,6 +183,20 @@ def _uri_of(name_addr: str | None) -> str:
     return name_addr.split(";", 1)[0].strip()
 
 
+def _remote_target(req: SipRequest, src: Any) -> str:
+    """Where our in-dialog requests go: the Contact, else the From, else the source address
+    (a malformed Contact must not make our own BYE unsendable)."""
+    for header in ("Contact", "From"):
+        uri = _uri_of(req.headers.get(header))
+        try:
+            if uri and isinstance(parse_uri(uri), SipUri):
+                return uri
+        except RemoteProtocolError:
+            continue
+    host = f"[{src.host}]" if ":" in src.host else src.host
+    return f"sip:{host}:{src.port}"
+
+
 def _reason(message: str) -> str:
     """A reason phrase from an error message: one printable line, bounded."""
     text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in message)
@@ -226,6 +248,7 @@ class SessionRecordingServer:
             settings.allowed_sources, settings.rate_limit_per_source, settings.rate_limit_burst
         )
         self.counters = Counters()
+        self.admission = Admission(settings.budgets)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[asyncio.Task[Any]] = set()
@@ -435,15 +458,41 @@ class SessionRecordingServer:
             status, reason, extra = check
             self._respond(tx, req, status, reason, headers=list(extra))
             return
+        if not self.settings.accept_plain_invite and not is_siprec_invite(req.headers, req.body):
+            # Not a recording session (no +sip.src, no Require: siprec): what a scanner sends.
+            self.counters.declined["not-siprec"] = self.counters.declined.get("not-siprec", 0) + 1
+            self._respond(tx, req, 403, "Forbidden", headers=[("Warning", NOT_RECORDED)])
+            return
         if not self.sources.take(host, now):
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[("Retry-After", "5"), ("Warning", '399 - "budget: invites-per-second"')],
+            )
             return
         if self._closing or len(self.sessions) >= self.settings.max_sessions:
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: sessions"')],
+            )
             self._note_refusal(req, src, "recorder-at-capacity", now)
             return
         if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
-            self._respond(tx, req, 503, "Service Unavailable", headers=[("Retry-After", "10")])
+            self._respond(
+                tx,
+                req,
+                503,
+                "Service Unavailable",
+                headers=[
+                    ("Retry-After", "10"),
+                    ("Warning", '399 - "budget: sessions-per-source"'),
+                ],
+            )
             self._note_refusal(req, src, "source-at-capacity", now)
             return
         if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
@@ -501,6 +550,19 @@ class SessionRecordingServer:
             )
             return
 
+        refusal = self.admission.check(host, len(offered_audio))
+        if refusal is not None:
+            log.info("INVITE from %s refused: budget %s", host, refusal.budget)
+            self._respond(
+                tx,
+                req,
+                refusal.status,
+                refusal.reason_phrase,
+                to_tag=local_tag,
+                headers=refusal.headers,
+            )
+            self._note_refusal(req, src, f"budget: {refusal.budget}", now)
+            return
         recorded, other, direction = self._roles(participants, decision)
         rec_id = uuid.uuid4().hex
         session = RecordingSession(
@@ -509,7 +571,7 @@ class SessionRecordingServer:
             remote_tag=req.from_tag or "",
             local_tag=local_tag,
             source=src,
-            remote_target=_uri_of(req.headers.get("Contact")) or _uri_of(req.headers.get("From")),
+            remote_target=_remote_target(req, src),
             remote_uri=req.headers.get("From") or "",
             local_uri=req.headers.get("To") or "",
             started_at=now,
@@ -539,21 +601,24 @@ class SessionRecordingServer:
         except Exception as exc:  # ports exhausted, bind failures, bad crypto
             for leg in session.legs:
                 self._close_leg(leg)
-            log.error("call %s: cannot open media: %s", call_id, exc)
+            log.error("call %s: cannot open media: %s", escape(call_id, CALL_ID_LIMIT), exc)
             self._respond(
                 tx,
                 req,
                 503,
                 "Service Unavailable",
                 to_tag=local_tag,
-                headers=[("Retry-After", "10")],
+                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: rtp-ports"')],
             )
             return
+        session.ports_held = len(session.legs)
+        self.admission.hold(host, session.ports_held)
         self._assign_participants(session)
         session.session_expires = self._session_expires(req)
         session.refreshed_at = now
         session.last_answer = answer_streams
         if self._cancelled.pop(tx, None) is not None:
+            self.admission.release(host, session.ports_held)
             for leg in session.legs:
                 self._close_leg(leg)
             self._respond(tx, req, 487, "Request Terminated", to_tag=local_tag)
@@ -582,13 +647,38 @@ class SessionRecordingServer:
 
     async def _persist_start(self, s: RecordingSession) -> None:
         manifest = self._manifest(s)
-        s.spool = await asyncio.to_thread(self.spool.open_session, s.rec_id, manifest)
+        try:
+            s.spool = await asyncio.to_thread(self.spool.open_session, s.rec_id, manifest)
+        except Exception as exc:
+            # Already answered: the call cannot be refused any more, but it must not vanish.
+            log.exception("call %s: spool could not be created", escape(s.call_id, 256))
+            await self._index_unspooled(s, f"spool could not be created: {exc}")
+            raise
         try:
             await self.index.create_recording(self._new_recording_row(s, s.source))
         except Exception:
             # The spool holds the call; recovery or the end of the call will index it.
             log.exception("call %s: cannot create index row yet", s.call_id)
             s.index_pending = True
+
+    async def _index_unspooled(self, s: RecordingSession, reason: str) -> None:
+        """A ``failed`` row for an answered call whose audio has nowhere to go."""
+        from ..storage.index import FinishedRecording
+
+        try:
+            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.finish_recording(
+                s.rec_id,
+                FinishedRecording(
+                    end=datetime.fromtimestamp(self.clock(), UTC),
+                    duration_s=0.0,
+                    state="failed",
+                    reason=escape(reason, 500),
+                    codec=None,
+                ),
+            )
+        except Exception:
+            log.exception("call %s: cannot index the failed recording", escape(s.call_id, 256))
 
     def _note_refusal(self, req: SipRequest, src: Any, reason: str, now: float) -> None:
         """Leave a ``declined`` row for a call refused before a session existed, so that the
@@ -751,11 +841,12 @@ class SessionRecordingServer:
             uri = _uri_of(value)
             if not uri:
                 continue
+            name = _display_of(value)
             out.append(
                 {
                     "participant_id": role,
-                    "aor": uri,
-                    "name": _display_of(value),
+                    "aor": escape(uri, 512),
+                    "name": escape(name, 256) if name is not None else None,
                     "number": normalize_number(uri, country_code=cc),
                     "send": [],
                     "joined_at": None,
@@ -793,14 +884,10 @@ class SessionRecordingServer:
         self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
         if decision.emergency:
             self.counters.emergency += 1
-            # Nothing of an emergency call is kept but the counter.
+            # Nothing of an emergency call is kept but the counter; on the wire it looks like
+            # every other refusal, so that a scanner learns nothing about the numbers.
             self._respond(
-                tx,
-                req,
-                403,
-                "Forbidden",
-                to_tag=local_tag,
-                headers=[("Warning", '399 - "not recorded: emergency-number"')],
+                tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
             )
             return
         recorded, other, direction = self._roles(participants, decision)
@@ -810,13 +897,9 @@ class SessionRecordingServer:
             )
         except Exception:
             log.exception("call %s: cannot write declined row", req.call_id)
+        # The reason stays in the index row and the counters, not on the wire.
         self._respond(
-            tx,
-            req,
-            403,
-            "Forbidden",
-            to_tag=local_tag,
-            headers=[("Warning", f'399 - "not recorded: {reason}"')],
+            tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
         )
 
     # ------------------------------------------------------------------ media legs
@@ -870,6 +953,7 @@ class SessionRecordingServer:
             used_labels.discard(label)
             return refused
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
+        self._bind_media_source(endpoint, receiver, st)
         c = st.codec
         rtpmaps: dict[int, tuple[str, int, str | None]] = {
             c.payload_type: (c.encoding, c.clock_rate, c.fmtp)
@@ -906,6 +990,19 @@ class SessionRecordingServer:
             rtcp_mux=st.rtcp_mux,
             media=st.media,
         )
+
+    def _bind_media_source(self, endpoint: Any, receiver: Any, st: OfferedStream) -> None:
+        """Media of this stream only from where the offer says it comes from (or latched)."""
+        if hasattr(endpoint, "expect_source"):
+            # The offer's host, any port: SRCs (and SIPp) need not send from their m= port.
+            endpoint.expect_source(
+                st.address if st.port not in (0, 9) else None,
+                None,
+                None,
+                allowed=self.sources.allowed,
+                latch=self.settings.rtp_latch,
+                on_rejected=getattr(receiver, "reject_source", None),
+            )
 
     def _assign_participants(self, s: RecordingSession) -> None:
         senders: dict[str, Any] = {}
@@ -1014,6 +1111,11 @@ class SessionRecordingServer:
                 answer.append(_refused(st))
                 continue
             c = st.codec
+            if leg.endpoint is not None:
+                # A re-INVITE may name a new sender: its address, and its SSRC (RFC 3550 8.2).
+                self._bind_media_source(leg.endpoint, leg.receiver, st)
+                if hasattr(leg.receiver, "allow_new_sender"):
+                    leg.receiver.allow_new_sender()
             leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
             for pt, (enc, rate, _ch) in st.rtpmaps.items():
                 if pt not in leg.rtpmaps or leg.rtpmaps[pt][0].upper() != enc.upper():
@@ -1152,6 +1254,8 @@ class SessionRecordingServer:
         # last packet, not with our detection of the silence.
         s.extend_to_end = reason not in ("rtp timeout", "session expired", "no ACK")
         host = s.source.host
+        self.admission.release(host, s.ports_held)
+        s.ports_held = 0
         self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
         if self._per_source.get(host) == 0:
             self._per_source.pop(host, None)
@@ -1168,7 +1272,7 @@ class SessionRecordingServer:
             try:
                 await s.setup
             except Exception:
-                log.exception("call %s: spool could not be created; recording lost", s.call_id)
+                # Logged and indexed as ``failed`` by _persist_start.
                 self.counters.failed += 1
                 return
         final_stats: dict[str, dict[str, Any]] = {}
@@ -1291,7 +1395,7 @@ class SessionRecordingServer:
         try:
             from ..sip.message import parse_message
 
-            msg = parse_message("\r\n".join(lines).encode())
+            msg = parse_message(wire_bytes("\r\n".join(lines)))
             self.sip.send_request(msg, s.source)
         except Exception:
             log.exception("call %s: cannot send BYE", s.call_id)
@@ -1329,12 +1433,22 @@ class SessionRecordingServer:
         # a crash can lose stays within one flush interval.
         self.ports.read_all()
         for s in live:
-            for leg in s.legs:
-                data = leg.receiver.take_spool_bytes()
-                if data:
-                    s.spool.append(leg.label, data)
+            try:
+                for leg in s.legs:
+                    data = leg.receiver.take_spool_bytes()
+                    if data:
+                        s.spool.append(leg.label, data)
+            except Exception:
+                # One call's trouble never stops the flush of the others.
+                log.exception("call %s: cannot spool its audio", escape(s.call_id, 256))
         if live:
-            await asyncio.to_thread(self.spool.flush_sessions, [s.spool for s in live])
+            await asyncio.to_thread(
+                self.spool.flush_sessions, [s.spool for s in live], self._flush_failed
+            )
+
+    def _flush_failed(self, spool: Any, exc: Exception) -> None:
+        # Called from the flush thread: only log (the buffers are kept for the next pass).
+        log.error("spool %s: flush failed (kept for the next pass): %s", spool.rec_id, exc)
 
     async def _expire(self, now: float) -> None:
         timeout = self.settings.inactivity_timeout
@@ -1387,9 +1501,12 @@ class SessionRecordingServer:
                 log.exception("cannot recover spool %s; left in place", rec_id)
         for row in await self.index.open_recordings():
             if row["id"] not in seen:
-                await self.index.mark_interrupted(
-                    row["id"], reason="recorder stopped before media was spooled"
-                )
+                try:
+                    await self.index.mark_interrupted(
+                        row["id"], reason="recorder stopped before media was spooled"
+                    )
+                except Exception:
+                    log.exception("cannot close open recording %s", row["id"])
 
     # ------------------------------------------------------------------ index rows
     def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
@@ -1397,7 +1514,7 @@ class SessionRecordingServer:
 
         return NewRecording(
             id=s.rec_id,
-            call_id=s.call_id,
+            call_id=escape(s.call_id, CALL_ID_LIMIT),
             siprec_session_id=s.siprec_session_id,
             start=datetime.fromtimestamp(s.started_at, UTC),
             direction=s.direction,
@@ -1447,7 +1564,7 @@ class SessionRecordingServer:
 
         return DeclinedCall(
             id=uuid.uuid4().hex,
-            call_id=req.call_id or "",
+            call_id=escape(req.call_id or "", CALL_ID_LIMIT),
             start=datetime.fromtimestamp(now, UTC),
             direction=direction,
             recorded_number=recorded,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..sip.sdp import MediaDescription, SessionDescription
+from ..wiretext import escape
 from .answer import AcceptedStream, CodecChoice, choose_codec
 from .metadata import RecordingMetadata
 
@@ -41,11 +42,24 @@ class OfferedStream:
     crypto: tuple[tuple[str, str, str], ...]  # (tag, suite, key params)
     rtcp_mux: bool
     codec: CodecChoice | None
+    address: str | None = None  # where the SRC sends this stream from (c= of the m-line)
+    rtcp_port: int | None = None  # a=rtcp (RFC 3605), else port + 1, or port with rtcp-mux
 
 
 def _media_direction(m: MediaDescription, session_dir: str | None) -> str:
     d = m.direction
     return d if d else (session_dir or "sendrecv")
+
+
+def _rtcp_port(m: MediaDescription, mux: bool) -> int:
+    if mux:
+        return m.port
+    for name, value in m.attributes:
+        if name == "rtcp" and value:
+            head = value.split(None, 1)[0]
+            if head.isdigit():
+                return int(head)
+    return m.port + 1
 
 
 def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
@@ -59,6 +73,7 @@ def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
         rtpmaps = {pt: (r.encoding, r.clock_rate, r.channels or 1) for pt, r in m.rtpmaps.items()}
         fmtps = dict(m.fmtp)
         crypto = tuple((str(c.tag), c.suite, c.key_params) for c in m.crypto)
+        mux = any(name == "rtcp-mux" for name, _ in m.attributes)
         codec = (
             choose_codec(m.formats, rtpmaps, fmtps)
             if m.media == "audio" and m.port != 0 and m.proto.upper().startswith("RTP/")
@@ -76,8 +91,10 @@ def parse_offer(sdp: SessionDescription) -> list[OfferedStream]:
                 rtpmaps=rtpmaps,
                 fmtps=fmtps,
                 crypto=crypto,
-                rtcp_mux=any(name == "rtcp-mux" for name, _ in m.attributes),
+                rtcp_mux=mux,
                 codec=codec,
+                address=m.connection_address,
+                rtcp_port=_rtcp_port(m, mux),
             )
         )
     return out
@@ -151,6 +168,7 @@ class RecordingSession:
     key_id: str | None = None  # encryption at rest: the key this recording is written with
     extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
+    ports_held: int = 0  # RTP port pairs counted against the source's budget
 
     def manifest(
         self, *, channels: str, bitrate_kbps: int, retention_years: int, mp3_quality: int = 7
@@ -158,7 +176,7 @@ class RecordingSession:
         """The spool manifest: everything a finaliser needs without the live objects."""
         return {
             "rec_id": self.rec_id,
-            "call_id": self.call_id,
+            "call_id": escape(self.call_id, 256),
             "siprec_session_id": self.siprec_session_id,
             "source": f"{self.source.transport}:{self.source.host}:{self.source.port}"
             if hasattr(self.source, "transport")

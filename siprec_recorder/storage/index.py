@@ -153,6 +153,8 @@ class StreamInfo:
     longest_gap_ms: float | None = None
     mos: float | None = None
     srtp_auth_failures: int = 0
+    rejected_source: int = 0  # datagrams from another address than the session's, dropped
+    rejected_ssrc: int = 0  # RTP of a second sender while the first still sent, dropped
     first_packet_at: datetime | None = None
     last_packet_at: datetime | None = None
     status: str = "ok"  # one of models.STREAM_STATUSES
@@ -176,6 +178,8 @@ class StreamInfo:
             longest_gap_ms=_opt_float(d.get("longest_gap_ms")),
             mos=_opt_float(d.get("mos")),
             srtp_auth_failures=int(d.get("srtp_auth_failures") or 0),
+            rejected_source=int(d.get("rejected_source") or 0),
+            rejected_ssrc=int(d.get("rejected_ssrc") or 0),
             first_packet_at=_to_datetime(d.get("first_packet_at")),
             last_packet_at=_to_datetime(d.get("last_packet_at")),
             status=str(d.get("status") or "ok"),

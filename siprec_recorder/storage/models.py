@@ -228,6 +228,8 @@ class RecordingStream(Base):
     longest_gap_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     mos: Mapped[float | None] = mapped_column(Float, nullable=True)
     srtp_auth_failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rejected_source: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rejected_ssrc: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     first_packet_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_packet_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     status: Mapped[str] = mapped_column(String(32), nullable=False, default="ok")

@@ -9,7 +9,8 @@ Each recording being made has a folder ``{root}/.spool/{rec_id}/`` holding
   every :meth:`SpoolSession.update_manifest`;
 * one append-only file per leg, ``leg-<hex of the UTF-8 label>.bin``: whatever bytes the
   media layer hands over (the record format belongs to ``rtp/spoolfmt``; to this module they
-  are opaque). A label of any form maps to a safe, reversible file name.
+  are opaque). A label of any form maps to a safe, reversible file name; one longer than
+  100 bytes maps to ``leg-~<sha256>.bin`` with the label kept in ``leg-~<sha256>.label``.
 
 :meth:`SpoolSession.append` only buffers in memory and is cheap enough for the event loop.
 :meth:`SpoolSession.flush` writes the buffers and fsyncs them; it is a plain blocking function
@@ -27,6 +28,7 @@ a call a crash interrupted, to be finalised and indexed as ``interrupted``; then
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import os
 import re
@@ -45,24 +47,36 @@ __all__ = ["MANIFEST", "SpoolSession", "SpoolStore", "leg_file_name", "leg_label
 MANIFEST = "manifest.json"
 _ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 _LEG_RE = re.compile(r"leg-((?:[0-9a-f]{2})*)\.bin")
+_LONG_LEG_RE = re.compile(r"leg-~([0-9a-f]{64})\.bin")
+_LABEL_SUFFIX = ".label"
 _MAX_LABEL_BYTES = 100
 
 
+def _label_bytes(label: str) -> bytes:
+    return label.encode("utf-8", "surrogatepass")
+
+
 def leg_file_name(label: str) -> str:
-    """``leg-<hex of the UTF-8 label>.bin`` (labels longer than 100 bytes are refused)."""
-    raw = label.encode("utf-8")
+    """``leg-<hex of the UTF-8 label>.bin``; a label longer than 100 bytes gets
+    ``leg-~<SHA-256 of the label>.bin`` and its text in a ``.label`` file beside it.
+
+    A label of any length and content is recordable: the offer was answered before the
+    first flush, so refusing a label here would lose the call (and stop the flush of
+    every call spooled after it).
+    """
+    raw = _label_bytes(label)
     if len(raw) > _MAX_LABEL_BYTES:
-        raise LocalProtocolError(f"leg label too long for the spool: {label[:40]!r}...")
+        return f"leg-~{hashlib.sha256(raw).hexdigest()}.bin"
     return f"leg-{raw.hex()}.bin"
 
 
 def leg_label(file_name: str) -> str | None:
-    """The label a leg file name stands for, or ``None`` for any other name."""
+    """The label a (short-label) leg file name stands for, or ``None`` for any other name."""
     m = _LEG_RE.fullmatch(file_name)
     if m is None:
         return None
     try:
-        return bytes.fromhex(m.group(1)).decode("utf-8")
+        return bytes.fromhex(m.group(1)).decode("utf-8", "surrogatepass")
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -81,6 +95,16 @@ def _write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
         # ``.part`` is left behind for the next start to trip over.
         part.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + PART_SUFFIX)
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
     fsync_dir(path.parent)
 
 
@@ -162,7 +186,6 @@ class SpoolSession:
         """Buffer ``data`` for leg ``label`` (no I/O; call :meth:`flush` to make it durable)."""
         if not data:
             return
-        leg_file_name(label)  # validates the label early
         with self._lock:
             if self._closed:
                 raise LocalProtocolError(f"spool {self.rec_id} is closed")
@@ -204,6 +227,11 @@ class SpoolSession:
         # otherwise hold two thousand descriptors beside their RTP sockets.
         path = self.path / leg_file_name(label)
         created = label not in self._created
+        if created and path.name.startswith("leg-~"):
+            # The long label's text goes to disk (durably) before its first audio does.
+            label_path = path.with_suffix(_LABEL_SUFFIX)
+            if not label_path.exists():
+                _write_bytes_atomic(label_path, _label_bytes(label))
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             view = memoryview(data)
@@ -222,6 +250,13 @@ class SpoolSession:
         labels = []
         for entry in os.listdir(self.path):
             label = leg_label(entry)
+            if label is None and _LONG_LEG_RE.fullmatch(entry):
+                try:
+                    raw = (self.path / entry).with_suffix(_LABEL_SUFFIX).read_bytes()
+                except FileNotFoundError:
+                    continue  # a crash between the two writes: no audio was written yet
+                if hashlib.sha256(raw).hexdigest() == entry[5:-4]:
+                    label = raw.decode("utf-8", "surrogatepass")
             if label is not None:
                 labels.append(label)
         return sorted(labels)
@@ -282,31 +317,37 @@ class SpoolStore:
             raise LocalProtocolError(f"no spool for recording {rec_id!r}")
         return SpoolSession(path, rec_id)
 
-    def flush_sessions(self, sessions: Iterable[SpoolSession]) -> int:
+    def flush_sessions(
+        self,
+        sessions: Iterable[SpoolSession],
+        on_error: Callable[[SpoolSession, Exception], None] | None = None,
+    ) -> int:
         """Flush many sessions with one group commit; returns bytes written.
 
         Where ``syncfs`` exists, every session's buffers are written first and then one
         ``syncfs`` on the spool's file system makes them durable together: one call a
         second instead of one ``fdatasync`` per leg (which costs about 130 us of CPU each
         and serialises on the file system journal). Elsewhere each session is fsync'd.
-        A session whose write fails keeps its buffers; the others are still made durable,
-        then the first error is raised.
+        A session whose write fails keeps its buffers and never stops the others: each
+        failure goes to ``on_error``, or, without one, the first is raised once every
+        other session is durable.
         """
-        sessions = list(sessions)
-        if _SYNCFS is None:
-            return sum(session.flush() for session in sessions)
         written = 0
-        error: BaseException | None = None
+        error: Exception | None = None
         for session in sessions:
             try:
-                written += session.flush(sync=False)
+                written += session.flush(sync=_SYNCFS is None)
             except Exception as exc:
-                error = error or exc
-        fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            _SYNCFS(fd)
-        finally:
-            os.close(fd)
+                if on_error is not None:
+                    on_error(session, exc)
+                else:
+                    error = error or exc
+        if _SYNCFS is not None:
+            fd = os.open(self.dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            try:
+                _SYNCFS(fd)
+            finally:
+                os.close(fd)
         if error is not None:
             raise error
         return written

@@ -248,6 +248,8 @@ class RecordingService:
                             "packets_lost": st.packets_lost,
                             "jitter_ms": st.jitter_ms,
                             "mos": st.mos,
+                            "rejected_source": st.rejected_source,
+                            "rejected_ssrc": st.rejected_ssrc,
                             "status": st.status,
                         }
                         for st in rec.streams

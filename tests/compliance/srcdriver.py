@@ -87,6 +87,8 @@ class SrcCall:
     to_header: str = ""
     media: list[tuple[str, int]] = field(default_factory=list)
     packets_sent: int = 0
+    ssrc: int = 0
+    seq0: int = 0
     first_packet_at: float | None = None  # wall clock
     last_packet_at: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -225,6 +227,7 @@ class SrcCall:
         payload = lin2alaw(tone(self.seed, seconds))
         dest = self.media[0]
         ssrc = int.from_bytes(secrets.token_bytes(4), "big")
+        self.ssrc, self.seq0 = ssrc, 1000  # what an injector copies
 
         def run() -> None:
             t0 = time.perf_counter()

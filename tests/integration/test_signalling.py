@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 import urllib.request
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ def request(
     extra: str = "",
     call_id: str | None = None,
     to_tag: str | None = None,
+    siprec: bool = True,
 ) -> tuple[bytes, socket.socket]:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -36,7 +38,7 @@ def request(
         f"To: {to}",
         f"Call-ID: {cid}",
         f"CSeq: 1 {method}",
-        f"Contact: <sip:src@127.0.0.1:{port}>",
+        f"Contact: <sip:src@127.0.0.1:{port}>" + (";+sip.src" if siprec else ""),
     ]
     if ctype:
         lines.append(f"Content-Type: {ctype}")
@@ -217,3 +219,22 @@ def test_tls_listener_with_a_real_tls_client(recorder_factory: Any, tmp_path: An
             data += chunk
     assert data.startswith(b"SIP/2.0 200 ")
     assert b"Call-ID: tls-1" in data
+
+
+def test_plain_invite_is_refused_unless_configured(recorder_factory: Any) -> None:
+    """What ``svwar -m INVITE`` sends (no +sip.src, no Require: siprec, no body) is not a
+    recording session: 403 and no row, no file; accept_plain_invite = true takes it."""
+    rec = recorder_factory()
+    resp, s = request("INVITE", rec.listeners["udp"], siprec=False)
+    s.close()
+    assert status(resp) == 403
+    assert b'Warning: 399 - "not recorded"' in resp
+    time.sleep(0.5)
+    assert rec.search() == []
+    assert not list(rec.recordings.rglob("*.mp3"))
+    rec.stop()
+
+    lenient = recorder_factory(sip={"accept_plain_invite": True})
+    resp, s = request("INVITE", lenient.listeners["udp"], siprec=False)
+    s.close()
+    assert status(resp) == 200

@@ -49,7 +49,14 @@ def miarec_run(module_recorders: Any, request: pytest.FixtureRequest) -> dict[st
     require_tool("sipp")
     transport: str = request.param
     settings = RunSettings(transport=transport)
-    rec = module_recorders(f"miarec-{transport}", rtp={"inactivity_timeout": 20.0})
+    rec = module_recorders(
+        f"miarec-{transport}",
+        # The scenarios replay captured SDP (c= the capture's real addresses) from loopback,
+        # as an SRC behind NAT would: media is latched, not taken from the offer's address.
+        # Cisco CUBE network-based recording and BiB send INVITEs without SIPREC markers.
+        rtp={"inactivity_timeout": 20.0, "latch_source": True},
+        sip={"accept_plain_invite": True},
+    )
     target = rec.listeners[transport]
     uas = PermissiveUas().start()
     work = RESULTS / "sipp" / transport  # kept after the run: scenario copies and SIPp logs

@@ -250,3 +250,53 @@ async def test_what_arrives_during_a_read_waits_for_the_next(batch_reads: bool) 
         tx.close()
         pool.release(ep_first)
         pool.release(ep_later)
+
+
+def _rtp(seq: int, ssrc: int = 9) -> bytes:
+    return RtpPacket(8, seq, 160 * seq, ssrc, b"\xd5" * 160).serialize()
+
+
+@pytest.mark.parametrize("batch_reads", [True, False], ids=["recvmmsg", "recvmsg"])
+@pytest.mark.parametrize("latch", [False, True], ids=["offer", "latch"])
+async def test_only_the_sessions_source_reaches_the_leg(batch_reads: bool, latch: bool) -> None:
+    """Datagrams from another host are dropped and counted, interleaved with the real ones in
+    one chunk; latching takes the first allowed host and port, then nothing else."""
+    base = free_even_range(2)
+    pool = PortPool("127.0.0.1", base, base + 1, batch_reads=batch_reads)
+    leg = LegReceiver("1")
+    ep = await pool.open(leg)
+    ep.expect_source(
+        "127.0.0.1",
+        None,
+        None,
+        allowed=lambda host: host == "127.0.0.1",
+        latch=latch,
+        on_rejected=leg.reject_source,
+    )
+    good = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    good.bind(("127.0.0.1", 0))
+    bad = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bad.bind(("127.0.0.2", 0))
+    other_port = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other_port.bind(("127.0.0.1", 0))
+    dest = ("127.0.0.1", ep.port)
+    try:
+        bad.sendto(_rtp(0, ssrc=7), dest)  # before the first real packet: not latched on
+        for i in range(10):
+            good.sendto(_rtp(i), dest)
+            bad.sendto(_rtp(i + 1), dest)  # the real SSRC, one packet ahead
+        other_port.sendto(_rtp(10), dest)  # same host, another port
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if ep.datagrams >= 22:
+                break
+        pool.read_all()
+    finally:
+        for s in (good, bad, other_port):
+            s.close()
+        pool.release(ep)
+    seqs = [r.ext_seq & 0xFFFF for r in iter_records(leg.take_spool_bytes() + leg.finish())]
+    if latch:  # host and port fixed by the first allowed packet
+        assert seqs == list(range(10)) and leg.stats.rejected_source == 12
+    else:  # the offer's host, any port
+        assert seqs == list(range(11)) and leg.stats.rejected_source == 11

@@ -197,3 +197,14 @@ def test_srtp_leg_with_no_packets_at_all_is_no_media(tmp_path: Path) -> None:
     result = finalize_spool(str(tmp_path), "rec2", str(tmp_path), "complete", START + 8.0, stats)
     assert result["state"] == "failed" and result["reason"] == "no media received"
     assert result["streams"][0]["status"] == "no_media"
+
+
+def test_a_session_whose_media_never_came_is_not_complete(tmp_path: Path) -> None:
+    """The rtpengine finding: the SRC refused our answer, no packet ever came, the SRC hung
+    up, and the row said ``complete`` (padded silence). It is ``failed``, "no media"."""
+    _only_srtp_leg(tmp_path)
+    stats = {"1": {"packets_received": 0, "srtp_auth_failures": 0}}
+    result = finalize_spool(
+        str(tmp_path), "rec2", str(tmp_path), "complete", START + 8.0, stats, extend_to_end=True
+    )
+    assert result["state"] == "failed" and result["reason"] == "no media received"

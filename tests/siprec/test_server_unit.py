@@ -31,7 +31,7 @@ def invite(call_id: str = "c1") -> SipRequest:
         "INVITE sip:srs@127.0.0.1 SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKinv1\r\n"
         "Max-Forwards: 70\r\nFrom: <tel:+32470000001>;tag=a\r\nTo: <sip:srs@127.0.0.1>\r\n"
-        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@127.0.0.1:5070>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:src@127.0.0.1:5070>;+sip.src\r\n"
         f"Content-Type: application/sdp\r\nContent-Length: {len(SDP)}\r\n\r\n{SDP}"
     )
     msg = parse_message(text.encode())

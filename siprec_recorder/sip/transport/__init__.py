@@ -76,6 +76,9 @@ class SipService:
         idle_timeout: float = 3600.0,
         incomplete_timeout: float = 32.0,
         max_connections: int = 1024,
+        max_connections_per_source: int = 64,
+        first_message_timeout: float = 32.0,
+        tls_handshake_timeout: float = 10.0,
     ) -> None:
         self.core = core
         self.on_event = on_event
@@ -84,6 +87,12 @@ class SipService:
         self.idle_timeout = idle_timeout
         self.incomplete_timeout = incomplete_timeout
         self.max_connections = max_connections
+        # Budgets against starvation: connections per source host, a connection that never
+        # completes a message, a TLS handshake that never ends (see docs/security.md).
+        self.max_connections_per_source = max_connections_per_source
+        self.first_message_timeout = first_message_timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self._per_host: dict[str, int] = {}
         self.bound: list[tuple[str, str, int]] = []
         self._udp: list[UdpProtocol] = []
         self._servers: list[asyncio.Server] = []
@@ -139,6 +148,7 @@ class SipService:
                 host,
                 port,
                 ssl=context,
+                ssl_handshake_timeout=self.tls_handshake_timeout if context else None,
             )
             self._servers.append(server)
             sockname = server.sockets[0].getsockname()
@@ -248,11 +258,28 @@ class SipService:
 
     def _stream_open(self, conn: StreamProtocol, transport: str) -> bool:
         if len(self._connections) >= self.max_connections:
-            log.warning("refusing SIP %s connection from %s: limit reached", transport, conn.peer)
+            log.warning(
+                "refusing SIP %s connection from %s: budget connections (%d) reached",
+                transport,
+                conn.peer,
+                self.max_connections,
+            )
+            return False
+        host = conn.peer[0]
+        if self.max_connections_per_source and (
+            self._per_host.get(host, 0) >= self.max_connections_per_source
+        ):
+            log.warning(
+                "refusing SIP %s connection from %s: budget connections-per-source (%d) reached",
+                transport,
+                conn.peer,
+                self.max_connections_per_source,
+            )
             return False
         if not self._allowed(self._stream_address(conn, transport), b""):
             return False
         self._connections[conn.connection_id] = conn
+        self._per_host[host] = self._per_host.get(host, 0) + 1
         return True
 
     def _stream_message(self, conn: StreamProtocol, data: bytes, transport: str) -> None:
@@ -267,7 +294,13 @@ class SipService:
         self._guard(self.on_event, MessageRejected(address, exc.message, None))
 
     def _stream_closed(self, conn: StreamProtocol) -> None:
-        self._connections.pop(conn.connection_id, None)
+        if self._connections.pop(conn.connection_id, None) is not None:
+            host = conn.peer[0]
+            left = self._per_host.get(host, 1) - 1
+            if left > 0:
+                self._per_host[host] = left
+            else:
+                self._per_host.pop(host, None)
 
     async def _open_stream(self, data: bytes, destination: Address) -> None:
         loop = asyncio.get_running_loop()
@@ -339,11 +372,18 @@ class SipService:
 
     async def _sweep_idle(self) -> None:
         while True:
-            await asyncio.sleep(max(min(self.idle_timeout, self.incomplete_timeout) / 4, 0.05))
+            shortest = min(self.idle_timeout, self.incomplete_timeout, self.first_message_timeout)
+            await asyncio.sleep(max(shortest / 4, 0.05))
             now = self._now()
             for conn in list(self._connections.values()):
-                # a half-received message (e.g. Content-Length larger than what was sent,
-                # RFC 4475 section 3.1.2.2) gets a shorter grace than an idle connection
-                limit = self.incomplete_timeout if conn.framer.buffered else self.idle_timeout
-                if conn.last_activity < now - limit:
+                # A half-received message (e.g. Content-Length larger than what was sent,
+                # RFC 4475 section 3.1.2.2) gets a shorter grace than an idle connection,
+                # counted from its first byte: a byte every few seconds (slowloris) does
+                # not extend it. A connection that never completed a message gets
+                # first_message_timeout, however often it sends.
+                if conn.framer.buffered and conn.message_started_at < now - self.incomplete_timeout:
+                    conn.close()
+                elif not conn.messages and conn.opened_at < now - self.first_message_timeout:
+                    conn.close()
+                elif conn.last_activity < now - self.idle_timeout:
                     conn.close()

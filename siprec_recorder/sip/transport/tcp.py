@@ -39,6 +39,9 @@ class StreamProtocol(asyncio.Protocol):
         self.framer = StreamFramer(max_message_size)
         self._now = now
         self.last_activity = now()
+        self.opened_at = self.last_activity
+        self.message_started_at = self.last_activity  # first byte of the message being framed
+        self.messages = 0  # complete messages received
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
         self._on_open = on_open
@@ -57,6 +60,8 @@ class StreamProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self._now()
+        if not self.framer.buffered:
+            self.message_started_at = self.last_activity
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:
@@ -64,7 +69,10 @@ class StreamProtocol(asyncio.Protocol):
             self.close()
             return
         for message in messages:
+            self.messages += 1
             self._on_message(self, message)
+        if messages and self.framer.buffered:
+            self.message_started_at = self.last_activity  # the next message began here
         error = self.framer.failed
         if error is not None:
             # Good messages first, then the framing error closes the stream -- a moment

@@ -1,0 +1,107 @@
+"""Admission of new sessions: what a source may ask of the recorder before it is answered.
+
+Theory of operation
+-------------------
+The recorder is shared by every SRC that may reach it, so no one source may take what the
+others need (the audit of a hostile network: one source held every RTP port with 64 m-lines
+per INVITE). :class:`Admission` keeps, per source host, the sessions and RTP port pairs it
+holds, and checks a new INVITE against the budgets of :class:`Budgets` before any port is
+opened. A refusal names the budget that ran out (``Warning: 399 - "budget: ..."``) so that an
+operator reading the SRC's logs knows which key to raise; it is ``503`` with Retry-After for
+a resource that frees up (ports, sessions) and ``488`` for an offer that could never fit (more
+m-lines than one session may have).
+
+:func:`is_siprec_invite` tells a SIPREC session (RFC 7866 section 6.1.1: the SRC's Contact
+carries ``+sip.src``; real SRCs also mark it as below) from a plain call, which a scanner
+(``svwar -m INVITE``) sends and which must not become a recording.
+
+Sans-IO: no sockets, no clock; the server calls :meth:`Admission.check`,
+:meth:`Admission.hold` and :meth:`Admission.release`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["Admission", "Budgets", "Refusal", "is_siprec_invite"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    """The limits (``0`` means no limit beyond the recorder's own capacity)."""
+
+    max_media_lines: int = 16  # m-lines one INVITE may ask us to receive
+    max_ports_per_source: int = 0  # RTP/RTCP port pairs one source host may hold at once
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a new session is not admitted, and how to say it on the wire."""
+
+    status: int
+    reason_phrase: str
+    budget: str  # the name in the Warning header and in the counters
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        out = [("Warning", f'399 - "budget: {self.budget}"')]
+        if self.status == 503:
+            out.append(("Retry-After", "10"))
+        return out
+
+
+_SRC_PARAM = re.compile(r";\s*\+?sip\.src\b|;\s*src\s*(?:[;=,]|$)", re.I)
+
+
+def is_siprec_invite(headers: Mapping[str, str] | object, body: bytes = b"") -> bool:
+    """A SIPREC INVITE, as real SRCs mark it: ``+sip.src`` on the Contact (RFC 7866), or
+    ``;src`` (BroadWorks, Webex: the draft's form), ``siprec`` in Require or Supported, or
+    RFC 7865 metadata in the body. A scanner's INVITE has none of these."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return False
+    if _SRC_PARAM.search(str(get("Contact") or "")):
+        return True
+    for name in ("Require", "Supported"):
+        if "siprec" in (t.strip().lower() for t in str(get(name) or "").split(",")):
+            return True
+    return b"application/rs-metadata" in body.lower()
+
+
+class Admission:
+    """Per-source holdings and the budgets they are checked against."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self.budgets = budgets
+        self._ports: dict[str, int] = {}
+        self.refused: dict[str, int] = {}  # budget -> refusals (exported as a counter)
+
+    def ports_held(self, host: str) -> int:
+        return self._ports.get(host, 0)
+
+    def check(self, host: str, media_lines: int) -> Refusal | None:
+        """Whether a new INVITE from ``host`` asking for ``media_lines`` streams fits."""
+        b = self.budgets
+        refusal = None
+        if b.max_media_lines and media_lines > b.max_media_lines:
+            refusal = Refusal(488, "Not Acceptable Here", "media-lines-per-invite")
+        elif b.max_ports_per_source and self.ports_held(host) + media_lines > (
+            b.max_ports_per_source
+        ):
+            refusal = Refusal(503, "Service Unavailable", "rtp-ports-per-source")
+        if refusal is not None:
+            self.refused[refusal.budget] = self.refused.get(refusal.budget, 0) + 1
+        return refusal
+
+    def hold(self, host: str, pairs: int) -> None:
+        if pairs:
+            self._ports[host] = self._ports.get(host, 0) + pairs
+
+    def release(self, host: str, pairs: int) -> None:
+        left = self._ports.get(host, 0) - pairs
+        if left > 0:
+            self._ports[host] = left
+        else:
+            self._ports.pop(host, None)
