@@ -73,7 +73,7 @@ def create_app(
         title="siprec-recorder portal",
         version="1",
         description="Search, playback, cases, access requests and number management.",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.portal = portal
@@ -85,9 +85,12 @@ def create_app(
         await portal.ensure_schema()
         response = await call_next(request)
         for name, value in _SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path == "/api/docs":
-                continue
             response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            # Pages and JSON name people and calls: never kept by the browser (Back after
+            # logging out shows nothing) nor by a proxy.
+            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Pragma", "no-cache")
         if settings.secure_cookies:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -37,7 +37,7 @@ from .models import (
     Label,
     RecordingLabel,
 )
-from .security import as_utc
+from .security import as_utc, user_time
 from .settings import WebSettings
 
 __all__ = ["CaseService", "NewLabel", "parse_rights", "request_status"]
@@ -416,7 +416,7 @@ class CaseService:
         )
 
     def _check_expiry(self, expires_at: datetime) -> datetime:
-        expires_at = as_utc(expires_at)
+        expires_at = user_time(expires_at, "expiry date")
         now = self.now()
         if expires_at <= now:
             raise BadRequest("the expiry date must be in the future")

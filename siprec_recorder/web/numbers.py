@@ -344,4 +344,4 @@ async def templates_submit(request: Request) -> Response:
             form={"name": name, "slots": slots_text},
         )
     portal.policy.notify_listeners()
-    return _back("/templates", f"template {name.strip()} saved")
+    return _back("/templates", "template saved")

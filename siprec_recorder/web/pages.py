@@ -26,7 +26,7 @@ from .errors import BadRequest, Forbidden, Redirect, WebError
 from .models import RIGHTS, SETTING_VALUES
 from .portal import audit, get_portal
 from .recordings import SORT_COLUMNS, SearchQuery
-from .security import as_utc
+from .security import as_utc, new_token, same_token, user_time
 
 __all__ = ["error_page", "render", "router", "templates"]
 
@@ -72,12 +72,46 @@ templates.env.filters["until_date"] = _until_date
 templates.env.filters["dur"] = _fmt_duration
 
 
+# The only texts a green banner can show: ``?msg=`` names one of them (with ``n``, a number,
+# for those that mention one), so that no link can make the portal say something.
+MESSAGES: dict[str, str] = {
+    "password-changed": "password changed",
+    "label-added": "label added",
+    "label-removed": "label removed",
+    "labels-added": "label added to {n} recordings",
+    "labels-removed": "label removed from {n} recordings",
+    "case-created": "case created",
+    "access-settings-saved": "access settings saved",
+    "request-sent": "request sent",
+    "request-approved": "request {n} approved",
+    "request-rejected": "request {n} rejected",
+    "request-revoked": "request {n} revoked",
+    "schedule-saved": "schedule saved",
+    "settings-saved": "settings saved",
+    "template-saved": "template saved",
+    "profile-saved": "settings saved",
+}
+
+
+def message_key(text: str) -> str:
+    """The key of a message of the table (``"label added"`` -> ``"label-added"``)."""
+    return "-".join(text.lower().split())
+
+
+def _flash(request: Request) -> str:
+    text = MESSAGES.get(request.query_params.get("msg", ""), "")
+    n = request.query_params.get("n", "")
+    if "{n}" in text:
+        return text.replace("{n}", n) if n.isdigit() and len(n) <= 9 else ""
+    return text
+
+
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     """Render template ``name`` with the principal, CSRF token and flash message."""
     me: Principal | None = getattr(request.state, "principal", None)
     ctx.setdefault("me", me)
     ctx.setdefault("csrf", me.csrf_token if me else "")
-    ctx.setdefault("msg", request.query_params.get("msg", "")[:300])
+    ctx.setdefault("msg", _flash(request))
     ctx.setdefault("error", "")
     ctx["has_policy"] = get_portal(request).policy is not None
     return templates.TemplateResponse(request, name, ctx, status_code=status)
@@ -87,8 +121,12 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message=message)
 
 
-def _back(path: str, msg: str = "") -> RedirectResponse:
-    return RedirectResponse(path + (("?msg=" + quote(msg)) if msg else ""), status_code=303)
+def _back(path: str, msg: str = "", n: int | None = None) -> RedirectResponse:
+    """Post/redirect/get to ``path`` with the banner ``msg`` (a key or text of MESSAGES)."""
+    query = {"msg": message_key(msg)} if msg else {}
+    if n is not None:
+        query["n"] = str(n)
+    return RedirectResponse(path + ("?" + urlencode(query) if query else ""), status_code=303)
 
 
 async def _form(request: Request) -> dict[str, Any]:
@@ -119,9 +157,8 @@ def _parse_dt(value: str, what: str, *, end_of_day: bool = False) -> datetime | 
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{what}: not a date and time: {value!r}") from None
-    if len(value) == 10 and end_of_day:
-        dt += timedelta(days=1)
-    return as_utc(dt)
+    plus = timedelta(days=1) if len(value) == 10 and end_of_day else None
+    return user_time(dt, what, plus=plus)
 
 
 def _int(value: str, what: str) -> int | None:
@@ -149,9 +186,41 @@ def _float(value: str, what: str) -> float | None:
 # -- login ---------------------------------------------------------------------------------
 
 
+LOGIN_CSRF_COOKIE = "siprec_login_csrf"
+
+
+def _login_form(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+    """A login form with a fresh pre-session CSRF token, in the form and in a SameSite=Strict
+    cookie: a page of another site can neither read the token nor send the cookie, so it
+    cannot log the browser in to an account of its choosing (login CSRF)."""
+    portal = get_portal(request)
+    token = new_token()
+    response = render(request, name, status=status, login_csrf=token, **ctx)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=portal.settings.secure_cookies,
+        path="/login",
+    )
+    return response
+
+
+def _login_csrf_ok(request: Request, form: dict[str, Any]) -> bool:
+    sent = form.get("login_csrf", "")
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return isinstance(sent, str) and bool(cookie) and same_token(sent, cookie)
+
+
+def client_source(request: Request) -> str:
+    """The address a request comes from, for the login throttles."""
+    return request.client.host if request.client else "-"
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return render(request, "login.html")
+    return _login_form(request, "login.html")
 
 
 def _after_login(request: Request, outcome: LoginOutcome) -> Response:
@@ -180,14 +249,20 @@ def _after_login(request: Request, outcome: LoginOutcome) -> Response:
 async def login_submit(request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
+    if not _login_csrf_ok(request, form):
+        await audit(portal, "-", "web.login_csrf_refused", "login", source=client_source(request))
+        return _login_form(
+            request, "login.html", status=403, error="the login form expired; log in again"
+        )
     try:
         outcome = await portal.auth.login(
             str(form.get("login", ""))[:255],
             str(form.get("password", ""))[:1024],
             str(form.get("otp", ""))[:16],
+            source=client_source(request),
         )
     except WebError as exc:
-        return render(
+        return _login_form(
             request,
             "login.html",
             status=401,
@@ -202,13 +277,13 @@ async def second_page(request: Request) -> Response:
     portal = get_portal(request)
     first = await portal.auth.pending_login(request.cookies.get(PENDING_COOKIE, ""))
     if first is None:
-        return render(
+        return _login_form(
             request,
             "login.html",
             status=401,
             error="the login waiting for a second person has expired; start again",
         )
-    return render(request, "second.html", first=first)
+    return _login_form(request, "second.html", first=first)
 
 
 @router.post("/login/second")
@@ -217,17 +292,22 @@ async def second_submit(request: Request) -> Response:
     portal = get_portal(request)
     token = request.cookies.get(PENDING_COOKIE, "")
     first = await portal.auth.pending_login(token)
+    if not _login_csrf_ok(request, form):
+        return _login_form(
+            request, "login.html", status=403, error="the login form expired; log in again"
+        )
     try:
         outcome = await portal.auth.confirm_second_person(
             token,
             str(form.get("login", ""))[:255],
             str(form.get("password", ""))[:1024],
             str(form.get("otp", ""))[:16],
+            source=client_source(request),
         )
     except WebError as exc:
         if first is None:
-            return render(request, "login.html", status=401, error=exc.message)
-        return render(request, "second.html", status=401, error=exc.message, first=first)
+            return _login_form(request, "login.html", status=401, error=exc.message)
+        return _login_form(request, "second.html", status=401, error=exc.message, first=first)
     return _after_login(request, outcome)
 
 
@@ -272,7 +352,7 @@ async def search_page(request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
     qp = request.query_params
-    error = ""
+    error, status = "", 200
     result: dict[str, Any] | None = None
     f = SearchQuery(page_size=portal.settings.page_size)
     try:
@@ -303,8 +383,10 @@ async def search_page(request: Request) -> Response:
         }
         await audit(portal, me, "web.search", "recordings", filters=filters, total=result["total"])
     except WebError as exc:
-        error = exc.message
-    keep = {k: v for k, v in qp.items() if k not in ("sort", "order", "page") and v}
+        if exc.status in (401, 403):
+            raise
+        error, status = exc.message, exc.status
+    keep = {k: v for k, v in qp.items() if k not in ("sort", "order", "page", "msg", "n") and v}
 
     def link(**changes: Any) -> str:
         params = {**keep, "sort": f.sort, "order": f.order, "page": f.page, **changes}
@@ -313,7 +395,7 @@ async def search_page(request: Request) -> Response:
     return render(
         request,
         "search.html",
-        status=400 if error else 200,
+        status=status,
         error=error,
         result=result,
         q=qp,
@@ -534,7 +616,8 @@ async def requests_decide(request_id: PathId, action: str, request: Request) -> 
     done = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[action]
     return _back(
         back if back in ("/requests", "/requests/all") else "/requests",
-        f"request {request_id} {done}",
+        f"request-{done}",
+        n=request_id,
     )
 
 
@@ -546,7 +629,7 @@ async def audit_page(request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
     qp = request.query_params
-    error = ""
+    error, status = "", 200
     trail = None
     try:
         trail = await audit_trail(
@@ -565,11 +648,12 @@ async def audit_page(request: Request) -> Response:
     except Forbidden:
         raise
     except WebError as exc:
-        error = exc.message
-    keep = {k: v for k, v in qp.items() if k != "page" and v}
+        error, status = exc.message, exc.status
+    keep = {k: v for k, v in qp.items() if k not in ("page", "msg", "n") and v}
     return render(
         request,
         "audit.html",
+        status=status,
         trail=trail,
         q=qp,
         error=error,

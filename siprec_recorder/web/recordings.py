@@ -24,7 +24,7 @@ from siprec_recorder.storage.models import Recording, RecordingParticipant, User
 from .access import Scope, numbers_of_login
 from .errors import BadRequest, Forbidden, NotFound, Unavailable
 from .models import Case, Label, RecordingLabel
-from .security import as_utc
+from .security import as_utc, user_time
 
 __all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "normalise_number"]
 
@@ -80,6 +80,10 @@ class SearchQuery:
             raise BadRequest("page must be 1 or more")
         if not 1 <= self.page_size <= max_page_size:
             raise BadRequest(f"page_size must be between 1 and {max_page_size}")
+        if self.since is not None:
+            user_time(self.since, "since")
+        if self.until is not None:
+            user_time(self.until, "until")
         if self.since and self.until and as_utc(self.since) > as_utc(self.until):
             raise BadRequest("since must not be after until")
 

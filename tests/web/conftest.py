@@ -49,7 +49,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 @pytest.fixture
 def settings(clock: Clock) -> WebSettings:
-    return WebSettings(secure_cookies=True, lockout_threshold=3, lockout_minutes=10, clock=clock)
+    return WebSettings(
+        secure_cookies=True,
+        lockout_threshold=3,
+        source_threshold=6,
+        lockout_minutes=10,
+        login_floor_seconds=0.1,
+        clock=clock,
+    )
 
 
 @pytest.fixture
@@ -68,9 +75,9 @@ def policy(world: World):  # type: ignore[no-untyped-def]
 def client_factory(app):  # type: ignore[no-untyped-def]
     clients: list[httpx.AsyncClient] = []
 
-    def make() -> httpx.AsyncClient:
+    def make(source: str = "127.0.0.1") -> httpx.AsyncClient:
         c = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
+            transport=httpx.ASGITransport(app=app, client=(source, 40000)),
             base_url="https://testserver",
             follow_redirects=False,
         )
