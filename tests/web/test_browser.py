@@ -1,6 +1,7 @@
 """End-to-end: the portal in a real headless Chromium (Debian ``chromium``, Playwright).
 
-One live portal (uvicorn on 127.0.0.1:0) serves every test of this module; each test gets a
+One real ``siprec-recorder serve`` process (portal on 127.0.0.1:0) serves every test of
+this module; each test gets a
 fresh browser context, so cookies never leak between users. Screenshots of the search, case,
 request and schedule pages are written to ``docs/screenshots/``.
 """
@@ -11,7 +12,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
             actor="test",
             login="fred",
             name="Fred",
+            role="admin",
             password=PASSWORD,
             must_change_password=False,
             four_eyes=True,
@@ -132,11 +134,17 @@ def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("main button[type=submit]")
     assert "the second person must use a different account" in page.text_content(".error")
+    # a standard user cannot confirm an admin's login
     page.fill("input[name=login]", "carol")
     page.fill("input[name=password]", PASSWORD)
     page.click("main button[type=submit]")
+    assert "must be an account of role admin" in page.text_content(".error")
+    assert page.request.get("/api/auth/me").status == 401
+    page.fill("input[name=login]", "adam")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
     page.wait_for_url(live.url + "/")
-    assert "(fred, standard)" in page.text_content("header")
+    assert "(fred, admin)" in page.text_content("header")
 
 
 def test_standard_user_sees_only_own_calls(live: LiveServer, new_page: Any) -> None:
@@ -285,20 +293,33 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
     bob.check("#request-form input[value=play]")
     bob.fill(
         "#request-form input[name=expires_at]",
-        (live.clock.now + timedelta(days=2)).strftime("%Y-%m-%d"),
+        (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d"),
     )
     bob.click("#request-form button[type=submit]")
     admin.goto("/requests")
     admin.locator("#pending tr[data-id] button:has-text('Approve')").first.click()
     admin.wait_for_url("**approved*")
     assert bob.goto(f"/recordings/{recs['carol1']}").status == 200
-    live.clock.now += timedelta(days=4)
-    try:
-        assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
-        bob.goto("/requests")
-        assert "expired" in bob.text_content("#mine")
-    finally:
-        live.clock.now -= timedelta(days=4)
+    # time passes: the approved request's expiry is reached
+    db = live.world.db
+
+    async def expire() -> None:
+        from sqlalchemy import update
+
+        from siprec_recorder.web.models import AccessRequest
+
+        async with db.session() as s:
+            await s.execute(
+                update(AccessRequest)
+                .where(AccessRequest.status == "approved")
+                .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
+            await s.commit()
+
+    live.call(expire)
+    assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    bob.goto("/requests")
+    assert "expired" in bob.text_content("#mine")
 
 
 def test_schedule_overlap_rejected_with_policy_message(live: LiveServer, new_page: Any) -> None:
