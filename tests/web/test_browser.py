@@ -396,3 +396,166 @@ def test_standard_user_has_no_admin_pages(live: LiveServer, new_page: Any) -> No
     admin.fill("input[name=action]", "recording_played")
     admin.click("form.filters button[type=submit]")
     assert admin.locator("#audit tbody tr").count() >= 1
+
+
+def _played(live: LiveServer, rec: str) -> list[dict[str, Any]]:
+    import json
+
+    from sqlalchemy import select
+
+    from siprec_recorder.storage.models import LedgerEntry
+
+    assert live.world is not None
+    db = live.world.db
+
+    async def rows() -> list[dict[str, Any]]:
+        async with db.session() as s:
+            found = await s.execute(
+                select(LedgerEntry)
+                .where(LedgerEntry.subject == f"recording:{rec}")
+                .where(LedgerEntry.action == "web.recording_played")
+            )
+            return [json.loads(e.details or "{}") for e in found.scalars()]
+
+    return live.call(rows)
+
+
+def test_no_range_spelling_yields_the_whole_file_and_every_answer_is_audited(
+    live: LiveServer, new_page: Any
+) -> None:
+    assert live.world is not None
+    rec = live.world.recordings["bob2"]
+    size = next(live.world.layout.root.rglob(f"*{rec}.mp3")).stat().st_size
+    for who in ("bob", "audrey"):
+        page = new_page()
+        log_in(page, who)
+        page.wait_for_url(live.url + "/")
+        for header in (
+            None,
+            "bytes=0-",
+            "bytes=00-",
+            "Bytes=0-",
+            "bytes=-99999999",
+            "items=0-",
+            "bytes=0-5,6-",
+            f"bytes=0-{size * 10}",
+        ):
+            before = len(_played(live, rec))
+            r = page.request.get(
+                f"/api/recordings/{rec}/audio", headers={"Range": header} if header else {}
+            )
+            assert r.status == 206, (who, header, r.status)
+            assert len(r.body()) < size, (who, header)
+            assert r.headers["content-disposition"] == "inline"
+            after = _played(live, rec)
+            assert len(after) == before + 1, (who, header)
+            assert after[-1]["bytes"] == len(r.body())
+        assert page.request.get(f"/api/recordings/{rec}/download").status == 403
+    # the in-page player still plays to the end and seeks anywhere
+    page = new_page()
+    log_in(page, "bob")
+    page.goto(f"/recordings/{rec}")
+    before = len(_played(live, rec))
+    duration = _wait_playing(page)
+    page.evaluate(
+        f"() => {{ document.querySelector('audio#player').currentTime = {duration - 2}; }}"
+    )
+    for _ in range(100):
+        if page.evaluate("() => document.querySelector('audio#player').ended"):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the player did not reach the end after seeking")
+    assert len(_played(live, rec)) > before
+
+
+def test_another_session_dies_on_password_change(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    db = live.world.db
+    live.call(
+        lambda: add_user(
+            db,
+            actor="test",
+            login="pia",
+            name="Pia",
+            password=PASSWORD,
+            must_change_password=False,
+        )
+    )
+    laptop, phone = new_page(), new_page()
+    for page in (laptop, phone):
+        log_in(page, "pia")
+        page.wait_for_url(live.url + "/")
+    laptop.goto("/password")
+    laptop.fill("input[name=current]", PASSWORD)
+    laptop.fill("input[name=new]", "1234567890")
+    laptop.fill("input[name=confirm]", "1234567890")
+    laptop.click("main button[type=submit]")
+    assert "common or breached" in laptop.text_content(".error")
+    laptop.fill("input[name=current]", PASSWORD)
+    laptop.fill("input[name=new]", "a phrase only I know")
+    laptop.fill("input[name=confirm]", "a phrase only I know")
+    laptop.click("main button[type=submit]")
+    laptop.wait_for_url(re.compile(r"/\?msg=password-changed"))
+    assert "password changed" in laptop.text_content(".flash")
+    phone.goto("/")
+    phone.wait_for_url("**/login")
+    assert phone.request.get("/api/auth/me").status == 401
+    assert laptop.request.get("/api/auth/me").status == 200
+
+
+def test_login_csrf_from_a_foreign_page_is_refused(
+    live: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
+    evil = tmp_path / "evil.html"
+    evil.write_text(
+        f'<form id="f" method="post" action="{live.url}/login">'
+        '<input name="login" value="alice"><input name="password" value="' + PASSWORD + '">'
+        '</form><script>document.getElementById("f").submit()</script>',
+        encoding="utf-8",
+    )
+    page = new_page()
+    page.goto(evil.as_uri())
+    page.wait_for_url(f"{live.url}/login")
+    assert "the login form expired" in page.text_content(".error")
+    assert page.request.get(f"{live.url}/api/auth/me").status == 401
+
+
+def test_back_after_logout_shows_nothing(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    rec = live.world.recordings["bob1"]
+    page = new_page()
+    log_in(page, "bob")
+    page.wait_for_url(live.url + "/")
+    page.goto(f"/recordings/{rec}")
+    assert "+3247" in page.text_content("main")
+    page.click("header form.who button[type=submit]")
+    page.wait_for_url("**/login")
+    page.go_back()
+    page.wait_for_load_state()
+    assert page.url.endswith("/login")
+    assert "+3247" not in (page.text_content("main") or "")
+
+
+def test_narrow_screen_has_nothing_off_screen(live: LiveServer, browser: Any) -> None:
+    assert live.world is not None
+    ctx = browser.new_context(base_url=live.url, viewport={"width": 390, "height": 844})
+    try:
+        page = ctx.new_page()
+        log_in(page, "alice")
+        page.wait_for_url(live.url + "/")
+        for path in ("/", f"/recordings/{live.world.recordings['bob2']}", "/cases", "/numbers"):
+            page.goto(path)
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)
+            for sel in ("header form.who button", "header nav a"):
+                for box in [e.bounding_box() for e in page.locator(sel).all()]:
+                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        page.goto(f"/recordings/{live.world.recordings['bob2']}")
+        box = page.locator("audio#player").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        shot(page, "narrow-recording")
+        page.goto("/")
+        shot(page, "narrow-search")
+    finally:
+        ctx.close()
