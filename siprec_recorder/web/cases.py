@@ -144,9 +144,34 @@ class CaseService:
 
     # -- cases ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _may_read_case(scope: Scope | None, case: Case) -> bool:
+        """Admins, auditors, the owner and holders of a right read a case's title,
+        description, owner and label; everyone else sees only its number."""
+        if scope is None:
+            return True
+        p = scope.principal
+        return (
+            p.reads_all
+            or case.owner == p.login
+            or any(scope.case_right(case.id, r) for r in RIGHTS)
+        )
+
     def _case_json(
         self, case: Case, label: Label, scope: Scope | None, count: int | None = None
     ) -> dict[str, Any]:
+        if not self._may_read_case(scope, case):
+            return {
+                "id": case.id,
+                "title": f"Case {case.id}",
+                "description": "",
+                "owner": None,
+                "label": {"id": None, "title": f"case {case.id}", "colour": "#667788"},
+                "access": None,
+                "created_at": as_utc(case.created_at).isoformat(),
+                "my_rights": [],
+                "restricted": True,
+            }
         doc: dict[str, Any] = {
             "id": case.id,
             "title": case.title,
@@ -167,7 +192,8 @@ class CaseService:
         return doc
 
     async def cases(self, p: Principal) -> list[dict[str, Any]]:
-        """Every case (titles are not secret: users need them to ask for access)."""
+        """Every case, by number; its details only for those who may read it (see
+        :meth:`_may_read_case`): a user asks for access to a case number given to them."""
         async with self._db.session() as s:
             scope = await build_scope(s, p, self.now())
             rows = await s.execute(
@@ -354,13 +380,20 @@ class CaseService:
     # -- access requests ------------------------------------------------------------------
 
     async def _request_json(
-        self, s: AsyncSession, req: AccessRequest, history: bool = False
+        self,
+        s: AsyncSession,
+        req: AccessRequest,
+        history: bool = False,
+        scope: Scope | None = None,
     ) -> dict[str, Any]:
         case = await s.get(Case, req.case_id)
+        title = None
+        if case is not None:
+            title = case.title if self._may_read_case(scope, case) else f"Case {case.id}"
         doc: dict[str, Any] = {
             "id": req.id,
             "case_id": req.case_id,
-            "case_title": case.title if case else None,
+            "case_title": title,
             "requester": req.requester,
             "reason": req.reason,
             "rights": req.rights.split(","),
@@ -458,7 +491,9 @@ class CaseService:
             await s.flush()
             await self._event(s, p, req, "requested", reason)
             await s.commit()
-            return await self._request_json(s, req, history=True)
+            return await self._request_json(
+                s, req, history=True, scope=await build_scope(s, p, self.now())
+            )
 
     async def _decide(
         self,
@@ -492,7 +527,9 @@ class CaseService:
             req.decided_at = self.now()
             await self._event(s, p, req, action, note.strip())
             await s.commit()
-            return await self._request_json(s, req, history=True)
+            return await self._request_json(
+                s, req, history=True, scope=await build_scope(s, p, self.now())
+            )
 
     async def approve(
         self, p: Principal, request_id: int, note: str = "", expires_at: datetime | None = None
@@ -516,14 +553,19 @@ class CaseService:
             elif which == "pending":
                 q = q.where(AccessRequest.status == "pending")
             rows = list((await s.execute(q)).scalars())
-            return [await self._request_json(s, r, history=(which != "pending")) for r in rows]
+            scope = await build_scope(s, p, self.now())
+            return [
+                await self._request_json(s, r, history=(which != "pending"), scope=scope)
+                for r in rows
+            ]
 
     async def request(self, p: Principal, request_id: int) -> dict[str, Any]:
         async with self._db.session() as s:
             req = await s.get(AccessRequest, request_id)
             if req is None or (req.requester != p.login and not p.reads_all):
                 raise NotFound(f"no access request {request_id}")
-            return await self._request_json(s, req, history=True)
+            scope = await build_scope(s, p, self.now())
+            return await self._request_json(s, req, history=True, scope=scope)
 
     async def user_exists(self, login: str) -> bool:
         async with self._db.session() as s:

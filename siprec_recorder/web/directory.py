@@ -15,6 +15,7 @@ ldap3 is synchronous; the portal calls :func:`directory_login` in a thread.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["DirectoryUnavailable", "DirectoryUser", "LdapSettings", "directory_login"]
@@ -66,9 +67,10 @@ def directory_login(settings: LdapSettings, login: str, password: str) -> Direct
         dn = settings.user_dn.replace("{login}", escape_rdn(login))
     else:  # userPrincipalName / DOMAIN\\user forms take the login as typed
         dn = settings.user_dn.replace("{login}", login)
-    server = ldap3.Server(settings.url, connect_timeout=settings.timeout, get_info=ldap3.NONE)
+    timeout = max(1, math.ceil(settings.timeout))  # ldap3 packs it as a C int
+    server = ldap3.Server(settings.url, connect_timeout=timeout, get_info=ldap3.NONE)
     conn = ldap3.Connection(
-        server, user=dn, password=password, receive_timeout=settings.timeout, read_only=True
+        server, user=dn, password=password, receive_timeout=timeout, read_only=True
     )
     try:
         if not conn.bind():

@@ -104,3 +104,17 @@ async def as_user(client_factory):  # type: ignore[no-untyped-def]
         return c
 
     return make
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A private OpenLDAP server on a free loopback port for the whole session."""
+    import shutil
+
+    from .slapd import SLAPD, start_slapd
+
+    if not shutil.which(SLAPD) or not shutil.which("ldapadd"):
+        pytest.skip("slapd / ldap-utils are not installed (scripts/run-tests installs them)")
+    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()

@@ -249,8 +249,10 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
     log_in(bob, "bob")
     bob.wait_for_url(live.url + "/")
     assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    bob.goto(f"/cases/{case_id}")  # a case's details are not for those without rights
+    assert "Desk 7 review" not in bob.content() and "DESK7" not in bob.content()
     bob.goto("/requests")
-    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.select_option("#request-form select[name=case_id]", value=case_id)
     bob.fill("#request-form textarea[name=reason]", "Review of desk 7 trades, ticket 4711")
     bob.check("#request-form input[value=play]")
     bob.click("#request-form button[type=submit]")
@@ -288,7 +290,7 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
 
     # a new request, approved, then expired
     bob.goto("/requests")
-    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.select_option("#request-form select[name=case_id]", value=case_id)
     bob.fill("#request-form textarea[name=reason]", "second look")
     bob.check("#request-form input[value=play]")
     bob.fill(
@@ -559,3 +561,39 @@ def test_narrow_screen_has_nothing_off_screen(live: LiveServer, browser: Any) ->
         shot(page, "narrow-search")
     finally:
         ctx.close()
+
+
+def test_directory_login_with_group_mapping(
+    slapd: Any, browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from .slapd import GROUPS, PEOPLE, USERS
+
+    server = LiveServer(
+        tmp_path_factory.mktemp("ldap-live"),
+        ldap_url=slapd.url,
+        ldap_user_dn=f"uid={{login}},{PEOPLE}",
+        ldap_group_base=GROUPS,
+        ldap_admin_groups=[f"cn=portal-admins,{GROUPS}"],
+        ldap_standard_groups=[f"cn=portal-users,{GROUPS}"],
+    ).start()
+    try:
+        for login, shown, count in (
+            ("dora", "(dora, admin)", "3 recordings"),
+            ("sam", "(sam, standard)", "0 recordings"),
+            ("alice", "(alice, admin)", "3 recordings"),  # local account: break-glass
+        ):
+            ctx = browser.new_context(base_url=server.url)
+            page = ctx.new_page()
+            password = USERS[login][1] if login in USERS else PASSWORD
+            log_in(page, login, password)
+            page.wait_for_url(server.url + "/")
+            assert shown in page.text_content("header")
+            assert page.text_content("#result-count").startswith(count)
+            ctx.close()
+        ctx = browser.new_context(base_url=server.url)
+        page = ctx.new_page()
+        log_in(page, "eve", USERS["eve"][1])  # in no mapped group
+        assert "invalid login or password" in page.text_content(".error")
+        ctx.close()
+    finally:
+        server.stop()
