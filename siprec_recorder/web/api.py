@@ -355,6 +355,19 @@ async def revoke(request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep
     return await portal.cases.revoke(me, request_id, body.note)
 
 
+# -- users -------------------------------------------------------------------------------
+
+
+@router.get("/users", tags=["users"])
+async def users(me: Me, portal: PortalDep) -> list[dict[str, Any]]:
+    """The portal's accounts (admins, auditors); manage them with ``siprec-recorder users``."""
+    from .users import list_users
+
+    if not me.reads_all:
+        raise Forbidden("only admins and auditors see the accounts")
+    return await list_users(portal.db)
+
+
 # -- audit trail -------------------------------------------------------------------------
 
 
