@@ -330,52 +330,70 @@ class CaseService:
         return label
 
     async def add_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        await self.add_labels(p, [recording_id], label_id)
+
+    async def add_labels(self, p: Principal, recording_ids: list[str], label_id: int) -> int:
+        """Put a label on recordings, in one transaction; how many did not have it."""
+        added = 0
         async with self._db.session() as s:
             label = await self._label_right(s, p, label_id)
-            if await s.get(Recording, recording_id) is None:
-                raise NotFound(f"no recording {recording_id}")
-            exists = await s.scalar(
-                select(RecordingLabel.id).where(
-                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
-                )
-            )
-            if exists is None:
-                s.add(
-                    RecordingLabel(
-                        recording_id=recording_id,
-                        label_id=label_id,
-                        added_by=p.login,
-                        added_at=self.now(),
+            for recording_id in recording_ids:
+                if await s.get(Recording, recording_id) is None:
+                    raise NotFound(f"no recording {recording_id}")
+                exists = await s.scalar(
+                    select(RecordingLabel.id).where(
+                        RecordingLabel.recording_id == recording_id,
+                        RecordingLabel.label_id == label_id,
                     )
                 )
-                await self._audit(
-                    s,
-                    p,
-                    "web.label_added",
-                    f"recording:{recording_id}",
-                    label=label.title,
-                    label_id=label.id,
-                )
+                if exists is None:
+                    added += 1
+                    s.add(
+                        RecordingLabel(
+                            recording_id=recording_id,
+                            label_id=label_id,
+                            added_by=p.login,
+                            added_at=self.now(),
+                        )
+                    )
+                    await self._audit(
+                        s,
+                        p,
+                        "web.label_added",
+                        f"recording:{recording_id}",
+                        label=label.title,
+                        label_id=label.id,
+                    )
             await s.commit()
+        return added
 
     async def remove_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        await self.remove_labels(p, [recording_id], label_id)
+
+    async def remove_labels(self, p: Principal, recording_ids: list[str], label_id: int) -> int:
+        """Take a label off recordings, in one transaction; how many had it."""
+        removed = 0
         async with self._db.session() as s:
             label = await self._label_right(s, p, label_id)
-            result = await s.execute(
-                delete(RecordingLabel).where(
-                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
+            for recording_id in recording_ids:
+                result = await s.execute(
+                    delete(RecordingLabel).where(
+                        RecordingLabel.recording_id == recording_id,
+                        RecordingLabel.label_id == label_id,
+                    )
                 )
-            )
-            if getattr(result, "rowcount", 0):
-                await self._audit(
-                    s,
-                    p,
-                    "web.label_removed",
-                    f"recording:{recording_id}",
-                    label=label.title,
-                    label_id=label.id,
-                )
+                if getattr(result, "rowcount", 0):
+                    removed += 1
+                    await self._audit(
+                        s,
+                        p,
+                        "web.label_removed",
+                        f"recording:{recording_id}",
+                        label=label.title,
+                        label_id=label.id,
+                    )
             await s.commit()
+        return removed
 
     # -- access requests ------------------------------------------------------------------
 

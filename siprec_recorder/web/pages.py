@@ -404,6 +404,8 @@ async def search_page(request: Request) -> Response:
         sort_columns=list(SORT_COLUMNS),
         cases=await portal.cases.cases(me),
         labels=await portal.cases.labels(),
+        usable_labels=_usable_labels(me, await portal.scope(me), await portal.cases.labels()),
+        back="/?" + urlencode(keep | {"sort": f.sort, "order": f.order, "page": f.page}),
     )
 
 
@@ -418,21 +420,61 @@ async def recording_page(recording_id: str, request: Request) -> Response:
         await audit(portal, me, "web.access_denied", f"recording:{recording_id}", right="list")
         raise
     await audit(portal, me, "web.recording_viewed", f"recording:{recording_id}")
-    labels = await portal.cases.labels()
-    usable = []
-    for lb in labels:
-        if me.is_auditor:
-            continue
-        if lb["case_id"] is None and me.is_admin:
-            usable.append(lb)
-        elif lb["case_id"] is not None and scope.case_right(lb["case_id"], "label"):
-            usable.append(lb)
+    usable = _usable_labels(me, scope, await portal.cases.labels())
     return render(
         request,
         "recording.html",
         rec=doc,
         usable_labels=usable,
         usable_ids={lb["id"] for lb in usable},
+    )
+
+
+def _usable_labels(me: Principal, scope: Any, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The labels ``me`` may put on or take off recordings."""
+    if me.is_auditor:
+        return []
+    return [
+        lb
+        for lb in labels
+        if (lb["case_id"] is None and me.is_admin)
+        or (lb["case_id"] is not None and scope.case_right(lb["case_id"], "label"))
+    ]
+
+
+@router.post("/labels/bulk")
+async def bulk_labels(request: Request) -> Response:
+    """Put a label on (or take it off) every recording ticked in a search result."""
+    form = await _form(request)
+    portal = get_portal(request)
+    me = await _me(request, form)
+    label_id = _int(str(form.get("label_id", "")), "label")
+    if label_id is None:
+        raise BadRequest("choose a label")
+    ids = form.get("ids", [])
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    if not ids:
+        raise BadRequest("tick at least one recording")
+    if len(ids) > portal.settings.max_page_size:
+        raise BadRequest(f"at most {portal.settings.max_page_size} recordings at once")
+    action = str(form.get("action", "add"))
+    if action not in ("add", "remove"):
+        raise BadRequest("unknown action")
+    scope = await portal.scope(me)
+    for rec_id in ids:
+        await portal.recordings.get(scope, str(rec_id)[:64])  # 403/404 before any change
+    wanted = [str(rec_id)[:64] for rec_id in ids]
+    if action == "add":
+        await portal.cases.add_labels(me, wanted, label_id)
+    else:
+        await portal.cases.remove_labels(me, wanted, label_id)
+    back = str(form.get("back", "/"))
+    if not back.startswith("/?") and back != "/":
+        back = "/"
+    sep = "&" if "?" in back else "?"
+    key = "labels-added" if action == "add" else "labels-removed"
+    return RedirectResponse(
+        f"{back}{sep}" + urlencode({"msg": key, "n": len(ids)}), status_code=303
     )
 
 
@@ -518,10 +560,13 @@ async def case_page(case_id: PathId, request: Request) -> Response:
     me = await _me(request)
     case = await portal.cases.case(me, case_id)
     result = None
+    page = _int(request.query_params.get("page", ""), "page") or 1
     if "list" in case["my_rights"]:
         scope = await portal.scope(me)
         result = await portal.recordings.search(
-            scope, SearchQuery(case_id=case_id, page_size=100), portal.settings.max_page_size
+            scope,
+            SearchQuery(case_id=case_id, page=page, page_size=portal.settings.page_size),
+            portal.settings.max_page_size,
         )
     mine = [r for r in await portal.cases.requests(me, "mine") if r["case_id"] == case_id]
     default_expiry = (as_utc(portal.settings.clock()) + timedelta(days=30)).strftime("%Y-%m-%d")
@@ -534,6 +579,7 @@ async def case_page(case_id: PathId, request: Request) -> Response:
         settings_values=SETTING_VALUES,
         my_requests=mine,
         default_expiry=default_expiry,
+        link=lambda page: f"/cases/{case_id}?" + urlencode({"page": page}),
     )
 
 

@@ -597,3 +597,76 @@ def test_directory_login_with_group_mapping(
         ctx.close()
     finally:
         server.stop()
+
+
+BULK_NUMBER = "+32470000099"
+
+
+def test_bulk_labelling_and_the_case_pager(live: LiveServer, new_page: Any) -> None:
+    from .fixtures import T0, record_call
+
+    assert live.world is not None
+    world = live.world
+
+    async def many() -> None:
+        for i in range(110):
+            await record_call(
+                world,
+                recorded=BULK_NUMBER,
+                other=FAR_END,
+                start=T0 + timedelta(days=3, minutes=i),
+                seconds=1.0,
+            )
+
+    live.call(many)
+    admin = new_page()
+    log_in(admin, "alice")
+    admin.wait_for_url(live.url + "/")
+    case_id = _make_case(admin, "Bulk review", "BULK", "#7a3db8")
+    admin.goto(f"/?number={BULK_NUMBER.replace('+', '%2B')}&page_size=200")
+    assert admin.text_content("#result-count").startswith("110 recordings")
+    admin.check("#select-all")
+    admin.select_option("#bulk-form select[name=label_id]", label="BULK")
+    admin.click("#bulk-form button[value=add]")
+    admin.wait_for_url("**msg=labels-added*")
+    assert admin.text_content(".flash") == "label added to 110 recordings"
+    assert admin.locator("table.results .chip:has-text('BULK')").count() == 110
+    # the case lists them 50 to a page
+    admin.goto(f"/cases/{case_id}")
+    assert "(110)" in admin.text_content("main h2:has-text('Conversations')")
+    assert admin.locator("table.results tbody tr[data-id]").count() == 50
+    seen = set(
+        admin.locator("table.results tbody tr[data-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.id)"
+        )
+    )
+    assert "Page 1 / 3" in admin.text_content("#pager")
+    admin.click("#pager a[rel=next]")
+    admin.wait_for_url("**page=2")
+    seen |= set(
+        admin.locator("table.results tbody tr[data-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.id)"
+        )
+    )
+    admin.click("#pager a:has-text('Last')")
+    admin.wait_for_url("**page=3")
+    last = admin.locator("table.results tbody tr[data-id]")
+    assert last.count() == 10
+    seen |= set(last.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+    assert len(seen) == 110
+    shot(admin, "case-pager")
+    # take the label off ten of them again
+    admin.goto(f"/?number={BULK_NUMBER.replace('+', '%2B')}&page_size=10&sort=start&order=asc")
+    admin.check("#select-all")
+    admin.select_option("#bulk-form select[name=label_id]", label="BULK")
+    admin.on("dialog", lambda d: d.accept())
+    admin.click("#bulk-form button[value=remove]")
+    admin.wait_for_url("**msg=labels-removed*")
+    assert admin.text_content(".flash") == "label removed from 10 recordings"
+    admin.goto(f"/cases/{case_id}")
+    assert "(100)" in admin.text_content("main h2:has-text('Conversations')")
+    # a standard user has nothing to tick
+    bob = new_page()
+    log_in(bob, "bob")
+    bob.wait_for_url(live.url + "/")
+    assert bob.locator("#bulk-form").count() == 0

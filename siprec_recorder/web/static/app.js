@@ -1,7 +1,16 @@
-// The portal's only script: ask before destructive buttons.
+// The portal's only script: ask before destructive buttons, and small helpers below.
 document.addEventListener("click", (event) => {
   const button = event.target.closest("[data-confirm]");
   if (button && !window.confirm(button.dataset.confirm)) {
     event.preventDefault();
+  }
+});
+
+// Tick every recording of the page for a bulk label change.
+document.addEventListener("change", (event) => {
+  if (event.target.id === "select-all") {
+    for (const box of document.querySelectorAll("input[name=ids]")) {
+      box.checked = event.target.checked;
+    }
   }
 });
