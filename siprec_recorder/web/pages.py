@@ -8,11 +8,13 @@ browser's own ``<audio>`` element fed by range requests.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -35,11 +37,29 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PENDING_COOKIE = "siprec_pending"
 
 
+# The zone of the browser being answered (from its ``tz`` cookie, which app.js sets from
+# ``Intl.DateTimeFormat``): times are shown in it with the zone marked, and times typed in
+# forms are read in it.
+_ZONE: ContextVar[tzinfo] = ContextVar("portal_zone", default=UTC)
+TZ_COOKIE = "tz"
+
+
+def user_zone(request: Request) -> tzinfo:
+    """The browser's time zone, UTC when unknown or not a zone name."""
+    name = unquote(request.cookies.get(TZ_COOKIE, "")[:100])[:64]
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
 def _fmt_time(value: str | datetime | None) -> str:
     if not value:
         return ""
     dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return as_utc(dt).strftime("%Y-%m-%d %H:%M:%S")
+    return as_utc(dt).astimezone(_ZONE.get()).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _fmt_duration(value: float | None) -> str:
@@ -109,6 +129,9 @@ def _flash(request: Request) -> str:
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     """Render template ``name`` with the principal, CSRF token and flash message."""
     me: Principal | None = getattr(request.state, "principal", None)
+    zone = user_zone(request)
+    _ZONE.set(zone)
+    ctx.setdefault("zone", getattr(zone, "key", "UTC"))
     ctx.setdefault("me", me)
     ctx.setdefault("csrf", me.csrf_token if me else "")
     ctx.setdefault("msg", _flash(request))
@@ -149,7 +172,9 @@ async def _me(request: Request, form: dict[str, Any] | None = None) -> Principal
         raise
 
 
-def _parse_dt(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
+def _parse_dt(
+    value: str, what: str, *, end_of_day: bool = False, zone: tzinfo = UTC
+) -> datetime | None:
     value = (value or "").strip()
     if not value:
         return None
@@ -158,7 +183,7 @@ def _parse_dt(value: str, what: str, *, end_of_day: bool = False) -> datetime | 
     except ValueError:
         raise BadRequest(f"{what}: not a date and time: {value!r}") from None
     plus = timedelta(days=1) if len(value) == 10 and end_of_day else None
-    return user_time(dt, what, plus=plus)
+    return user_time(dt, what, plus=plus, zone=zone)
 
 
 def _int(value: str, what: str) -> int | None:
@@ -359,8 +384,8 @@ async def search_page(request: Request) -> Response:
         direction = qp.get("direction") or None
         state = qp.get("state") or None
         f = SearchQuery(
-            since=_parse_dt(qp.get("since", ""), "from"),
-            until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
+            since=_parse_dt(qp.get("since", ""), "from", zone=user_zone(request)),
+            until=_parse_dt(qp.get("until", ""), "to", end_of_day=True, zone=user_zone(request)),
             number=(qp.get("number") or "").strip()[:100] or None,
             user=(qp.get("user") or "").strip()[:255] or None,
             direction=direction,
@@ -685,8 +710,10 @@ async def audit_page(request: Request) -> Response:
                 actor=(qp.get("actor") or "")[:255] or None,
                 action=(qp.get("action") or "")[:128] or None,
                 subject=(qp.get("subject") or "")[:255] or None,
-                since=_parse_dt(qp.get("since", ""), "from"),
-                until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
+                since=_parse_dt(qp.get("since", ""), "from", zone=user_zone(request)),
+                until=_parse_dt(
+                    qp.get("until", ""), "to", end_of_day=True, zone=user_zone(request)
+                ),
                 page=_int(qp.get("page", ""), "page") or 1,
                 page_size=100,
             ),

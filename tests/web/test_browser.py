@@ -670,3 +670,34 @@ def test_bulk_labelling_and_the_case_pager(live: LiveServer, new_page: Any) -> N
     log_in(bob, "bob")
     bob.wait_for_url(live.url + "/")
     assert bob.locator("#bulk-form").count() == 0
+
+
+def test_a_brussels_browser_finds_a_call_by_local_time(live: LiveServer, browser: Any) -> None:
+    assert live.world is not None
+    ctx = browser.new_context(base_url=live.url, timezone_id="Europe/Brussels")
+    try:
+        page = ctx.new_page()
+        log_in(page, "bob")
+        page.wait_for_url(live.url + "/")
+        # bob2 started at 11:00 UTC, 12:00 in Brussels (CET, UTC+1)
+        page.fill("input[name=since]", "2026-11-02T11:30")
+        page.fill("input[name=until]", "2026-11-02T12:30")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_url("**since=*")
+        assert page.text_content("#result-count").startswith("1 recording")
+        row = page.locator(f"tr[data-id='{live.world.recordings['bob2']}']")
+        assert "2026-11-02 12:00:00 CET" in (row.text_content() or "")
+        assert "Europe/Brussels" in page.text_content("#search-form")
+        page.goto(f"/recordings/{live.world.recordings['bob2']}")
+        assert "2026-11-02 12:00:00 CET" in page.text_content("main")
+    finally:
+        ctx.close()
+    utc = browser.new_context(base_url=live.url, timezone_id="UTC")
+    try:
+        page = utc.new_page()
+        log_in(page, "bob")
+        page.wait_for_url(live.url + "/")
+        page.goto("/?since=2026-11-02T11:30&until=2026-11-02T12:30")
+        assert page.text_content("#result-count").startswith("0 recordings")
+    finally:
+        utc.close()

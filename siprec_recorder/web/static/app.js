@@ -14,3 +14,13 @@ document.addEventListener("change", (event) => {
     }
   }
 });
+
+// Tell the server the browser's time zone: it shows times in it (zone marked) and reads
+// the times typed in forms in it.
+(() => {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const current = document.cookie.split("; ").find((c) => c.startsWith("tz="));
+  if (current !== "tz=" + encodeURIComponent(zone)) {
+    document.cookie = "tz=" + encodeURIComponent(zone) + "; path=/; SameSite=Strict; max-age=31536000";
+  }
+})();
