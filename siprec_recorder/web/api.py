@@ -230,6 +230,13 @@ async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -
     return range_response(audio, plan)
 
 
+@router.get("/recordings/{recording_id}/waveform", tags=["recordings"])
+async def waveform(recording_id: str, me: Me, portal: PortalDep) -> dict[str, Any]:
+    """Peaks of the call (one list per channel, 0..100) for the player's drawing."""
+    doc = await _recording(portal, me, recording_id, "play")
+    return portal.recordings.waveform(doc)
+
+
 @router.get(
     "/recordings/{recording_id}/download",
     tags=["recordings"],

@@ -330,3 +330,19 @@ class RecordingService:
             return await asyncio.to_thread(decrypt_for, blob, keyring, doc.get("key_id"))
         except DecryptionError as exc:
             raise Unavailable(f"cannot decrypt this recording: {exc}") from None
+
+    def waveform(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The peaks kept in the recording's sidecar at finalisation (404 when none)."""
+        import json
+
+        from siprec_recorder.storage.files import FileLayout
+
+        path = self.audio_path(doc)
+        side = path.with_name(Path(FileLayout.sidecar_of(path.name)).name)
+        try:
+            wave = json.loads(side.read_text(encoding="utf-8")).get("waveform")
+        except (OSError, ValueError):
+            wave = None
+        if not isinstance(wave, dict) or not isinstance(wave.get("channels"), list):
+            raise NotFound("no waveform for this recording")
+        return {"duration_s": doc.get("duration_s"), **wave}

@@ -701,3 +701,33 @@ def test_a_brussels_browser_finds_a_call_by_local_time(live: LiveServer, browser
         assert page.text_content("#result-count").startswith("0 recordings")
     finally:
         utc.close()
+
+
+def test_waveform_drawn_and_seeking(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    page = new_page()
+    log_in(page, "bob")
+    page.wait_for_url(live.url + "/")
+    page.goto(f"/recordings/{live.world.recordings['bob2']}")
+    assert page.text_content("#player-time") == "0:00 / 0:12"  # the duration before playing
+    page.wait_for_selector("canvas#waveform[data-drawn=yes]")
+    # something is drawn in the leg's colour, louder at the end than at the start
+    heights = page.evaluate(
+        """() => {
+          const c = document.getElementById("waveform"), ctx = c.getContext("2d");
+          const col = (x) => { let n = 0; const d = ctx.getImageData(x, 0, 1, c.height).data;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 150 && d[i] < 80) n++;
+            return n; };
+          return [col(20), col(c.width - 20)];
+        }"""
+    )
+    assert 0 < heights[0] < heights[1], heights
+    box = page.locator("canvas#waveform").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    at = page.evaluate("() => document.querySelector('audio#player').currentTime")
+    assert 5.0 < at < 7.0, at
+    assert page.text_content("#player-time").startswith("0:06 /")
+    _wait_playing(page)
+    assert page.evaluate("() => document.querySelector('audio#player').currentTime") > 5.0
+    shot(page, "waveform")
