@@ -104,6 +104,7 @@ class Recorder:
         self.keyring: Any = None
         self.assurance: Any = None
         self.uploader: Any = None
+        self.web_address: tuple[str, int] | None = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -270,22 +271,26 @@ class Recorder:
         try:
             import uvicorn
 
+            from .policy.service import PolicyService
             from .storage.files import FileLayout
-            from .web.app import WebSettings, create_app
+            from .web.app import create_app
+            from .web.settings import settings_from_config
         except ImportError as exc:  # the portal is optional for the recording path
             log.warning("portal not started: %s", exc)
             return
         c = self.config.web
         host, _, port = c.listen.rpartition(":")
+        # The portal's policy changes reach this process's engine at once (invalidate).
+        policy = PolicyService(self.db, self.policy_settings, on_change=self.policy.invalidate)
         app = create_app(
             self.db,
             FileLayout(self.config.recordings_path),
-            WebSettings(
-                secure_cookies=bool(c.tls_certificate),
-                keyring=self.keyring,
+            dataclasses.replace(
+                settings_from_config(self.config, keyring=self.keyring),
                 store=open_store(self.config) if self.config.storage.recordings_url else None,
             ),
-            None,
+            policy,
+            country_code=self.config.policy.country_code,
         )
         app.state.recorder = self
         kwargs: dict[str, Any] = {}
@@ -307,6 +312,10 @@ class Recorder:
             server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         self._web_server = server
         self._web_task = asyncio.create_task(server.serve(), name="portal")
+        while not server.started and not self._web_task.done():  # bound port for the ready file
+            await asyncio.sleep(0.02)
+        if server.started and server.servers:
+            self.web_address = server.servers[0].sockets[0].getsockname()[:2]
 
     async def stop(self) -> None:
         if self._web_server is not None:
@@ -350,6 +359,8 @@ async def _serve(config: Config, ready_file: Path | None = None) -> None:
             lines.append(
                 f"metrics:{config.metrics_listen.rpartition(':')[0]}:{recorder.metrics.port}"
             )
+        if recorder.web_address is not None:
+            lines.append("web:{}:{}".format(*recorder.web_address))
         tmp = ready_file.with_name(ready_file.name + ".tmp")
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
         os.replace(tmp, ready_file)

@@ -156,6 +156,18 @@ class WebConfig:
     listen: str = "127.0.0.1:8080"
     tls_certificate: str = ""
     tls_private_key: str = ""
+    four_eyes_confirm_roles: tuple[str, ...] = ("admin",)
+    stream_max_kib: int = 256
+    login_failures_per_source: int = 20
+    login_failures_per_account: int = 5
+    login_block_minutes: float = 15.0
+    ldap_url: str = ""
+    ldap_user_dn: str = ""
+    ldap_admin_groups: tuple[str, ...] = ()
+    ldap_auditor_groups: tuple[str, ...] = ()
+    ldap_standard_groups: tuple[str, ...] = ()
+    ldap_group_base: str = ""
+    ldap_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +386,28 @@ def build_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     return config
 
 
+def _validate_web(w: WebConfig) -> None:
+    for role in w.four_eyes_confirm_roles:
+        if role not in ("admin", "auditor", "standard"):
+            raise ConfigError(
+                f"[web] four_eyes_confirm_roles: {role!r} is not admin, auditor or standard"
+            )
+    if not 4 <= w.stream_max_kib <= 65536:
+        raise ConfigError("[web] stream_max_kib: must be between 4 and 65536")
+    for key in ("login_failures_per_source", "login_failures_per_account"):
+        if getattr(w, key) < 1:
+            raise ConfigError(f"[web] {key}: must be at least 1")
+    if w.login_block_minutes <= 0:
+        raise ConfigError("[web] login_block_minutes: must be positive")
+    if w.ldap_url:
+        if not w.ldap_url.startswith(("ldap://", "ldaps://")):
+            raise ConfigError("[web] ldap_url: expected ldap://HOST:PORT or ldaps://HOST:PORT")
+        if "{login}" not in w.ldap_user_dn:
+            raise ConfigError(
+                "[web] ldap_user_dn: must contain {login}, e.g. uid={login},ou=people,dc=x"
+            )
+
+
 def _validate(c: Config) -> None:
     if not c.sip.listen:
         raise ConfigError("[sip] listen: at least one listener is needed")
@@ -472,6 +506,7 @@ def _validate(c: Config) -> None:
         host, sep, port = c.web.listen.rpartition(":")
         if not sep or not port.isdigit() or not host:
             raise ConfigError(f"[web] listen: expected HOST:PORT, got {c.web.listen!r}")
+    _validate_web(c.web)
     if c.metrics.listen:
         host, sep, port = c.metrics.listen.rpartition(":")
         if not sep or not port.isdigit() or not host:

@@ -156,6 +156,7 @@ def finalize_spool(
     from ..storage.files import FileLayout
     from ..storage.mp3 import encode_mp3
     from ..storage.spool import SpoolStore
+    from ..storage.waveform import waveform_peaks
 
     store = SpoolStore(Path(spool_root))
     spool = store.get(rec_id)
@@ -307,6 +308,7 @@ def finalize_spool(
             "size_bytes": size,
             "key_id": manifest.get("key_id"),
             "audio": {"codec": "mp3", "sample_rate": rendered.sample_rate, "channels": channels},
+            "waveform": waveform_peaks(pcm, rendered.sample_rate),
             "participants": manifest.get("participants", []),
             "participant_history": manifest.get("participant_history", []),
             "streams": streams,

@@ -13,13 +13,14 @@ from .audit import AuditQuery, audit_trail
 from .auth import LoginOutcome, Principal
 from .cases import NewLabel
 from .errors import Forbidden
-from .media import range_response, range_response_bytes
+from .media import plan_range, range_response, range_response_bytes
 from .portal import Portal, audit, get_portal
 from .recordings import SearchQuery
 from .schemas import (
     AccessIn,
     CaseIn,
     DecisionIn,
+    IsoTime,
     LabelIn,
     LabelRef,
     LoginIn,
@@ -69,10 +70,17 @@ def _login_json(outcome: LoginOutcome) -> dict[str, Any]:
 # -- accounts ----------------------------------------------------------------------------
 
 
+def _source(request: Request) -> str:
+    return request.client.host if request.client else "-"
+
+
 @router.post("/auth/login", tags=["auth"])
-async def login(body: LoginIn, portal: PortalDep) -> JSONResponse:
-    """Log in; a four-eyes account gets ``second_person`` and a ``pending_token``."""
-    outcome = await portal.auth.login(body.login, body.password, body.otp)
+async def login(body: LoginIn, request: Request, portal: PortalDep) -> JSONResponse:
+    """Log in; a four-eyes account gets ``second_person`` and a ``pending_token``.
+
+    Only a JSON body is accepted, which a page of another site cannot send without a CORS
+    preflight that this API never grants: no login CSRF through the API."""
+    outcome = await portal.auth.login(body.login, body.password, body.otp, source=_source(request))
     response = JSONResponse(_login_json(outcome))
     if outcome.kind == "session":
         set_session_cookie(portal, response, outcome)
@@ -80,10 +88,10 @@ async def login(body: LoginIn, portal: PortalDep) -> JSONResponse:
 
 
 @router.post("/auth/second-person", tags=["auth"])
-async def second_person(body: SecondPersonIn, portal: PortalDep) -> JSONResponse:
-    """A different account confirms a four-eyes login."""
+async def second_person(body: SecondPersonIn, request: Request, portal: PortalDep) -> JSONResponse:
+    """A different account, of a role allowed to confirm, confirms a four-eyes login."""
     outcome = await portal.auth.confirm_second_person(
-        body.pending_token, body.login, body.password, body.otp
+        body.pending_token, body.login, body.password, body.otp, source=_source(request)
     )
     response = JSONResponse(_login_json(outcome))
     set_session_cookie(portal, response, outcome)
@@ -125,8 +133,8 @@ async def change_password(body: PasswordIn, request: Request, portal: PortalDep)
 async def search(
     me: Me,
     portal: PortalDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime | None = None,
+    until: IsoTime | None = None,
     number: Annotated[str | None, Query(max_length=100)] = None,
     user: Annotated[str | None, Query(max_length=255)] = None,
     direction: Literal["in", "out", "unknown"] | None = None,
@@ -199,17 +207,34 @@ async def recording(recording_id: str, me: Me, portal: PortalDep) -> dict[str, A
     responses={200: {"content": {"audio/mpeg": {}}}, 206: {"description": "Partial Content"}},
 )
 async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -> Response:
-    """The MP3 for the in-page player (range requests); each play is audited."""
+    """Pieces of the MP3 for the in-page player (``206``, bounded size, whatever the
+    ``Range`` header says); every answer is audited before a byte leaves."""
     doc = await _recording(portal, me, recording_id, "play")
     audio = await portal.recordings.audio(doc, portal.settings.keyring)
     rng = request.headers.get("range")
-    if not rng or rng.replace(" ", "").startswith("bytes=0-"):
-        await audit(
-            portal, me, "web.recording_played", f"recording:{recording_id}", range=rng or ""
-        )
+    size = len(audio) if isinstance(audio, bytes) else audio.stat().st_size
+    plan = plan_range(rng, size, portal.settings.stream_max_bytes)
+    await audit(
+        portal,
+        me,
+        "web.recording_played",
+        f"recording:{recording_id}",
+        range=(rng or "")[:200],
+        status=plan.status,
+        first=plan.first,
+        bytes=plan.length,
+        size=size,
+    )
     if isinstance(audio, bytes):
-        return range_response_bytes(audio, rng)
-    return range_response(audio, rng)
+        return range_response_bytes(audio, plan)
+    return range_response(audio, plan)
+
+
+@router.get("/recordings/{recording_id}/waveform", tags=["recordings"])
+async def waveform(recording_id: str, me: Me, portal: PortalDep) -> dict[str, Any]:
+    """Peaks of the call (one list per channel, 0..100) for the player's drawing."""
+    doc = await _recording(portal, me, recording_id, "play")
+    return portal.recordings.waveform(doc)
 
 
 @router.get(
@@ -230,8 +255,8 @@ async def download(recording_id: str, request: Request, me: Me, portal: PortalDe
     )
     name = f"recording-{doc['id']}.mp3"
     if isinstance(audio, bytes):
-        return range_response_bytes(audio, request.headers.get("range"), download_name=name)
-    return range_response(audio, request.headers.get("range"), download_name=name)
+        return range_response_bytes(audio, None, download_name=name)
+    return range_response(audio, None, download_name=name)
 
 
 @router.post("/recordings/{recording_id}/labels", tags=["recordings"])
@@ -337,6 +362,19 @@ async def revoke(request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep
     return await portal.cases.revoke(me, request_id, body.note)
 
 
+# -- users -------------------------------------------------------------------------------
+
+
+@router.get("/users", tags=["users"])
+async def users(me: Me, portal: PortalDep) -> list[dict[str, Any]]:
+    """The portal's accounts (admins, auditors); manage them with ``siprec-recorder users``."""
+    from .users import list_users
+
+    if not me.reads_all:
+        raise Forbidden("only admins and auditors see the accounts")
+    return await list_users(portal.db)
+
+
 # -- audit trail -------------------------------------------------------------------------
 
 
@@ -347,8 +385,8 @@ async def audit_events(
     actor: Annotated[str | None, Query(max_length=255)] = None,
     action: Annotated[str | None, Query(max_length=128)] = None,
     subject: Annotated[str | None, Query(max_length=255)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoTime | None = None,
+    until: IsoTime | None = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def create_app(
         title="siprec-recorder portal",
         version="1",
         description="Search, playback, cases, access requests and number management.",
-        docs_url="/api/docs",
+        docs_url=None,
         redoc_url=None,
     )
     app.state.portal = portal
@@ -83,10 +83,15 @@ def create_app(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
+        if response.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(app, request.url.path)
         for name, value in _SECURITY_HEADERS.items():
-            if name == "Content-Security-Policy" and request.url.path == "/api/docs":
-                continue
             response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            # Pages and JSON name people and calls: never kept by the browser (Back after
+            # logging out shows nothing) nor by a proxy.
+            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Pragma", "no-cache")
         if settings.secure_cookies:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
@@ -113,4 +118,91 @@ def create_app(
     app.include_router(assurance_pages)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+    _describe_security(app)
     return app
+
+
+def _allowed_methods(app: FastAPI, path: str) -> str:
+    """The ``Allow`` header of a 405 (RFC 9110 section 15.5.6): the methods of the most
+    specific routes whose path matches (``/api/numbers/import`` before ``{number}``).
+    Starlette names only the first route that matched."""
+    by_params: dict[int, set[str]] = {}
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        m = regex.match(path) if regex is not None else None
+        if m is not None:
+            by_params.setdefault(len(m.groupdict()), set()).update(
+                getattr(route, "methods", None) or ()
+            )
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""
+
+
+_OPEN_OPERATIONS = {"/api/auth/login", "/api/auth/second-person"}
+_ERRORS = {
+    "400": "The request is wrong (the message says why)",
+    "401": "Not logged in, or the session ended",
+    "403": "Not allowed for this account, or a missing CSRF token",
+    "404": "No such thing",
+    "409": "Conflicts with what exists",
+    "422": "Well-formed but unusable input (e.g. a date out of range)",
+    "503": "Cannot be served now (e.g. the decryption key is missing)",
+}
+
+
+def _describe_security(app: FastAPI) -> None:
+    """Declare how the API authenticates (a session token as Bearer, or the browser's
+    session cookie with its CSRF header) and the error answers every operation may give."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = base()
+        components = doc.setdefault("components", {})
+        components["securitySchemes"] = {
+            "bearerAuth": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The `token` of POST /api/auth/login.",
+            },
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "siprec_session",
+                "description": "Browsers; changes also need the X-CSRF-Token header.",
+            },
+        }
+        components.setdefault("schemas", {})["Error"] = {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+        doc["security"] = [{"bearerAuth": []}, {"cookieAuth": []}]
+        for path, ops in doc.get("paths", {}).items():
+            for op in ops.values():
+                if path in _OPEN_OPERATIONS:
+                    op["security"] = []
+                responses = op.setdefault("responses", {})
+                if "422" in responses:  # ours ({"detail": text}) or FastAPI's validation list
+                    responses["422"]["content"]["application/json"]["schema"] = {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/Error"},
+                            {"$ref": "#/components/schemas/HTTPValidationError"},
+                        ]
+                    }
+                for code, text in _ERRORS.items():
+                    responses.setdefault(
+                        code,
+                        {
+                            "description": text,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Error"}
+                                }
+                            },
+                        },
+                    )
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]

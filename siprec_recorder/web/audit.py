@@ -16,7 +16,7 @@ from siprec_recorder.storage.models import LedgerEntry
 
 from .auth import Principal
 from .errors import BadRequest, Forbidden
-from .security import as_utc
+from .security import as_utc, user_time
 
 __all__ = ["AuditQuery", "audit_trail"]
 
@@ -50,9 +50,9 @@ async def audit_trail(db: Database, p: Principal, q: AuditQuery) -> dict[str, An
     if q.subject:
         stmt = stmt.where(LedgerEntry.subject.like(_like(q.subject), escape="\\"))
     if q.since:
-        stmt = stmt.where(LedgerEntry.ts >= as_utc(q.since))
+        stmt = stmt.where(LedgerEntry.ts >= user_time(q.since, "since"))
     if q.until:
-        stmt = stmt.where(LedgerEntry.ts < as_utc(q.until))
+        stmt = stmt.where(LedgerEntry.ts < user_time(q.until, "until"))
     async with db.session() as s:
         total = int(await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
         rows = (

@@ -2,12 +2,19 @@
 
 Theory of operation
 -------------------
-``login`` checks the password (and the TOTP code when the account has a secret). A failure
-increments ``failed_logins``; reaching ``lockout_threshold`` sets ``locked_until``. A success
-resets the counter and either opens a session or, for a four-eyes account, creates a pending
-login whose token the browser carries to the second step, where a *different*, active
-account must enter its own credentials (and code) before the session of the first is opened.
-A session whose account must change its password may do nothing else until it has.
+``login`` checks the password (and the TOTP code when the account has a secret); a login
+unknown locally goes to the directory (LDAP) when one is configured, and local accounts
+keep working beside it (break-glass). Every failure is a row in ``web_login_failures``
+(login typed, source address). A source with too many recent failures is throttled for
+every login; a login with too many recent failures from one source is throttled *for that
+source only*, so nobody can keep an administrator out by failing on purpose. Unknown,
+wrong, inactive and throttled logins get one answer after the same work and a common
+minimum time. A success either opens a session or, for a four-eyes account, creates a
+pending login whose token the browser carries to the second step, where a *different*,
+active account of a role allowed to confirm enters its own credentials (and code) before
+the session of the first is opened. A session whose account must change its password may
+do nothing else until it has; a password change ends every other session of the account
+and may not reuse the last passwords.
 
 Sessions are rows in ``web_sessions`` keyed by the SHA-256 of the cookie value; each has its
 own CSRF token. They end after ``session_ttl`` seconds without use, on logout, and when the
@@ -16,11 +23,13 @@ account is deactivated. Every outcome is written to the ledger.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from siprec_recorder.storage.db import Database
@@ -28,7 +37,7 @@ from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import User
 
 from .errors import BadRequest, Forbidden, Unauthorized
-from .models import PendingLogin, WebSession
+from .models import LoginFailure, PasswordHistory, PendingLogin, WebSession
 from .security import (
     as_utc,
     check_password_strength,
@@ -40,10 +49,20 @@ from .security import (
 )
 from .settings import WebSettings
 
-__all__ = ["ROLES", "AuthService", "LoginOutcome", "Principal"]
+__all__ = [
+    "ROLES",
+    "AuthService",
+    "LoginOutcome",
+    "Principal",
+    "end_sessions",
+    "remember_password",
+]
 
 ROLES: tuple[str, ...] = ("standard", "admin", "auditor")
-_BAD_CREDENTIALS = "invalid login or password"
+# One answer for an unknown login, a wrong password, an inactive account and a throttled
+# source: telling them apart would tell who has an account.
+_BAD_CREDENTIALS = "invalid login or password, or too many attempts: wait a few minutes"
+PASSWORD_HISTORY = 5  # the current password and the four before it may not be chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,69 +117,148 @@ class AuthService:
     ) -> None:
         await append_event(s, actor=actor, action=action, subject=subject, details=details)
 
+    async def _blocked(self, s: AsyncSession, login: str, source: str) -> str | None:
+        """Why a login from ``source`` must wait now, or None. Failures count per source
+        and per (login, source): an attacker can slow down only their own address, never
+        keep an account out for somebody else."""
+        since = self._now() - timedelta(minutes=self._settings.lockout_minutes)
+        recent = select(func.count()).select_from(LoginFailure).where(LoginFailure.at >= since)
+        by_source = int(await s.scalar(recent.where(LoginFailure.source == source)) or 0)
+        if by_source >= self._settings.source_threshold:
+            return "source throttled"
+        by_login = int(
+            await s.scalar(
+                recent.where(LoginFailure.source == source, LoginFailure.login == login[:100])
+            )
+            or 0
+        )
+        if by_login >= self._settings.lockout_threshold:
+            return "login throttled for this source"
+        return None
+
+    async def _fail(
+        self, s: AsyncSession, login: str, source: str, reason: str, step: str, *, count: bool
+    ) -> None:
+        if count:
+            s.add(LoginFailure(login=login[:100], source=source[:64], at=self._now()))
+        action = "web.login_throttled" if "throttled" in reason else "web.login_failed"
+        await self._audit(
+            s,
+            login[:255] or "-",
+            action,
+            f"user:{login[:255]}",
+            reason=reason,
+            step=step,
+            source=source,
+        )
+        await s.commit()
+
     async def _check_credentials(
-        self, s: AsyncSession, login: str, password: str, otp: str, *, step: str
+        self, s: AsyncSession, login: str, password: str, otp: str, *, step: str, source: str
     ) -> User:
-        """The active, unlocked user whose credentials these are; counts failures."""
+        """The active user whose credentials these are. Unknown login, wrong password,
+        inactive account and a throttled source all get the same answer after the same
+        work (one password hash), so none of them tells whether the account exists."""
         now = self._now()
+        blocked = await self._blocked(s, login, source)
         user = (await s.execute(select(User).where(User.login == login))).scalar_one_or_none()
-        if user is None:
-            verify_password(None, password)  # same cost as a real check
-            await self._audit(
-                s,
-                login or "-",
-                "web.login_failed",
-                f"user:{login}",
-                reason="unknown login",
-                step=step,
-            )
-            await s.commit()
-            raise Unauthorized(_BAD_CREDENTIALS)
-        if user.locked_until is not None and as_utc(user.locked_until) > now:
-            await self._audit(
-                s, login, "web.login_failed", f"user:{login}", reason="locked", step=step
-            )
-            await s.commit()
-            until = as_utc(user.locked_until).strftime("%Y-%m-%d %H:%M UTC")
-            raise Unauthorized(f"account locked after repeated failures, try again after {until}")
+        if user is not None and not user.password_hash and self._settings.ldap is not None:
+            user = None  # a directory account: the directory checks its password
+        directory_user = None
+        if blocked is None and user is None and self._settings.ldap is not None:
+            directory_user = await self._directory(s, login, password)
+            user = directory_user
+        if user is None or directory_user is not None:
+            verify_password(None, password)  # the cost of a real check
+            ok = directory_user is not None
+        else:
+            ok = verify_password(user.password_hash, password)
         reason = None
-        if not verify_password(user.password_hash, password):
+        if blocked is not None:
+            reason = blocked
+        elif user is None:
+            reason = "unknown login"
+        elif not ok:
             reason = "bad password"
+        elif not user.active:
+            reason = "inactive"
         elif user.totp_secret and not otp:
             reason = "one-time code missing"
         elif user.totp_secret and not verify_totp(user.totp_secret, otp, now):
             reason = "bad one-time code"
-        elif not user.active:
-            reason = "inactive"
         if reason is not None:
-            user.failed_logins = (user.failed_logins or 0) + 1
-            details: dict[str, Any] = {
-                "reason": reason,
-                "step": step,
-                "failed_logins": user.failed_logins,
-            }
-            if user.failed_logins >= self._settings.lockout_threshold:
-                user.locked_until = now + timedelta(minutes=self._settings.lockout_minutes)
-                user.failed_logins = 0
-                details["locked_until"] = user.locked_until.isoformat()
-                await self._audit(s, login, "web.account_locked", f"user:{login}", **details)
-            else:
-                await self._audit(s, login, "web.login_failed", f"user:{login}", **details)
-            await s.commit()
+            await self._fail(s, login, source, reason, step, count=blocked is None)
             if reason == "one-time code missing":
                 raise Unauthorized("a one-time code is required for this account")
             if reason == "bad one-time code":
                 raise Unauthorized("invalid one-time code")
             raise Unauthorized(_BAD_CREDENTIALS)
+        assert user is not None
         user.failed_logins = 0
         user.locked_until = None
         return user
 
-    async def login(self, login: str, password: str, otp: str = "") -> LoginOutcome:
+    async def _directory(self, s: AsyncSession, login: str, password: str) -> User | None:
+        """The local row of a directory user after a successful bind (created or updated
+        with the role its groups give; it has no local password)."""
+        from .directory import DirectoryUnavailable, directory_login
+
+        try:
+            found = await asyncio.to_thread(directory_login, self._settings.ldap, login, password)
+        except DirectoryUnavailable as exc:
+            await self._audit(s, "-", "web.directory_unavailable", "directory", error=str(exc))
+            return None
+        if found is None:
+            return None
+        user = (await s.execute(select(User).where(User.login == login))).scalar_one_or_none()
+        if user is None:
+            user = User(
+                login=login,
+                name=found.name,
+                role=found.role,
+                password_hash=None,
+                must_change_password=False,
+                active=True,
+                failed_logins=0,
+                four_eyes=False,
+            )
+            s.add(user)
+            await s.flush()
+            await self._audit(
+                s, "directory", "web.user_added", f"user:{login}", role=found.role, dn=found.dn
+            )
+        elif user.role != found.role or user.name != found.name:
+            await self._audit(
+                s,
+                "directory",
+                "web.user_changed",
+                f"user:{login}",
+                before={"role": user.role, "name": user.name},
+                after={"role": found.role, "name": found.name},
+            )
+            user.role, user.name = found.role, found.name
+        return user
+
+    async def _uniform_delay(self, started: float) -> None:
+        left = self._settings.login_floor_seconds - (time.monotonic() - started)
+        if left > 0:
+            await asyncio.sleep(left)
+
+    async def login(
+        self, login: str, password: str, otp: str = "", *, source: str = "-"
+    ) -> LoginOutcome:
         """First step of a login; raises :class:`Unauthorized` with the reason to show."""
-        login = login.strip()
+        started = time.monotonic()
+        try:
+            return await self._login(login.strip(), password, otp, source)
+        finally:
+            await self._uniform_delay(started)
+
+    async def _login(self, login: str, password: str, otp: str, source: str) -> LoginOutcome:
         async with self._db.session() as s:
-            user = await self._check_credentials(s, login, password, otp, step="first")
+            user = await self._check_credentials(
+                s, login, password, otp, step="first", source=source
+            )
             if user.four_eyes or self._settings.four_eyes_default:
                 token = new_token()
                 s.add(
@@ -202,10 +300,19 @@ class AuthService:
         return pending
 
     async def confirm_second_person(
-        self, token: str, login: str, password: str, otp: str = ""
+        self, token: str, login: str, password: str, otp: str = "", *, source: str = "-"
     ) -> LoginOutcome:
-        """Second step of a four-eyes login: another account confirms."""
-        login = login.strip()
+        """Second step of a four-eyes login: another account, of a role allowed to confirm,
+        enters its own credentials."""
+        started = time.monotonic()
+        try:
+            return await self._confirm(token, login.strip(), password, otp, source)
+        finally:
+            await self._uniform_delay(started)
+
+    async def _confirm(
+        self, token: str, login: str, password: str, otp: str, source: str
+    ) -> LoginOutcome:
         async with self._db.session() as s:
             pending = await self._find_pending(s, token)
             if pending is None:
@@ -221,7 +328,23 @@ class AuthService:
                 )
                 await s.commit()
                 raise Unauthorized("the second person must use a different account")
-            second = await self._check_credentials(s, login, password, otp, step="second")
+            second = await self._check_credentials(
+                s, login, password, otp, step="second", source=source
+            )
+            allowed = self._settings.four_eyes_roles
+            if second.role not in allowed:
+                await self._audit(
+                    s,
+                    login,
+                    "web.login_failed",
+                    f"user:{pending.login}",
+                    reason=f"second person's role {second.role} may not confirm",
+                    step="second",
+                )
+                await s.commit()
+                raise Unauthorized(
+                    "the second person must be an account of role " + " or ".join(allowed)
+                )
             first = (
                 await s.execute(select(User).where(User.login == pending.login))
             ).scalar_one_or_none()
@@ -319,11 +442,45 @@ class AuthService:
                 await s.commit()
                 raise BadRequest("the current password is wrong")
             problem = check_password_strength(new, login=user.login)
-            if problem is None and verify_password(user.password_hash, new):
-                problem = "the new password must differ from the current one"
+            if problem is None and await self._recently_used(s, user, new):
+                problem = (
+                    f"the new password must differ from your last {PASSWORD_HISTORY} passwords"
+                )
             if problem is not None:
                 raise BadRequest(problem)
+            await remember_password(s, user.login, user.password_hash, self._now())
             user.password_hash = hash_password(new)
             user.must_change_password = False
-            await self._audit(s, user.login, "web.password_changed", f"user:{user.login}")
+            ended = await end_sessions(s, user.login, keep=principal.session_id)
+            await self._audit(
+                s, user.login, "web.password_changed", f"user:{user.login}", sessions_ended=ended
+            )
             await s.commit()
+
+    async def _recently_used(self, s: AsyncSession, user: User, new: str) -> bool:
+        if verify_password(user.password_hash, new):
+            return True
+        rows = await s.execute(
+            select(PasswordHistory.password_hash)
+            .where(PasswordHistory.login == user.login)
+            .order_by(PasswordHistory.id.desc())
+            .limit(PASSWORD_HISTORY - 1)
+        )
+        return any(verify_password(h, new) for h in rows.scalars())
+
+
+async def remember_password(
+    s: AsyncSession, login: str, password_hash: str | None, now: datetime
+) -> None:
+    """Keep ``password_hash`` in the account's history (the last few are refused)."""
+    if password_hash:
+        s.add(PasswordHistory(login=login, password_hash=password_hash, created_at=now))
+
+
+async def end_sessions(s: AsyncSession, login: str, *, keep: int | None = None) -> int:
+    """End every open session of ``login`` except ``keep``; how many were ended."""
+    q = update(WebSession).where(WebSession.login == login, WebSession.ended.is_(False))
+    if keep is not None:
+        q = q.where(WebSession.id != keep)
+    result = await s.execute(q.values(ended=True))
+    return int(getattr(result, "rowcount", 0) or 0)

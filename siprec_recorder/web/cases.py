@@ -37,7 +37,7 @@ from .models import (
     Label,
     RecordingLabel,
 )
-from .security import as_utc
+from .security import as_utc, user_time
 from .settings import WebSettings
 
 __all__ = ["CaseService", "NewLabel", "parse_rights", "request_status"]
@@ -144,9 +144,34 @@ class CaseService:
 
     # -- cases ----------------------------------------------------------------------------
 
+    @staticmethod
+    def _may_read_case(scope: Scope | None, case: Case) -> bool:
+        """Admins, auditors, the owner and holders of a right read a case's title,
+        description, owner and label; everyone else sees only its number."""
+        if scope is None:
+            return True
+        p = scope.principal
+        return (
+            p.reads_all
+            or case.owner == p.login
+            or any(scope.case_right(case.id, r) for r in RIGHTS)
+        )
+
     def _case_json(
         self, case: Case, label: Label, scope: Scope | None, count: int | None = None
     ) -> dict[str, Any]:
+        if not self._may_read_case(scope, case):
+            return {
+                "id": case.id,
+                "title": f"Case {case.id}",
+                "description": "",
+                "owner": None,
+                "label": {"id": None, "title": f"case {case.id}", "colour": "#667788"},
+                "access": None,
+                "created_at": as_utc(case.created_at).isoformat(),
+                "my_rights": [],
+                "restricted": True,
+            }
         doc: dict[str, Any] = {
             "id": case.id,
             "title": case.title,
@@ -167,7 +192,8 @@ class CaseService:
         return doc
 
     async def cases(self, p: Principal) -> list[dict[str, Any]]:
-        """Every case (titles are not secret: users need them to ask for access)."""
+        """Every case, by number; its details only for those who may read it (see
+        :meth:`_may_read_case`): a user asks for access to a case number given to them."""
         async with self._db.session() as s:
             scope = await build_scope(s, p, self.now())
             rows = await s.execute(
@@ -304,63 +330,88 @@ class CaseService:
         return label
 
     async def add_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        await self.add_labels(p, [recording_id], label_id)
+
+    async def add_labels(self, p: Principal, recording_ids: list[str], label_id: int) -> int:
+        """Put a label on recordings, in one transaction; how many did not have it."""
+        added = 0
         async with self._db.session() as s:
             label = await self._label_right(s, p, label_id)
-            if await s.get(Recording, recording_id) is None:
-                raise NotFound(f"no recording {recording_id}")
-            exists = await s.scalar(
-                select(RecordingLabel.id).where(
-                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
-                )
-            )
-            if exists is None:
-                s.add(
-                    RecordingLabel(
-                        recording_id=recording_id,
-                        label_id=label_id,
-                        added_by=p.login,
-                        added_at=self.now(),
+            for recording_id in recording_ids:
+                if await s.get(Recording, recording_id) is None:
+                    raise NotFound(f"no recording {recording_id}")
+                exists = await s.scalar(
+                    select(RecordingLabel.id).where(
+                        RecordingLabel.recording_id == recording_id,
+                        RecordingLabel.label_id == label_id,
                     )
                 )
-                await self._audit(
-                    s,
-                    p,
-                    "web.label_added",
-                    f"recording:{recording_id}",
-                    label=label.title,
-                    label_id=label.id,
-                )
+                if exists is None:
+                    added += 1
+                    s.add(
+                        RecordingLabel(
+                            recording_id=recording_id,
+                            label_id=label_id,
+                            added_by=p.login,
+                            added_at=self.now(),
+                        )
+                    )
+                    await self._audit(
+                        s,
+                        p,
+                        "web.label_added",
+                        f"recording:{recording_id}",
+                        label=label.title,
+                        label_id=label.id,
+                    )
             await s.commit()
+        return added
 
     async def remove_label(self, p: Principal, recording_id: str, label_id: int) -> None:
+        await self.remove_labels(p, [recording_id], label_id)
+
+    async def remove_labels(self, p: Principal, recording_ids: list[str], label_id: int) -> int:
+        """Take a label off recordings, in one transaction; how many had it."""
+        removed = 0
         async with self._db.session() as s:
             label = await self._label_right(s, p, label_id)
-            result = await s.execute(
-                delete(RecordingLabel).where(
-                    RecordingLabel.recording_id == recording_id, RecordingLabel.label_id == label_id
+            for recording_id in recording_ids:
+                result = await s.execute(
+                    delete(RecordingLabel).where(
+                        RecordingLabel.recording_id == recording_id,
+                        RecordingLabel.label_id == label_id,
+                    )
                 )
-            )
-            if getattr(result, "rowcount", 0):
-                await self._audit(
-                    s,
-                    p,
-                    "web.label_removed",
-                    f"recording:{recording_id}",
-                    label=label.title,
-                    label_id=label.id,
-                )
+                if getattr(result, "rowcount", 0):
+                    removed += 1
+                    await self._audit(
+                        s,
+                        p,
+                        "web.label_removed",
+                        f"recording:{recording_id}",
+                        label=label.title,
+                        label_id=label.id,
+                    )
             await s.commit()
+        return removed
 
     # -- access requests ------------------------------------------------------------------
 
     async def _request_json(
-        self, s: AsyncSession, req: AccessRequest, history: bool = False
+        self,
+        s: AsyncSession,
+        req: AccessRequest,
+        history: bool = False,
+        scope: Scope | None = None,
     ) -> dict[str, Any]:
         case = await s.get(Case, req.case_id)
+        title = None
+        if case is not None:
+            title = case.title if self._may_read_case(scope, case) else f"Case {case.id}"
         doc: dict[str, Any] = {
             "id": req.id,
             "case_id": req.case_id,
-            "case_title": case.title if case else None,
+            "case_title": title,
             "requester": req.requester,
             "reason": req.reason,
             "rights": req.rights.split(","),
@@ -416,7 +467,7 @@ class CaseService:
         )
 
     def _check_expiry(self, expires_at: datetime) -> datetime:
-        expires_at = as_utc(expires_at)
+        expires_at = user_time(expires_at, "expiry date")
         now = self.now()
         if expires_at <= now:
             raise BadRequest("the expiry date must be in the future")
@@ -458,7 +509,9 @@ class CaseService:
             await s.flush()
             await self._event(s, p, req, "requested", reason)
             await s.commit()
-            return await self._request_json(s, req, history=True)
+            return await self._request_json(
+                s, req, history=True, scope=await build_scope(s, p, self.now())
+            )
 
     async def _decide(
         self,
@@ -492,7 +545,9 @@ class CaseService:
             req.decided_at = self.now()
             await self._event(s, p, req, action, note.strip())
             await s.commit()
-            return await self._request_json(s, req, history=True)
+            return await self._request_json(
+                s, req, history=True, scope=await build_scope(s, p, self.now())
+            )
 
     async def approve(
         self, p: Principal, request_id: int, note: str = "", expires_at: datetime | None = None
@@ -516,14 +571,19 @@ class CaseService:
             elif which == "pending":
                 q = q.where(AccessRequest.status == "pending")
             rows = list((await s.execute(q)).scalars())
-            return [await self._request_json(s, r, history=(which != "pending")) for r in rows]
+            scope = await build_scope(s, p, self.now())
+            return [
+                await self._request_json(s, r, history=(which != "pending"), scope=scope)
+                for r in rows
+            ]
 
     async def request(self, p: Principal, request_id: int) -> dict[str, Any]:
         async with self._db.session() as s:
             req = await s.get(AccessRequest, request_id)
             if req is None or (req.requester != p.login and not p.reads_all):
                 raise NotFound(f"no access request {request_id}")
-            return await self._request_json(s, req, history=True)
+            scope = await build_scope(s, p, self.now())
+            return await self._request_json(s, req, history=True, scope=scope)
 
     async def user_exists(self, login: str) -> bool:
         async with self._db.session() as s:

@@ -12,6 +12,7 @@ __all__ = [
     "Redirect",
     "Unavailable",
     "Unauthorized",
+    "Unprocessable",
     "WebError",
 ]
 
@@ -44,6 +45,12 @@ class NotFound(WebError):
 
 class Conflict(WebError):
     status = 409
+
+
+class Unprocessable(WebError):
+    """Well-formed but unusable input, such as a date outside the range the portal keeps."""
+
+    status = 422
 
 
 class Redirect(WebError):

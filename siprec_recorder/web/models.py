@@ -32,6 +32,8 @@ __all__ = [
     "AccessRequestEvent",
     "Case",
     "Label",
+    "LoginFailure",
+    "PasswordHistory",
     "PendingLogin",
     "RecordingLabel",
     "WebSession",
@@ -138,3 +140,25 @@ class PendingLogin(Base):
     login: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PasswordHistory(Base):
+    """An earlier password hash of an account, so that recent ones are not chosen again."""
+
+    __tablename__ = "web_password_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(100), index=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LoginFailure(Base):
+    """One failed login, by login typed and source address: the throttles count these."""
+
+    __tablename__ = "web_login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    login: Mapped[str] = mapped_column(String(100), index=True)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -190,7 +190,27 @@ async def numbers_page(request: Request) -> Response:
 
     portal = get_portal(request)
     await _reader(request, portal)
-    return render(request, "numbers.html", numbers=await portal.policy.list_numbers())
+    return render(
+        request, "numbers.html", **_numbers_page(request, await portal.policy.list_numbers())
+    )
+
+
+def _numbers_page(request: Request, numbers: list[Any]) -> dict[str, Any]:
+    """One page of the numbers list, with the pager's values."""
+    from urllib.parse import urlencode
+
+    size = get_portal(request).settings.page_size
+    raw = request.query_params.get("page", "1")
+    page = int(raw) if raw.isdigit() and len(raw) <= 9 else 1
+    pages = max(1, -(-len(numbers) // size))
+    page = min(max(page, 1), pages)
+    return {
+        "numbers": numbers[(page - 1) * size : page * size],
+        "total": len(numbers),
+        "page": page,
+        "pages": pages,
+        "link": lambda page: "/numbers?" + urlencode({"page": page}),
+    }
 
 
 @page_router.post("/numbers/import")
@@ -225,7 +245,7 @@ async def numbers_import_page(request: Request) -> Response:
         error=error,
         problems=problems,
         result=result,
-        numbers=await portal.policy.list_numbers(),
+        **_numbers_page(request, await portal.policy.list_numbers()),
     )
 
 
@@ -344,4 +364,4 @@ async def templates_submit(request: Request) -> Response:
             form={"name": name, "slots": slots_text},
         )
     portal.policy.notify_listeners()
-    return _back("/templates", f"template {name.strip()} saved")
+    return _back("/templates", "template saved")

@@ -8,11 +8,13 @@ browser's own ``<audio>`` element fed by range requests.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,7 +28,7 @@ from .errors import BadRequest, Forbidden, Redirect, WebError
 from .models import RIGHTS, SETTING_VALUES
 from .portal import audit, get_portal
 from .recordings import SORT_COLUMNS, SearchQuery
-from .security import as_utc
+from .security import as_utc, new_token, same_token, user_time
 
 __all__ = ["error_page", "render", "router", "templates"]
 
@@ -35,11 +37,29 @@ templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 PENDING_COOKIE = "siprec_pending"
 
 
+# The zone of the browser being answered (from its ``tz`` cookie, which app.js sets from
+# ``Intl.DateTimeFormat``): times are shown in it with the zone marked, and times typed in
+# forms are read in it.
+_ZONE: ContextVar[tzinfo] = ContextVar("portal_zone", default=UTC)
+TZ_COOKIE = "tz"
+
+
+def user_zone(request: Request) -> tzinfo:
+    """The browser's time zone, UTC when unknown or not a zone name."""
+    name = unquote(request.cookies.get(TZ_COOKIE, "")[:100])[:64]
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
 def _fmt_time(value: str | datetime | None) -> str:
     if not value:
         return ""
     dt = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return as_utc(dt).strftime("%Y-%m-%d %H:%M:%S")
+    return as_utc(dt).astimezone(_ZONE.get()).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _fmt_duration(value: float | None) -> str:
@@ -72,12 +92,49 @@ templates.env.filters["until_date"] = _until_date
 templates.env.filters["dur"] = _fmt_duration
 
 
+# The only texts a green banner can show: ``?msg=`` names one of them (with ``n``, a number,
+# for those that mention one), so that no link can make the portal say something.
+MESSAGES: dict[str, str] = {
+    "password-changed": "password changed",
+    "label-added": "label added",
+    "label-removed": "label removed",
+    "labels-added": "label added to {n} recordings",
+    "labels-removed": "label removed from {n} recordings",
+    "case-created": "case created",
+    "access-settings-saved": "access settings saved",
+    "request-sent": "request sent",
+    "request-approved": "request {n} approved",
+    "request-rejected": "request {n} rejected",
+    "request-revoked": "request {n} revoked",
+    "schedule-saved": "schedule saved",
+    "settings-saved": "settings saved",
+    "template-saved": "template saved",
+    "profile-saved": "settings saved",
+}
+
+
+def message_key(text: str) -> str:
+    """The key of a message of the table (``"label added"`` -> ``"label-added"``)."""
+    return "-".join(text.lower().split())
+
+
+def _flash(request: Request) -> str:
+    text = MESSAGES.get(request.query_params.get("msg", ""), "")
+    n = request.query_params.get("n", "")
+    if "{n}" in text:
+        return text.replace("{n}", n) if n.isdigit() and len(n) <= 9 else ""
+    return text
+
+
 def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     """Render template ``name`` with the principal, CSRF token and flash message."""
     me: Principal | None = getattr(request.state, "principal", None)
+    zone = user_zone(request)
+    _ZONE.set(zone)
+    ctx.setdefault("zone", getattr(zone, "key", "UTC"))
     ctx.setdefault("me", me)
     ctx.setdefault("csrf", me.csrf_token if me else "")
-    ctx.setdefault("msg", request.query_params.get("msg", "")[:300])
+    ctx.setdefault("msg", _flash(request))
     ctx.setdefault("error", "")
     ctx["has_policy"] = get_portal(request).policy is not None
     return templates.TemplateResponse(request, name, ctx, status_code=status)
@@ -87,8 +144,12 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", status=status, status_code=status, message=message)
 
 
-def _back(path: str, msg: str = "") -> RedirectResponse:
-    return RedirectResponse(path + (("?msg=" + quote(msg)) if msg else ""), status_code=303)
+def _back(path: str, msg: str = "", n: int | None = None) -> RedirectResponse:
+    """Post/redirect/get to ``path`` with the banner ``msg`` (a key or text of MESSAGES)."""
+    query = {"msg": message_key(msg)} if msg else {}
+    if n is not None:
+        query["n"] = str(n)
+    return RedirectResponse(path + ("?" + urlencode(query) if query else ""), status_code=303)
 
 
 async def _form(request: Request) -> dict[str, Any]:
@@ -111,7 +172,9 @@ async def _me(request: Request, form: dict[str, Any] | None = None) -> Principal
         raise
 
 
-def _parse_dt(value: str, what: str, *, end_of_day: bool = False) -> datetime | None:
+def _parse_dt(
+    value: str, what: str, *, end_of_day: bool = False, zone: tzinfo = UTC
+) -> datetime | None:
     value = (value or "").strip()
     if not value:
         return None
@@ -119,9 +182,8 @@ def _parse_dt(value: str, what: str, *, end_of_day: bool = False) -> datetime | 
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise BadRequest(f"{what}: not a date and time: {value!r}") from None
-    if len(value) == 10 and end_of_day:
-        dt += timedelta(days=1)
-    return as_utc(dt)
+    plus = timedelta(days=1) if len(value) == 10 and end_of_day else None
+    return user_time(dt, what, plus=plus, zone=zone)
 
 
 def _int(value: str, what: str) -> int | None:
@@ -149,9 +211,41 @@ def _float(value: str, what: str) -> float | None:
 # -- login ---------------------------------------------------------------------------------
 
 
+LOGIN_CSRF_COOKIE = "siprec_login_csrf"
+
+
+def _login_form(request: Request, name: str, status: int = 200, **ctx: Any) -> Response:
+    """A login form with a fresh pre-session CSRF token, in the form and in a SameSite=Strict
+    cookie: a page of another site can neither read the token nor send the cookie, so it
+    cannot log the browser in to an account of its choosing (login CSRF)."""
+    portal = get_portal(request)
+    token = new_token()
+    response = render(request, name, status=status, login_csrf=token, **ctx)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=portal.settings.secure_cookies,
+        path="/login",
+    )
+    return response
+
+
+def _login_csrf_ok(request: Request, form: dict[str, Any]) -> bool:
+    sent = form.get("login_csrf", "")
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    return isinstance(sent, str) and bool(cookie) and same_token(sent, cookie)
+
+
+def client_source(request: Request) -> str:
+    """The address a request comes from, for the login throttles."""
+    return request.client.host if request.client else "-"
+
+
 @router.get("/login")
 async def login_page(request: Request) -> Response:
-    return render(request, "login.html")
+    return _login_form(request, "login.html")
 
 
 def _after_login(request: Request, outcome: LoginOutcome) -> Response:
@@ -180,14 +274,20 @@ def _after_login(request: Request, outcome: LoginOutcome) -> Response:
 async def login_submit(request: Request) -> Response:
     form = await _form(request)
     portal = get_portal(request)
+    if not _login_csrf_ok(request, form):
+        await audit(portal, "-", "web.login_csrf_refused", "login", source=client_source(request))
+        return _login_form(
+            request, "login.html", status=403, error="the login form expired; log in again"
+        )
     try:
         outcome = await portal.auth.login(
             str(form.get("login", ""))[:255],
             str(form.get("password", ""))[:1024],
             str(form.get("otp", ""))[:16],
+            source=client_source(request),
         )
     except WebError as exc:
-        return render(
+        return _login_form(
             request,
             "login.html",
             status=401,
@@ -202,13 +302,13 @@ async def second_page(request: Request) -> Response:
     portal = get_portal(request)
     first = await portal.auth.pending_login(request.cookies.get(PENDING_COOKIE, ""))
     if first is None:
-        return render(
+        return _login_form(
             request,
             "login.html",
             status=401,
             error="the login waiting for a second person has expired; start again",
         )
-    return render(request, "second.html", first=first)
+    return _login_form(request, "second.html", first=first)
 
 
 @router.post("/login/second")
@@ -217,17 +317,22 @@ async def second_submit(request: Request) -> Response:
     portal = get_portal(request)
     token = request.cookies.get(PENDING_COOKIE, "")
     first = await portal.auth.pending_login(token)
+    if not _login_csrf_ok(request, form):
+        return _login_form(
+            request, "login.html", status=403, error="the login form expired; log in again"
+        )
     try:
         outcome = await portal.auth.confirm_second_person(
             token,
             str(form.get("login", ""))[:255],
             str(form.get("password", ""))[:1024],
             str(form.get("otp", ""))[:16],
+            source=client_source(request),
         )
     except WebError as exc:
         if first is None:
-            return render(request, "login.html", status=401, error=exc.message)
-        return render(request, "second.html", status=401, error=exc.message, first=first)
+            return _login_form(request, "login.html", status=401, error=exc.message)
+        return _login_form(request, "second.html", status=401, error=exc.message, first=first)
     return _after_login(request, outcome)
 
 
@@ -272,15 +377,15 @@ async def search_page(request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
     qp = request.query_params
-    error = ""
+    error, status = "", 200
     result: dict[str, Any] | None = None
     f = SearchQuery(page_size=portal.settings.page_size)
     try:
         direction = qp.get("direction") or None
         state = qp.get("state") or None
         f = SearchQuery(
-            since=_parse_dt(qp.get("since", ""), "from"),
-            until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
+            since=_parse_dt(qp.get("since", ""), "from", zone=user_zone(request)),
+            until=_parse_dt(qp.get("until", ""), "to", end_of_day=True, zone=user_zone(request)),
             number=(qp.get("number") or "").strip()[:100] or None,
             user=(qp.get("user") or "").strip()[:255] or None,
             direction=direction,
@@ -303,8 +408,10 @@ async def search_page(request: Request) -> Response:
         }
         await audit(portal, me, "web.search", "recordings", filters=filters, total=result["total"])
     except WebError as exc:
-        error = exc.message
-    keep = {k: v for k, v in qp.items() if k not in ("sort", "order", "page") and v}
+        if exc.status in (401, 403):
+            raise
+        error, status = exc.message, exc.status
+    keep = {k: v for k, v in qp.items() if k not in ("sort", "order", "page", "msg", "n") and v}
 
     def link(**changes: Any) -> str:
         params = {**keep, "sort": f.sort, "order": f.order, "page": f.page, **changes}
@@ -313,7 +420,7 @@ async def search_page(request: Request) -> Response:
     return render(
         request,
         "search.html",
-        status=400 if error else 200,
+        status=status,
         error=error,
         result=result,
         q=qp,
@@ -322,6 +429,8 @@ async def search_page(request: Request) -> Response:
         sort_columns=list(SORT_COLUMNS),
         cases=await portal.cases.cases(me),
         labels=await portal.cases.labels(),
+        usable_labels=_usable_labels(me, await portal.scope(me), await portal.cases.labels()),
+        back="/?" + urlencode(keep | {"sort": f.sort, "order": f.order, "page": f.page}),
     )
 
 
@@ -336,21 +445,61 @@ async def recording_page(recording_id: str, request: Request) -> Response:
         await audit(portal, me, "web.access_denied", f"recording:{recording_id}", right="list")
         raise
     await audit(portal, me, "web.recording_viewed", f"recording:{recording_id}")
-    labels = await portal.cases.labels()
-    usable = []
-    for lb in labels:
-        if me.is_auditor:
-            continue
-        if lb["case_id"] is None and me.is_admin:
-            usable.append(lb)
-        elif lb["case_id"] is not None and scope.case_right(lb["case_id"], "label"):
-            usable.append(lb)
+    usable = _usable_labels(me, scope, await portal.cases.labels())
     return render(
         request,
         "recording.html",
         rec=doc,
         usable_labels=usable,
         usable_ids={lb["id"] for lb in usable},
+    )
+
+
+def _usable_labels(me: Principal, scope: Any, labels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The labels ``me`` may put on or take off recordings."""
+    if me.is_auditor:
+        return []
+    return [
+        lb
+        for lb in labels
+        if (lb["case_id"] is None and me.is_admin)
+        or (lb["case_id"] is not None and scope.case_right(lb["case_id"], "label"))
+    ]
+
+
+@router.post("/labels/bulk")
+async def bulk_labels(request: Request) -> Response:
+    """Put a label on (or take it off) every recording ticked in a search result."""
+    form = await _form(request)
+    portal = get_portal(request)
+    me = await _me(request, form)
+    label_id = _int(str(form.get("label_id", "")), "label")
+    if label_id is None:
+        raise BadRequest("choose a label")
+    ids = form.get("ids", [])
+    ids = [ids] if isinstance(ids, str) else list(ids)
+    if not ids:
+        raise BadRequest("tick at least one recording")
+    if len(ids) > portal.settings.max_page_size:
+        raise BadRequest(f"at most {portal.settings.max_page_size} recordings at once")
+    action = str(form.get("action", "add"))
+    if action not in ("add", "remove"):
+        raise BadRequest("unknown action")
+    scope = await portal.scope(me)
+    for rec_id in ids:
+        await portal.recordings.get(scope, str(rec_id)[:64])  # 403/404 before any change
+    wanted = [str(rec_id)[:64] for rec_id in ids]
+    if action == "add":
+        await portal.cases.add_labels(me, wanted, label_id)
+    else:
+        await portal.cases.remove_labels(me, wanted, label_id)
+    back = str(form.get("back", "/"))
+    if not back.startswith("/?") and back != "/":
+        back = "/"
+    sep = "&" if "?" in back else "?"
+    key = "labels-added" if action == "add" else "labels-removed"
+    return RedirectResponse(
+        f"{back}{sep}" + urlencode({"msg": key, "n": len(ids)}), status_code=303
     )
 
 
@@ -436,10 +585,13 @@ async def case_page(case_id: PathId, request: Request) -> Response:
     me = await _me(request)
     case = await portal.cases.case(me, case_id)
     result = None
+    page = _int(request.query_params.get("page", ""), "page") or 1
     if "list" in case["my_rights"]:
         scope = await portal.scope(me)
         result = await portal.recordings.search(
-            scope, SearchQuery(case_id=case_id, page_size=100), portal.settings.max_page_size
+            scope,
+            SearchQuery(case_id=case_id, page=page, page_size=portal.settings.page_size),
+            portal.settings.max_page_size,
         )
     mine = [r for r in await portal.cases.requests(me, "mine") if r["case_id"] == case_id]
     default_expiry = (as_utc(portal.settings.clock()) + timedelta(days=30)).strftime("%Y-%m-%d")
@@ -452,6 +604,7 @@ async def case_page(case_id: PathId, request: Request) -> Response:
         settings_values=SETTING_VALUES,
         my_requests=mine,
         default_expiry=default_expiry,
+        link=lambda page: f"/cases/{case_id}?" + urlencode({"page": page}),
     )
 
 
@@ -534,7 +687,8 @@ async def requests_decide(request_id: PathId, action: str, request: Request) -> 
     done = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[action]
     return _back(
         back if back in ("/requests", "/requests/all") else "/requests",
-        f"request {request_id} {done}",
+        f"request-{done}",
+        n=request_id,
     )
 
 
@@ -546,7 +700,7 @@ async def audit_page(request: Request) -> Response:
     portal = get_portal(request)
     me = await _me(request)
     qp = request.query_params
-    error = ""
+    error, status = "", 200
     trail = None
     try:
         trail = await audit_trail(
@@ -556,8 +710,10 @@ async def audit_page(request: Request) -> Response:
                 actor=(qp.get("actor") or "")[:255] or None,
                 action=(qp.get("action") or "")[:128] or None,
                 subject=(qp.get("subject") or "")[:255] or None,
-                since=_parse_dt(qp.get("since", ""), "from"),
-                until=_parse_dt(qp.get("until", ""), "to", end_of_day=True),
+                since=_parse_dt(qp.get("since", ""), "from", zone=user_zone(request)),
+                until=_parse_dt(
+                    qp.get("until", ""), "to", end_of_day=True, zone=user_zone(request)
+                ),
                 page=_int(qp.get("page", ""), "page") or 1,
                 page_size=100,
             ),
@@ -565,11 +721,12 @@ async def audit_page(request: Request) -> Response:
     except Forbidden:
         raise
     except WebError as exc:
-        error = exc.message
-    keep = {k: v for k, v in qp.items() if k != "page" and v}
+        error, status = exc.message, exc.status
+    keep = {k: v for k, v in qp.items() if k not in ("page", "msg", "n") and v}
     return render(
         request,
         "audit.html",
+        status=status,
         trail=trail,
         q=qp,
         error=error,

@@ -25,7 +25,7 @@ from .access import Scope, numbers_of_login
 from .errors import BadRequest, Forbidden, NotFound, Unavailable
 from .media import StoredAudio
 from .models import Case, Label, RecordingLabel
-from .security import as_utc
+from .security import as_utc, user_time
 
 __all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "normalise_number"]
 
@@ -81,6 +81,10 @@ class SearchQuery:
             raise BadRequest("page must be 1 or more")
         if not 1 <= self.page_size <= max_page_size:
             raise BadRequest(f"page_size must be between 1 and {max_page_size}")
+        if self.since is not None:
+            user_time(self.since, "since")
+        if self.until is not None:
+            user_time(self.until, "until")
         if self.since and self.until and as_utc(self.since) > as_utc(self.until):
             raise BadRequest("since must not be after until")
 
@@ -360,3 +364,19 @@ class RecordingService:
             return await asyncio.to_thread(decrypt_for, blob, keyring, doc.get("key_id"))
         except DecryptionError as exc:
             raise Unavailable(f"cannot decrypt this recording: {exc}") from None
+
+    def waveform(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The peaks kept in the recording's sidecar at finalisation (404 when none)."""
+        import json
+
+        from siprec_recorder.storage.files import FileLayout
+
+        path = self.audio_path(doc)
+        side = path.with_name(Path(FileLayout.sidecar_of(path.name)).name)
+        try:
+            wave = json.loads(side.read_text(encoding="utf-8")).get("waveform")
+        except (OSError, ValueError):
+            wave = None
+        if not isinstance(wave, dict) or not isinstance(wave.get("channels"), list):
+            raise NotFound("no waveform for this recording")
+        return {"duration_s": doc.get("duration_s"), **wave}

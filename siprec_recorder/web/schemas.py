@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 __all__ = [
+    "IsoTime",
     "AccessIn",
     "CaseIn",
     "DecisionIn",
@@ -18,6 +20,21 @@ __all__ = [
     "RequestIn",
     "SecondPersonIn",
 ]
+
+_ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """Only ISO 8601 text (or a datetime) is a date here: pydantic would also read numbers
+    as Unix times, which no form sends and nobody means."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_RE.match(value):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-11-20T09:00:00+01:00")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 Setting = Literal["owner", "admins", "everyone"]
 Right = Literal["list", "play", "label"]
@@ -70,9 +87,9 @@ class RequestIn(BaseModel):
     case_id: int = Field(ge=1, le=2**31 - 1)
     reason: str = Field(min_length=1, max_length=2000)
     rights: list[Right] = Field(min_length=1, max_length=3)
-    expires_at: datetime
+    expires_at: IsoTime
 
 
 class DecisionIn(BaseModel):
     note: str = Field(default="", max_length=2000)
-    expires_at: datetime | None = None
+    expires_at: IsoTime | None = None

@@ -7,10 +7,13 @@ anyone in. TOTP follows RFC 6238 (30 s steps, 6 digits, one step of drift accept
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pyotp
 from argon2 import PasswordHasher
@@ -19,7 +22,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 __all__ = [
     "MIN_PASSWORD_LENGTH",
     "as_utc",
+    "user_time",
     "check_password_strength",
+    "common_passwords",
+    "is_common_password",
     "hash_password",
     "hash_token",
     "new_token",
@@ -48,14 +54,36 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common and breached passwords (lower case)."""
+    text = (Path(__file__).parent / "common-passwords.txt").read_text(encoding="utf-8")
+    return frozenset(
+        line.strip().lower() for line in text.splitlines() if line.strip() and line[0] != "#"
+    )
+
+
+def is_common_password(password: str) -> bool:
+    """Whether ``password`` is on the list, also with trailing digits and symbols removed
+    (``dragon2024!`` is ``dragon``)."""
+    low = password.lower()
+    words = common_passwords()
+    if low in words:
+        return True
+    stem = low.rstrip("0123456789!@#$%^&*()_-+=.?,;:~ ")
+    return len(stem) >= 6 and stem in words
+
+
 def check_password_strength(password: str, *, login: str) -> str | None:
     """Why ``password`` is not acceptable as a new password, or None when it is."""
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"the password must have at least {MIN_PASSWORD_LENGTH} characters"
-    if password.lower() == login.lower():
-        return "the password must not be the login"
+    if password.lower() == login.lower() or login.lower() in password.lower():
+        return "the password must not contain the login"
     if len(set(password)) < 4:
         return "the password must use at least 4 different characters"
+    if is_common_password(password):
+        return "this password is on a list of common or breached passwords; choose another"
     return None
 
 
@@ -91,4 +119,38 @@ def as_utc(value: datetime) -> datetime:
     """``value`` as an aware UTC datetime (SQLite hands back naive ones)."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        from .errors import Unprocessable
+
+        raise Unprocessable(f"date and time out of range: {value.isoformat()}") from None
+
+
+# Dates typed by users must fall in this span (UTC); outside it, arithmetic such as "the
+# end of that day" or a time-zone shift would leave the calendar.
+MIN_USER_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_USER_TIME = datetime(9998, 12, 31, tzinfo=UTC)
+
+
+def user_time(
+    value: datetime, what: str, *, zone: Any = None, plus: timedelta | None = None
+) -> datetime:
+    """A date and time given by a user, as aware UTC; ``zone`` (a tzinfo) is assumed when
+    ``value`` has none; raises a 422 naming ``what`` when it is out of range."""
+    from .errors import Unprocessable
+
+    try:
+        if value.tzinfo is None and zone is not None:
+            value = value.replace(tzinfo=zone)
+        if plus is not None:
+            value = value + plus
+        out = as_utc(value)
+    except (OverflowError, Unprocessable):
+        out = None
+    if out is None or not MIN_USER_TIME <= out <= MAX_USER_TIME:
+        raise Unprocessable(
+            f"{what}: date out of range (between {MIN_USER_TIME:%Y-%m-%d} and "
+            f"{MAX_USER_TIME:%Y-%m-%d})"
+        )
+    return out

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import User
 
-from .auth import ROLES
+from .auth import ROLES, end_sessions, remember_password
 from .errors import BadRequest, Conflict, NotFound
+from .models import LoginFailure
 from .security import check_password_strength, hash_password, new_totp_secret
 
 __all__ = ["UserChange", "add_user", "list_users", "set_user", "temporary_password"]
@@ -122,12 +124,16 @@ async def set_user(
             problem = check_password_strength(change.password, login=login)
             if problem:
                 raise BadRequest(problem)
+            await remember_password(s, login, user.password_hash, datetime.now(UTC))
             user.password_hash = hash_password(change.password)
             user.must_change_password = True
+            await end_sessions(s, login)
         if change.must_change_password is not None:
             user.must_change_password = change.must_change_password
         if change.active is not None:
             user.active = change.active
+            if not change.active:
+                await end_sessions(s, login)
         if change.four_eyes is not None:
             user.four_eyes = change.four_eyes
         if change.totp is True:
@@ -137,6 +143,7 @@ async def set_user(
         if change.unlock:
             user.locked_until = None
             user.failed_logins = 0
+            await s.execute(delete(LoginFailure).where(LoginFailure.login == login))
         after = _user_json(user)
         await append_event(
             s,

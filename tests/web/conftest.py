@@ -49,7 +49,14 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 @pytest.fixture
 def settings(clock: Clock) -> WebSettings:
-    return WebSettings(secure_cookies=True, lockout_threshold=3, lockout_minutes=10, clock=clock)
+    return WebSettings(
+        secure_cookies=True,
+        lockout_threshold=3,
+        source_threshold=6,
+        lockout_minutes=10,
+        login_floor_seconds=0.1,
+        clock=clock,
+    )
 
 
 @pytest.fixture
@@ -68,9 +75,9 @@ def policy(world: World):  # type: ignore[no-untyped-def]
 def client_factory(app):  # type: ignore[no-untyped-def]
     clients: list[httpx.AsyncClient] = []
 
-    def make() -> httpx.AsyncClient:
+    def make(source: str = "127.0.0.1") -> httpx.AsyncClient:
         c = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
+            transport=httpx.ASGITransport(app=app, client=(source, 40000)),
             base_url="https://testserver",
             follow_redirects=False,
         )
@@ -97,3 +104,17 @@ async def as_user(client_factory):  # type: ignore[no-untyped-def]
         return c
 
     return make
+
+
+@pytest.fixture(scope="session")
+def slapd(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A private OpenLDAP server on a free loopback port for the whole session."""
+    import shutil
+
+    from .slapd import SLAPD, start_slapd
+
+    if not shutil.which(SLAPD) or not shutil.which("ldapadd"):
+        pytest.skip("slapd / ldap-utils are not installed (scripts/run-tests installs them)")
+    server = start_slapd(tmp_path_factory.mktemp("slapd"))
+    yield server
+    server.stop()

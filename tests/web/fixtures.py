@@ -21,6 +21,7 @@ from siprec_recorder.storage.index import (
 )
 from siprec_recorder.storage.models import User
 from siprec_recorder.storage.mp3 import encode_mp3
+from siprec_recorder.storage.waveform import waveform_peaks
 from siprec_recorder.web.users import add_user
 
 PASSWORD = "correct horse battery"
@@ -37,11 +38,19 @@ class World:
     recordings: dict[str, str] = field(default_factory=dict)  # name -> id
 
 
-def tone_mp3(seconds: float, freq: float = 440.0) -> bytes:
+def tone_pcm(seconds: float, freq: float = 440.0) -> np.ndarray:
     n = int(8000 * seconds)
     t = np.arange(n) / 8000.0
-    pcm = (np.sin(2 * np.pi * freq * t) * 8000).astype(np.int16).reshape(-1, 1)
-    return encode_mp3(pcm, 8000, 32)
+    # louder as it goes, so that the waveform has a shape
+    return (
+        (np.sin(2 * np.pi * freq * t) * 8000 * (0.2 + 0.8 * t / max(seconds, 1)))
+        .astype(np.int16)
+        .reshape(-1, 1)
+    )
+
+
+def tone_mp3(seconds: float, freq: float = 440.0) -> bytes:
+    return encode_mp3(tone_pcm(seconds, freq), 8000, 32)
 
 
 async def record_call(
@@ -80,7 +89,10 @@ async def record_call(
         )
     )
     rel = world.layout.relative_path(recorded, start, direction, other, rec_id)
-    sha, size = world.layout.write_atomic(rel, tone_mp3(seconds))
+    pcm = tone_pcm(seconds)
+    sha, size = world.layout.write_atomic(rel, encode_mp3(pcm, 8000, 32))
+    # as the finaliser does: a sidecar with the waveform's peaks
+    world.layout.write_sidecar(rel, {"id": rec_id, "waveform": waveform_peaks(pcm, 8000)})
     await index.finish_recording(
         rec_id,
         FinishedRecording(

@@ -1,6 +1,7 @@
 """End-to-end: the portal in a real headless Chromium (Debian ``chromium``, Playwright).
 
-One live portal (uvicorn on 127.0.0.1:0) serves every test of this module; each test gets a
+One real ``siprec-recorder serve`` process (portal on 127.0.0.1:0) serves every test of
+this module; each test gets a
 fresh browser context, so cookies never leak between users. Screenshots of the search, case,
 request and schedule pages are written to ``docs/screenshots/``.
 """
@@ -11,7 +12,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
             actor="test",
             login="fred",
             name="Fred",
+            role="admin",
             password=PASSWORD,
             must_change_password=False,
             four_eyes=True,
@@ -132,11 +134,17 @@ def test_four_eyes_login(live: LiveServer, new_page: Any) -> None:
     page.fill("input[name=password]", PASSWORD)
     page.click("main button[type=submit]")
     assert "the second person must use a different account" in page.text_content(".error")
+    # a standard user cannot confirm an admin's login
     page.fill("input[name=login]", "carol")
     page.fill("input[name=password]", PASSWORD)
     page.click("main button[type=submit]")
+    assert "must be an account of role admin" in page.text_content(".error")
+    assert page.request.get("/api/auth/me").status == 401
+    page.fill("input[name=login]", "adam")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main button[type=submit]")
     page.wait_for_url(live.url + "/")
-    assert "(fred, standard)" in page.text_content("header")
+    assert "(fred, admin)" in page.text_content("header")
 
 
 def test_standard_user_sees_only_own_calls(live: LiveServer, new_page: Any) -> None:
@@ -241,8 +249,10 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
     log_in(bob, "bob")
     bob.wait_for_url(live.url + "/")
     assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    bob.goto(f"/cases/{case_id}")  # a case's details are not for those without rights
+    assert "Desk 7 review" not in bob.content() and "DESK7" not in bob.content()
     bob.goto("/requests")
-    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.select_option("#request-form select[name=case_id]", value=case_id)
     bob.fill("#request-form textarea[name=reason]", "Review of desk 7 trades, ticket 4711")
     bob.check("#request-form input[value=play]")
     bob.click("#request-form button[type=submit]")
@@ -280,25 +290,38 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
 
     # a new request, approved, then expired
     bob.goto("/requests")
-    bob.select_option("#request-form select[name=case_id]", label="Desk 7 review")
+    bob.select_option("#request-form select[name=case_id]", value=case_id)
     bob.fill("#request-form textarea[name=reason]", "second look")
     bob.check("#request-form input[value=play]")
     bob.fill(
         "#request-form input[name=expires_at]",
-        (live.clock.now + timedelta(days=2)).strftime("%Y-%m-%d"),
+        (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%d"),
     )
     bob.click("#request-form button[type=submit]")
     admin.goto("/requests")
     admin.locator("#pending tr[data-id] button:has-text('Approve')").first.click()
     admin.wait_for_url("**approved*")
     assert bob.goto(f"/recordings/{recs['carol1']}").status == 200
-    live.clock.now += timedelta(days=4)
-    try:
-        assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
-        bob.goto("/requests")
-        assert "expired" in bob.text_content("#mine")
-    finally:
-        live.clock.now -= timedelta(days=4)
+    # time passes: the approved request's expiry is reached
+    db = live.world.db
+
+    async def expire() -> None:
+        from sqlalchemy import update
+
+        from siprec_recorder.web.models import AccessRequest
+
+        async with db.session() as s:
+            await s.execute(
+                update(AccessRequest)
+                .where(AccessRequest.status == "approved")
+                .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+            )
+            await s.commit()
+
+    live.call(expire)
+    assert bob.goto(f"/recordings/{recs['carol1']}").status == 403
+    bob.goto("/requests")
+    assert "expired" in bob.text_content("#mine")
 
 
 def test_schedule_overlap_rejected_with_policy_message(live: LiveServer, new_page: Any) -> None:
@@ -375,3 +398,336 @@ def test_standard_user_has_no_admin_pages(live: LiveServer, new_page: Any) -> No
     admin.fill("input[name=action]", "recording_played")
     admin.click("form.filters button[type=submit]")
     assert admin.locator("#audit tbody tr").count() >= 1
+
+
+def _played(live: LiveServer, rec: str) -> list[dict[str, Any]]:
+    import json
+
+    from sqlalchemy import select
+
+    from siprec_recorder.storage.models import LedgerEntry
+
+    assert live.world is not None
+    db = live.world.db
+
+    async def rows() -> list[dict[str, Any]]:
+        async with db.session() as s:
+            found = await s.execute(
+                select(LedgerEntry)
+                .where(LedgerEntry.subject == f"recording:{rec}")
+                .where(LedgerEntry.action == "web.recording_played")
+            )
+            return [json.loads(e.details or "{}") for e in found.scalars()]
+
+    return live.call(rows)
+
+
+def test_no_range_spelling_yields_the_whole_file_and_every_answer_is_audited(
+    live: LiveServer, new_page: Any
+) -> None:
+    assert live.world is not None
+    rec = live.world.recordings["bob2"]
+    size = next(live.world.layout.root.rglob(f"*{rec}.mp3")).stat().st_size
+    for who in ("bob", "audrey"):
+        page = new_page()
+        log_in(page, who)
+        page.wait_for_url(live.url + "/")
+        for header in (
+            None,
+            "bytes=0-",
+            "bytes=00-",
+            "Bytes=0-",
+            "bytes=-99999999",
+            "items=0-",
+            "bytes=0-5,6-",
+            f"bytes=0-{size * 10}",
+        ):
+            before = len(_played(live, rec))
+            r = page.request.get(
+                f"/api/recordings/{rec}/audio", headers={"Range": header} if header else {}
+            )
+            assert r.status == 206, (who, header, r.status)
+            assert len(r.body()) < size, (who, header)
+            assert r.headers["content-disposition"] == "inline"
+            after = _played(live, rec)
+            assert len(after) == before + 1, (who, header)
+            assert after[-1]["bytes"] == len(r.body())
+        assert page.request.get(f"/api/recordings/{rec}/download").status == 403
+    # the in-page player still plays to the end and seeks anywhere
+    page = new_page()
+    log_in(page, "bob")
+    page.goto(f"/recordings/{rec}")
+    before = len(_played(live, rec))
+    duration = _wait_playing(page)
+    page.evaluate(
+        f"() => {{ document.querySelector('audio#player').currentTime = {duration - 2}; }}"
+    )
+    for _ in range(100):
+        if page.evaluate("() => document.querySelector('audio#player').ended"):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the player did not reach the end after seeking")
+    assert len(_played(live, rec)) > before
+
+
+def test_another_session_dies_on_password_change(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    db = live.world.db
+    live.call(
+        lambda: add_user(
+            db,
+            actor="test",
+            login="pia",
+            name="Pia",
+            password=PASSWORD,
+            must_change_password=False,
+        )
+    )
+    laptop, phone = new_page(), new_page()
+    for page in (laptop, phone):
+        log_in(page, "pia")
+        page.wait_for_url(live.url + "/")
+    laptop.goto("/password")
+    laptop.fill("input[name=current]", PASSWORD)
+    laptop.fill("input[name=new]", "1234567890")
+    laptop.fill("input[name=confirm]", "1234567890")
+    laptop.click("main button[type=submit]")
+    assert "common or breached" in laptop.text_content(".error")
+    laptop.fill("input[name=current]", PASSWORD)
+    laptop.fill("input[name=new]", "a phrase only I know")
+    laptop.fill("input[name=confirm]", "a phrase only I know")
+    laptop.click("main button[type=submit]")
+    laptop.wait_for_url(re.compile(r"/\?msg=password-changed"))
+    assert "password changed" in laptop.text_content(".flash")
+    phone.goto("/")
+    phone.wait_for_url("**/login")
+    assert phone.request.get("/api/auth/me").status == 401
+    assert laptop.request.get("/api/auth/me").status == 200
+
+
+def test_login_csrf_from_a_foreign_page_is_refused(
+    live: LiveServer, new_page: Any, tmp_path: Path
+) -> None:
+    evil = tmp_path / "evil.html"
+    evil.write_text(
+        f'<form id="f" method="post" action="{live.url}/login">'
+        '<input name="login" value="alice"><input name="password" value="' + PASSWORD + '">'
+        '</form><script>document.getElementById("f").submit()</script>',
+        encoding="utf-8",
+    )
+    page = new_page()
+    page.goto(evil.as_uri())
+    page.wait_for_url(f"{live.url}/login")
+    assert "the login form expired" in page.text_content(".error")
+    assert page.request.get(f"{live.url}/api/auth/me").status == 401
+
+
+def test_back_after_logout_shows_nothing(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    rec = live.world.recordings["bob1"]
+    page = new_page()
+    log_in(page, "bob")
+    page.wait_for_url(live.url + "/")
+    page.goto(f"/recordings/{rec}")
+    assert "+3247" in page.text_content("main")
+    page.click("header form.who button[type=submit]")
+    page.wait_for_url("**/login")
+    page.go_back()
+    page.wait_for_load_state()
+    assert page.url.endswith("/login")
+    assert "+3247" not in (page.text_content("main") or "")
+
+
+def test_narrow_screen_has_nothing_off_screen(live: LiveServer, browser: Any) -> None:
+    assert live.world is not None
+    ctx = browser.new_context(base_url=live.url, viewport={"width": 390, "height": 844})
+    try:
+        page = ctx.new_page()
+        log_in(page, "alice")
+        page.wait_for_url(live.url + "/")
+        for path in ("/", f"/recordings/{live.world.recordings['bob2']}", "/cases", "/numbers"):
+            page.goto(path)
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= 390, (path, width)
+            for sel in ("header form.who button", "header nav a"):
+                for box in [e.bounding_box() for e in page.locator(sel).all()]:
+                    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        page.goto(f"/recordings/{live.world.recordings['bob2']}")
+        box = page.locator("audio#player").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 390
+        shot(page, "narrow-recording")
+        page.goto("/")
+        shot(page, "narrow-search")
+    finally:
+        ctx.close()
+
+
+def test_directory_login_with_group_mapping(
+    slapd: Any, browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from .slapd import GROUPS, PEOPLE, USERS
+
+    server = LiveServer(
+        tmp_path_factory.mktemp("ldap-live"),
+        ldap_url=slapd.url,
+        ldap_user_dn=f"uid={{login}},{PEOPLE}",
+        ldap_group_base=GROUPS,
+        ldap_admin_groups=[f"cn=portal-admins,{GROUPS}"],
+        ldap_standard_groups=[f"cn=portal-users,{GROUPS}"],
+    ).start()
+    try:
+        for login, shown, count in (
+            ("dora", "(dora, admin)", "3 recordings"),
+            ("sam", "(sam, standard)", "0 recordings"),
+            ("alice", "(alice, admin)", "3 recordings"),  # local account: break-glass
+        ):
+            ctx = browser.new_context(base_url=server.url)
+            page = ctx.new_page()
+            password = USERS[login][1] if login in USERS else PASSWORD
+            log_in(page, login, password)
+            page.wait_for_url(server.url + "/")
+            assert shown in page.text_content("header")
+            assert page.text_content("#result-count").startswith(count)
+            ctx.close()
+        ctx = browser.new_context(base_url=server.url)
+        page = ctx.new_page()
+        log_in(page, "eve", USERS["eve"][1])  # in no mapped group
+        assert "invalid login or password" in page.text_content(".error")
+        ctx.close()
+    finally:
+        server.stop()
+
+
+BULK_NUMBER = "+32470000099"
+
+
+def test_bulk_labelling_and_the_case_pager(live: LiveServer, new_page: Any) -> None:
+    from .fixtures import T0, record_call
+
+    assert live.world is not None
+    world = live.world
+
+    async def many() -> None:
+        for i in range(110):
+            await record_call(
+                world,
+                recorded=BULK_NUMBER,
+                other=FAR_END,
+                start=T0 + timedelta(days=3, minutes=i),
+                seconds=1.0,
+            )
+
+    live.call(many)
+    admin = new_page()
+    log_in(admin, "alice")
+    admin.wait_for_url(live.url + "/")
+    case_id = _make_case(admin, "Bulk review", "BULK", "#7a3db8")
+    admin.goto(f"/?number={BULK_NUMBER.replace('+', '%2B')}&page_size=200")
+    assert admin.text_content("#result-count").startswith("110 recordings")
+    admin.check("#select-all")
+    admin.select_option("#bulk-form select[name=label_id]", label="BULK")
+    admin.click("#bulk-form button[value=add]")
+    admin.wait_for_url("**msg=labels-added*")
+    assert admin.text_content(".flash") == "label added to 110 recordings"
+    assert admin.locator("table.results .chip:has-text('BULK')").count() == 110
+    # the case lists them 50 to a page
+    admin.goto(f"/cases/{case_id}")
+    assert "(110)" in admin.text_content("main h2:has-text('Conversations')")
+    assert admin.locator("table.results tbody tr[data-id]").count() == 50
+    seen = set(
+        admin.locator("table.results tbody tr[data-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.id)"
+        )
+    )
+    assert "Page 1 / 3" in admin.text_content("#pager")
+    admin.click("#pager a[rel=next]")
+    admin.wait_for_url("**page=2")
+    seen |= set(
+        admin.locator("table.results tbody tr[data-id]").evaluate_all(
+            "rows => rows.map(r => r.dataset.id)"
+        )
+    )
+    admin.click("#pager a:has-text('Last')")
+    admin.wait_for_url("**page=3")
+    last = admin.locator("table.results tbody tr[data-id]")
+    assert last.count() == 10
+    seen |= set(last.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+    assert len(seen) == 110
+    shot(admin, "case-pager")
+    # take the label off ten of them again
+    admin.goto(f"/?number={BULK_NUMBER.replace('+', '%2B')}&page_size=10&sort=start&order=asc")
+    admin.check("#select-all")
+    admin.select_option("#bulk-form select[name=label_id]", label="BULK")
+    admin.on("dialog", lambda d: d.accept())
+    admin.click("#bulk-form button[value=remove]")
+    admin.wait_for_url("**msg=labels-removed*")
+    assert admin.text_content(".flash") == "label removed from 10 recordings"
+    admin.goto(f"/cases/{case_id}")
+    assert "(100)" in admin.text_content("main h2:has-text('Conversations')")
+    # a standard user has nothing to tick
+    bob = new_page()
+    log_in(bob, "bob")
+    bob.wait_for_url(live.url + "/")
+    assert bob.locator("#bulk-form").count() == 0
+
+
+def test_a_brussels_browser_finds_a_call_by_local_time(live: LiveServer, browser: Any) -> None:
+    assert live.world is not None
+    ctx = browser.new_context(base_url=live.url, timezone_id="Europe/Brussels")
+    try:
+        page = ctx.new_page()
+        log_in(page, "bob")
+        page.wait_for_url(live.url + "/")
+        # bob2 started at 11:00 UTC, 12:00 in Brussels (CET, UTC+1)
+        page.fill("input[name=since]", "2026-11-02T11:30")
+        page.fill("input[name=until]", "2026-11-02T12:30")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_url("**since=*")
+        assert page.text_content("#result-count").startswith("1 recording")
+        row = page.locator(f"tr[data-id='{live.world.recordings['bob2']}']")
+        assert "2026-11-02 12:00:00 CET" in (row.text_content() or "")
+        assert "Europe/Brussels" in page.text_content("#search-form")
+        page.goto(f"/recordings/{live.world.recordings['bob2']}")
+        assert "2026-11-02 12:00:00 CET" in page.text_content("main")
+    finally:
+        ctx.close()
+    utc = browser.new_context(base_url=live.url, timezone_id="UTC")
+    try:
+        page = utc.new_page()
+        log_in(page, "bob")
+        page.wait_for_url(live.url + "/")
+        page.goto("/?since=2026-11-02T11:30&until=2026-11-02T12:30")
+        assert page.text_content("#result-count").startswith("0 recordings")
+    finally:
+        utc.close()
+
+
+def test_waveform_drawn_and_seeking(live: LiveServer, new_page: Any) -> None:
+    assert live.world is not None
+    page = new_page()
+    log_in(page, "bob")
+    page.wait_for_url(live.url + "/")
+    page.goto(f"/recordings/{live.world.recordings['bob2']}")
+    assert page.text_content("#player-time") == "0:00 / 0:12"  # the duration before playing
+    page.wait_for_selector("canvas#waveform[data-drawn=yes]")
+    # something is drawn in the leg's colour, louder at the end than at the start
+    heights = page.evaluate(
+        """() => {
+          const c = document.getElementById("waveform"), ctx = c.getContext("2d");
+          const col = (x) => { let n = 0; const d = ctx.getImageData(x, 0, 1, c.height).data;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 2] > 150 && d[i] < 80) n++;
+            return n; };
+          return [col(20), col(c.width - 20)];
+        }"""
+    )
+    assert 0 < heights[0] < heights[1], heights
+    box = page.locator("canvas#waveform").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    at = page.evaluate("() => document.querySelector('audio#player').currentTime")
+    assert 5.0 < at < 7.0, at
+    assert page.text_content("#player-time").startswith("0:06 /")
+    _wait_playing(page)
+    assert page.evaluate("() => document.querySelector('audio#player').currentTime") > 5.0
+    shot(page, "waveform")

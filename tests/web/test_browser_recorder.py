@@ -109,13 +109,15 @@ def _drive_portal(url: str, row: dict[str, Any], indexed: bytes, tmp: Path) -> N
             page.click("main button[type=submit]")
             page.wait_for_url("**/password")
             page.fill("input[name=current]", "first-password-1")
-            page.fill("input[name=new]", "olivia's own secret")
-            page.fill("input[name=confirm]", "olivia's own secret")
+            page.fill("input[name=new]", "a secret phrase of mine")
+            page.fill("input[name=confirm]", "a secret phrase of mine")
             page.click("main button[type=submit]")
-            page.wait_for_url(re.compile(r"/\?msg="))
+            page.wait_for_url(re.compile(r"/\?msg=password-changed"))
             assert page.text_content("#result-count").startswith("1 recording")
             page.click(f"tr[data-id='{row['id']}'] a")
             page.wait_for_url(f"**/recordings/{row['id']}")
+            # the waveform from the peaks the finaliser kept in the sidecar
+            page.wait_for_selector("canvas#waveform[data-drawn=yes]")
             page.evaluate("() => document.querySelector('audio#player').play()")
             for _ in range(150):
                 if page.evaluate("() => document.querySelector('audio#player').currentTime") > 0.2:

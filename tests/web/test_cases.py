@@ -100,7 +100,7 @@ async def test_access_request_lifecycle(as_user, world, clock):
     found = (await bob.get("/api/recordings", params={"case_id": case["id"]})).json()
     assert [i["id"] for i in found["items"]] == [carol_rec]
     assert (await bob.get("/api/recordings")).json()["total"] == 3
-    assert (await bob.get(f"/api/recordings/{carol_rec}/audio")).status_code == 200
+    assert (await bob.get(f"/api/recordings/{carol_rec}/audio")).status_code == 206
     assert (await bob.get(f"/api/recordings/{carol_rec}/download")).status_code == 403
     # no label right was granted
     r = await bob.delete(f"/api/recordings/{carol_rec}/labels/{case['label']['id']}")
@@ -124,7 +124,7 @@ async def test_access_request_lifecycle(as_user, world, clock):
     )
     req2 = r.json()
     await alice.post(f"/api/requests/{req2['id']}/approve", json={"note": ""})
-    assert (await bob.get(f"/api/recordings/{carol_rec}/audio")).status_code == 200
+    assert (await bob.get(f"/api/recordings/{carol_rec}/audio")).status_code == 206
     clock.now += timedelta(days=8)
     bob = await as_user("bob")  # the old session has timed out too
     alice = await as_user("alice")
@@ -243,3 +243,44 @@ async def test_case_access_everyone(as_user, world):
     r = await alice.patch(f"/api/cases/{case['id']}/access", json={"list_access": "admins"})
     assert r.json()["access"]["list"] == "admins"
     assert (await bob.get(f"/api/recordings/{rec}")).status_code == 403
+
+
+async def test_case_details_only_for_those_with_rights(as_user, world):
+    admin = await as_user("alice")
+    r = await admin.post(
+        "/api/cases",
+        json={
+            "title": "Insider dealing, desk 3",
+            "description": "suspected front running by J. Doe",
+            "new_label": {"title": "DESK3-IDX", "colour": "#aa2200"},
+        },
+    )
+    case = r.json()
+    bob = await as_user("bob")
+    listed = {c["id"]: c for c in (await bob.get("/api/cases")).json()}[case["id"]]
+    one = (await bob.get(f"/api/cases/{case['id']}")).json()
+    page = (await bob.get("/cases")).text + (await bob.get(f"/cases/{case['id']}")).text
+    for doc in (listed, one):
+        assert doc["title"] == f"Case {case['id']}" and doc["restricted"] is True
+        assert doc["description"] == "" and doc["owner"] is None
+    for secret in ("Insider", "front running", "DESK3-IDX"):
+        assert secret not in str(listed) + str(one) + page
+    # an approved request (list) lets bob read it
+    req = (
+        await bob.post(
+            "/api/requests",
+            json={
+                "case_id": case["id"],
+                "reason": "review",
+                "rights": ["list"],
+                "expires_at": "2026-12-30T00:00:00Z",
+            },
+        )
+    ).json()
+    assert req["case_title"] == f"Case {case['id']}"
+    await admin.post(f"/api/requests/{req['id']}/approve", json={})
+    one = (await bob.get(f"/api/cases/{case['id']}")).json()
+    assert one["title"] == "Insider dealing, desk 3" and one["owner"] == "alice"
+    # auditors read every case
+    audrey = await as_user("audrey")
+    assert (await audrey.get(f"/api/cases/{case['id']}")).json()["description"]

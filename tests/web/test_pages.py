@@ -7,8 +7,17 @@ import re
 from .fixtures import PASSWORD
 
 
+async def login_form_token(c) -> str:  # type: ignore[no-untyped-def]
+    """The login form's CSRF token (its cookie stays in the client)."""
+    page = await c.get("/login")
+    return page.text.split('name="login_csrf" value="')[1].split('"')[0]
+
+
 async def _page_login(c, who: str) -> str:  # type: ignore[no-untyped-def]
-    r = await c.post("/login", data={"login": who, "password": PASSWORD})
+    r = await c.post(
+        "/login",
+        data={"login": who, "password": PASSWORD, "login_csrf": await login_form_token(c)},
+    )
     assert r.status_code == 303, r.text
     page = await c.get("/")
     m = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
@@ -29,7 +38,10 @@ async def test_pages_need_a_login(client_factory):
 
 async def test_bad_login_shows_the_reason(client_factory):
     c = client_factory()
-    r = await c.post("/login", data={"login": "alice", "password": "nope"})
+    r = await c.post(
+        "/login",
+        data={"login": "alice", "password": "nope", "login_csrf": await login_form_token(c)},
+    )
     assert r.status_code == 401
     assert "invalid login or password" in r.text
 
@@ -91,7 +103,14 @@ async def test_must_change_password_redirects_pages(client_factory, world):
 
     await add_user(world.db, actor="t", login="fresh", password="first-password-1")
     c = client_factory()
-    r = await c.post("/login", data={"login": "fresh", "password": "first-password-1"})
+    r = await c.post(
+        "/login",
+        data={
+            "login": "fresh",
+            "password": "first-password-1",
+            "login_csrf": await login_form_token(c),
+        },
+    )
     assert r.headers["location"] == "/password"
     r = await c.get("/cases")
     assert r.status_code == 303 and r.headers["location"] == "/password"

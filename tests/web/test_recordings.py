@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 from sqlalchemy import select
 
 from siprec_recorder.storage.models import LedgerEntry
@@ -54,22 +57,39 @@ async def test_standard_user_sees_only_own_calls(as_user, world):
     assert (await c.get(f"/api/recordings/{carol}")).status_code == 403
     assert (await c.get(f"/api/recordings/{carol}/audio")).status_code == 403
     own = world.recordings["bob1"]
-    assert (await c.get(f"/api/recordings/{own}/audio")).status_code == 200
+    assert (await c.get(f"/api/recordings/{own}/audio")).status_code == 206
     assert (await c.get(f"/api/recordings/{own}/download")).status_code == 403
     assert (await c.get(f"/api/recordings/{carol}/download")).status_code == 403
     # searching for carol's number finds nothing for bob
     assert (await c.get("/api/recordings", params={"user": "carol"})).json()["total"] == 0
 
 
+async def _played(world, rec: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    async with world.db.session() as s:
+        rows = (
+            (await s.execute(select(LedgerEntry).where(LedgerEntry.subject == f"recording:{rec}")))
+            .scalars()
+            .all()
+        )
+    return [{"action": e.action, **json.loads(e.details or "{}")} for e in rows]
+
+
 async def test_playback_supports_ranges_and_is_audited(as_user, world):
     c = await as_user("alice")
     rec = world.recordings["bob2"]
-    full = await c.get(f"/api/recordings/{rec}/audio")
-    assert full.status_code == 200
-    assert full.headers["accept-ranges"] == "bytes"
-    assert full.headers["content-type"] == "audio/mpeg"
-    data = full.content
+    d = await c.get(f"/api/recordings/{rec}/download", headers={"Range": "bytes=0-9"})
+    assert d.status_code == 200
+    assert "attachment" in d.headers["content-disposition"]
+    data = d.content
     assert data[:3] == b"ID3" or data[0] == 0xFF
+    first = await c.get(f"/api/recordings/{rec}/audio")
+    assert first.status_code == 206  # the player never gets the whole file in one answer
+    assert first.headers["accept-ranges"] == "bytes"
+    assert first.headers["content-type"] == "audio/mpeg"
+    assert first.headers["content-disposition"] == "inline"
+    half = -(-len(data) // 2)
+    assert first.headers["content-range"] == f"bytes 0-{half - 1}/{len(data)}"
+    assert first.content == data[:half]
     r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": "bytes=100-199"})
     assert r.status_code == 206
     assert r.headers["content-range"] == f"bytes 100-199/{len(data)}"
@@ -79,25 +99,62 @@ async def test_playback_supports_ranges_and_is_audited(as_user, world):
     r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": f"bytes={len(data) + 10}-"})
     assert r.status_code == 416
     assert r.headers["content-range"] == f"bytes */{len(data)}"
-    d = await c.get(f"/api/recordings/{rec}/download")
-    assert d.status_code == 200 and d.content == data
-    assert "attachment" in d.headers["content-disposition"]
-    async with world.db.session() as s:
-        rows = (
-            (await s.execute(select(LedgerEntry).where(LedgerEntry.subject == f"recording:{rec}")))
-            .scalars()
-            .all()
-        )
-    actions = [e.action for e in rows]
-    assert actions.count("web.recording_played") == 1  # range continuations are not plays
-    assert "web.recording_downloaded" in actions
+    # the player gets all of it, piece by piece, from where it seeks
+    got, pos = b"", 0
+    while pos < len(data):
+        r = await c.get(f"/api/recordings/{rec}/audio", headers={"Range": f"bytes={pos}-"})
+        assert r.status_code == 206 and 0 < len(r.content) <= half
+        got += r.content
+        pos += len(r.content)
+    assert got == data
+    events = await _played(world, rec)
+    plays = [e for e in events if e["action"] == "web.recording_played"]
+    assert len(plays) == 4 + -(-len(data) // half)  # every answer, even the 416, is in the trail
+    assert sum(e["bytes"] for e in plays) == half + 100 + 50 + len(data)
+    assert [e["action"] for e in events].count("web.recording_downloaded") == 1
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "bytes=0-",
+        "bytes=00-",
+        "Bytes=0-",
+        "BYTES = 0 -",
+        "bytes=-99999999",
+        "items=0-",
+        "bytes=0-10,20-",
+        "bytes=0-99999999999999999999999",
+        "bytes=",
+        "garbage",
+    ],
+)
+@pytest.mark.parametrize("who", ["bob", "audrey", "alice"])
+async def test_no_range_spelling_gets_the_whole_file_or_escapes_the_audit(
+    as_user, world, header, who
+):  # type: ignore[no-untyped-def]
+    rec = world.recordings["bob1"]
+    size = (await (await as_user("alice")).get(f"/api/recordings/{rec}/download")).content
+    c = await as_user(who)
+    before = len([e for e in await _played(world, rec) if e["action"] == "web.recording_played"])
+    r = await c.get(
+        f"/api/recordings/{rec}/audio", headers={"Range": header} if header is not None else {}
+    )
+    assert r.status_code in (206, 416), r.status_code
+    assert len(r.content) < len(size)
+    plays = [e for e in await _played(world, rec) if e["action"] == "web.recording_played"]
+    assert len(plays) == before + 1
+    assert plays[-1]["bytes"] == len(r.content)
+    if who != "alice":
+        assert (await c.get(f"/api/recordings/{rec}/download")).status_code == 403
 
 
 async def test_auditor_reads_but_never_changes(as_user, world):
     c = await as_user("audrey")
     assert (await c.get("/api/recordings")).json()["total"] == 3
     rec = world.recordings["carol1"]
-    assert (await c.get(f"/api/recordings/{rec}/audio")).status_code == 200
+    assert (await c.get(f"/api/recordings/{rec}/audio")).status_code == 206
     assert (await c.get(f"/api/recordings/{rec}/download")).status_code == 403
     assert (
         await c.post("/api/labels", json={"title": "A", "colour": "#000000"})
@@ -171,13 +228,14 @@ async def test_encrypted_recording_is_decrypted_for_playback(world, settings, po
             transport=httpx.ASGITransport(app=app), base_url="https://testserver"
         ) as c:
             await login(c, "alice")
-            full = await c.get(f"/api/recordings/{rec_id}/audio")
+            full = await c.get(f"/api/recordings/{rec_id}/download")
             part = await c.get(f"/api/recordings/{rec_id}/audio", headers={"Range": "bytes=10-19"})
             return full, part
 
     full, part = await fetch(KeyRing.of([key]))
     assert full.status_code == 200 and full.content == clear
     assert part.status_code == 206 and part.content == clear[10:20]
-    full, _ = await fetch(None)
+    full, part = await fetch(None)
+    assert part.status_code == 503
     assert full.status_code == 503
     assert full.json()["detail"].startswith("cannot decrypt this recording")
