@@ -815,7 +815,7 @@ class SqlIndex:
         offset: int = 0,
         *,
         states: Sequence[str] | None = None,
-        among: Select[Any] | None = None,
+        among: Any = None,
     ) -> list[dict[str, Any]]:
         """Recordings, newest first, whose start is in ``[since, until)`` and (when ``number``
         is given) where any of the candidate forms is the recorded number, the other number or

@@ -1,6 +1,7 @@
 """Full-text search in transcripts with the database's own engine.
 
-Query syntax (the same for the CLI, the API and the portal): words are all required (AND);
+Query syntax (the same for the CLI, the API and the portal): words are all required (AND,
+anywhere in the call: one on each leg is a match);
 ``"a price of"`` is a phrase (the words next to each other, in order); ``pri*`` is a
 prefix. Everything else is taken as words: only letters and digits of the query reach the
 engine, so no input can be an engine operator. SQLite: FTS5 ``MATCH`` on the
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, intersect, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..errors import RecorderError
@@ -29,7 +30,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 16
 
 
-class TextQueryError(RecorderError):
+class TextQueryError(RecorderError, ValueError):
     """A text query with nothing to search for, or too much."""
 
 
@@ -40,20 +41,26 @@ class TextQuery:
     terms: tuple[tuple[tuple[str, ...], bool], ...]  # (words, prefix)
 
     def fts5(self) -> str:
+        """FTS5 ``MATCH`` text of a segment that has any term."""
         parts = []
         for words, prefix in self.terms:
             phrase = '"' + " ".join(words) + '"'
             parts.append(phrase + ("*" if prefix else ""))
-        return " AND ".join(parts)
+        return " OR ".join(parts)
 
     def tsquery(self) -> str:
+        """``to_tsquery('simple', ...)`` text of a segment that has any term."""
         parts = []
         for words, prefix in self.terms:
             ws = list(words)
             if prefix:
                 ws[-1] = ws[-1] + ":*"
             parts.append("(" + " <-> ".join(ws) + ")")
-        return " & ".join(parts)
+        return " | ".join(parts)
+
+    def each(self) -> list[TextQuery]:
+        """One query per term (a recording matches when it matches every one)."""
+        return [TextQuery((t,)) for t in self.terms]
 
     def word_matches(self, word: str) -> bool:
         w = word.casefold()
@@ -102,10 +109,15 @@ def matching_segments(query: TextQuery, dialect: str) -> Select[Any]:
     return stmt.where(TranscriptSegment.id.in_(ids))
 
 
-def matching_recordings(query: TextQuery, dialect: str) -> Select[Any]:
-    """``SELECT recording_id`` of the recordings whose transcript matches."""
-    seg = matching_segments(query, dialect).subquery()
-    return select(seg.c.recording_id)
+def matching_recordings(query: TextQuery, dialect: str) -> Any:
+    """``SELECT recording_id`` of the recordings whose transcript has every term."""
+    parts = [
+        select(TranscriptSegment.recording_id).where(
+            TranscriptSegment.id.in_(select(matching_segments(t, dialect).subquery().c.id))
+        )
+        for t in query.each()
+    ]
+    return parts[0] if len(parts) == 1 else intersect(*parts)
 
 
 def _hit(query: TextQuery, seg: TranscriptSegment) -> dict[str, Any]:

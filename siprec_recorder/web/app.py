@@ -45,6 +45,13 @@ _SECURITY_HEADERS = {
 }
 
 
+def _include_transcripts(app: FastAPI) -> None:
+    """Text search and transcripts (optional: only where the transcription code is present)."""
+    from . import transcripts
+
+    app.include_router(transcripts.router)
+
+
 def create_app(
     db: Database,
     layout: Any,
@@ -103,6 +110,7 @@ def create_app(
         return pages.error_page(request, exc.status, exc.message)
 
     app.include_router(api.router)
+    _include_transcripts(app)
     if policy is not None:
         from .numbers import api_router, page_router
 
