@@ -119,11 +119,12 @@ def _to_16k(pcm: npt.NDArray[np.int16], rate: int) -> npt.NDArray[np.float32]:
     if rate == 8000:
         from ..rtp.render import upsample2
 
-        return upsample2(audio).astype(np.float32)
+        return np.asarray(upsample2(audio), dtype=np.float32)
     n = int(round(len(audio) * 16000 / rate))
-    return np.interp(np.linspace(0, len(audio) - 1, n), np.arange(len(audio)), audio).astype(
-        np.float32
-    )
+    out: npt.NDArray[np.float32] = np.interp(
+        np.linspace(0, len(audio) - 1, n), np.arange(len(audio)), audio
+    ).astype(np.float32)
+    return out
 
 
 def _language(model: Any, audio: npt.NDArray[np.float32], languages: Sequence[str]) -> str | None:

@@ -97,10 +97,10 @@ for _ddl in (
     "INSERT INTO transcript_fts(transcript_fts, rowid, text) VALUES('delete', old.id, old.text);"
     " END",
 ):
-    event.listen(_SEGMENTS, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+    event.listen(_SEGMENTS, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
 for _ddl in (
     "ALTER TABLE transcript_segments ADD COLUMN tsv tsvector "
     "GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED",
     "CREATE INDEX ix_transcript_segments_tsv ON transcript_segments USING GIN (tsv)",
 ):
-    event.listen(_SEGMENTS, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+    event.listen(_SEGMENTS, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]

@@ -146,7 +146,7 @@ async def hits_for(
     out: dict[str, list[dict[str, Any]]] = {r: [] for r in recording_ids}
     if not recording_ids:
         return out
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     stmt = (
         matching_segments(query, dialect)
         .where(TranscriptSegment.recording_id.in_(list(recording_ids)))

@@ -153,11 +153,11 @@ class TranscriptionService:
         if not (self.audio_root / rec_id / LEGS_FILE).is_file():
             return
         skip = await self._exclusion(rec_id)
-        values = {"recording_id": rec_id, "node": self.node, "state": "pending"}
+        values: dict[str, Any] = {"recording_id": rec_id, "node": self.node, "state": "pending"}
         if skip is not None:
             values.update(state="skipped", error=skip, finished_at=utcnow())
         async with self.db.session() as session:
-            dialect = session.bind.dialect.name
+            dialect = session.get_bind().dialect.name
             ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(TranscriptionJob)
             await session.execute(
                 ins.values(enqueued_at=utcnow(), attempts=0, **values).on_conflict_do_nothing()

@@ -219,7 +219,7 @@ async def verify_transcripts(db: Database, layout: FileLayout) -> list[Problem]:
         ).all()
     problems = []
     for rel, sha, size in rows:
-        problem = await asyncio.to_thread(_check, layout, rel, sha, size)
+        problem = await asyncio.to_thread(_check, layout, str(rel), sha, size)
         if problem is not None:
             problems.append(problem)
     return problems
