@@ -1,14 +1,14 @@
 """Text search on SQLite FTS5 and PostgreSQL tsvector, through the stored-transcript path.
 
-Each test runs on SQLite, and on PostgreSQL when ``SIPREC_TEST_DATABASE_URL`` names one (its
-``public`` schema is dropped and recreated per test). Transcripts are stored with
-:func:`store_transcript` (file, rows, ledger) from a worker-shaped result, so no model runs
-here: what is under test is storing, the engines' matching and the hit times.
+Each test runs on SQLite and on PostgreSQL (``pg_url``: a private server, or the one
+``SIPREC_TEST_DATABASE_URL`` names; its ``public`` schema is dropped and recreated per
+test). Transcripts are stored with :func:`store_transcript` (file, rows, ledger) from a
+worker-shaped result, so no model runs here: what is under test is storing, the engines'
+matching and the hit times.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,15 +40,14 @@ from siprec_recorder.transcription.store import (
 )
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-PG_URL = os.environ.get("SIPREC_TEST_DATABASE_URL", "")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db(request: Any, tmp_path: Path) -> AsyncIterator[Database]:
+async def db(request: Any, tmp_path: Path, pg_url: str) -> AsyncIterator[Database]:
     if request.param == "postgresql":
-        if not PG_URL.startswith("postgresql"):
-            pytest.skip("SIPREC_TEST_DATABASE_URL names no PostgreSQL database")
-        database = Database(PG_URL)
+        if not pg_url.startswith("postgresql"):
+            pytest.skip("no PostgreSQL: set SIPREC_TEST_DATABASE_URL or install postgresql")
+        database = Database(pg_url)
         async with database.engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
