@@ -35,13 +35,13 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import selectinload
 
 from ..storage.db import Database
 from ..storage.files import FileLayout
-from ..storage.models import Recording, utcnow
+from ..storage.models import utcnow
 from .legaudio import LEGS_FILE, remove_leg_audio
 from .models import TranscriptionJob
+from .store import recording_with_participants
 
 __all__ = ["AUDIO_DIR", "TranscriptionService", "TranscriptionSettings"]
 
@@ -174,13 +174,7 @@ class TranscriptionService:
         if not (s.exclude_numbers or s.exclude_templates):
             return None
         async with self.db.session() as session:
-            rec = (
-                await session.execute(
-                    select(Recording)
-                    .where(Recording.id == rec_id)
-                    .options(selectinload(Recording.participants))
-                )
-            ).scalar_one_or_none()
+            rec = await recording_with_participants(session, rec_id)
             if rec is None:
                 return "recording not found"
             numbers = [n for n in [rec.recorded_number, rec.other_number] if n]

@@ -31,6 +31,7 @@ __all__ = [
     "ensure_tables",
     "load_transcript",
     "purge_rows",
+    "recording_with_participants",
     "store_transcript",
     "transcript_files",
     "transcript_of",
@@ -38,6 +39,17 @@ __all__ = [
 ]
 
 TRANSCRIPT_FORMAT = "siprec-recorder-transcript/1"
+
+
+async def recording_with_participants(session: AsyncSession, rec_id: str) -> Recording | None:
+    """The recording row of ``rec_id`` with its participants loaded (None when absent)."""
+    return (
+        await session.execute(
+            select(Recording)
+            .where(Recording.id == rec_id)
+            .options(selectinload(Recording.participants))
+        )
+    ).scalar_one_or_none()
 
 
 async def ensure_tables(db: Database) -> None:
@@ -73,13 +85,7 @@ async def store_transcript(
     """Write the transcript of ``rec_id`` (file, rows, ledger); its path, None when the
     recording has no file any more (purged meanwhile)."""
     async with db.session() as session:
-        rec = (
-            await session.execute(
-                select(Recording)
-                .where(Recording.id == rec_id)
-                .options(selectinload(Recording.participants))
-            )
-        ).scalar_one_or_none()
+        rec = await recording_with_participants(session, rec_id)
         if rec is None or rec.file is None or rec.state == "purged":
             return None
         file, key_id = rec.file, rec.key_id

@@ -46,7 +46,7 @@ _SECURITY_HEADERS = {
 
 
 def _include_transcripts(app: FastAPI) -> None:
-    """Text search and transcripts (optional: only where the transcription code is present)."""
+    """Text search and the transcripts of recordings (the routes of web/transcripts.py)."""
     from . import transcripts
 
     app.include_router(transcripts.router)
