@@ -90,6 +90,20 @@ async def test_admin_finds_every_call_and_bad_queries_are_400(as_user: Any, worl
     }
 
 
+async def test_portal_search_by_words(as_user: Any, world: Any) -> None:
+    await _transcribe(world)
+    bob = await as_user("bob")
+    r = await bob.get("/", params={"text": "gold"})
+    assert r.status_code == 200
+    assert f"/recordings/{world.recordings['bob1']}?text=gold" in r.text
+    assert world.recordings["carol1"] not in r.text  # carol's call says "gold" too
+    r = await bob.get("/", params={"text": "merger"})
+    assert (
+        world.recordings["carol1"] not in r.text
+        and "/recordings/" + world.recordings["bob1"] not in r.text
+    )
+
+
 async def test_recording_page_has_the_transcript_pane(as_user: Any, world: Any) -> None:
     await _transcribe(world)
     bob = await as_user("bob")
