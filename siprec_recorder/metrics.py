@@ -93,6 +93,11 @@ def render_metrics(recorder: Any) -> str:
         ]
     except OSError:
         pass
+    transcription = getattr(recorder, "transcription", None)
+    if transcription is not None:
+        from .transcription.metrics import transcription_metrics
+
+        lines += transcription_metrics(transcription)
     return "\n".join(lines) + "\n"
 
 

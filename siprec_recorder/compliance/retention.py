@@ -59,6 +59,9 @@ from siprec_recorder.storage.files import FileLayout, fsync_dir
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import Recording, RecordingParticipant
 from siprec_recorder.storage.objects import DeleteRefused
+from siprec_recorder.transcription.store import ensure_tables as ensure_transcript_tables
+from siprec_recorder.transcription.store import purge_rows as purge_transcript_rows
+from siprec_recorder.transcription.store import transcript_of
 
 from .models import RetentionRule
 
@@ -578,6 +581,7 @@ async def purge(
     (from the folder, and from ``store`` when it is an object store)."""
     now = _aware(now)
     report = PurgeReport(now=now, dry_run=dry_run)
+    await ensure_transcript_tables(db)
     # Cheap SQL pre-filter; a superset of what is due (365 days <= one calendar year), exact
     # dates are checked in Python. Rows already 'purged' but still naming a file are
     # unfinished purges from an interrupted run.
@@ -712,11 +716,14 @@ async def _purge_one(
                 },
                 now=now,
             )
+            # What was said goes with the recording, in the same decision.
+            await purge_transcript_rows(session, rec.id)
             await session.commit()
-    # Step 2: the files (with the RTP kept for legs the MP3 could not hold).
+    # Step 2: the files (with the RTP kept for legs the MP3 could not hold, the transcript).
     rels = [r for r in (file, sidecar) if r]
     if file:
         rels += await asyncio.to_thread(layout.raw_rtp_files, file)
+        rels.append(transcript_of(file))
     await asyncio.to_thread(_unlink_recording_files, layout, rels)
     if store is not None and not store.is_local:
         # The MP3 last: a sidecar never outlives it. Refusals leave the row as it is.

@@ -138,6 +138,8 @@ class Rendered:
     duration_s: float
     dtmf: list[tuple[str, str, float, int]]
     per_leg: dict[str, dict[str, Any]]
+    # Each leg alone on the recording's timeline, before mixing (for per-leg transcription).
+    tracks: dict[str, I16] = field(default_factory=dict)
 
 
 @dataclass
@@ -694,4 +696,5 @@ def render_call(
         duration_s=len(pcm) / out_rate,
         dtmf=dtmf,
         per_leg=per_leg,
+        tracks={r.leg.label: t for r, t in zip(renderers, tracks, strict=True)},
     )

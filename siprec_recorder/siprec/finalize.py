@@ -143,6 +143,7 @@ def finalize_spool(
     keyring: Any = None,
     *,
     extend_to_end: bool = False,
+    leg_audio_dir: str | None = None,
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
@@ -151,6 +152,7 @@ def finalize_spool(
     (None after a crash: the statistics are then computed from the spooled packets alone).
     ``extend_to_end`` says that the recording runs to ``ended_at`` (silence after the last
     packet); only the live call knows it, so it is an argument, not in the manifest.
+    ``leg_audio_dir``, when set, receives each leg's audio alone for the transcriber.
     """
     from ..rtp.render import LegMedia, render_call
     from ..storage.files import FileLayout
@@ -267,6 +269,12 @@ def finalize_spool(
                 port = int(leg.get("port") or 0)
                 records = leg_media.table().records()
                 info["raw_rtp"] = _keep_raw_rtp(layout, rel, records, port, key)
+        if leg_audio_dir is not None:
+            from ..transcription.legaudio import write_leg_audio
+
+            write_leg_audio(
+                leg_audio_dir, rec_id, manifest["legs"], rendered.tracks, rendered.sample_rate, key
+            )
     if not any_media and state == "complete":
         state = "failed"
     elif state == "complete" and len(pcm) == 0:

@@ -216,6 +216,10 @@ class SessionRecordingServer:
     BYE_GRACE = 0.2  # seconds the legs keep receiving after the SRC's BYE
     # Waits between attempts to index a finished recording (about five minutes in all).
     INDEX_RETRY_DELAYS: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15, 30, 60, 60, 60, 60)
+    # Set by app.py when transcription is on: where the finaliser leaves each leg's audio,
+    # and what hears of every recording once it is indexed (the transcription queue).
+    leg_audio_dir: str | None = None
+    on_indexed: Callable[[str], Any] | None = None
 
     def __init__(
         self,
@@ -1311,9 +1315,11 @@ class SessionRecordingServer:
                     # Only this call's finalisation needs it: recovery after a crash has
                     # no end time to extend to.
                     extend_to_end=s.extend_to_end,
+                    leg_audio_dir=self.leg_audio_dir,
                 ),
             )
             await self._index_finished(s, self._finished_row(s, result))
+            await self._tell_indexed(s.rec_id)
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
             log.info(
@@ -1332,6 +1338,15 @@ class SessionRecordingServer:
             )
         finally:
             self.counters.finalize_seconds += time.perf_counter() - t0
+
+    async def _tell_indexed(self, rec_id: str) -> None:
+        """Hand a stored recording on (transcription); its failure never fails the call."""
+        if self.on_indexed is None:
+            return
+        try:
+            await self.on_indexed(rec_id)
+        except Exception:
+            log.exception("recording %s: could not be queued for transcription", rec_id)
 
     async def _index_finished(self, s: RecordingSession, finished: Any) -> None:
         """Write the finished row, retrying while the index cannot take it.
@@ -1479,15 +1494,18 @@ class SessionRecordingServer:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(
                     self.executor,
-                    finalize_spool,
-                    str(self.spool.root),
-                    rec_id,
-                    str(self.recordings_root),
-                    "interrupted",
-                    None,
-                    None,
-                    "recorder stopped during the call",
-                    self.keyring,
+                    functools.partial(
+                        finalize_spool,
+                        str(self.spool.root),
+                        rec_id,
+                        str(self.recordings_root),
+                        "interrupted",
+                        None,
+                        None,
+                        "recorder stopped during the call",
+                        self.keyring,
+                        leg_audio_dir=self.leg_audio_dir,
+                    ),
                 )
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
@@ -1496,6 +1514,7 @@ class SessionRecordingServer:
                     rec_id, self._finished_row_from_manifest(manifest, result)
                 )
                 await asyncio.to_thread(sp.remove)
+                await self._tell_indexed(rec_id)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
             except Exception:
                 log.exception("cannot recover spool %s; left in place", rec_id)

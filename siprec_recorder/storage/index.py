@@ -819,10 +819,11 @@ class SqlIndex:
         offset: int = 0,
         *,
         states: Sequence[str] | None = None,
+        among: Any = None,
     ) -> list[dict[str, Any]]:
         """Recordings, newest first, whose start is in ``[since, until)`` and (when ``number``
         is given) where any of the candidate forms is the recorded number, the other number or
-        a participant's number."""
+        a participant's number; ``among`` (a select of ids) restricts them further."""
         if limit < 0 or offset < 0:
             raise LocalProtocolError("limit and offset must not be negative")
         stmt = select(Recording)
@@ -846,6 +847,8 @@ class SqlIndex:
             stmt = stmt.where(Recording.start < until)
         if states is not None:
             stmt = stmt.where(Recording.state.in_(list(states)))
+        if among is not None:
+            stmt = stmt.where(Recording.id.in_(among))
         stmt = stmt.order_by(Recording.start.desc(), Recording.id).limit(limit).offset(offset)
         async with self.db.session() as session:
             rows = (await session.scalars(_with_children(stmt))).all()

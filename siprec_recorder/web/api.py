@@ -147,8 +147,10 @@ async def search(
     order: Literal["asc", "desc"] = "desc",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+    text: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    """Search recordings visible to the caller; ``total`` counts every match."""
+    """Search recordings visible to the caller; ``total`` counts every match. ``text``:
+    words said in the call (see ``/api/transcripts/search`` for the hits)."""
     f = SearchQuery(
         since=since,
         until=until,
@@ -164,6 +166,7 @@ async def search(
         order=order,
         page=page,
         page_size=min(page_size, portal.settings.max_page_size),
+        text=text or None,
     )
     scope = await portal.scope(me)
     result = await portal.recordings.search(scope, f, portal.settings.max_page_size)

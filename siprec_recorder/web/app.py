@@ -45,6 +45,13 @@ _SECURITY_HEADERS = {
 }
 
 
+def _include_transcripts(app: FastAPI) -> None:
+    """Text search and the transcripts of recordings (the routes of web/transcripts.py)."""
+    from . import transcripts
+
+    app.include_router(transcripts.router)
+
+
 def create_app(
     db: Database,
     layout: Any,
@@ -108,6 +115,7 @@ def create_app(
 
     app.include_router(api.router)
     app.include_router(export.router)
+    _include_transcripts(app)
     if policy is not None:
         from .numbers import api_router, page_router
 

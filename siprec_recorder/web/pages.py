@@ -398,6 +398,7 @@ async def search_page(request: Request) -> Response:
             order=qp.get("order") or "desc",
             page=_int(qp.get("page", ""), "page") or 1,
             page_size=_int(qp.get("page_size", ""), "page size") or portal.settings.page_size,
+            text=(qp.get("text") or "").strip()[:500] or None,
         )
         scope = await portal.scope(me)
         result = await portal.recordings.search(scope, f, portal.settings.max_page_size)

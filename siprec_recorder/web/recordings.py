@@ -69,6 +69,7 @@ class SearchQuery:
     order: str = "desc"
     page: int = 1
     page_size: int = 50
+    text: str | None = None  # words said in the call (transcription.search syntax)
 
     def check(self, max_page_size: int) -> None:
         if self.sort not in SORT_COLUMNS:
@@ -152,6 +153,14 @@ class RecordingService:
             q = q.where(Recording.duration_s <= f.max_duration)
         if f.state:
             q = q.where(Recording.state == f.state)
+        if f.text:
+            from siprec_recorder.transcription.search import matching_recordings, parse_text_query
+
+            try:
+                tq = parse_text_query(f.text)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from None
+            q = q.where(Recording.id.in_(matching_recordings(tq, self._db.engine.dialect.name)))
         if f.case_id is not None:
             label_id = await s.scalar(select(Case.label_id).where(Case.id == f.case_id))
             q = q.where(

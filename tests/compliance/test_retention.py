@@ -338,6 +338,8 @@ _ALLOWED_DELETERS = {
     "siprec_recorder/storage/objects.py": "ObjectStore.delete: called by purge only",
     "siprec_recorder/storage/uploader.py": "the local copy, once stored and verified in the store",
     "siprec_recorder/web/export.py": "its own temporary folder of an export zip",
+    "siprec_recorder/transcription/legaudio.py": "per-leg audio handed to the transcriber",
+    "siprec_recorder/transcription/store.py": "a transcript written as its recording was purged",
 }
 _DELETE_RE = re.compile(
     r"\.unlink\(|os\.remove\(|os\.unlink\(|shutil\.rmtree\(|\.rmdir\(|os\.removedirs\("
