@@ -13,7 +13,7 @@ from .audit import AuditQuery, audit_trail
 from .auth import LoginOutcome, Principal
 from .cases import NewLabel
 from .errors import Forbidden
-from .media import plan_range, range_response, range_response_bytes
+from .media import StoredAudio, plan_range, range_response, range_response_bytes
 from .portal import Portal, audit, get_portal
 from .recordings import SearchQuery
 from .schemas import (
@@ -215,7 +215,13 @@ async def play(recording_id: str, request: Request, me: Me, portal: PortalDep) -
     doc = await _recording(portal, me, recording_id, "play")
     audio = await portal.recordings.audio(doc, portal.settings.keyring)
     rng = request.headers.get("range")
-    size = len(audio) if isinstance(audio, bytes) else audio.stat().st_size
+    size = (
+        len(audio)
+        if isinstance(audio, bytes)
+        else audio.size
+        if isinstance(audio, StoredAudio)
+        else audio.stat().st_size
+    )
     plan = plan_range(rng, size, portal.settings.stream_max_bytes)
     await audit(
         portal,

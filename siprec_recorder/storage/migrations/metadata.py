@@ -21,6 +21,8 @@ MODEL_MODULES = (
     "siprec_recorder.policy.models",
     "siprec_recorder.web.models",
     "siprec_recorder.compliance.models",
+    "siprec_recorder.assurance.models",
+    "siprec_recorder.transcription.models",
 )
 
 
