@@ -24,7 +24,12 @@ from .config import Config, mask_secret, parse_listen
 from .errors import OperatorError
 from .logging_setup import setup_logging
 from .metrics import MetricsServer
-from .preflight import first_unbindable, listen_error, prepare_recordings_dir
+from .preflight import (
+    exposure_warnings,
+    first_unbindable,
+    listen_error,
+    prepare_recordings_dir,
+)
 
 __all__ = ["Recorder", "run"]
 
@@ -369,7 +374,7 @@ def _where(config: Config, recorder: Recorder) -> list[str]:
 def run(config: Config, ready_file: Path | None = None) -> None:
     """Run the recorder until SIGINT/SIGTERM (uvloop when installed)."""
     setup_logging(config.log.level, config.log.format)
-    for warning in config.warnings:
+    for warning in (*config.warnings, *exposure_warnings(config)):
         log.warning("%s", warning)
     try:
         import uvloop

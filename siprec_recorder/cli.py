@@ -210,9 +210,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from .configshow import render_config
+    from .preflight import exposure_warnings
 
     config = _load(args)
-    for warning in config.warnings:
+    for warning in (*config.warnings, *exposure_warnings(config)):
         print(f"siprec-recorder: warning: {warning}", file=sys.stderr)
     print(f"# configuration file: {config.source}")
     if config.overrides:

@@ -163,3 +163,37 @@ def first_unbindable(specs: list[str]) -> tuple[str, OSError] | None:
             except OSError as exc:
                 return spec, exc
     return None
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def exposure_warnings(config: Config) -> list[str]:
+    """Settings that work but surprise: a recorder on the network that refuses every SBC, and
+    a portal or metrics endpoint reachable from the network without TLS or authentication."""
+    out: list[str] = []
+    sip_hosts = [parse_listen(spec)[1] for spec in config.sip.listen]
+    if not config.sip.allowed_sources and not all(_is_loopback(h) for h in sip_hosts):
+        out.append(
+            "[sip] allowed_sources is empty: only loopback may send calls, every SBC gets 403; "
+            "list your SBCs' addresses (e.g. SIPREC__SIP__ALLOWED_SOURCES=10.1.2.0/24)"
+        )
+    web = config.web
+    if web.enabled and not web.tls_certificate and not _is_loopback(web.listen.rpartition(":")[0]):
+        out.append(
+            f"[web] listen {web.listen}: the portal is reachable from the network without TLS; "
+            "set [web] tls_certificate or put a TLS proxy in front"
+        )
+    metrics = config.metrics.listen
+    if metrics and not _is_loopback(metrics.rpartition(":")[0]):
+        out.append(
+            f"[metrics] listen {metrics}: metrics are served to the network unauthenticated; "
+            "restrict access (firewall) or listen on 127.0.0.1"
+        )
+    return out

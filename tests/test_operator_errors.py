@@ -80,7 +80,9 @@ def test_sip_tcp_port_taken_names_that_listener(tmp_path: Path, held_tcp: int) -
 
 
 def test_sip_address_not_on_this_host(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, sip={"listen": ["udp:192.0.2.1:5060"]})  # TEST-NET-1
+    cfg = write_config(  # TEST-NET-1: on no interface of any host
+        tmp_path, sip={"listen": ["udp:192.0.2.1:5060"], "allowed_sources": ["192.0.2.0/24"]}
+    )
     res = run("serve", "--config", str(cfg), cwd=tmp_path)
     one_line_error(res, "[sip] listen", "udp:192.0.2.1:5060", "no interface")
 
