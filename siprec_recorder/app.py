@@ -99,6 +99,11 @@ class Recorder:
         from .storage.spool import SpoolStore
 
         c = self.config
+        # A second recorder started by mistake on the same ports must stop here, before it
+        # opens the index or recovers spools that belong to the running one.
+        taken = first_unbindable(list(c.sip.listen))
+        if taken is not None:
+            raise listen_error("[sip] listen", *taken)
         root = prepare_recordings_dir(c.storage)
         self.keyring = self._keyring()
         self.db = Database(c.database_url)
