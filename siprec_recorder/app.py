@@ -322,7 +322,10 @@ async def _serve(config: Config, ready_file: Path | None = None) -> None:
     try:
         await recorder.start()
     except BaseException:
-        await recorder.stop()  # what started (finaliser processes, the index) is stopped
+        # What started (finaliser processes, the index) is stopped; the reason it could not
+        # start is what the operator must see, not a follow-on error of the cleanup.
+        with contextlib.suppress(Exception):
+            await recorder.stop()
         raise
     if recorder.metrics is not None:
         await recorder.metrics.start(config.metrics_listen)
