@@ -335,6 +335,7 @@ _ALLOWED_DELETERS = {
     "siprec_recorder/storage/files.py": "write_atomic/cleanup_parts: own .part files only",
     "siprec_recorder/storage/spool.py": "the live spool of a call, after it is finalised",
     "siprec_recorder/testing.py": "the test harness's own ready file",
+    "siprec_recorder/preflight.py": "its own .write-test-<pid> probe of the recordings folder",
 }
 _DELETE_RE = re.compile(
     r"\.unlink\(|os\.remove\(|os\.unlink\(|shutil\.rmtree\(|\.rmdir\(|os\.removedirs\("
