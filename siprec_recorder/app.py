@@ -21,9 +21,16 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .config import Config, parse_listen
+from .config import Config, mask_secret, parse_listen
+from .errors import OperatorError
 from .logging_setup import setup_logging
 from .metrics import MetricsServer
+from .preflight import (
+    exposure_warnings,
+    first_unbindable,
+    listen_error,
+    prepare_recordings_dir,
+)
 
 __all__ = ["Recorder", "open_store", "run"]
 
@@ -121,13 +128,17 @@ class Recorder:
         from .storage.spool import SpoolStore
 
         c = self.config
-        root = c.recordings_path
-        root.mkdir(parents=True, exist_ok=True)
+        # A second recorder started by mistake on the same ports must stop here, before it
+        # opens the index or recovers spools that belong to the running one.
+        taken = first_unbindable(list(c.sip.listen))
+        if taken is not None:
+            raise listen_error("[sip] listen", *taken)
+        root = prepare_recordings_dir(c.storage)
         self.keyring = self._keyring()
         if c.transcription.enabled:
             from .transcription import models as _transcription_tables  # noqa: F401
         self.db = Database(c.database_url)
-        await self.db.open(auto_migrate=c.auto_migrate)
+        await self._open_index()
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
@@ -224,7 +235,7 @@ class Recorder:
                 self.db, root, open_store(c), retention_years=c.storage.retention_years
             )
             await self.uploader.start()
-        await self.sip.start(list(c.sip.listen), tls=self._tls_context())
+        await self._start_sip()
         if settings.contact_port == 0 and self.sip.bound:
             self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
         self.metrics = MetricsServer(self)
@@ -276,26 +287,64 @@ class Recorder:
         self.srs.leg_audio_dir = str(root / AUDIO_DIR)
         self.srs.on_indexed = self.transcription.enqueue
 
+    async def _open_index(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            await self.db.open(auto_migrate=self.config.storage.auto_migrate)
+        except (OSError, DBAPIError) as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise OperatorError(
+                "[storage] database_url: cannot open the index "
+                f"{mask_secret(self.config.database_url)}: {detail[0] if detail else exc!r}"
+            ) from None
+
+    async def _start_sip(self) -> None:
+        specs = list(self.config.sip.listen)
+        tls = self._tls_context()
+        try:
+            await self.sip.start(specs, tls=tls)
+        except OSError as exc:
+            culprit = first_unbindable(specs)
+            spec, error = culprit if culprit is not None else (", ".join(specs), exc)
+            raise listen_error("[sip] listen", spec, error) from None
+
     def _keyring(self) -> Any:
         st = self.config.storage
         if not (st.encryption_key_file or st.encryption_key_env):
             return None
-        from .compliance.crypto import load_keyring
+        from .compliance.crypto import KeyLoadError, load_keyring
 
-        return load_keyring(
-            key_file=st.encryption_key_file or None,
-            key_env=st.encryption_key_env or None,
-            old_key_files=st.encryption_old_key_files,
-        )
+        try:
+            return load_keyring(
+                key_file=st.encryption_key_file or None,
+                key_env=st.encryption_key_env or None,
+                old_key_files=st.encryption_old_key_files,
+            )
+        except KeyLoadError as exc:
+            key = "encryption_key_file" if st.encryption_key_file else "encryption_key_env"
+            raise OperatorError(f"[storage] {key}: {exc}") from None
 
     def _tls_context(self) -> ssl.SSLContext | None:
         c = self.config.sip
         if not any(s.startswith("tls:") for s in c.listen):
             return None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(c.tls_certificate, c.tls_private_key)
+        try:
+            ctx.load_cert_chain(c.tls_certificate, c.tls_private_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise OperatorError(
+                f"[sip] tls_certificate: cannot load {c.tls_certificate} with key "
+                f"{c.tls_private_key}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
         if c.tls_client_ca:
-            ctx.load_verify_locations(c.tls_client_ca)
+            try:
+                ctx.load_verify_locations(c.tls_client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise OperatorError(
+                    f"[sip] tls_client_ca: cannot load {c.tls_client_ca}: "
+                    f"{getattr(exc, 'strerror', None) or exc}"
+                ) from None
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
@@ -384,9 +433,18 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 async def _serve(config: Config, ready_file: Path | None = None) -> None:
     recorder = Recorder(config)
-    await recorder.start()
+    try:
+        await recorder.start()
+    except BaseException:
+        # What started (finaliser processes, the index) is stopped; the reason it could not
+        # start is what the operator must see, not a follow-on error of the cleanup.
+        with contextlib.suppress(Exception):
+            await recorder.stop()
+        raise
     if recorder.metrics is not None:
         await recorder.metrics.start(config.metrics_listen)
+    for line in _where(config, recorder):
+        log.info("%s", line)
     if ready_file is not None:
         lines = [f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound]
         if recorder.metrics is not None and recorder.metrics.port is not None:
@@ -410,9 +468,38 @@ async def _serve(config: Config, ready_file: Path | None = None) -> None:
     await recorder.stop()
 
 
+def _where(config: Config, recorder: Recorder) -> list[str]:
+    """What an operator checks first: which configuration, and where everything listens."""
+    c = config
+    overrides = ", ".join(o.partition("=")[0] for o in c.overrides) or "none"
+    lines = [f"configuration {c.source}; environment overrides: {overrides}"]
+    if recorder.sip is not None:
+        sip = ", ".join(f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound)
+        lines.append(
+            f"SIP on {sip}; RTP on {c.rtp.address} ports {c.rtp.port_min}-{c.rtp.port_max}"
+        )
+    if c.web.enabled:
+        scheme = "https" if c.web.tls_certificate else "http"
+        lines.append(f"portal on {scheme}://{c.web.listen}/")
+    else:
+        lines.append("portal off ([web] enabled = false)")
+    metrics = recorder.metrics
+    if c.metrics.listen and metrics is not None and metrics.port is not None:
+        host = c.metrics.listen.rpartition(":")[0]
+        lines.append(f"metrics on http://{host}:{metrics.port}/metrics")
+    elif not c.metrics.listen:
+        lines.append("metrics off ([metrics] listen is empty)")
+    lines.append(
+        f"recordings in {c.recordings_path.resolve()}; index {mask_secret(c.database_url)}"
+    )
+    return lines
+
+
 def run(config: Config, ready_file: Path | None = None) -> None:
     """Run the recorder until SIGINT/SIGTERM (uvloop when installed)."""
     setup_logging(config.log.level, config.log.format)
+    for warning in (*config.warnings, *exposure_warnings(config)):
+        log.warning("%s", warning)
     try:
         import uvloop
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import getpass
 import json
+import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from . import __version__
 from .config import Config, load_config
-from .errors import ConfigError
+from .errors import ConfigError, OperatorError
 from .storage.migrations import SchemaError
 
 __all__ = ["CliContext", "main"]
@@ -70,10 +73,18 @@ def number_forms(value: str, country_code: str) -> list[str]:
     return forms
 
 
-async def _with_db(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+async def _with_db(
+    config: Config, fn: Callable[[Any], Awaitable[int]], *, reads_only: bool = False
+) -> int:
+    """Run ``fn(db)`` on the index. A command that only reads refuses an index that does not
+    exist; the others refuse a recordings folder that does not exist, as serve does."""
+    from .preflight import prepare_recordings_dir, require_index
     from .storage.db import Database
 
-    config.recordings_path.mkdir(parents=True, exist_ok=True)
+    if reads_only:
+        await require_index(config)
+    else:
+        prepare_recordings_dir(config.storage)
     db = Database(config.database_url)
     await db.open(auto_migrate=config.auto_migrate)
     try:
@@ -90,6 +101,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+SEARCH_PAGE = 500
+CSV_COLUMNS = (
+    "id",
+    "start",
+    "end",
+    "duration_s",
+    "state",
+    "reason",
+    "direction",
+    "recorded_number",
+    "other_number",
+    "participants",
+    "file",
+    "sha256",
+)
+
+
+def _csv_row(r: dict[str, Any]) -> list[Any]:
+    who = " ".join(p.get("number") or p.get("aor") or "?" for p in r["participants"])
+    return [who if c == "participants" else r.get(c) for c in CSV_COLUMNS]
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from .storage.index import SqlIndex
 
@@ -98,48 +131,84 @@ def cmd_search(args: argparse.Namespace) -> int:
     async def go(db: Any) -> int:
         index = SqlIndex(db)
         numbers = number_forms(args.number, config.policy.country_code) if args.number else None
+        text_hits: list[dict[str, Any]] | None = None
         if args.text:
             from .transcription.cli import search_by_text
             from .transcription.search import TextQueryError
 
             try:
-                rows = await search_by_text(
+                text_hits = await search_by_text(
                     db,
                     args.text,
                     number=numbers,
                     since=args.since,
                     until=args.until,
-                    limit=args.limit,
+                    limit=args.limit if args.limit is not None else 1_000_000,
                     offset=args.offset,
                 )
             except TextQueryError as exc:
                 print(f"siprec-recorder: --text: {exc}", file=sys.stderr)
                 return 2
-        else:
-            rows = await index.search(
-                number=numbers,
-                since=args.since,
-                until=args.until,
-                limit=args.limit,
-                offset=args.offset,
+        # New calls start after now: pinning the end keeps the pages from shifting under us.
+        until = args.until or datetime.now(UTC)
+
+        async def rows() -> AsyncIterator[dict[str, Any]]:
+            if text_hits is not None:
+                for hit in text_hits:
+                    yield hit
+                return
+            offset, left = args.offset, args.limit
+            while left is None or left > 0:
+                size = SEARCH_PAGE if left is None else min(SEARCH_PAGE, left)
+                page = await index.search(
+                    number=numbers, since=args.since, until=until, limit=size, offset=offset
+                )
+                for r in page:
+                    yield r
+                offset += len(page)
+                if left is not None:
+                    left -= len(page)
+                if len(page) < size:
+                    return
+            more = await index.search(
+                number=numbers, since=args.since, until=until, limit=1, offset=offset
             )
+            if more:
+                print(
+                    f"siprec-recorder: more recordings match; next page: --offset {offset}"
+                    " (or leave out --limit to get them all)",
+                    file=sys.stderr,
+                )
+
+        out = sys.stdout
+        count = 0
         if args.json:
-            json.dump(rows, sys.stdout, indent=2, default=str)
-            sys.stdout.write("\n")
+            out.write("[")
+            async for r in rows():
+                out.write(",\n" if count else "\n")
+                out.write(json.dumps(r, indent=2, default=str))
+                count += 1
+            out.write("\n]\n" if count else "]\n")
+        elif args.csv:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(CSV_COLUMNS)
+            async for r in rows():
+                writer.writerow(_csv_row(r))
         else:
-            for r in rows:
+            async for r in rows():
                 who = ", ".join(p.get("number") or p.get("aor") or "?" for p in r["participants"])
                 duration = r["duration_s"] or 0
                 print(f"{r['start']}  {duration:7.1f}s  {r['state']:<11} {who}  {r['file'] or ''}")
                 for h in r.get("hits", ()):
                     print(f"    {h['at_s']:8.2f}s  {h['speaker'] or h['leg']}: {h['text']}")
-            print(f"{len(rows)} recording(s)")
+                count += 1
+            print(f"{count} recording(s)")
         return 0
 
     if args.text:
         from .transcription import models as _transcription_tables  # noqa: F401
 
-    return asyncio.run(_with_db(config, go))
+    return asyncio.run(_with_db(config, go, reads_only=True))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -168,7 +237,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"ok: every file{where} matches the index and the ledger chain is intact")
         return 0
 
-    return asyncio.run(_with_db(config, go))
+    return asyncio.run(_with_db(config, go, reads_only=True))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -178,13 +247,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    from .configshow import render_config
+    from .preflight import exposure_warnings
+
     config = _load(args)
+    for warning in (*config.warnings, *exposure_warnings(config)):
+        print(f"siprec-recorder: warning: {warning}", file=sys.stderr)
+    print(f"# configuration file: {config.source}")
+    if config.overrides:
+        print("# environment overrides applied:")
+        for override in config.overrides:
+            print(f"#   {override}")
+    else:
+        print("# environment overrides applied: none")
+    print(render_config(config), end="")
     print(f"ok: {config.source}")
     return 0
 
 
 def _admin(
     handler: Callable[[argparse.Namespace, CliContext], Awaitable[int]],
+    reads_only: bool = False,
 ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         config = _load(args)
@@ -200,7 +283,7 @@ def _admin(
             )
             return await handler(args, ctx)
 
-        return asyncio.run(_with_db(config, go))
+        return asyncio.run(_with_db(config, go, reads_only=reads_only))
 
     return run
 
@@ -208,6 +291,7 @@ def _admin(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siprec-recorder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", "-c", default=None, help="TOML configuration file")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the recorder")
@@ -220,9 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--number", help="any participant's number, in any form")
     p.add_argument("--since", type=_parse_time, help="ISO 8601 start (UTC if no zone)")
     p.add_argument("--until", type=_parse_time, help="ISO 8601 end")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--offset", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.add_argument("--limit", type=_count, default=None, help="at most this many (default: all)")
+    p.add_argument("--offset", type=_count, default=0, help="skip this many (newest first)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="print a JSON array")
+    form.add_argument("--csv", action="store_true", help="print CSV (header row first)")
     p.add_argument("--text", help='words said in the call: all required, "a phrase", prefix*')
     p.set_defaults(run=cmd_search)
 
@@ -259,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         before = set(sub.choices)
         mod.register(sub)
         for name in set(sub.choices) - before:
-            _wrap_admin(sub.choices[name])
+            _wrap_admin(sub.choices[name], reads_only=name in READ_ONLY_COMMANDS)
     from .compliance.export_cli import register_verify
     from .storage.cli import register as register_db
 
@@ -268,16 +354,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wrap_admin(parser: argparse.ArgumentParser) -> None:
+# Admin commands that only read the index: they refuse one that does not exist.
+READ_ONLY_COMMANDS = frozenset({"report"})
+
+
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return n
+
+
+def _wrap_admin(parser: argparse.ArgumentParser, reads_only: bool = False) -> None:
     """Give every leaf of an admin command ``--config`` and run its async handler."""
     parser.add_argument("--config", "-c", default=argparse.SUPPRESS)
     handler = parser.get_default("func")
     if handler is not None:
-        parser.set_defaults(run=_admin(handler))
+        parser.set_defaults(run=_admin(handler, reads_only))
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in set(action.choices.values()):
-                _wrap_admin(child)
+                _wrap_admin(child, reads_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -293,6 +393,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SchemaError as exc:
         print(f"siprec-recorder: {exc}", file=sys.stderr)
         return 2
+    except OperatorError as exc:
+        print(f"siprec-recorder: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`search | head`): nothing more to say, and nothing to say it
+        # to; point stdout at /dev/null so the interpreter's final flush stays quiet too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         return 130
 

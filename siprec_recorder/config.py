@@ -7,16 +7,21 @@ under ``./recordings``. Environment variables override the file: ``SIPREC__SECTI
 ``20000``, ``true``) and taken as a plain string otherwise.
 
 Validation errors are :class:`~siprec_recorder.errors.ConfigError` and always name the key,
-e.g. ``[rtp] port_min: must be an even number between 1024 and 65534, got 7``.
+e.g. ``[rtp] port_min: must be a number between 1024 and 65534, got 7``; an unknown key or
+section names the closest known one. ``SIPREC_*`` variables that are not of the
+``SIPREC__SECTION__KEY`` form (``SIPREC_WEB_LISTEN``) are not applied but reported in
+:attr:`Config.warnings`, with the name that was probably meant; the overrides that were applied
+are listed in :attr:`Config.overrides`.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -26,6 +31,7 @@ from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 
 __all__ = [
     "AdmissionConfig",
+    "SECRET_KEYS",
     "Config",
     "LogConfig",
     "MetricsConfig",
@@ -38,7 +44,9 @@ __all__ = [
     "WebConfig",
     "ReconcileConfig",
     "AlertsConfig",
+    "env_name",
     "load_config",
+    "mask_secret",
     "parse_listen",
 ]
 
@@ -106,6 +114,9 @@ class StorageConfig:
     """``[storage]``: where recordings and the index live."""
 
     recordings_dir: str = "./recordings"
+    # A missing recordings_dir is an error (a share that is not mounted must not be recorded
+    # into locally) unless this is true.
+    create_recordings_dir: bool = False
     database_url: str = ""  # empty: SQLite inside recordings_dir
     flush_interval: float = 1.0  # seconds between spool fsyncs
     index_batch_window: float = 0.1  # seconds index writes wait to share a transaction
@@ -261,6 +272,11 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
     source: str = "<defaults>"
+    # "SIPREC__RTP__PORT_MIN=30000 -> [rtp] port_min" for every environment override applied.
+    overrides: tuple[str, ...] = ()
+    # Things that were not applied (a mistyped variable name); serve logs them, config check
+    # prints them.
+    warnings: tuple[str, ...] = ()
 
     @property
     def recordings_path(self) -> Path:
@@ -335,16 +351,52 @@ def parse_listen(spec: str) -> tuple[str, str, int]:
     return transport, host, port
 
 
+@dataclass(frozen=True, slots=True)
+class _EnvValue:
+    """A value from ``SIPREC__SECTION__KEY``: interpreted by the type of the key it sets, so
+    that ``SIPREC__WEB__LISTEN=48080`` is the string ``"48080"``, not a TOML integer."""
+
+    name: str
+    raw: str
+
+    def parsed(self) -> Any:
+        try:
+            return tomllib.loads(f"v = {self.raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            return self.raw
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"[{section}] {key}"
     if default is None:  # an optional switch: unset means "decided from other keys"
         return _coerce(section, key, value, False)
+    if isinstance(value, _EnvValue):
+        where = f"{where} (from environment {value.name})"
+        if isinstance(default, bool):
+            value = value.raw.strip()
+        elif isinstance(default, str):
+            parsed = value.parsed()
+            value = parsed if isinstance(parsed, str) else value.raw
+        elif isinstance(default, tuple):
+            parsed = value.parsed()
+            text = parsed if isinstance(parsed, str) else value.raw
+            # a TOML array, or a bare comma-separated list: 10.0.0.0/8,192.168.0.0/16
+            value = parsed if isinstance(parsed, list) else [v.strip() for v in text.split(",")]
+            value = [v for v in value if not isinstance(v, str) or v]
+        else:
+            value = value.parsed()
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{where}: expected true or false (or yes/no, 1/0), got {value!r}")
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -366,43 +418,121 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
 
 
-def _env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+def _did_you_mean(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
-def _merge_env(data: dict[str, Any], environ: Mapping[str, str]) -> None:
-    for name, raw in environ.items():
-        if not name.startswith("SIPREC__"):
-            continue
-        parts = name[len("SIPREC__") :].lower().split("__")
-        if len(parts) != 2:
-            raise ConfigError(f"environment {name}: expected SIPREC__SECTION__KEY")
-        section, key = parts
-        data.setdefault(section, {})[key] = _env_value(raw)
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``[section] key``."""
+    return f"SIPREC__{section.upper()}__{key.upper()}"
+
+
+def _known_env_names() -> list[str]:
+    return [env_name(s, f.name) for s, cls in _SECTIONS.items() for f in fields(cls)]
+
+
+def _squash(name: str) -> str:
+    return "".join(ch for ch in name.upper() if ch.isalnum())
+
+
+def _closest_env_name(name: str) -> str | None:
+    """The setting a mistyped variable probably meant (``SIPREC_WEB_LISTEN`` ->
+    ``SIPREC__WEB__LISTEN``), compared without the underscores people get wrong."""
+    by_squashed = {_squash(n): n for n in _known_env_names()}
+    close = difflib.get_close_matches(_squash(name), list(by_squashed), n=1, cutoff=0.85)
+    return by_squashed[close[0]] if close else None
+
+
+# Variables of ours that are not settings: the encryption key's default variable and the
+# test suite's database URL.
+_NOT_SETTINGS = ("SIPREC_RECORDING_KEY",)
+_NOT_SETTINGS_PREFIXES = ("SIPREC_TEST_",)
+
+# Keys whose values may carry a password or a token; config check and serve mask them.
+SECRET_KEYS = (("storage", "database_url"), ("policy", "notify_webhook"))
+
+
+def mask_secret(value: str) -> str:
+    """``postgresql://rec:pw@db/x`` -> ``postgresql://rec:***@db/x``; a query string too."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return "***" if value else value
+    netloc, slash, path = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    path, q, _query = path.partition("?")
+    return f"{scheme}://{netloc}{slash}{path}{'?***' if q else ''}"
+
+
+def _merge_env(data: dict[str, Any], environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    overrides: list[str] = []
+    warnings: list[str] = []
+    for name in sorted(environ):
+        raw = environ[name]
+        if name.startswith("SIPREC__"):
+            parts = name[len("SIPREC__") :].lower().split("__")
+            if len(parts) != 2 or not all(parts):
+                guess = _closest_env_name(name)
+                hint = f"; did you mean {guess}?" if guess else ""
+                raise ConfigError(f"environment {name}: expected SIPREC__SECTION__KEY{hint}")
+            section, key = parts
+            table = data.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key] = _EnvValue(name, raw)
+            shown = mask_secret(raw) if (section, key) in SECRET_KEYS else raw
+            overrides.append(f"{name}={shown} -> [{section}] {key}")
+        elif name.startswith("SIPREC_") and not (
+            name in _NOT_SETTINGS or name.startswith(_NOT_SETTINGS_PREFIXES)
+        ):
+            guess = _closest_env_name(name)
+            hint = f"did you mean {guess}?" if guess else "settings are SIPREC__SECTION__KEY"
+            warnings.append(f"environment {name} is not a setting and was ignored; {hint}")
+    return overrides, warnings
 
 
 def build_config(data: Mapping[str, Any], source: str = "<memory>") -> Config:
     """Validate a parsed TOML mapping and build a :class:`Config`."""
     built: dict[str, Any] = {}
+    from_env: dict[str, str] = {}  # "[rtp] port_min" -> the variable that set it
     for section, value in data.items():
         if section not in _SECTIONS:
-            raise ConfigError(f"[{section}]: unknown section (known: {', '.join(_SECTIONS)})")
+            origin = ""
+            if isinstance(value, dict):
+                names = [v.name for v in value.values() if isinstance(v, _EnvValue)]
+                origin = f" (from environment {names[0]})" if names else ""
+            raise ConfigError(
+                f"[{section}]: unknown section{origin}{_did_you_mean(section, list(_SECTIONS))}"
+                f" (known: {', '.join(_SECTIONS)})"
+            )
         if not isinstance(value, dict):
             raise ConfigError(f"[{section}]: expected a table")
         cls = _SECTIONS[section]
         defaults = cls()
-        known = {f.name for f in fields(cls)}
+        known = [f.name for f in fields(cls)]
         kwargs: dict[str, Any] = {}
         for key, v in value.items():
             if key not in known:
-                raise ConfigError(f"[{section}] {key}: unknown key")
+                origin = f" (from environment {v.name})" if isinstance(v, _EnvValue) else ""
+                raise ConfigError(
+                    f"[{section}] {key}: unknown key{origin}{_did_you_mean(key, known)}"
+                )
+            if isinstance(v, _EnvValue):
+                from_env[f"[{section}] {key}"] = v.name
             kwargs[key] = _coerce(section, key, v, getattr(defaults, key))
         built[section] = cls(**kwargs)
+    if "rtp" in built:
+        built["rtp"] = _even_range(built["rtp"])
     config = Config(**built, source=source)
-    _validate(config)
+    try:
+        _validate(config)
+    except ConfigError as exc:
+        message = str(exc)
+        for where, name in from_env.items():
+            if message.startswith(f"{where}:"):
+                raise ConfigError(f"{message} (from environment {name})") from None
+        raise
     return config
 
 
@@ -426,6 +556,14 @@ def _validate_web(w: WebConfig) -> None:
             raise ConfigError(
                 "[web] ldap_user_dn: must contain {login}, e.g. uid={login},ou=people,dc=x"
             )
+
+
+def _even_range(rtp: RtpConfig) -> RtpConfig:
+    """RTP takes even ports (RTCP the odd one above): an odd bound is narrowed to the even
+    port inside the range, as other media servers do, instead of being refused."""
+    return replace(
+        rtp, port_min=rtp.port_min + rtp.port_min % 2, port_max=rtp.port_max - rtp.port_max % 2
+    )
 
 
 def _validate(c: Config) -> None:
@@ -460,10 +598,8 @@ def _validate(c: Config) -> None:
         raise ConfigError(f"[rtp] address: {c.rtp.address!r} is not an IP address") from None
     for key in ("port_min", "port_max"):
         v = getattr(c.rtp, key)
-        if not (1024 <= v <= 65534) or v % 2:
-            raise ConfigError(
-                f"[rtp] {key}: must be an even number between 1024 and 65534, got {v}"
-            )
+        if not 1024 <= v <= 65535:
+            raise ConfigError(f"[rtp] {key}: must be between 1024 and 65535, got {v}")
     if c.rtp.port_max - c.rtp.port_min < 2:
         raise ConfigError("[rtp] port_max: must be at least port_min + 2")
     if c.rtp.inactivity_timeout <= 0:
@@ -593,5 +729,9 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p}: {exc}") from None
         source = str(p)
-    _merge_env(data, os.environ if environ is None else environ)
-    return build_config(data, source)
+    overrides, warnings = _merge_env(data, os.environ if environ is None else environ)
+    config = build_config(data, source)
+    if config.storage.encryption_key_env:
+        mine = f"environment {config.storage.encryption_key_env} "
+        warnings = [w for w in warnings if not w.startswith(mine)]
+    return replace(config, overrides=tuple(overrides), warnings=tuple(warnings))

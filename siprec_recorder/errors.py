@@ -3,12 +3,21 @@
 Errors split into two kinds, as in h11: a :class:`RemoteProtocolError` means a peer sent
 something we cannot accept, and carries the SIP status we should answer with
 (``status_hint``; ``None`` means drop silently). A :class:`LocalProtocolError` means our own
-code misused an API. Configuration problems are :class:`ConfigError` and always name the key.
+code misused an API. Configuration problems are :class:`ConfigError` and always name the key;
+:class:`OperatorError` is a problem of the machine the operator must fix (a port another program
+holds, a folder that is missing or not writable) and names the path or port and what to do.
+Both reach the operator as one line and a non-zero exit, never as a traceback.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "LocalProtocolError", "RecorderError", "RemoteProtocolError"]
+__all__ = [
+    "ConfigError",
+    "LocalProtocolError",
+    "OperatorError",
+    "RecorderError",
+    "RemoteProtocolError",
+]
 
 
 class RecorderError(Exception):
@@ -34,3 +43,8 @@ class LocalProtocolError(RecorderError):
 
 class ConfigError(RecorderError):
     """The configuration is invalid; the message names the offending key."""
+
+
+class OperatorError(RecorderError):
+    """Something outside the program is not as the configuration says; the message names the
+    path, port or key and says what to do."""

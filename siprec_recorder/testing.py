@@ -159,6 +159,8 @@ def write_config(workdir: Path, **sections: dict[str, Any]) -> Path:
         lines.append("")
     path = workdir / "recorder.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
+    # What an operator does before the first start: the recorder refuses a missing folder.
+    Path(base["storage"]["recordings_dir"]).mkdir(parents=True, exist_ok=True)
     return path
 
 

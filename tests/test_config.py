@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,9 @@ def test_shipped_config_equals_defaults() -> None:
     defaults = load_config(None, environ={})
     assert shipped.sip == defaults.sip
     assert shipped.rtp == defaults.rtp
-    assert shipped.storage == defaults.storage
+    # The one difference: a fresh checkout may create ./recordings; a server must not.
+    assert shipped.storage.create_recordings_dir and not defaults.storage.create_recordings_dir
+    assert replace(shipped.storage, create_recordings_dir=False) == defaults.storage
     assert shipped.recording == defaults.recording
     assert shipped.policy == defaults.policy
     assert shipped.web.listen.startswith("127.0.0.1:")
@@ -49,7 +52,7 @@ def test_environment_overrides_file() -> None:
     [
         (
             {"rtp": {"port_min": 7}},
-            "[rtp] port_min: must be an even number between 1024 and 65534, got 7",
+            "[rtp] port_min: must be between 1024 and 65535, got 8",
         ),
         ({"rtp": {"port_min": "x"}}, "[rtp] port_min: expected an integer, got 'x'"),
         (
@@ -106,3 +109,119 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 )
 def test_parse_listen(spec: str, expected: tuple[str, str, int]) -> None:
     assert parse_listen(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", False), ("1", True), ("no", False), ("yes", True), ("false", False), ("TRUE", True)],
+)
+def test_booleans_from_the_environment(raw: str, expected: bool) -> None:
+    c = load_config(None, environ={"SIPREC__WEB__ENABLED": raw})
+    assert c.web.enabled is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, False), (1, True), ("off", False)])
+def test_booleans_in_the_file(value: object, expected: bool) -> None:
+    assert build_config({"web": {"enabled": value}}).web.enabled is expected
+
+
+def test_a_string_key_takes_the_variable_as_a_string() -> None:
+    c = load_config(None, environ={"SIPREC__WEB__LISTEN": "127.0.0.1:48080"})
+    assert c.web.listen == "127.0.0.1:48080"
+    c = load_config(None, environ={"SIPREC__POLICY__COUNTRY_CODE": "44"})
+    assert c.policy.country_code == "44"  # TOML would have made it the integer 44
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={"SIPREC__WEB__LISTEN": "48080"})
+    assert str(info.value) == (
+        "[web] listen: expected HOST:PORT, got '48080' (from environment SIPREC__WEB__LISTEN)"
+    )
+
+
+def test_a_list_key_takes_a_comma_separated_variable() -> None:
+    c = load_config(None, environ={"SIPREC__SIP__ALLOWED_SOURCES": "10.0.0.0/8, 192.0.2.7/32"})
+    assert c.sip.allowed_sources == ("10.0.0.0/8", "192.0.2.7/32")
+    c = load_config(None, environ={"SIPREC__SIP__ALLOWED_SOURCES": '["10.0.0.0/8"]'})
+    assert c.sip.allowed_sources == ("10.0.0.0/8",)
+
+
+def test_odd_port_bounds_narrow_to_even_ports() -> None:
+    c = build_config({"rtp": {"port_min": 30001, "port_max": 31999}})
+    assert (c.rtp.port_min, c.rtp.port_max) == (30002, 31998)
+
+
+def test_overrides_are_listed_and_secrets_masked() -> None:
+    c = load_config(
+        None,
+        environ={
+            "SIPREC__RTP__PORT_MIN": "30000",
+            "SIPREC__STORAGE__DATABASE_URL": "postgresql+asyncpg://rec:s3cret@db/rec",
+            "HOME": "/root",
+        },
+    )
+    assert c.overrides == (
+        "SIPREC__RTP__PORT_MIN=30000 -> [rtp] port_min",
+        "SIPREC__STORAGE__DATABASE_URL=postgresql+asyncpg://rec:***@db/rec"
+        " -> [storage] database_url",
+    )
+    assert c.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("SIPREC_WEB_LISTEN", "SIPREC__WEB__LISTEN"),
+        ("SIPREC_RTP_PORT_MIN", "SIPREC__RTP__PORT_MIN"),
+        ("SIPREC_STORAGE__RECORDINGS_DIR", "SIPREC__STORAGE__RECORDINGS_DIR"),
+    ],
+)
+def test_mistyped_variables_are_warned_about_with_the_meant_name(name: str, meant: str) -> None:
+    c = load_config(None, environ={name: "x"})
+    assert c.warnings == (
+        f"environment {name} is not a setting and was ignored; did you mean {meant}?",
+    )
+
+
+def test_our_other_variables_are_not_warned_about() -> None:
+    environ = {
+        "SIPREC_TEST_DATABASE_URL": "x",
+        "SIPREC_RECORDING_KEY": "x",
+        "SIPREC_MY_KEY": "x",
+        "SIPREC__STORAGE__ENCRYPTION_KEY_ENV": "SIPREC_MY_KEY",
+    }
+    assert load_config(None, environ=environ).warnings == ()
+
+
+def test_unknown_key_names_the_closest_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"storage": {"recording_dir": "/x"}})
+    assert str(info.value) == ("[storage] recording_dir: unknown key; did you mean recordings_dir?")
+
+
+def test_mask_secret() -> None:
+    from siprec_recorder.config import mask_secret
+
+    assert (
+        mask_secret("postgresql+asyncpg://u:pw@h:5432/d") == "postgresql+asyncpg://u:***@h:5432/d"
+    )
+    assert mask_secret("https://sms.example/send?token=abc") == "https://sms.example/send?***"
+    assert (
+        mask_secret("sqlite+aiosqlite:////x/index.sqlite3")
+        == "sqlite+aiosqlite:////x/index.sqlite3"
+    )
+    assert mask_secret("") == ""
+
+
+def test_rendered_configuration_reads_back_to_the_same_config() -> None:
+    import tomllib
+
+    from siprec_recorder.configshow import render_config
+
+    c = load_config(
+        ROOT / "config" / "recorder.toml",
+        environ={"SIPREC__RTP__PORT_MIN": "30000", "SIPREC__WEB__ENABLED": "0"},
+    )
+    again = build_config(tomllib.loads(render_config(c)))
+    for section in ("sip", "rtp", "storage", "recording", "policy", "web", "log", "metrics"):
+        assert getattr(again, section) == getattr(c, section)
+    c = build_config({"storage": {"database_url": "postgresql+asyncpg://u:pw@h/d"}})
+    assert 'database_url = "postgresql+asyncpg://u:***@h/d"' in render_config(c)

@@ -145,4 +145,6 @@ async def run(args: argparse.Namespace) -> int:
             "reason": result.reason,
         }
         print(json.dumps(summary))
+        if not result.ok and result.reason:
+            print(f"replay: call {result.call_id}: {result.reason}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1

@@ -373,6 +373,17 @@ class _Dialog:
         return head.encode() + b"\r\n" + body
 
 
+def _warning_text(values: list[str]) -> str:
+    """The texts of Warning headers (RFC 3261 section 20.43: ``code agent "text"``), which is
+    where a recorder says why it refused, e.g. ``not recorded: private-mode``."""
+    texts = []
+    for value in values:
+        code, _, rest = value.strip().partition(" ")
+        _agent, _, text = rest.partition(" ")
+        texts.append(text.strip().strip('"') if text else value.strip())
+    return "; ".join(t for t in texts if t)
+
+
 def _response_to(request: MiniMessage, status: int, reason: str) -> bytes:
     lines = [f"SIP/2.0 {status} {reason}"]
     for name in ("via", "from", "to", "call-id", "cseq"):
@@ -483,6 +494,9 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             ack = dialog.request("ACK", invite_branch, cseq=1)
             channel.send(ack)
             result.reason = f"INVITE answered {result.status} {final.reason}"
+            warning = _warning_text(final.header_all("warning"))
+            if warning:
+                result.reason += f" ({warning})"
             result.duration = loop.time() - started
             return result
         dialog.remote_target = uri_of(final.header("contact"))

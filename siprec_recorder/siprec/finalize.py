@@ -66,8 +66,13 @@ def watch_recorder(recorder_pid: int) -> None:
     recovers the same spool. ``pidfd_open`` makes the wait exact; elsewhere it polls.
     """
     import select
+    import signal
     import threading
     import time
+
+    # Ctrl-C reaches the whole process group; the recorder ends its workers itself once the
+    # live calls are finalised, so a worker must neither die early nor print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         try:

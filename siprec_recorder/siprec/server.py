@@ -886,6 +886,8 @@ class SessionRecordingServer:
     ) -> None:
         reason = decision.reason
         self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
+        # An operator asking "why was this call not recorded?" starts at the log.
+        log.info("call %r from %s not recorded (403): %s", req.call_id, src.host, reason)
         if decision.emergency:
             self.counters.emergency += 1
             # Nothing of an emergency call is kept but the counter; on the wire it looks like

@@ -340,6 +340,7 @@ _ALLOWED_DELETERS = {
     "siprec_recorder/web/export.py": "its own temporary folder of an export zip",
     "siprec_recorder/transcription/legaudio.py": "per-leg audio handed to the transcriber",
     "siprec_recorder/transcription/store.py": "a transcript written as its recording was purged",
+    "siprec_recorder/preflight.py": "its own .write-test-<pid> probe of the recordings folder",
 }
 _DELETE_RE = re.compile(
     r"\.unlink\(|os\.remove\(|os\.unlink\(|shutil\.rmtree\(|\.rmdir\(|os\.removedirs\("

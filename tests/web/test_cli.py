@@ -12,6 +12,7 @@ from siprec_recorder.cli import main
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    (tmp_path / "rec").mkdir()
     cfg = tmp_path / "recorder.toml"
     cfg.write_text(f'[storage]\nrecordings_dir = "{tmp_path / "rec"}"\n', encoding="utf-8")
     return cfg
