@@ -260,6 +260,7 @@ class Recorder:
             self.db, self.policy, self.config, self.config.recordings_path
         )
         await self.assurance.start()
+
     async def _start_transcription(self) -> None:
         from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
         from .transcription.service import AUDIO_DIR, TranscriptionService, TranscriptionSettings

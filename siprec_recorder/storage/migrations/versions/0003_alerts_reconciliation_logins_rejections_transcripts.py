@@ -1,0 +1,189 @@
+"""alerts, reconciliation, login history, stream rejections, transcripts
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01 23:48:21.490007
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+
+    op.create_table(
+        "alerts",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.Column("subject", sa.String(length=512), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column("details", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alerts_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_alerts_rule"), ["rule"], unique=False)
+
+    op.create_table(
+        "reconciliation_runs",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=255), nullable=False),
+        sa.Column("source", sa.String(length=512), nullable=False),
+        sa.Column("exceptions_count", sa.Integer(), nullable=False),
+        sa.Column("summary", sa.JSON(), nullable=False),
+        sa.Column("exceptions", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("reconciliation_runs", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_reconciliation_runs_created_at"), ["created_at"], unique=False
+        )
+
+    op.create_table(
+        "web_login_failures",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("login", sa.String(length=100), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("web_login_failures", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_login_failures_at"), ["at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_web_login_failures_login"), ["login"], unique=False)
+        batch_op.create_index(batch_op.f("ix_web_login_failures_source"), ["source"], unique=False)
+
+    op.create_table(
+        "web_password_history",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("login", sa.String(length=100), nullable=False),
+        sa.Column("password_hash", sa.String(length=512), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("web_password_history", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_web_password_history_login"), ["login"], unique=False)
+
+    op.create_table(
+        "alert_deliveries",
+        sa.Column("alert_id", sa.String(length=64), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("alert_id", "channel"),
+    )
+    with op.batch_alter_table("alert_deliveries", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alert_deliveries_next_attempt_at"), ["next_attempt_at"], unique=False
+        )
+
+    op.create_table(
+        "transcript_segments",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("recording_id", sa.String(length=64), nullable=False),
+        sa.Column("leg", sa.String(), nullable=False),
+        sa.Column("participant_id", sa.String(), nullable=True),
+        sa.Column("speaker", sa.String(), nullable=True),
+        sa.Column("language", sa.String(length=16), nullable=True),
+        sa.Column("start_s", sa.Float(), nullable=False),
+        sa.Column("end_s", sa.Float(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("confidence", sa.Float(), nullable=True),
+        sa.Column("words", sa.JSON(), nullable=True),
+        sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("transcript_segments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_transcript_segments_recording_id"), ["recording_id"], unique=False
+        )
+
+    op.create_table(
+        "transcription_jobs",
+        sa.Column("recording_id", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("node", sa.String(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("recording_id"),
+    )
+    with op.batch_alter_table("transcription_jobs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_transcription_jobs_state"), ["state"], unique=False)
+
+    op.create_table(
+        "transcripts",
+        sa.Column("recording_id", sa.String(length=64), nullable=False),
+        sa.Column("file", sa.String(), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("size_bytes", sa.Integer(), nullable=True),
+        sa.Column("key_id", sa.String(length=128), nullable=True),
+        sa.Column("model", sa.String(), nullable=False),
+        sa.Column("languages", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("recording_id"),
+    )
+    with op.batch_alter_table("recording_streams", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("rejected_source", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(
+            sa.Column("rejected_ssrc", sa.Integer(), nullable=False, server_default="0")
+        )
+
+
+def downgrade() -> None:
+
+    with op.batch_alter_table("recording_streams", schema=None) as batch_op:
+        batch_op.drop_column("rejected_ssrc")
+        batch_op.drop_column("rejected_source")
+
+    op.drop_table("transcripts")
+    with op.batch_alter_table("transcription_jobs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_transcription_jobs_state"))
+
+    op.drop_table("transcription_jobs")
+    with op.batch_alter_table("transcript_segments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_transcript_segments_recording_id"))
+
+    op.drop_table("transcript_segments")
+    with op.batch_alter_table("alert_deliveries", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_deliveries_next_attempt_at"))
+
+    op.drop_table("alert_deliveries")
+    with op.batch_alter_table("web_password_history", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_web_password_history_login"))
+
+    op.drop_table("web_password_history")
+    with op.batch_alter_table("web_login_failures", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_web_login_failures_source"))
+        batch_op.drop_index(batch_op.f("ix_web_login_failures_login"))
+        batch_op.drop_index(batch_op.f("ix_web_login_failures_at"))
+
+    op.drop_table("web_login_failures")
+    with op.batch_alter_table("reconciliation_runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reconciliation_runs_created_at"))
+
+    op.drop_table("reconciliation_runs")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alerts_rule"))
+        batch_op.drop_index(batch_op.f("ix_alerts_created_at"))
+
+    op.drop_table("alerts")
