@@ -292,7 +292,7 @@ class Recorder:
         from sqlalchemy.exc import DBAPIError
 
         try:
-            await self.db.open(auto_migrate=self.config.storage.auto_migrate)
+            await self.db.open(auto_migrate=self.config.auto_migrate)
         except (OSError, DBAPIError) as exc:
             detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             raise OperatorError(

@@ -171,15 +171,20 @@ def test_cr_in_call_id_is_escaped_in_the_log(recorder_factory: Any) -> None:
     rec = recorder_factory()
     call = PatchedCall(rec.listeners["udp"], seed=7, call_id="cr-PLACEHOLDER@src.test")
     call.patches = [(b"cr-PLACEHOLDER@src.test", b"cr-\rFORGED ERROR line@src.test")]
+    # A bare CR inside a header is a malformed message: refused (400) or recorded, the log
+    # must never carry the CR itself nor a line the SRC forged with it.
     try:
-        assert call.invite().status == 200
-        call.start_audio(1.0)
-        call.wait_audio(5.0)
-        call.bye()
+        status = call.invite().status
+        assert status in (200, 400)
+        if status == 200:
+            call.start_audio(1.0)
+            call.wait_audio(5.0)
+            call.bye()
     finally:
         call.close()
-    rec.wait_for_recordings(1)
+    if status == 200:
+        rec.wait_for_recordings(1)
+        assert "cr-\\x0dFORGED ERROR line@src.test" in rec.log()
     log = rec.log()
     assert "\r" not in log
-    assert "cr-\\x0dFORGED ERROR line@src.test" in log
     assert not re.search(r"^FORGED", log, re.M)
