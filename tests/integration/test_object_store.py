@@ -182,9 +182,10 @@ def test_record_play_verify_hold_purge(
         res = rec.cli("verify")
         assert "ok: every file" in res.stdout, res.stdout
 
-        # Playback through the portal: whole file and a range, from wherever it is kept.
+        # Through the portal, from wherever it is kept: the whole file (an admin's download)
+        # and a range of it (the player's).
         client = _portal_client(port)
-        whole = client.get(f"/api/recordings/{row['id']}/audio")
+        whole = client.get(f"/api/recordings/{row['id']}/download")
         assert whole.status_code == 200, whole.text
         part = client.get(f"/api/recordings/{row['id']}/audio", headers={"Range": "bytes=100-1099"})
         assert part.status_code == 206 and part.content == whole.content[100:1100]
