@@ -110,7 +110,7 @@ async def require_index(config: Config) -> None:
     if not found:
         raise OperatorError(
             f"[storage] database_url: {mask_secret(config.database_url)} holds no index yet; "
-            "start serve once against it, or check the URL"
+            "run `siprec-recorder db upgrade` (or start serve once) against it, or check the URL"
         )
 
 

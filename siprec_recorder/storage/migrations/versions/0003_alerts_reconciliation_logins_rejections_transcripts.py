@@ -7,7 +7,9 @@ Create Date: 2026-12-01 23:48:21.490007
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -18,9 +20,26 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def upgrade() -> None:
+class _Skip:
+    """Stands in for a batch on a table that already existed: its indexes exist too."""
 
-    op.create_table(
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def upgrade() -> None:
+    # Like the baseline, only what the database lacks: a release that ran the tables'
+    # own create_all (the alert outbox, transcripts) may have some of them already.
+    existing = set(sa.inspect(op.get_bind()).get_table_names())
+
+    def create_table(name: str, *parts: Any) -> None:
+        if name not in existing:
+            op.create_table(name, *parts)
+
+    def new_table(name: str) -> Any:
+        return contextlib.nullcontext(_Skip()) if name in existing else op.batch_alter_table(name)
+
+    create_table(
         "alerts",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("rule", sa.String(length=64), nullable=False),
@@ -31,11 +50,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("alerts", schema=None) as batch_op:
+    with new_table("alerts") as batch_op:
         batch_op.create_index(batch_op.f("ix_alerts_created_at"), ["created_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_alerts_rule"), ["rule"], unique=False)
 
-    op.create_table(
+    create_table(
         "reconciliation_runs",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -46,12 +65,12 @@ def upgrade() -> None:
         sa.Column("exceptions", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("reconciliation_runs", schema=None) as batch_op:
+    with new_table("reconciliation_runs") as batch_op:
         batch_op.create_index(
             batch_op.f("ix_reconciliation_runs_created_at"), ["created_at"], unique=False
         )
 
-    op.create_table(
+    create_table(
         "web_login_failures",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("login", sa.String(length=100), nullable=False),
@@ -59,12 +78,12 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("web_login_failures", schema=None) as batch_op:
+    with new_table("web_login_failures") as batch_op:
         batch_op.create_index(batch_op.f("ix_web_login_failures_at"), ["at"], unique=False)
         batch_op.create_index(batch_op.f("ix_web_login_failures_login"), ["login"], unique=False)
         batch_op.create_index(batch_op.f("ix_web_login_failures_source"), ["source"], unique=False)
 
-    op.create_table(
+    create_table(
         "web_password_history",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("login", sa.String(length=100), nullable=False),
@@ -72,10 +91,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("web_password_history", schema=None) as batch_op:
+    with new_table("web_password_history") as batch_op:
         batch_op.create_index(batch_op.f("ix_web_password_history_login"), ["login"], unique=False)
 
-    op.create_table(
+    create_table(
         "alert_deliveries",
         sa.Column("alert_id", sa.String(length=64), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -86,12 +105,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("alert_id", "channel"),
     )
-    with op.batch_alter_table("alert_deliveries", schema=None) as batch_op:
+    with new_table("alert_deliveries") as batch_op:
         batch_op.create_index(
             batch_op.f("ix_alert_deliveries_next_attempt_at"), ["next_attempt_at"], unique=False
         )
 
-    op.create_table(
+    create_table(
         "transcript_segments",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("recording_id", sa.String(length=64), nullable=False),
@@ -107,12 +126,12 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("transcript_segments", schema=None) as batch_op:
+    with new_table("transcript_segments") as batch_op:
         batch_op.create_index(
             batch_op.f("ix_transcript_segments_recording_id"), ["recording_id"], unique=False
         )
 
-    op.create_table(
+    create_table(
         "transcription_jobs",
         sa.Column("recording_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
@@ -124,10 +143,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("recording_id"),
     )
-    with op.batch_alter_table("transcription_jobs", schema=None) as batch_op:
+    with new_table("transcription_jobs") as batch_op:
         batch_op.create_index(batch_op.f("ix_transcription_jobs_state"), ["state"], unique=False)
 
-    op.create_table(
+    create_table(
         "transcripts",
         sa.Column("recording_id", sa.String(length=64), nullable=False),
         sa.Column("file", sa.String(), nullable=True),
@@ -140,13 +159,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["recording_id"], ["recordings.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("recording_id"),
     )
+    columns = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("recording_streams")}
     with op.batch_alter_table("recording_streams", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("rejected_source", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(
-            sa.Column("rejected_ssrc", sa.Integer(), nullable=False, server_default="0")
-        )
+        for name in ("rejected_source", "rejected_ssrc"):
+            if name not in columns:
+                batch_op.add_column(
+                    sa.Column(name, sa.Integer(), nullable=False, server_default="0")
+                )
 
 
 def downgrade() -> None:
