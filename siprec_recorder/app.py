@@ -114,6 +114,7 @@ class Recorder:
         self.uploader: Any = None
         self.web_address: tuple[str, int] | None = None
         self.transcription: Any = None
+        self._sip_tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -135,9 +136,12 @@ class Recorder:
             raise listen_error("[sip] listen", *taken)
         root = prepare_recordings_dir(c.storage)
         self.keyring = self._keyring()
-        if c.transcription.enabled:
-            from .transcription import models as _transcription_tables  # noqa: F401
+        # Every refusal an operator can fix comes before the index is opened or upgraded.
+        self._sip_tls = self._tls_context()
         self.db = Database(c.database_url)
+        if c.transcription.enabled:
+            self._build_transcription()
+            await self.transcription.check_model()
         await self._open_index()
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
         policy_settings = c.policy_settings()
@@ -225,7 +229,7 @@ class Recorder:
             keyring=self.keyring,
         )
         srs_holder.append(self.srs)
-        if c.transcription.enabled:
+        if self.transcription is not None:
             await self._start_transcription()
         await self.srs.start()
         if c.storage.recordings_url:
@@ -261,9 +265,10 @@ class Recorder:
         )
         await self.assurance.start()
 
-    async def _start_transcription(self) -> None:
+    def _build_transcription(self) -> None:
+        from .transcription import models as _transcription_tables  # noqa: F401
         from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
-        from .transcription.service import AUDIO_DIR, TranscriptionService, TranscriptionSettings
+        from .transcription.service import TranscriptionService, TranscriptionSettings
 
         t = self.config.transcription
         root = self.config.recordings_path
@@ -284,6 +289,12 @@ class Recorder:
             ),
             self.keyring,
         )
+
+    async def _start_transcription(self) -> None:
+        from .transcription.service import AUDIO_DIR
+
+        assert self.transcription is not None
+        root = self.config.recordings_path
         await self.transcription.start()
         self.srs.leg_audio_dir = str(root / AUDIO_DIR)
         self.srs.on_indexed = self.transcription.enqueue
@@ -302,9 +313,8 @@ class Recorder:
 
     async def _start_sip(self) -> None:
         specs = list(self.config.sip.listen)
-        tls = self._tls_context()
         try:
-            await self.sip.start(specs, tls=tls)
+            await self.sip.start(specs, tls=self._sip_tls)
         except OSError as exc:
             culprit = first_unbindable(specs)
             spec, error = culprit if culprit is not None else (", ".join(specs), exc)

@@ -32,6 +32,14 @@ def render_config(config: Config) -> str:
             value = getattr(table, f.name)
             if (section.name, f.name) in SECRET_KEYS and isinstance(value, str):
                 value = mask_secret(value)
+            if value is None:
+                # TOML has no null: an unset key shows the value the recorder resolves it to.
+                resolved = getattr(config, f.name, None)
+                if resolved is None:
+                    lines.append(f"# {f.name} is not set")
+                else:
+                    lines.append(f"# {f.name} = {_toml_value(resolved)}  (not set: the default)")
+                continue
             lines.append(f"{f.name} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)

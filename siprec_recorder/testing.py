@@ -24,7 +24,9 @@ __all__ = ["RecorderProcess", "process_tree_cpu", "write_config"]
 
 
 def _free_rtp_range(size: int = 400) -> tuple[int, int]:
-    base = random.randrange(40000, 60000 - size, 2)
+    # Below the kernel's ephemeral ports (and below rtpengine's 20000-32000 in its test),
+    # so a test's own sockets never take a recorder's RTP port.
+    base = random.randrange(10000, 20000 - size, 2)
     return base, base + size
 
 

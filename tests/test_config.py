@@ -153,13 +153,13 @@ def test_overrides_are_listed_and_secrets_masked() -> None:
     c = load_config(
         None,
         environ={
-            "SIPREC__RTP__PORT_MIN": "30000",
+            "SIPREC__RTP__PORT_MIN": "20000",
             "SIPREC__STORAGE__DATABASE_URL": "postgresql+asyncpg://rec:s3cret@db/rec",
             "HOME": "/root",
         },
     )
     assert c.overrides == (
-        "SIPREC__RTP__PORT_MIN=30000 -> [rtp] port_min",
+        "SIPREC__RTP__PORT_MIN=20000 -> [rtp] port_min",
         "SIPREC__STORAGE__DATABASE_URL=postgresql+asyncpg://rec:***@db/rec"
         " -> [storage] database_url",
     )
@@ -218,7 +218,7 @@ def test_rendered_configuration_reads_back_to_the_same_config() -> None:
 
     c = load_config(
         ROOT / "config" / "recorder.toml",
-        environ={"SIPREC__RTP__PORT_MIN": "30000", "SIPREC__WEB__ENABLED": "0"},
+        environ={"SIPREC__RTP__PORT_MIN": "20000", "SIPREC__WEB__ENABLED": "0"},
     )
     again = build_config(tomllib.loads(render_config(c)))
     for section in ("sip", "rtp", "storage", "recording", "policy", "web", "log", "metrics"):

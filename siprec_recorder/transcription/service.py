@@ -100,14 +100,23 @@ class TranscriptionService:
         self._task: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._model_checked = False
 
     # -- life cycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
-        from .engine import check_model, init_worker
+    async def check_model(self) -> None:
+        """Refuse a missing or unpinned model; ``serve`` calls this before it touches the index."""
+        from .engine import check_model
 
         # A wrong model must stop the start with one line, not break every worker later.
         await asyncio.to_thread(check_model, self.settings.model_path, self.settings.model_sha256)
+        self._model_checked = True
+
+    async def start(self) -> None:
+        from .engine import init_worker
+
+        if not self._model_checked:
+            await self.check_model()
         self.audio_root.mkdir(parents=True, exist_ok=True)
         async with self.db.session() as session:
             await session.execute(

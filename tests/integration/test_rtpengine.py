@@ -105,7 +105,7 @@ def rtpengine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rtpengine]:
         pytest.skip("rtpengine is not installed (Debian package rtpengine-daemon)")
     work = tmp_path_factory.mktemp("rtpengine")
     ng_port = _free_udp_port()
-    base = 20000 + (secrets.randbelow(600) * 20)  # below the recorders' 40000-60000 ranges
+    base = 20000 + (secrets.randbelow(600) * 20)  # above the recorders' 10000-20000 ranges
     log = work / "rtpengine.log"
     proc = subprocess.Popen(
         [

@@ -12,7 +12,7 @@ from siprec_recorder.rtp.spoolfmt import iter_records
 
 
 def free_even_range(size: int) -> int:
-    # above the Linux ephemeral range and the integration tests' 40000-60000 RTP ranges
+    # above the Linux ephemeral range and the integration tests' 10000-20000 RTP ranges
     for base in range(61000 + (os.getpid() % 40) * 80, 65400, 80):
         ok = True
         for port in range(base, base + size):

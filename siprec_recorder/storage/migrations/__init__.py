@@ -104,10 +104,11 @@ def check_and_upgrade(conn: Connection, *, upgrade: bool) -> tuple[str | None, s
             ) from None
     if current == head:
         return current, head
+    empty = current is None and not inspect(conn).get_table_names()
     if not upgrade:
         if current is not None:
             have = f"is at revision {current}"
-        elif inspect(conn).get_table_names():
+        elif not empty:
             have = "predates schema migrations (release 0.1.0)"
         else:
             have = "has no schema yet"
@@ -116,5 +117,8 @@ def check_and_upgrade(conn: Connection, *, upgrade: bool) -> tuple[str | None, s
             "`siprec-recorder db upgrade` (or set [storage] auto_migrate = true)"
         )
     command.upgrade(alembic_config(conn), "head")
-    log.info("index schema upgraded from %s to %s", current or "release 0.1.0 / empty", head)
+    if empty:
+        log.info("index schema created at revision %s", head)
+    else:
+        log.info("index schema upgraded from %s to %s", current or "release 0.1.0", head)
     return current, head

@@ -130,6 +130,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_transcript_segments_recording_id"), ["recording_id"], unique=False
         )
+    _full_text_index()
 
     create_table(
         "transcription_jobs",
@@ -168,6 +169,37 @@ def upgrade() -> None:
                 )
 
 
+def _full_text_index() -> None:
+    # op.create_table fires no after_create listeners, so the model's full-text DDL is
+    # repeated here; every statement is a no-op on a database that already has it.
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        op.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS transcript_fts USING fts5("
+            "text, content='transcript_segments', content_rowid='id', "
+            "tokenize='unicode61 remove_diacritics 2')"
+        )
+        op.execute(
+            "CREATE TRIGGER IF NOT EXISTS transcript_fts_ai AFTER INSERT ON transcript_segments "
+            "BEGIN INSERT INTO transcript_fts(rowid, text) VALUES (new.id, new.text); END"
+        )
+        op.execute(
+            "CREATE TRIGGER IF NOT EXISTS transcript_fts_ad AFTER DELETE ON transcript_segments "
+            "BEGIN INSERT INTO transcript_fts(transcript_fts, rowid, text) "
+            "VALUES('delete', old.id, old.text); END"
+        )
+        op.execute("INSERT INTO transcript_fts(transcript_fts) VALUES('rebuild')")
+    elif dialect == "postgresql":
+        op.execute(
+            "ALTER TABLE transcript_segments ADD COLUMN IF NOT EXISTS tsv tsvector "
+            "GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED"
+        )
+        op.execute(
+            "CREATE INDEX IF NOT EXISTS ix_transcript_segments_tsv "
+            "ON transcript_segments USING GIN (tsv)"
+        )
+
+
 def downgrade() -> None:
 
     with op.batch_alter_table("recording_streams", schema=None) as batch_op:
@@ -179,6 +211,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_transcription_jobs_state"))
 
     op.drop_table("transcription_jobs")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE IF EXISTS transcript_fts")
     with op.batch_alter_table("transcript_segments", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_transcript_segments_recording_id"))
 
