@@ -240,6 +240,7 @@ def test_record_play_verify_hold_purge(
         rec.stop()
 
 
+@pytest.mark.serial
 def test_store_outage_under_fifty_calls_loses_nothing(
     seaweed_factory: list[SeaweedS3], tmp_path: Path
 ) -> None:

@@ -123,6 +123,7 @@ def test_sip_rtp_g711_pcmu_and_pcma_calls(recorder_factory: Any, call_index: int
     assert abs(row["duration_s"] - sent_s) / sent_s < 0.02, (row["duration_s"], sent_s)
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 def test_fifty_concurrent_calls(recorder_factory: Any, transport: str) -> None:
     pcap = PCAPS / "pkts_sip_rtp.pcap"

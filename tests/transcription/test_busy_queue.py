@@ -97,6 +97,7 @@ def _niced_worker_busy(rec: Any) -> bool:
     return False
 
 
+@pytest.mark.serial
 def test_busy_queue_leaves_recording_untouched_and_survives_restart(
     recorder_factory: Any,
 ) -> None:
