@@ -89,7 +89,14 @@ def create_app(
     async def security_headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        if request.url.path.startswith("/api") and (twice := _repeated_query_key(request)):
+            # Every API parameter is single-valued; taking the last of several would answer
+            # a question nobody asked (a filter the caller did not mean).
+            response: Response = JSONResponse(
+                {"detail": f"query parameter {twice!r} given more than once"}, status_code=400
+            )
+        else:
+            response = await call_next(request)
         if response.status_code == 405:
             response.headers["Allow"] = _allowed_methods(app, request.url.path)
         for name, value in _SECURITY_HEADERS.items():
@@ -128,6 +135,15 @@ def create_app(
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     _describe_security(app)
     return app
+
+
+def _repeated_query_key(request: Request) -> str | None:
+    seen: set[str] = set()
+    for key, _value in request.query_params.multi_items():
+        if key in seen:
+            return key
+        seen.add(key)
+    return None
 
 
 def _allowed_methods(app: FastAPI, path: str) -> str:

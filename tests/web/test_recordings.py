@@ -239,3 +239,12 @@ async def test_encrypted_recording_is_decrypted_for_playback(world, settings, po
     assert part.status_code == 503
     assert full.status_code == 503
     assert full.json()["detail"].startswith("cannot decrypt this recording")
+
+
+async def test_a_repeated_query_parameter_is_refused_not_half_applied(as_user):
+    c = await as_user("alice")
+    r = await c.get("/api/recordings?number=%2B32470000001&number=%2B3222000000")
+    assert r.status_code == 400 and "'number'" in r.json()["detail"], r.text
+    r = await c.get("/api/audit?action=recording.played&action=%5B%5D")
+    assert r.status_code == 400, r.text
+    assert (await c.get("/api/audit?action=recording.played")).status_code == 200

@@ -13,13 +13,14 @@ import os
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from siprec_recorder.storage.migrations.metadata import target_metadata
+from siprec_recorder.storage.migrations.metadata import include_object, target_metadata
 
 
 def _configure_and_run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata(),
+        include_object=include_object,
         # SQLite has almost no ALTER TABLE: changes to a table are a copy-and-move batch.
         render_as_batch=True,
         compare_type=True,

@@ -12,7 +12,7 @@ import importlib
 
 from sqlalchemy import MetaData
 
-__all__ = ["MODEL_MODULES", "target_metadata"]
+__all__ = ["MODEL_MODULES", "include_object", "is_full_text", "target_metadata"]
 
 #: Every module that declares tables on ``storage.models.Base``. A new package with tables
 #: adds its models module here, or autogenerate would propose to drop its tables.
@@ -33,3 +33,21 @@ def target_metadata() -> MetaData:
     from ..models import Base
 
     return Base.metadata
+
+
+#: The transcript full-text index is raw DDL (an FTS5 virtual table and its shadow tables on
+#: SQLite, a generated tsvector column and its GIN index on PostgreSQL), not model objects.
+_FULL_TEXT_TABLE = "transcript_fts"
+_FULL_TEXT_NAMES = frozenset({"tsv", "ix_transcript_segments_tsv"})
+
+
+def is_full_text(name: str | None) -> bool:
+    """Is ``name`` part of the transcript full-text index that the models do not declare?"""
+    return bool(name) and (str(name).startswith(_FULL_TEXT_TABLE) or name in _FULL_TEXT_NAMES)
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's filter: compare everything but the full-text index's own objects."""
+    return not (reflected and compare_to is None and is_full_text(name))
