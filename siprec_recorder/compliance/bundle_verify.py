@@ -10,7 +10,8 @@ same code. What it checks:
    SHA-256(previous hash + canonical JSON of [seq, ts, actor, action, subject, details]),
    sequence numbers have no gap, and the last entry is the head in ``chain_head.json``;
 3. every recording of ``manifest.json`` has its finishing ledger entry, whose SHA-256 is the
-   stored file's, and the file in the bundle (and its sidecar) says the same;
+   stored file's, and the file in the bundle (and its sidecar) says the same; a recording's
+   transcript has its ``transcript.stored`` entry (the last one) in the same way;
 4. ``manifest.csv`` says what ``manifest.json`` says, row by row.
 
 A flipped byte in any file fails (1); a rewritten manifest, sidecar or ledger that is made
@@ -32,7 +33,9 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 FINISH_ACTIONS = ("recording.finished", "recording.interrupted", "recording.failed")
-CSV_FIELDS = (
+TRANSCRIPT_ACTION = "transcript.stored"
+# The columns of manifest.csv before transcripts were exported: bundles made then still verify.
+CSV_FIELDS_WITHOUT_TRANSCRIPTS = (
     "id",
     "call_id",
     "state",
@@ -54,6 +57,7 @@ CSV_FIELDS = (
     "encrypted",
     "ledger_seqs",
 )
+CSV_FIELDS = (*CSV_FIELDS_WITHOUT_TRANSCRIPTS, "transcript_file", "transcript_sha256")
 
 
 class Bundle:
@@ -80,10 +84,10 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def csv_row(row: dict[str, Any]) -> dict[str, str]:
+def csv_row(row: dict[str, Any], fields: tuple[str, ...] = CSV_FIELDS) -> dict[str, str]:
     """A manifest row as the CSV writes it."""
     out: dict[str, str] = {}
-    for field in CSV_FIELDS:
+    for field in fields:
         value = row.get(field)
         if isinstance(value, list):
             value = "; ".join(str(v) for v in value)
@@ -139,15 +143,28 @@ def verify_bundle(path: Path) -> tuple[list[str], str]:
     try:
         manifest = json.loads(bundle.read("manifest.json"))
         rows = manifest["recordings"]
-        csv_rows = list(csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode("utf-8"))))
+        reader = csv.DictReader(io.StringIO(bundle.read("manifest.csv").decode("utf-8")))
+        csv_rows = list(reader)
+        columns = tuple(reader.fieldnames or ())
     except (KeyError, ValueError, TypeError) as exc:
         return [*problems, f"manifest: unreadable ({exc})"], ""
+    if columns not in (CSV_FIELDS, CSV_FIELDS_WITHOUT_TRANSCRIPTS):
+        problems.append("manifest.csv: its columns are not those of an export")
+        columns = CSV_FIELDS
+    elif columns != CSV_FIELDS and any(row.get("transcript_file") for row in rows):
+        problems.append("manifest.csv: no transcript columns, yet manifest.json has transcripts")
     if len(csv_rows) != len(rows):
         problems.append(f"manifest.csv has {len(csv_rows)} rows, manifest.json {len(rows)}")
     for i, (row, crow) in enumerate(zip(rows, csv_rows, strict=False), start=1):
-        if csv_row(row) != dict(crow):
+        if csv_row(row, columns) != dict(crow):
             problems.append(f"manifest.csv row {i} ({row.get('id')}) differs from manifest.json")
     finishes = {e["subject"]: e for e in entries.values() if e["action"] in FINISH_ACTIONS}
+    # the last one counts: a recording transcribed again has a later entry
+    transcribed = {
+        e["subject"]: e
+        for e in sorted(entries.values(), key=lambda e: int(e["seq"]))
+        if e["action"] == TRANSCRIPT_ACTION
+    }
     for row in rows:
         rid = row.get("id")
         entry = finishes.get(rid)
@@ -177,10 +194,50 @@ def verify_bundle(path: Path) -> tuple[list[str], str]:
                 continue
             if doc.get("sha256") != stored or doc.get("id") != rid:
                 problems.append(f"{rid}: sidecar does not describe the ledger's file")
+        if row.get("transcript_file"):
+            problems.extend(_check_transcript(bundle, names, listed, row, transcribed.get(rid)))
+        elif rid in transcribed and columns == CSV_FIELDS:
+            # (a bundle made before transcripts were exported has the older columns)
+            problems.append(f"{rid}: the ledger records a transcript the bundle does not hold")
     summary = (
         f"{len(rows)} recording(s), ledger of {len(entries)} entries chained to head {prev[:16]}..."
     )
     return problems, summary
+
+
+def _check_transcript(
+    bundle: Bundle,
+    names: list[str],
+    listed: dict[str, str],
+    row: dict[str, Any],
+    entry: dict[str, Any] | None,
+) -> list[str]:
+    """What is wrong with the transcript of a manifest row, against its ledger entry."""
+    rid, name = row.get("id"), row["transcript_file"]
+    if entry is None:
+        return [f"{rid}: transcript without a {TRANSCRIPT_ACTION} ledger entry"]
+    problems = []
+    stored = entry["details"].get("sha256")
+    if stored != row.get("transcript_stored_sha256"):
+        problems.append(
+            f"{rid}: manifest transcript SHA-256 is not the one in ledger entry {entry['seq']}"
+        )
+    if listed.get(name) != row.get("transcript_sha256"):
+        problems.append(f"{rid}: {name} is not the transcript the manifest describes")
+    stored_file = row.get("transcript_stored_file")
+    if stored_file:
+        if listed.get(stored_file) != stored:
+            problems.append(f"{rid}: stored (encrypted) transcript differs from the ledger's")
+    elif row.get("transcript_sha256") != stored:
+        problems.append(f"{rid}: {name} is not the stored transcript of the ledger")
+    if name in names:
+        try:
+            doc = json.loads(bundle.read(name))
+        except ValueError:
+            return [*problems, f"{rid}: transcript is not JSON"]
+        if not isinstance(doc, dict) or doc.get("id") != rid:
+            problems.append(f"{rid}: transcript belongs to another recording")
+    return problems
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,9 @@ and writes, into a folder or a zip:
 * ``audio/<id>.mp3``: the MP3 (decrypted when the recording is encrypted at rest, the
   stored bytes then also kept as ``stored/<id>.enc`` so that the ledger's SHA-256 can be
   checked), ``sidecars/<id>.json``: the sidecar written when the call was finished;
+* ``transcripts/<id>.json``: the recording's transcript when it has one, as the audio
+  (decrypted, the stored bytes then kept as ``stored/<id>.transcript.enc`` so that the
+  SHA-256 of its ``transcript.stored`` ledger entry can be checked);
 * ``manifest.json`` and ``manifest.csv``: one row per recording, with what a reviewer needs
   (participants, times in UTC and in the firm's zone, duration, labels, SHA-256s, the ledger
   entries that concern it);
@@ -178,6 +181,7 @@ async def export_bundle(
             files[f"stored/{rec.id}.enc"] = stored
             row_files["stored_file"] = f"stored/{rec.id}.enc"
         files[f"audio/{rec.id}.mp3"] = audio
+        row_files.update(await _transcript(db, layout, store, keyring, rec.id, files))
         sidecar_name = None
         if rec.sidecar:
             sidecar_name = f"sidecars/{rec.id}.json"
@@ -275,6 +279,42 @@ async def export_bundle(
         )
         await session.commit()
     return ExportResult(target, len(rows), digest)
+
+
+async def _transcript(
+    db: Database,
+    layout: FileLayout,
+    store: Any,
+    keyring: Any,
+    rec_id: str,
+    files: dict[str, bytes],
+) -> dict[str, Any]:
+    """Put the transcript of ``rec_id`` into ``files`` as :func:`export_bundle` puts the
+    audio; the manifest fields that describe it ({} when the recording has none)."""
+    from siprec_recorder.transcription.store import transcript_files
+
+    found = await transcript_files(db, rec_id)
+    if not found:
+        return {}
+    (t,) = found  # one transcript per recording
+    stored = await _read(layout, store, t["file"])
+    text = stored
+    fields: dict[str, Any] = {}
+    if t["key_id"] is not None:
+        from siprec_recorder.compliance.crypto import decrypt_for
+
+        if keyring is None:
+            raise ExportError(f"{rec_id}: its transcript is encrypted and no key is configured")
+        text = decrypt_for(stored, keyring, t["key_id"])
+        files[f"stored/{rec_id}.transcript.enc"] = stored
+        fields["transcript_stored_file"] = f"stored/{rec_id}.transcript.enc"
+    files[f"transcripts/{rec_id}.json"] = text
+    return {
+        "transcript_file": f"transcripts/{rec_id}.json",
+        "transcript_sha256": hashlib.sha256(text).hexdigest(),
+        "transcript_stored_sha256": t["sha256"],
+        **fields,
+    }
 
 
 async def _read(layout: FileLayout, store: Any, rel: str) -> bytes:

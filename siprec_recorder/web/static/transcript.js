@@ -43,10 +43,11 @@
       const h = document.createElement("h3");
       h.textContent = leg.speaker || `leg ${leg.label}`;
       col.append(h);
-      for (const seg of leg.segments) {
+      const inOrder = [...leg.segments].sort((a, b) => a.start_s - b.start_s);
+      for (const seg of inOrder) {
         const line = document.createElement("button");
         line.type = "button";
-        line.className = "transcript-line link";
+        line.className = seg.hit ? "transcript-line link hit" : "transcript-line link";
         line.dataset.start = seg.start_s;
         const at = document.createElement("span");
         at.className = "mono small";
