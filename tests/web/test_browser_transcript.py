@@ -23,9 +23,10 @@ from .test_transcripts import _result as result
 pytestmark = pytest.mark.browser
 
 
-def test_transcript_beside_player_click_seeks(live: Any, new_page: Any) -> None:  # noqa: F811
-    world = live.world
-    rec_id = world.recordings["bob2"]
+def _store_gold_transcript(server: Any) -> str:
+    """Bob's second call gets a two-line transcript whose first line says "gold"; its id."""
+    world = server.world
+    rec_id: str = world.recordings["bob2"]
 
     async def store() -> None:
         await store_transcript(
@@ -35,7 +36,12 @@ def test_transcript_beside_player_click_seeks(live: Any, new_page: Any) -> None:
             result("we should sell the gold today", "agreed at nine forty"),
         )
 
-    live.call(store)
+    server.call(store)
+    return rec_id
+
+
+def test_transcript_beside_player_click_seeks(live: Any, new_page: Any) -> None:  # noqa: F811
+    rec_id = _store_gold_transcript(live)
     page = new_page()
     log_in(page, "bob")
     page.wait_for_url(live.url + "/")
@@ -66,18 +72,7 @@ def _box(page: Any, selector: str) -> dict[str, float]:
 
 
 def test_transcript_layout_beside_the_player(live: Any, browser: Any) -> None:  # noqa: F811
-    world = live.world
-    rec_id = world.recordings["bob2"]
-
-    async def store() -> None:
-        await store_transcript(
-            world.db,
-            world.layout,
-            rec_id,
-            result("we should sell the gold today", "agreed at nine forty"),
-        )
-
-    live.call(store)
+    rec_id = _store_gold_transcript(live)
     ctx = browser.new_context(base_url=live.url, viewport={"width": 1400, "height": 900})
     ctx.set_default_timeout(15_000)
     try:
