@@ -79,6 +79,8 @@ class Recorder:
         self._notifier: Any = None
         self.policy_settings: Any = None
         self.keyring: Any = None
+        self.lease: Any = None
+        self.node: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -98,6 +100,7 @@ class Recorder:
         self.db = Database(c.database_url)
         await self.db.open()
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
+        await self._acquire_lease()
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
@@ -153,7 +156,7 @@ class Recorder:
             sip=self.sip,
             index=self.index,
             policy=self.policy,
-            spool=SpoolStore(root),
+            spool=SpoolStore(root, self.lease.node_id),
             recordings_root=root,
             ports=self.ports,
             executor=self.executor,
@@ -163,6 +166,7 @@ class Recorder:
         )
         srs_holder.append(self.srs)
         await self.srs.start()
+        await self._start_node()
         await self.sip.start(list(c.sip.listen), tls=self._tls_context())
         if settings.contact_port == 0 and self.sip.bound:
             self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
@@ -179,6 +183,40 @@ class Recorder:
             ", ".join(f"{t}:{h}:{p}" for t, h, p in self.sip.bound),
             root.resolve(),
         )
+
+    async def _acquire_lease(self) -> None:
+        from .cluster.lease import NodeLease, default_node_id
+
+        c = self.config.cluster
+        self.lease = NodeLease(
+            self.db, c.node_id or default_node_id(), lease_seconds=c.lease_seconds
+        )
+        await self.lease.acquire()
+
+    async def _start_node(self) -> None:
+        from .cluster.node import NodeService, recover_legacy
+        from .storage.spool import SpoolStore
+
+        root = self.config.recordings_path
+        c = self.config.cluster
+
+        async def take_over(node_id: str) -> bool:
+            return bool(
+                await self.srs.recover(
+                    SpoolStore(root, node_id),
+                    reason=f"recorder node {node_id} stopped during the call",
+                )
+            )
+
+        self.node = NodeService(
+            self.lease,
+            lambda node_id: SpoolStore(root, node_id),
+            take_over,
+            heartbeat_interval=c.heartbeat_interval,
+            check_interval=c.takeover_check_interval,
+        )
+        await self.node.start()
+        await recover_legacy(self.lease, SpoolStore(root), self.srs.recover)
 
     def _keyring(self) -> Any:
         st = self.config.storage
@@ -250,6 +288,8 @@ class Recorder:
             await self._notifier.stop()
         if self.srs is not None:
             await self.srs.stop()
+        if self.node is not None:
+            await self.node.stop(clean=not self.srs.spool.orphans())
         if self.policy is not None:
             await self.policy.close()
         if self.sip is not None:

@@ -25,6 +25,7 @@ from .errors import ConfigError
 from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 
 __all__ = [
+    "ClusterConfig",
     "Config",
     "LogConfig",
     "MetricsConfig",
@@ -137,6 +138,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``: this node's id and lease (one node alone needs nothing here)."""
+
+    node_id: str = ""  # empty: the host name
+    lease_seconds: float = 15.0  # no heartbeat for this long: the node is dead
+    heartbeat_interval: float = 3.0
+    takeover_check_interval: float = 5.0  # how often survivors look for dead nodes
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     """``[log]``: logging."""
 
@@ -156,6 +167,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = "<defaults>"
 
     @property
@@ -194,6 +206,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": WebConfig,
     "log": LogConfig,
     "metrics": MetricsConfig,
+    "cluster": ClusterConfig,
 }
 
 
@@ -375,10 +388,26 @@ def _validate(c: Config) -> None:
         host, sep, port = c.metrics.listen.rpartition(":")
         if not sep or not port.isdigit() or not host:
             raise ConfigError(f"[metrics] listen: expected HOST:PORT, got {c.metrics.listen!r}")
+    _validate_cluster(c.cluster)
     if c.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level: one of DEBUG, INFO, WARNING, ERROR")
     if c.log.format not in ("text", "json"):
         raise ConfigError('[log] format: "text" or "json"')
+
+
+def _validate_cluster(c: ClusterConfig) -> None:
+    import re
+
+    if c.node_id and not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}", c.node_id):
+        raise ConfigError(
+            f"[cluster] node_id: letters, digits, '.', '_' and '-' (up to 64), got {c.node_id!r}"
+        )
+    if c.heartbeat_interval <= 0:
+        raise ConfigError("[cluster] heartbeat_interval: must be positive")
+    if c.lease_seconds < 3 * c.heartbeat_interval:
+        raise ConfigError("[cluster] lease_seconds: must be at least 3 x heartbeat_interval")
+    if c.takeover_check_interval <= 0:
+        raise ConfigError("[cluster] takeover_check_interval: must be positive")
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:

@@ -143,6 +143,7 @@ def finalize_spool(
     keyring: Any = None,
     *,
     extend_to_end: bool = False,
+    spool_node: str = "",
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
@@ -151,13 +152,15 @@ def finalize_spool(
     (None after a crash: the statistics are then computed from the spooled packets alone).
     ``extend_to_end`` says that the recording runs to ``ended_at`` (silence after the last
     packet); only the live call knows it, so it is an argument, not in the manifest.
+    ``spool_node`` is the node whose spool store holds the session ("" for the folders of a
+    recorder without node ids).
     """
     from ..rtp.render import LegMedia, render_call
     from ..storage.files import FileLayout
     from ..storage.mp3 import encode_mp3
     from ..storage.spool import SpoolStore
 
-    store = SpoolStore(Path(spool_root))
+    store = SpoolStore(Path(spool_root), spool_node)
     spool = store.get(rec_id)
     manifest = spool.manifest
     started_at = float(manifest["started_at"])

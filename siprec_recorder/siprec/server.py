@@ -1207,6 +1207,7 @@ class SessionRecordingServer:
                     # Only this call's finalisation needs it: recovery after a crash has
                     # no end time to extend to.
                     extend_to_end=s.extend_to_end,
+                    spool_node=getattr(self.spool, "node_id", ""),
                 ),
             )
             await self._index_finished(s, self._finished_row(s, result))
@@ -1354,42 +1355,61 @@ class SessionRecordingServer:
             await self._end(call_id, reason=reason, send_bye=True)
 
     # ------------------------------------------------------------------ crash recovery
-    async def recover(self) -> None:
-        """Finalise every spool a crash left behind, marked ``interrupted``."""
-        orphans = self.spool.orphans()
+    async def recover(
+        self,
+        store: Any = None,
+        *,
+        reason: str = "recorder stopped during the call",
+    ) -> bool:
+        """Finalise the spools a crash left in ``store`` (default: this node's own), marked
+        ``interrupted``, then close the ``recording`` rows of that store's node that had no
+        spool. True when nothing was left in place."""
+        store = self.spool if store is None else store
+        node = getattr(store, "node_id", "")
         seen: set[str] = set()
-        for sp in orphans:
+        clean = True
+        loop = asyncio.get_running_loop()
+        for sp in store.orphans():
             rec_id = sp.rec_id
             seen.add(rec_id)
             try:
-                loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(
                     self.executor,
-                    finalize_spool,
-                    str(self.spool.root),
-                    rec_id,
-                    str(self.recordings_root),
-                    "interrupted",
-                    None,
-                    None,
-                    "recorder stopped during the call",
-                    self.keyring,
+                    functools.partial(
+                        finalize_spool,
+                        str(store.root),
+                        rec_id,
+                        str(self.recordings_root),
+                        "interrupted",
+                        None,
+                        None,
+                        reason,
+                        self.keyring,
+                        spool_node=node,
+                    ),
                 )
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
-                    await self.index.create_recording(self._new_row_from_manifest(manifest))
+                    await self.index.create_recording(
+                        self._new_row_from_manifest(manifest, node_id=node or None)
+                    )
                 await self.index.finish_recording(
                     rec_id, self._finished_row_from_manifest(manifest, result)
                 )
                 await asyncio.to_thread(sp.remove)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
             except Exception:
+                clean = False
                 log.exception("cannot recover spool %s; left in place", rec_id)
-        for row in await self.index.open_recordings():
-            if row["id"] not in seen:
+        for row in await self.index.open_recordings(node_id=node or None):
+            if row["id"] not in seen and row["id"] not in self._live_rec_ids():
                 await self.index.mark_interrupted(
                     row["id"], reason="recorder stopped before media was spooled"
                 )
+        return clean
+
+    def _live_rec_ids(self) -> set[str]:
+        return {s.rec_id for s in self.sessions.values()}
 
     # ------------------------------------------------------------------ index rows
     def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
@@ -1410,12 +1430,14 @@ class SessionRecordingServer:
             metadata_json=s.metadata.to_json() if s.metadata is not None else None,
             retention_years=self.settings.retention_years,
             key_id=s.key_id,
+            node_id=getattr(self.spool, "node_id", "") or None,
         )
 
-    def _new_row_from_manifest(self, m: dict[str, Any]) -> Any:
+    def _new_row_from_manifest(self, m: dict[str, Any], node_id: str | None = None) -> Any:
         from ..storage.index import NewRecording, ParticipantRow
 
         return NewRecording(
+            node_id=node_id,
             id=m["rec_id"],
             call_id=m.get("call_id") or "",
             siprec_session_id=m.get("siprec_session_id"),
