@@ -4,8 +4,9 @@
 ``SIPREC_TEST_DATABASE_URL`` names a server and a user that may create databases, e.g.
 ``postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/siprec_test``. The session connects to
 the server's ``postgres`` database, creates one of its own, ``<the URL's database name>_<random
-hex>`` (``siprec_test_1f2e...``), hands out its URL, and drops it at the end. Without the variable the PostgreSQL variants of the
-tests are skipped (CI sets it: ``scripts/run-tests`` starts a server).
+hex>`` (``siprec_test_1f2e...``), hands out its URL, and drops it at the end. Without the
+variable the PostgreSQL variants of the tests are skipped (CI sets it: ``scripts/run-tests``
+starts a server).
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ def server_url() -> str | None:
 def _admin_dsn(url: str) -> tuple[str, str]:
     u = make_url(url)
     base = u.database or "postgres"
-    dsn = u.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
-    )
+    dsn = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
     return dsn, base
 
 
