@@ -6,9 +6,8 @@ import av
 import numpy as np
 
 
-def av_encode(
-    name: str, rate: int, pcm: np.ndarray, *, fmt: str = "s16", bit_rate: int | None = None
-) -> list[bytes]:
+def av_encode(name: str, rate: int, pcm: np.ndarray, *, fmt: str = "s16",
+              bit_rate: int | None = None) -> list[bytes]:
     ctx = av.CodecContext.create(name, "w")
     ctx.sample_rate = rate
     ctx.layout = "mono"

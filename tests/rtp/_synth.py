@@ -17,14 +17,8 @@ def sine(freq: float, seconds: float, rate: int = 8000, amp: float = 8000.0) -> 
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-def tone_bursts(
-    seconds: float,
-    period: float,
-    on: float,
-    rate: int = 8000,
-    freq: float = 1000.0,
-    amp: float = 8000.0,
-) -> np.ndarray:
+def tone_bursts(seconds: float, period: float, on: float, rate: int = 8000,
+                freq: float = 1000.0, amp: float = 8000.0) -> np.ndarray:
     """Tone for ``on`` seconds at the start of every ``period``; silence elsewhere."""
     n = int(round(seconds * rate))
     idx = np.arange(n, dtype=np.int64)
@@ -73,11 +67,6 @@ def stream_packets(
         if drop is not None and drop(i):
             continue
         wall = start_wall + i * ptime / clock_ratio + (jitter(i) if jitter else 0.0)
-        hdr = header.pack(
-            0x80,
-            pt | (0x80 if i == 0 else 0),
-            (seq0 + i) & 0xFFFF,
-            (ts0 + i * spp) & 0xFFFFFFFF,
-            ssrc,
-        )
+        hdr = header.pack(0x80, pt | (0x80 if i == 0 else 0), (seq0 + i) & 0xFFFF,
+                          (ts0 + i * spp) & 0xFFFFFFFF, ssrc)
         yield wall, hdr + coded[i * spp : (i + 1) * spp]

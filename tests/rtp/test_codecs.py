@@ -42,13 +42,9 @@ def rtp_payloads(pcap: str, dport: int | None = None) -> list[bytes]:
 # -- G.711 ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("encoding", "table", "ref"),
-    [
-        ("PCMU", ULAW_TABLE, "pcm_mulaw"),
-        ("PCMA", ALAW_TABLE, "pcm_alaw"),
-    ],
-)
+@pytest.mark.parametrize(("encoding", "table", "ref"), [
+    ("PCMU", ULAW_TABLE, "pcm_mulaw"), ("PCMA", ALAW_TABLE, "pcm_alaw"),
+])
 def test_g711_tables_match_ffmpeg(encoding: str, table: np.ndarray, ref: str) -> None:
     all_codes = bytes(range(256))
     expected = av_decode(ref, 8000, [all_codes])
@@ -122,14 +118,9 @@ def test_opus_capture_decodes() -> None:
 
 
 def test_gsm_capture_decodes() -> None:
-    payloads = [
-        p.payload
-        for p in (
-            RtpPacket.parse(d.payload)
-            for d in read_udp(V / "drawmycall_sip-rtp-gsm.pcap")
-            if d.dport == 6000 and d.payload[0] >> 6 == 2
-        )
-    ]
+    payloads = [p.payload for p in (RtpPacket.parse(d.payload) for d in
+                                    read_udp(V / "drawmycall_sip-rtp-gsm.pcap")
+                                    if d.dport == 6000 and d.payload[0] >> 6 == 2)]
     assert len(payloads) == 425 and {len(p) for p in payloads} == {33}
     dec = get_decoder("GSM", 8000, None)
     assert dec is not None

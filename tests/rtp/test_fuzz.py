@@ -15,7 +15,8 @@ from siprec_recorder.rtp.render import LegMedia, render_call
 from siprec_recorder.rtp.rtcp import parse_rtcp
 from siprec_recorder.rtp.spoolfmt import SpoolRecord, iter_records
 
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 rtp_like = st.builds(
     lambda b0, b1, rest: bytes([b0, b1]) + rest,
@@ -34,59 +35,31 @@ def test_rtp_parse(data: bytes) -> None:
         return
     assert RtpPacket.parse(p.serialize()) == p
     pt, marker, seq, ts, ssrc, _ = parse_rtp_header(data)
-    assert (pt, marker, seq, ts, ssrc) == (
-        p.payload_type,
-        p.marker,
-        p.sequence_number,
-        p.timestamp,
-        p.ssrc,
-    )
+    assert (pt, marker, seq, ts, ssrc) == (p.payload_type, p.marker, p.sequence_number,
+                                           p.timestamp, p.ssrc)
 
 
 @FUZZ
 @given(
-    st.integers(0, 127),
-    st.integers(0, 0xFFFF),
-    st.integers(0, 0xFFFFFFFF),
-    st.integers(0, 0xFFFFFFFF),
-    st.binary(max_size=64),
-    st.booleans(),
+    st.integers(0, 127), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF),
+    st.integers(0, 0xFFFFFFFF), st.binary(max_size=64), st.booleans(),
     st.lists(st.integers(0, 0xFFFFFFFF), max_size=15),
-    st.one_of(
-        st.none(),
-        st.tuples(
-            st.integers(0, 0xFFFF), st.binary(max_size=12).map(lambda b: b + bytes(-len(b) % 4))
-        ),
-    ),
+    st.one_of(st.none(), st.tuples(st.integers(0, 0xFFFF),
+                                   st.binary(max_size=12).map(lambda b: b + bytes(-len(b) % 4)))),
     st.integers(0, 255),
 )
-def test_rtp_round_trip(
-    pt: int,
-    seq: int,
-    ts: int,
-    ssrc: int,
-    payload: bytes,
-    marker: bool,
-    csrc: list[int],
-    ext: tuple[int, bytes] | None,
-    padding: int,
-) -> None:
+def test_rtp_round_trip(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool,
+                        csrc: list[int], ext: tuple[int, bytes] | None, padding: int) -> None:
     p = RtpPacket(pt, seq, ts, ssrc, payload, marker, tuple(csrc), ext, padding)
     assert RtpPacket.parse(p.serialize()) == p
 
 
 @FUZZ
-@given(
-    st.one_of(
-        st.binary(max_size=120),
-        st.builds(
-            lambda c, pt, body: bytes([0x80 | c, pt]) + struct.pack("!H", len(body) // 4) + body,
-            st.integers(0, 31),
-            st.integers(200, 204),
-            st.binary(max_size=100),
-        ),
-    )
-)
+@given(st.one_of(
+    st.binary(max_size=120),
+    st.builds(lambda c, pt, body: bytes([0x80 | c, pt]) + struct.pack("!H", len(body) // 4)
+              + body, st.integers(0, 31), st.integers(200, 204), st.binary(max_size=100)),
+))
 def test_rtcp_parse(data: bytes) -> None:
     try:
         parse_rtcp(data)
@@ -102,23 +75,11 @@ def test_iter_records(data: bytes) -> None:
 
 
 @FUZZ
-@given(
-    st.lists(
-        st.builds(
-            SpoolRecord,
-            st.floats(0, 1e10),
-            st.integers(0, 2**63),
-            st.integers(0, 2**63),
-            st.integers(0, 127),
-            st.booleans(),
-            st.integers(0, 2**32 - 1),
-            st.binary(max_size=50),
-            st.booleans(),
-        ),
-        max_size=8,
-    ),
-    st.integers(0, 60),
-)
+@given(st.lists(st.builds(SpoolRecord, st.floats(0, 1e10), st.integers(0, 2**63),
+                          st.integers(0, 2**63), st.integers(0, 127), st.booleans(),
+                          st.integers(0, 2**32 - 1), st.binary(max_size=50), st.booleans()),
+                max_size=8),
+       st.integers(0, 60))
 def test_iter_records_round_trip_and_truncation(recs: list[SpoolRecord], cut: int) -> None:
     data = b"".join(r.encode() for r in recs)
     assert list(iter_records(data)) == recs
@@ -147,12 +108,8 @@ def test_amr_depacketizer(data: bytes, wideband: bool, octet: bool) -> None:
 
 
 @FUZZ
-@given(
-    st.lists(
-        st.tuples(st.one_of(st.binary(max_size=60), rtp_like), st.floats(0, 100, allow_nan=False)),
-        max_size=40,
-    )
-)
+@given(st.lists(st.tuples(st.one_of(st.binary(max_size=60), rtp_like),
+                          st.floats(0, 100, allow_nan=False)), max_size=40))
 def test_leg_receiver_never_raises(datagrams: list[tuple[bytes, float]]) -> None:
     leg = LegReceiver("f", jitter_window=4)
     for data, now in datagrams:
@@ -162,18 +119,13 @@ def test_leg_receiver_never_raises(datagrams: list[tuple[bytes, float]]) -> None
     recs = list(iter_records(out))
     assert leg.stats.as_dict()["packets_received"] >= len(recs) - 0
     # and whatever was spooled renders
-    render_call(
-        [LegMedia("f", recs, {8: ("PCMA", 8000, None), 9: ("G722", 8000, None)})],
-        channels="mono",
-        session_start=0.0,
-    )
+    render_call([LegMedia("f", recs, {8: ("PCMA", 8000, None), 9: ("G722", 8000, None)})],
+                channels="mono", session_start=0.0)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(st.binary(max_size=200), max_size=6),
-    st.sampled_from(["G722", "G729", "OPUS", "AMR", "AMR-WB", "PCMU"]),
-)
+@given(st.lists(st.binary(max_size=200), max_size=6),
+       st.sampled_from(["G722", "G729", "OPUS", "AMR", "AMR-WB", "PCMU"]))
 def test_decoders_survive_garbage(payloads: list[bytes], encoding: str) -> None:
     dec = get_decoder(encoding, 8000, None)
     assert dec is not None

@@ -34,11 +34,7 @@ def test_vector_round_trip(
     data = (V / name).read_bytes()
     p = RtpPacket.parse(data)
     assert (p.payload_type, p.marker, p.sequence_number, p.timestamp, p.ssrc) == (
-        pt,
-        marker,
-        seq,
-        ts,
-        ssrc,
+        pt, marker, seq, ts, ssrc,
     )
     assert len(p.payload) == payload_len
     assert p.csrc == () and p.extension is None and p.padding == 0
@@ -119,10 +115,8 @@ def test_rtcp_report_block_vector() -> None:
 
 
 def test_rtcp_receiver_report_and_errors() -> None:
-    rr = (
-        bytes.fromhex("81c90007")
-        + bytes.fromhex("01020304")
-        + bytes.fromhex("0a0b0c0d40fffffe00010203000000100000000000000000")
+    rr = bytes.fromhex("81c90007") + bytes.fromhex("01020304") + bytes.fromhex(
+        "0a0b0c0d" "40fffffe" "00010203" "00000010" "00000000" "00000000"
     )
     (p,) = parse_rtcp(rr)
     assert isinstance(p, RtcpReceiverReport)

@@ -33,10 +33,8 @@ def receive(packets: list[tuple[float, bytes]], label: str = "1", **kw: object) 
     return leg
 
 
-def media(
-    leg: LegReceiver,
-    rtpmaps: dict[int, tuple[str, int, str | None]] | None = None,
-) -> LegMedia:
+def media(leg: LegReceiver, rtpmaps: dict[int, tuple[str, int, str | None]] | None = None,
+          ) -> LegMedia:
     data = leg.take_spool_bytes() + leg.finish()
     return LegMedia(leg.label, list(iter_records(data)), rtpmaps or PCMA)
 
@@ -66,20 +64,10 @@ def test_two_legs_known_tones_align() -> None:
     rng = np.random.default_rng(3)
     a = tone_bursts(12.0, 1.5, 0.5, freq=440)
     b = tone_bursts(10.0, 1.0, 0.3, freq=1000)
-    la = receive(
-        list(
-            stream_packets(
-                a, start_wall=T0 + 0.5, ssrc=1, jitter=lambda i: float(rng.uniform(0, 0.04))
-            )
-        ),
-        "a",
-    )
-    lb = receive(
-        list(
-            stream_packets(b, start_wall=T0 + 2.25, ssrc=2, seq0=65000, drop=lambda i: i % 17 == 5)
-        ),
-        "b",
-    )
+    la = receive(list(stream_packets(a, start_wall=T0 + 0.5, ssrc=1,
+                                     jitter=lambda i: float(rng.uniform(0, 0.04)))), "a")
+    lb = receive(list(stream_packets(b, start_wall=T0 + 2.25, ssrc=2, seq0=65000,
+                                     drop=lambda i: i % 17 == 5)), "b")
     out = render_call([media(la), media(lb)], channels="mono", session_start=T0)
     assert out.sample_rate == 8000
     assert out.pcm.dtype == np.int16 and out.pcm.shape[1] == 1
@@ -87,14 +75,9 @@ def test_two_legs_known_tones_align() -> None:
     assert abs(out.duration_s - expected_duration) / expected_duration < 0.02
     expected = place(expected_duration, 8000, [(0.5, a), (2.25, b)])
     assert corr(envelope(out.pcm[:, 0], 8000), envelope(expected, 8000)) >= 0.9
-    st = render_call(
-        [
-            media(receive(list(stream_packets(a, start_wall=T0 + 0.5)), "a")),
-            media(receive(list(stream_packets(b, start_wall=T0 + 2.25)), "b")),
-        ],
-        channels="stereo",
-        session_start=T0,
-    )
+    st = render_call([media(receive(list(stream_packets(a, start_wall=T0 + 0.5)), "a")),
+                      media(receive(list(stream_packets(b, start_wall=T0 + 2.25)), "b"))],
+                     channels="stereo", session_start=T0)
     assert st.pcm.shape[1] == 2
     assert corr(envelope(st.pcm[:, 0], 8000), envelope(place(12.5, 8000, [(0.5, a)]), 8000)) > 0.95
     assert corr(envelope(st.pcm[:, 1], 8000), envelope(place(12.5, 8000, [(2.25, b)]), 8000)) > 0.95
@@ -124,18 +107,8 @@ def test_one_hour_drift_and_bursty_loss_stay_aligned() -> None:
     assert 0.04 < lost.mean() < 0.06
     jit = rng.uniform(0, 0.03, len(lost))
     la = receive(list(stream_packets(a, start_wall=T0 + 1.0, ssrc=1, clock_ratio=ratio)), "a")
-    lb = receive(
-        list(
-            stream_packets(
-                b,
-                start_wall=T0 + 1.5,
-                ssrc=2,
-                drop=lambda k: lost[k],
-                jitter=lambda k: float(jit[k]),
-            )
-        ),
-        "b",
-    )
+    lb = receive(list(stream_packets(b, start_wall=T0 + 1.5, ssrc=2, drop=lambda k: lost[k],
+                                     jitter=lambda k: float(jit[k]))), "b")
     out = render_call([media(la), media(lb)], channels="stereo", session_start=T0)
     assert abs(out.duration_s - (hour + 1.5)) < 0.5
     assert abs(out.per_leg["a"]["drift_ppm"] + 2991) < 100  # 1/1.003 - 1 = -2991 ppm
@@ -156,17 +129,8 @@ def test_drift_with_jitter_and_loss_on_the_same_leg() -> None:
     n = len(a) // 160
     lost = rng.random(n) < 0.03
     jit = rng.exponential(0.01, n)  # long-tailed network delay
-    leg = receive(
-        list(
-            stream_packets(
-                a,
-                start_wall=T0 + 2.0,
-                clock_ratio=ratio,
-                drop=lambda k: lost[k],
-                jitter=lambda k: float(jit[k]),
-            )
-        )
-    )
+    leg = receive(list(stream_packets(a, start_wall=T0 + 2.0, clock_ratio=ratio,
+                                      drop=lambda k: lost[k], jitter=lambda k: float(jit[k]))))
     out = render_call([media(leg)], channels="mono", session_start=T0)
     assert abs(out.per_leg["1"]["drift_ppm"] - 3009) < 150  # 1/0.997 - 1
     found = onsets(out.pcm[:, 0], 8000)
@@ -215,9 +179,8 @@ def test_a_step_in_delay_is_not_drift() -> None:
 def test_real_drift_under_late_packets_is_measured() -> None:
     ratio = 1.001  # 0.1 % fast sender clock, and the same late start
     pcm = tone_bursts(120.0, 10.0, 0.2, rate=int(round(8000 * ratio)), freq=500)
-    leg = receive(
-        list(stream_packets(pcm, start_wall=T0 + 1.0, clock_ratio=ratio, jitter=_late_start))
-    )
+    leg = receive(list(stream_packets(pcm, start_wall=T0 + 1.0, clock_ratio=ratio,
+                                      jitter=_late_start)))
     out = render_call([media(leg)], channels="mono", session_start=T0)
     assert abs(out.per_leg["1"]["drift_ppm"] + 999) < 20  # 1/1.001 - 1 = -999 ppm
 
@@ -249,15 +212,9 @@ def test_ssrc_change_and_timestamp_jump_reanchor_by_arrival() -> None:
     tone = sine(600, 2.0)
     p1 = list(stream_packets(tone, start_wall=T0 + 1.0, ssrc=1, ts0=1000))
     # same SSRC continues after a 3 s hold but with the timestamp frozen (restarts at +160)
-    p2 = [
-        (
-            w + 6.0,
-            RtpPacket(
-                8, (1000 + 100 + k) & 0xFFFF, 1000 + 160 * (100 + k), 1, RtpPacket.parse(d).payload
-            ).serialize(),
-        )
-        for k, (w, d) in enumerate(stream_packets(tone, start_wall=0.0))
-    ]
+    p2 = [(w + 6.0, RtpPacket(8, (1000 + 100 + k) & 0xFFFF, 1000 + 160 * (100 + k), 1,
+                                     RtpPacket.parse(d).payload).serialize())
+          for k, (w, d) in enumerate(stream_packets(tone, start_wall=0.0))]
     # then a new SSRC with an unrelated timestamp base
     p3 = list(stream_packets(tone, start_wall=T0 + 9.0, ssrc=2, seq0=5, ts0=123_456_789))
     p2 = [(T0 + w, d) for w, d in p2]
@@ -284,21 +241,13 @@ def test_dtmf_events_deduplicated() -> None:
     pkts = [RtpPacket.parse(d.payload) for d in read_udp(V / "sipp_dtmf_2833_5.pcap")]
     # put the event 2 s into a call with some audio first
     for k in range(50):
-        leg.receive(
-            RtpPacket(
-                8,
-                pkts[0].sequence_number - 50 + k,
-                pkts[0].timestamp - 8000 + 160 * k,
-                pkts[0].ssrc,
-                b"\xd5" * 160,
-            ).serialize(),
-            T0 + 1.0 + 0.02 * k,
-        )
+        leg.receive(RtpPacket(8, pkts[0].sequence_number - 50 + k,
+                              pkts[0].timestamp - 8000 + 160 * k, pkts[0].ssrc,
+                              b"\xd5" * 160).serialize(), T0 + 1.0 + 0.02 * k)
     for k, p in enumerate(pkts):
         leg.receive(p.serialize(), T0 + 2.0 + 0.02 * k)
-    rec = media(
-        leg, {8: ("PCMA", 8000, None), pkts[0].payload_type: ("telephone-event", 8000, None)}
-    )
+    rec = media(leg, {8: ("PCMA", 8000, None), pkts[0].payload_type: ("telephone-event", 8000,
+                                                                      None)})
     out = render_call([rec], channels="mono", session_start=T0)
     assert len(out.dtmf) == 1
     label, digit, at_s, duration_ms = out.dtmf[0]
@@ -325,15 +274,12 @@ def test_dtmf_digits_from_a_siprec_capture() -> None:
 def test_wideband_leg_sets_16k_and_g722_renders() -> None:
     pcm16 = sine(440, 2.0, rate=16000)
     g722 = av_encode("g722", 16000, pcm16)
-    pk = [
-        (T0 + 0.5 + 0.02 * k, RtpPacket(9, k, 160 * k, 5, p).serialize())
-        for k, p in enumerate(g722)
-    ]
+    pk = [(T0 + 0.5 + 0.02 * k, RtpPacket(9, k, 160 * k, 5, p).serialize())
+          for k, p in enumerate(g722)]
     la = receive(pk, "wb")
     lb = receive(list(stream_packets(sine(440, 2.0), start_wall=T0 + 0.5)), "nb")
-    out = render_call(
-        [media(la, {9: ("G722", 8000, None)}), media(lb)], channels="stereo", session_start=T0
-    )
+    out = render_call([media(la, {9: ("G722", 8000, None)}), media(lb)], channels="stereo",
+                      session_start=T0)
     assert out.sample_rate == 16000
     assert abs(out.duration_s - 2.5) < 0.05
     for ch in (0, 1):
@@ -344,40 +290,25 @@ def test_wideband_leg_sets_16k_and_g722_renders() -> None:
 
 
 def test_unsupported_codec_is_silence_and_marked() -> None:
-    pk = [
-        (T0 + 1.0 + 0.02 * k, RtpPacket(3, k, 160 * k, 5, b"\x01" * 33).serialize())
-        for k in range(100)
-    ]
+    pk = [(T0 + 1.0 + 0.02 * k, RtpPacket(3, k, 160 * k, 5, b"\x01" * 33).serialize())
+          for k in range(100)]
     leg = receive(pk, "u")
-    out = render_call([media(leg, {3: ("X-FOO", 8000, None)})], channels="mono", session_start=T0)
+    out = render_call([media(leg, {3: ("X-FOO", 8000, None)})], channels="mono",
+                      session_start=T0)
     assert out.per_leg["u"]["status"] == "unsupported_codec"
     assert np.all(out.pcm == 0)
     assert abs(out.duration_s - 3.0) < 0.05
 
 
 def test_comfort_noise_fills_at_level() -> None:
-    recs = [
-        SpoolRecord(
-            T0 + 0.02 * k, 100 + k, 1000 + 160 * k, 8, False, 1, alaw_encode(sine(500, 0.02))
-        )
-        for k in range(10)
-    ]
+    recs = [SpoolRecord(T0 + 0.02 * k, 100 + k, 1000 + 160 * k, 8, False, 1,
+                        alaw_encode(sine(500, 0.02)))
+            for k in range(10)]
     recs.append(SpoolRecord(T0 + 0.2, 110, 1000 + 1600, 13, False, 1, b"\x28"))  # -40 dBov
-    recs += [
-        SpoolRecord(
-            T0 + 1.2 + 0.02 * k,
-            111 + k,
-            1000 + 9600 + 160 * k,
-            8,
-            False,
-            1,
-            alaw_encode(sine(500, 0.02)),
-        )
-        for k in range(10)
-    ]
-    out = render_call(
-        [LegMedia("c", recs, {**PCMA, 13: ("CN", 8000, None)})], channels="mono", session_start=T0
-    )
+    recs += [SpoolRecord(T0 + 1.2 + 0.02 * k, 111 + k, 1000 + 9600 + 160 * k, 8, False, 1,
+                         alaw_encode(sine(500, 0.02))) for k in range(10)]
+    out = render_call([LegMedia("c", recs, {**PCMA, 13: ("CN", 8000, None)})],
+                      channels="mono", session_start=T0)
     noise = out.pcm[int(0.3 * 8000) : int(1.1 * 8000), 0].astype(np.float64)
     rms_db = 20 * np.log10(np.sqrt(np.mean(noise**2)) / 32768)
     assert -43 < rms_db < -37
@@ -387,10 +318,8 @@ def test_mono_mix_clips_instead_of_wrapping() -> None:
     loud = np.full(8000, 30000, np.int16)
     legs = []
     for label in ("a", "b"):
-        recs = [
-            SpoolRecord(T0 + 0.02 * k, k, 160 * k, 0, False, 1, bytes([0x80]) * 160)
-            for k in range(50)
-        ]
+        recs = [SpoolRecord(T0 + 0.02 * k, k, 160 * k, 0, False, 1, bytes([0x80]) * 160)
+                for k in range(50)]
         legs.append(LegMedia(label, recs, {0: ("PCMU", 8000, None)}))
     out = render_call(legs, channels="mono", session_start=T0)
     assert out.pcm.max() == 32767 and out.pcm.min() >= 0
@@ -435,26 +364,19 @@ def test_upsample2_is_clean_for_a_tone() -> None:
 
 def test_leg_that_never_decodes_is_marked_decode_failed() -> None:
     """AMR-WB declared, garbage sent (e.g. the wrong RFC 4867 packing): not 'ok' over silence."""
-    pk = [
-        (T0 + 0.02 * k, RtpPacket(97, k, 320 * k, 6, b"\xff\xff\xff").serialize())
-        for k in range(50)
-    ]
+    pk = [(T0 + 0.02 * k, RtpPacket(97, k, 320 * k, 6, b"\xff\xff\xff").serialize())
+          for k in range(50)]
     leg = receive(pk, "w")
-    out = render_call(
-        [media(leg, {97: ("AMR-WB", 16000, None)})], channels="mono", session_start=T0
-    )
+    out = render_call([media(leg, {97: ("AMR-WB", 16000, None)})], channels="mono",
+                      session_start=T0)
     assert out.per_leg["w"]["status"] == "decode_failed"
     assert out.per_leg["w"]["undecoded_packets"] == 50
     assert np.all(out.pcm == 0)
 
 
 def test_good_leg_counts_no_undecoded_packets() -> None:
-    recs = [
-        SpoolRecord(
-            T0 + 0.02 * k, 100 + k, 1000 + 160 * k, 8, False, 1, alaw_encode(sine(500, 0.02))
-        )
-        for k in range(10)
-    ]
+    recs = [SpoolRecord(T0 + 0.02 * k, 100 + k, 1000 + 160 * k, 8, False, 1,
+                        alaw_encode(sine(500, 0.02))) for k in range(10)]
     out = render_call([LegMedia("g", recs, PCMA)], channels="mono", session_start=T0)
     assert out.per_leg["g"]["status"] == "ok"
     assert out.per_leg["g"]["undecoded_packets"] == 0

@@ -83,13 +83,8 @@ def test_every_suite_round_trips_with_answer_key(suite: str) -> None:
     key = parse_key_params(suite, key_params)
     assert len(key) == SUPPORTED_SUITES[suite][1]
     assert make_answer_crypto(3, suite)[1] != key_params  # fresh randomness
-    tx = pylibsrtp.Session(
-        pylibsrtp.Policy(
-            key=key,
-            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
-            srtp_profile=SUPPORTED_SUITES[suite][0],
-        )
-    )
+    tx = pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+                                            srtp_profile=SUPPORTED_SUITES[suite][0]))
     rx = SrtpReceiver(suite, key_params)
     for seq in range(5):
         plain = RtpPacket(0, seq, seq * 160, 42, bytes([seq]) * 160).serialize()
@@ -104,16 +99,13 @@ def test_every_suite_round_trips_with_answer_key(suite: str) -> None:
     assert rx.auth_failures == 1
 
 
-@pytest.mark.parametrize(
-    ("suite", "params", "message"),
-    [
-        ("AES_256_CM_HMAC_SHA1_80", KEY, "unsupported SRTP suite AES_256_CM_HMAC_SHA1_80"),
-        (SUITE, "uri:http://x", "SRTP key parameters must use the inline: method"),
-        (SUITE, KEY + "|2^20|1:4", "SRTP MKI is not supported"),
-        (SUITE, "inline:!!!!", "SRTP key is not valid base64"),
-        (SUITE, "inline:AAAA", "SRTP key for AES_CM_128_HMAC_SHA1_80 must be 30 octets, got 3"),
-    ],
-)
+@pytest.mark.parametrize(("suite", "params", "message"), [
+    ("AES_256_CM_HMAC_SHA1_80", KEY, "unsupported SRTP suite AES_256_CM_HMAC_SHA1_80"),
+    (SUITE, "uri:http://x", "SRTP key parameters must use the inline: method"),
+    (SUITE, KEY + "|2^20|1:4", "SRTP MKI is not supported"),
+    (SUITE, "inline:!!!!", "SRTP key is not valid base64"),
+    (SUITE, "inline:AAAA", "SRTP key for AES_CM_128_HMAC_SHA1_80 must be 30 octets, got 3"),
+])
 def test_bad_crypto_attributes(suite: str, params: str, message: str) -> None:
     with pytest.raises(SrtpKeyError) as info:
         SrtpReceiver(suite, params)
