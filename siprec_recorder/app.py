@@ -74,8 +74,9 @@ class Recorder:
         self.ports: Any = None
         self.executor: Executor | None = None
         self.metrics: MetricsServer | None = None
-        self._web_task: asyncio.Task[Any] | None = None
         self._web_server: Any = None
+        self.portal: Any = None  # supervise.Supervised
+        self.metrics_part: Any = None  # supervise.Supervised
         self._notifier: Any = None
         self.policy_settings: Any = None
         self.keyring: Any = None
@@ -262,28 +263,71 @@ class Recorder:
         kwargs: dict[str, Any] = {}
         if c.tls_certificate:
             kwargs = {"ssl_certfile": c.tls_certificate, "ssl_keyfile": c.tls_private_key}
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host.strip("[]"),
-                port=int(port),
-                log_level="warning",
-                lifespan="off",
-                **kwargs,
-            )
+        config = uvicorn.Config(
+            app,
+            host=host.strip("[]"),
+            port=int(port),
+            log_level="warning",
+            lifespan="off",
+            **kwargs,
         )
-        # The recorder owns SIGINT/SIGTERM (it must end live sessions first); keep uvicorn's
-        # own signal capture out of the way.
-        if hasattr(server, "capture_signals"):
-            server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._web_server = server
-        self._web_task = asyncio.create_task(server.serve(), name="portal")
+
+        async def serve_portal(sup: Any) -> None:
+            from .supervise import bind_tcp
+
+            sock = bind_tcp(host.strip("[]"), int(port))
+            server = uvicorn.Server(config)
+            # The recorder owns SIGINT/SIGTERM (it must end live sessions first); keep
+            # uvicorn's own signal capture out of the way.
+            if hasattr(server, "capture_signals"):
+                server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+            self._web_server = server
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.05)
+            if server.started:
+                sup.mark_up()
+            try:
+                await task
+            finally:
+                sock.close()
+
+        from .supervise import Supervised
+
+        self.portal = Supervised("portal", serve_portal)
+        self.portal.start()
+        await self.portal.wait_started(5.0)
+
+    async def start_metrics(self, listen: str) -> None:
+        """Serve ``/metrics`` on ``listen``, supervised like the portal."""
+        from .supervise import Supervised
+
+        metrics = self.metrics
+        assert metrics is not None
+
+        async def serve_metrics(sup: Any) -> None:
+            try:
+                await metrics.start(listen)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+            sup.mark_up()
+            try:
+                await sup.stopping.wait()
+            finally:
+                await metrics.stop()
+
+        self.metrics_part = Supervised("metrics", serve_metrics)
+        self.metrics_part.start()
+        await self.metrics_part.wait_started(2.0)
 
     async def stop(self) -> None:
-        if self._web_server is not None:
-            self._web_server.should_exit = True
-        if self._web_task is not None:
-            await asyncio.gather(self._web_task, return_exceptions=True)
+        if self.portal is not None:
+
+            async def stop_portal() -> None:
+                if self._web_server is not None:
+                    self._web_server.should_exit = True
+
+            await self.portal.stop(stop_portal)
         if self._notifier is not None:
             await self._notifier.stop()
         if self.srs is not None:
@@ -294,8 +338,8 @@ class Recorder:
             await self.policy.close()
         if self.sip is not None:
             await self.sip.stop()
-        if self.metrics is not None:
-            await self.metrics.stop()
+        if self.metrics_part is not None:
+            await self.metrics_part.stop()
         if self.executor is not None:
             self.executor.shutdown(wait=True)
         if self.db is not None:
@@ -311,8 +355,8 @@ def _replace(obj: Any, **changes: Any) -> Any:
 async def _serve(config: Config, ready_file: Path | None = None) -> None:
     recorder = Recorder(config)
     await recorder.start()
-    if recorder.metrics is not None:
-        await recorder.metrics.start(config.metrics_listen)
+    if recorder.metrics is not None and config.metrics_listen:
+        await recorder.start_metrics(config.metrics_listen)
     if ready_file is not None:
         lines = [f"{t}:{h}:{p}" for t, h, p in recorder.sip.bound]
         if recorder.metrics is not None and recorder.metrics.port is not None:
