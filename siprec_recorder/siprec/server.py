@@ -383,6 +383,18 @@ class SessionRecordingServer:
             self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
             await self._end(s.call_id, reason=None, send_bye=False)
         elif method == "OPTIONS":
+            full = self.cannot_take_calls()
+            if full is not None:
+                # The dispatcher's probe: a node that would refuse an INVITE says so here
+                # too, so that calls go to another node before one is refused.
+                self._respond(
+                    tx,
+                    req,
+                    503,
+                    "Service Unavailable",
+                    headers=[("Retry-After", "10"), ("Warning", f'399 - "{full}"')],
+                )
+                return
             self._respond(
                 tx,
                 req,
@@ -406,6 +418,19 @@ class SessionRecordingServer:
             self._respond(tx, req, 405, "Method Not Allowed", headers=[("Allow", ALLOW)])
         else:
             self._respond(tx, req, 501, "Not Implemented", headers=[("Allow", ALLOW)])
+
+    def cannot_take_calls(self) -> str | None:
+        """Why this node would refuse a new call now (None: it can take one)."""
+        if self._closing:
+            return "recorder shutting down"
+        if len(self.sessions) >= self.settings.max_sessions:
+            return "recorder at capacity"
+        available = getattr(self.ports, "available", None)
+        if isinstance(available, int) and available < 2:  # a call takes one port per leg
+            return "no RTP ports free"
+        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
+            return "recorder storage full"
+        return None
 
     # ------------------------------------------------------------------ new INVITE
     def _free_mb(self) -> float:
