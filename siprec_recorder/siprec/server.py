@@ -52,6 +52,7 @@ from ..storage.index import RecordingNotFound
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
+from .routing import bye_for, dialog_of
 from .session import Leg, OfferedStream, RecordingSession, parse_offer
 
 __all__ = ["SrsSettings", "SessionRecordingServer"]
@@ -548,6 +549,7 @@ class SessionRecordingServer:
         )
         if self.keyring is not None and self.keyring.current is not None:
             session.key_id = self.keyring.current.key_id
+        session.dialog = dialog_of(req, local_tag)
         session.delayed_offer = delayed
         session.participant_history = [
             {
@@ -1296,29 +1298,9 @@ class SessionRecordingServer:
                     raise
 
     def _send_bye(self, s: RecordingSession) -> None:
-        s.local_cseq += 1
-        transport = s.source.transport
-        branch = "z9hG4bK" + secrets.token_hex(10)
-        via_host = self._contact_hostport(s.source)
-        lines = [
-            f"BYE {s.remote_target} SIP/2.0",
-            f"Via: SIP/2.0/{transport.upper()} {via_host};branch={branch};rport",
-            "Max-Forwards: 70",
-            f"From: {s.local_uri};tag={s.local_tag}"
-            if ";tag=" not in s.local_uri
-            else f"From: {s.local_uri}",
-            f"To: {s.remote_uri}",
-            f"Call-ID: {s.call_id}",
-            f"CSeq: {s.local_cseq} BYE",
-            "Content-Length: 0",
-            "",
-            "",
-        ]
         try:
-            from ..sip.message import parse_message
-
-            msg = parse_message("\r\n".join(lines).encode())
-            self.sip.send_request(msg, s.source)
+            request, destination = bye_for(s, self._contact_hostport(s.source))
+            self.sip.send_request(request, destination)
         except Exception:
             log.exception("call %s: cannot send BYE", s.call_id)
 
