@@ -82,6 +82,7 @@ class Recorder:
         self.keyring: Any = None
         self.lease: Any = None
         self.node: Any = None
+        self.purge_schedule: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -218,6 +219,21 @@ class Recorder:
         )
         await self.node.start()
         await recover_legacy(self.lease, SpoolStore(root), self.srs.recover)
+        if self.config.storage.purge_hour >= 0:
+            from zoneinfo import ZoneInfo
+
+            from .cluster.jobs import PurgeSchedule
+            from .storage.files import FileLayout
+
+            self.purge_schedule = PurgeSchedule(
+                self.db,
+                FileLayout(root),
+                node_id=self.lease.node_id,
+                hour=self.config.storage.purge_hour,
+                zone=ZoneInfo(self.config.policy.timezone),
+                default_years=self.config.storage.retention_years,
+            )
+            self.purge_schedule.start()
 
     def _keyring(self) -> Any:
         st = self.config.storage
@@ -330,6 +346,8 @@ class Recorder:
             await self.portal.stop(stop_portal)
         if self._notifier is not None:
             await self._notifier.stop()
+        if self.purge_schedule is not None:
+            await self.purge_schedule.stop()
         if self.srs is not None:
             await self.srs.stop()
         if self.node is not None:

@@ -90,6 +90,7 @@ class StorageConfig:
     index_batch_window: float = 0.1  # seconds index writes wait to share a transaction
     min_free_mb: int = 200  # below this, new sessions get 503
     retention_years: int = 5
+    purge_hour: int = -1  # local hour (0-23) of the daily retention purge in serve; -1 = off
     # Encryption at rest (AES-256-GCM) of finished recordings: a key file (32 bytes, or 64
     # hex digits, or base64) or an environment variable holding the key; both empty = off.
     encryption_key_file: str = ""
@@ -352,6 +353,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("[storage] index_batch_window: must be between 0 and 5 seconds")
     if c.storage.min_free_mb < 0:
         raise ConfigError("[storage] min_free_mb: must not be negative")
+    if not -1 <= c.storage.purge_hour <= 23:
+        raise ConfigError("[storage] purge_hour: an hour 0-23, or -1 for no scheduled purge")
     if not 1 <= c.storage.retention_years <= 100:
         raise ConfigError("[storage] retention_years: must be between 1 and 100")
     if c.storage.database_url and "://" not in c.storage.database_url:

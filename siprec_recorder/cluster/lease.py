@@ -32,11 +32,13 @@ import os
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from siprec_recorder.errors import ConfigError
 from siprec_recorder.storage.db import Database
@@ -47,6 +49,8 @@ from .models import CLUSTER_TABLES, ClusterJob, ClusterNode
 __all__ = ["DuplicateNode", "NodeInfo", "NodeLease", "default_node_id"]
 
 log = logging.getLogger(__name__)
+
+_ready: weakref.WeakSet[Any] = weakref.WeakSet()  # databases whose cluster tables exist
 
 
 class DuplicateNode(ConfigError):
@@ -122,10 +126,23 @@ class NodeLease:
         self.held = False
 
     async def ensure_schema(self) -> None:
-        async with self.db.engine.begin() as conn:
-            await conn.run_sync(
-                lambda c: Base.metadata.create_all(c, tables=list(CLUSTER_TABLES), checkfirst=True)
-            )
+        """Create the cluster tables if missing (once per Database object)."""
+        if self.db in _ready:
+            return
+        for attempt in range(3):
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.run_sync(
+                        lambda c: Base.metadata.create_all(
+                            c, tables=list(CLUSTER_TABLES), checkfirst=True
+                        )
+                    )
+                break
+            except DBAPIError:
+                # two processes creating them at once: the loser finds them on a retry
+                if attempt == 2:
+                    raise
+        _ready.add(self.db)
 
     # ------------------------------------------------------------------ own lease
     async def acquire(self) -> None:
@@ -328,7 +345,9 @@ class NodeLease:
         await self.finish_takeover(node_id, done=False)
 
     # ------------------------------------------------------------------ run-once jobs
-    async def claim_job(self, name: str, *, hold_seconds: float, not_before: float = 0.0) -> bool:
+    async def claim_job(
+        self, name: str, *, hold_seconds: float, not_before: float | None = None
+    ) -> bool:
         """Claim job ``name`` for ``hold_seconds`` unless another node holds it or it last ran
         after ``not_before`` (epoch seconds). True: run it, then call :meth:`finish_job`."""
         await self.ensure_schema()
@@ -355,7 +374,9 @@ class NodeLease:
                     )
                     await s.commit()
                     return True
-                if row.claimed_until > now or row.last_run_at > not_before:
+                if row.claimed_until > now or (
+                    not_before is not None and row.last_run_at > not_before
+                ):
                     return False
                 result = await s.execute(
                     update(ClusterJob)

@@ -20,7 +20,7 @@ from .retention import (
     RetentionError,
     extend_number,
     extend_recording,
-    purge,
+    purge_once,
     release_hold,
     release_hold_matching,
     retention_status,
@@ -105,14 +105,18 @@ def _years(ctx: Any) -> int:
 
 
 async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
-    report = await purge(
+    report = await purge_once(
         ctx.db,
         _layout(ctx),
         _now(),
+        runner=ctx.actor,
         default_years=_years(ctx),
         actor=ctx.actor,
         dry_run=args.dry_run,
     )
+    if report.busy and not args.json:
+        print(f"nothing done: {report.busy}", file=ctx.out)
+        return 0
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), file=ctx.out)
     else:
