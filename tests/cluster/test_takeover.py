@@ -77,7 +77,7 @@ def test_a_killed_node_is_taken_over_and_the_survivor_keeps_recording(
     cluster: Callable[[str], RecorderProcess],
 ) -> None:
     a, b = cluster("node-a"), cluster("node-b")
-    on_a = _call(a, "+32470000011", 8.0, seed=1)
+    on_a = _call(a, "+32470000011", 120.0, seed=1)
     on_b = _call(b, "+32470000012", 30.0, seed=2)
     try:
         time.sleep(3.0)
@@ -101,12 +101,12 @@ def test_a_killed_node_is_taken_over_and_the_survivor_keeps_recording(
         assert not list((b.recordings / ".spool" / "@node-b").glob("*/manifest.json"))
 
         # The survivor's own call was never touched: it ends complete, with all its audio.
-        on_a.wait_audio(15)
+        sent_a = on_a.stop_audio() * PTIME
         assert on_a.bye().status == 200
         done = [r for r in a.wait_for_recordings(2) if r["call_id"] == on_a.call_id]
         assert done and done[0]["state"] == "complete" and done[0]["node_id"] == "node-a"
         start, end, _blocks, _rate = audio_extent(a.recordings / done[0]["file"])
-        assert abs((end - start) - 8.0) < 0.15
+        assert abs((end - start) - sent_a) < 0.15
         res = a.cli("verify", check=False)
         assert res.returncode == 0, res.stdout + res.stderr
     finally:
