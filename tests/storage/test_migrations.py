@@ -73,11 +73,22 @@ def _counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def _dump_rows(path: Path, table: str) -> list[tuple[object, ...]]:
+def _dump_rows(
+    path: Path, table: str, columns: list[str] | None = None
+) -> list[tuple[object, ...]]:
+    """Every row of ``table`` (only ``columns`` when given: later revisions add columns)."""
     conn = sqlite3.connect(path)
-    rows = list(conn.execute(f'SELECT * FROM "{table}" ORDER BY 1'))
+    what = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    rows = list(conn.execute(f'SELECT {what} FROM "{table}" ORDER BY 1'))
     conn.close()
     return rows
+
+
+def _columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    names = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    conn.close()
+    return names
 
 
 def test_history_is_linear_from_the_baseline() -> None:
@@ -109,6 +120,7 @@ def test_release_0_1_0_upgrades_with_nothing_lost(tmp_path: Path) -> None:
     assert before["recordings"] == 3 and before["ledger"] == 14
     assert before["policy_numbers"] == 3 and before["web_cases"] == 1
     ledger_before = _dump_rows(index, "ledger")
+    recording_columns = _columns(index, "recordings")
     recordings_before = _dump_rows(index, "recordings")
     config = write_config(tmp_path)
 
@@ -123,7 +135,8 @@ def test_release_0_1_0_upgrades_with_nothing_lost(tmp_path: Path) -> None:
     assert {n: after[n] for n in before} == before
     assert all(after[n] == 0 for n in set(after) - set(before))
     assert _dump_rows(index, "ledger") == ledger_before
-    assert _dump_rows(index, "recordings") == recordings_before
+    assert _dump_rows(index, "recordings", recording_columns) == recordings_before
+    assert _dump_rows(index, "recordings", ["node_id"]) == [(None,)] * 3  # added by 0004
     conn = sqlite3.connect(index)
     assert conn.execute("SELECT seq FROM ledger_head").fetchone()[0] == 14
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
