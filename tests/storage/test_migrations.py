@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +25,6 @@ from siprec_recorder.storage.migrations.metadata import target_metadata
 from siprec_recorder.testing import RecorderProcess, write_config
 
 RELEASE = Path(__file__).parent / "data" / "release-0.1.0"
-PG_ADMIN_URL = os.environ.get(
-    "SIPREC_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -231,118 +227,19 @@ async def test_open_raises_schema_error_for_unknown_revision(tmp_path: Path) -> 
     await db.close()
 
 
-def _private_postgres(workdir: Path) -> tuple[str, subprocess.Popen[bytes]] | None:
-    """A PostgreSQL of the test's own on a free loopback port (initdb as user postgres when
-    run as root), for machines where none runs at 127.0.0.1:5432; None without the binaries."""
-    import glob
-    import pwd
-    import socket
-    import time
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        return None
-    bindir = Path(found[-1]).parent
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return None
-        as_user = ["runuser", "-u", "postgres", "--"]
-        workdir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(workdir, "postgres")
-    data = workdir / "pgdata"
-    (workdir / "pw").write_text("postgres\n")
-    if as_user:
-        shutil.chown(workdir / "pw", "postgres")
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "md5",
-            f"--pwfile={workdir / 'pw'}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *as_user,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={workdir}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                time.sleep(0.5)
-                return f"postgresql+asyncpg://postgres:postgres@127.0.0.1:{port}/postgres", proc
-        time.sleep(0.2)
-    proc.terminate()
-    return None
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database ``i19_mig_*``: on the server of
-    ``SIPREC_TEST_PG_ADMIN_URL`` (default 127.0.0.1:5432), else on a private one."""
-    import asyncio
+    """A throw-away PostgreSQL database of this test's own (:mod:`tests.pgtest`)."""
+    from tests.pgtest import create_private_database, drop_database, server_url
 
-    name = f"i19_mig_{uuid.uuid4().hex[:8]}"
-    admin_url = PG_ADMIN_URL
-    private: subprocess.Popen[bytes] | None = None
-
-    async def admin(sql: str) -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
+    server = server_url()
+    if server is None:
+        pytest.skip("no PostgreSQL: set SIPREC_TEST_DATABASE_URL or install postgresql")
+    url = create_private_database(server)
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        import tempfile
-
-        # Not under pytest's root-only temporary folder: the server runs as postgres.
-        pg_dir = Path(tempfile.mkdtemp(prefix="siprec-test-pg-"))
-        started = _private_postgres(pg_dir)
-        if started is None:
-            pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL} and none to start: {exc}")
-        admin_url, private = started
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if private is not None:
-            private.terminate()
-            private.wait(30)
-            shutil.rmtree(pg_dir, ignore_errors=True)
+        drop_database(url, server)
 
 
 def test_postgresql_nodes_starting_together_migrate_once(tmp_path: Path, pg_database: str) -> None:
