@@ -105,8 +105,9 @@ class Recorder:
         self.ports: Any = None
         self.executor: Executor | None = None
         self.metrics: MetricsServer | None = None
-        self._web_task: asyncio.Task[Any] | None = None
         self._web_server: Any = None
+        self.portal: Any = None  # supervise.Supervised
+        self.metrics_part: Any = None  # supervise.Supervised
         self._notifier: Any = None
         self.policy_settings: Any = None
         self.keyring: Any = None
@@ -115,6 +116,9 @@ class Recorder:
         self.web_address: tuple[str, int] | None = None
         self.transcription: Any = None
         self._sip_tls: ssl.SSLContext | None = None
+        self.lease: Any = None
+        self.node: Any = None
+        self.purge_schedule: Any = None
 
     async def start(self) -> None:
         from .policy.engine import PolicyEngine
@@ -144,6 +148,7 @@ class Recorder:
             await self.transcription.check_model()
         await self._open_index()
         self.index = SqlIndex(self.db, batch_window=c.storage.index_batch_window)
+        await self._acquire_lease()
         policy_settings = c.policy_settings()
         self.policy_settings = policy_settings
         self.policy = PolicyEngine(self.db, policy_settings)
@@ -220,7 +225,7 @@ class Recorder:
             sip=self.sip,
             index=self.index,
             policy=self.policy,
-            spool=SpoolStore(root),
+            spool=SpoolStore(root, self.lease.node_id),
             recordings_root=root,
             ports=self.ports,
             executor=self.executor,
@@ -239,6 +244,7 @@ class Recorder:
                 self.db, root, open_store(c), retention_years=c.storage.retention_years
             )
             await self.uploader.start()
+        await self._start_node()
         await self._start_sip()
         if settings.contact_port == 0 and self.sip.bound:
             self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
@@ -320,6 +326,55 @@ class Recorder:
             spec, error = culprit if culprit is not None else (", ".join(specs), exc)
             raise listen_error("[sip] listen", spec, error) from None
 
+    async def _acquire_lease(self) -> None:
+        from .cluster.lease import NodeLease, default_node_id
+
+        c = self.config.cluster
+        self.lease = NodeLease(
+            self.db, c.node_id or default_node_id(), lease_seconds=c.lease_seconds
+        )
+        await self.lease.acquire()
+
+    async def _start_node(self) -> None:
+        from .cluster.node import NodeService, recover_legacy
+        from .storage.spool import SpoolStore
+
+        root = self.config.recordings_path
+        c = self.config.cluster
+
+        async def take_over(node_id: str) -> bool:
+            return bool(
+                await self.srs.recover(
+                    SpoolStore(root, node_id),
+                    reason=f"recorder node {node_id} stopped during the call",
+                )
+            )
+
+        self.node = NodeService(
+            self.lease,
+            lambda node_id: SpoolStore(root, node_id),
+            take_over,
+            heartbeat_interval=c.heartbeat_interval,
+            check_interval=c.takeover_check_interval,
+        )
+        await self.node.start()
+        await recover_legacy(self.lease, SpoolStore(root), self.srs.recover)
+        if self.config.storage.purge_hour >= 0:
+            from zoneinfo import ZoneInfo
+
+            from .cluster.jobs import PurgeSchedule
+            from .storage.files import FileLayout
+
+            self.purge_schedule = PurgeSchedule(
+                self.db,
+                FileLayout(root),
+                node_id=self.lease.node_id,
+                hour=self.config.storage.purge_hour,
+                zone=ZoneInfo(self.config.policy.timezone),
+                default_years=self.config.storage.retention_years,
+            )
+            self.purge_schedule.start()
+
     def _keyring(self) -> Any:
         st = self.config.storage
         if not (st.encryption_key_file or st.encryption_key_env):
@@ -388,38 +443,83 @@ class Recorder:
         kwargs: dict[str, Any] = {}
         if c.tls_certificate:
             kwargs = {"ssl_certfile": c.tls_certificate, "ssl_keyfile": c.tls_private_key}
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=host.strip("[]"),
-                port=int(port),
-                log_level="warning",
-                lifespan="off",
-                **kwargs,
-            )
+        config = uvicorn.Config(
+            app,
+            host=host.strip("[]"),
+            port=int(port),
+            log_level="warning",
+            lifespan="off",
+            **kwargs,
         )
-        # The recorder owns SIGINT/SIGTERM (it must end live sessions first); keep uvicorn's
-        # own signal capture out of the way.
-        if hasattr(server, "capture_signals"):
-            server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._web_server = server
-        self._web_task = asyncio.create_task(server.serve(), name="portal")
-        while not server.started and not self._web_task.done():  # bound port for the ready file
-            await asyncio.sleep(0.02)
-        if server.started and server.servers:
-            self.web_address = server.servers[0].sockets[0].getsockname()[:2]
+
+        async def serve_portal(sup: Any) -> None:
+            from .supervise import bind_tcp
+
+            sock = bind_tcp(host.strip("[]"), int(port))
+            server = uvicorn.Server(config)
+            # The recorder owns SIGINT/SIGTERM (it must end live sessions first); keep
+            # uvicorn's own signal capture out of the way.
+            if hasattr(server, "capture_signals"):
+                server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+            self._web_server = server
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.05)
+            if server.started:
+                if server.servers:  # the bound port, for the ready file
+                    self.web_address = server.servers[0].sockets[0].getsockname()[:2]
+                sup.mark_up()
+            try:
+                await task
+            finally:
+                sock.close()
+
+        from .supervise import Supervised
+
+        self.portal = Supervised("portal", serve_portal)
+        self.portal.start()
+        await self.portal.wait_started(5.0)
+
+    async def start_metrics(self, listen: str) -> None:
+        """Serve ``/metrics`` on ``listen``, supervised like the portal."""
+        from .supervise import Supervised
+
+        metrics = self.metrics
+        assert metrics is not None
+
+        async def serve_metrics(sup: Any) -> None:
+            try:
+                await metrics.start(listen)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+            sup.mark_up()
+            try:
+                await sup.stopping.wait()
+            finally:
+                await metrics.stop()
+
+        self.metrics_part = Supervised("metrics", serve_metrics)
+        self.metrics_part.start()
+        await self.metrics_part.wait_started(2.0)
 
     async def stop(self) -> None:
-        if self._web_server is not None:
-            self._web_server.should_exit = True
-        if self._web_task is not None:
-            await asyncio.gather(self._web_task, return_exceptions=True)
+        if self.portal is not None:
+
+            async def stop_portal() -> None:
+                if self._web_server is not None:
+                    self._web_server.should_exit = True
+
+            await self.portal.stop(stop_portal)
         if self._notifier is not None:
             await self._notifier.stop()
         if self.assurance is not None:
             await self.assurance.stop()
+        if self.purge_schedule is not None:
+            await self.purge_schedule.stop()
         if self.srs is not None:
             await self.srs.stop()
+        if self.node is not None:
+            await self.node.stop(clean=self.srs is None or not self.srs.spool.orphans())
         if self.uploader is not None:
             await self.uploader.stop()
         if self.transcription is not None:
@@ -428,8 +528,8 @@ class Recorder:
             await self.policy.close()
         if self.sip is not None:
             await self.sip.stop()
-        if self.metrics is not None:
-            await self.metrics.stop()
+        if self.metrics_part is not None:
+            await self.metrics_part.stop()
         if self.executor is not None:
             self.executor.shutdown(wait=True)
         if self.db is not None:
@@ -452,8 +552,8 @@ async def _serve(config: Config, ready_file: Path | None = None) -> None:
         with contextlib.suppress(Exception):
             await recorder.stop()
         raise
-    if recorder.metrics is not None:
-        await recorder.metrics.start(config.metrics_listen)
+    if recorder.metrics is not None and config.metrics_listen:
+        await recorder.start_metrics(config.metrics_listen)
     for line in _where(config, recorder):
         log.info("%s", line)
     if ready_file is not None:

@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "siprec_recorder.web.cli",
         "siprec_recorder.compliance.cli",
         "siprec_recorder.assurance.cli",
+        "siprec_recorder.portal_cli",
     ):
         try:
             mod = __import__(module, fromlist=["register"])

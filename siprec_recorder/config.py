@@ -32,6 +32,7 @@ from .policy.settings import DEFAULT_EMERGENCY_NUMBERS, PolicySettings
 __all__ = [
     "AdmissionConfig",
     "SECRET_KEYS",
+    "ClusterConfig",
     "Config",
     "LogConfig",
     "MetricsConfig",
@@ -122,6 +123,7 @@ class StorageConfig:
     index_batch_window: float = 0.1  # seconds index writes wait to share a transaction
     min_free_mb: int = 200  # below this, new sessions get 503
     retention_years: int = 5
+    purge_hour: int = -1  # local hour (0-23) of the daily retention purge in serve; -1 = off
     # Encryption at rest (AES-256-GCM) of finished recordings: a key file (32 bytes, or 64
     # hex digits, or base64) or an environment variable holding the key; both empty = off.
     encryption_key_file: str = ""
@@ -187,6 +189,16 @@ class MetricsConfig:
     """``[metrics]``: the Prometheus endpoint."""
 
     listen: str = "127.0.0.1:9160"  # empty turns it off
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``: this node's id and lease (one node alone needs nothing here)."""
+
+    node_id: str = ""  # empty: the host name
+    lease_seconds: float = 15.0  # no heartbeat for this long: the node is dead
+    heartbeat_interval: float = 3.0
+    takeover_check_interval: float = 5.0  # how often survivors look for dead nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +283,7 @@ class Config:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     source: str = "<defaults>"
     # "SIPREC__RTP__PORT_MIN=30000 -> [rtp] port_min" for every environment override applied.
     overrides: tuple[str, ...] = ()
@@ -325,6 +338,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "reconcile": ReconcileConfig,
     "alerts": AlertsConfig,
     "transcription": TranscriptionConfig,
+    "cluster": ClusterConfig,
 }
 
 
@@ -630,6 +644,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("[storage] index_batch_window: must be between 0 and 5 seconds")
     if c.storage.min_free_mb < 0:
         raise ConfigError("[storage] min_free_mb: must not be negative")
+    if not -1 <= c.storage.purge_hour <= 23:
+        raise ConfigError("[storage] purge_hour: an hour 0-23, or -1 for no scheduled purge")
     if not 1 <= c.storage.retention_years <= 100:
         raise ConfigError("[storage] retention_years: must be between 1 and 100")
     if c.storage.database_url and "://" not in c.storage.database_url:
@@ -668,6 +684,7 @@ def _validate(c: Config) -> None:
         if not sep or not port.isdigit() or not host:
             raise ConfigError(f"[metrics] listen: expected HOST:PORT, got {c.metrics.listen!r}")
     _validate_assurance(c)
+    _validate_cluster(c.cluster)
     if c.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[log] level: one of DEBUG, INFO, WARNING, ERROR")
     if c.log.format not in ("text", "json"):
@@ -714,6 +731,21 @@ def _validate_assurance(c: Config) -> None:
 
     validate_reconcile(c.reconcile)
     validate_alerts(c.alerts)
+
+
+def _validate_cluster(c: ClusterConfig) -> None:
+    import re
+
+    if c.node_id and not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}", c.node_id):
+        raise ConfigError(
+            f"[cluster] node_id: letters, digits, '.', '_' and '-' (up to 64), got {c.node_id!r}"
+        )
+    if c.heartbeat_interval <= 0:
+        raise ConfigError("[cluster] heartbeat_interval: must be positive")
+    if c.lease_seconds < 3 * c.heartbeat_interval:
+        raise ConfigError("[cluster] lease_seconds: must be at least 3 x heartbeat_interval")
+    if c.takeover_check_interval <= 0:
+        raise ConfigError("[cluster] takeover_check_interval: must be positive")
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:

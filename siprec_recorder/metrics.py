@@ -81,6 +81,33 @@ def render_metrics(recorder: Any) -> str:
             "# TYPE siprec_store_bytes_total counter",
             f"siprec_store_bytes_total {u.bytes}",
         ]
+    parts = [p for p in (getattr(recorder, a, None) for a in ("portal", "metrics_part")) if p]
+    if parts:
+        lines += [
+            "# HELP siprec_component_up 1 while a supervised part (portal, metrics) serves.",
+            "# TYPE siprec_component_up gauge",
+        ]
+        lines += [f'siprec_component_up{{component="{p.name}"}} {int(p.up)}' for p in parts]
+        lines += [
+            "# HELP siprec_component_failures_total Failed starts or crashes of a supervised part.",
+            "# TYPE siprec_component_failures_total counter",
+        ]
+        lines += [
+            f'siprec_component_failures_total{{component="{p.name}"}} {p.failures}' for p in parts
+        ]
+    node = getattr(recorder, "node", None)
+    if node is not None:
+        lines += [
+            "# HELP siprec_cluster_takeovers_total Dead nodes whose spools this node finalised.",
+            "# TYPE siprec_cluster_takeovers_total counter",
+            f"siprec_cluster_takeovers_total {node.takeovers}",
+            "# HELP siprec_cluster_lease_lost_total Times this node found its lease taken.",
+            "# TYPE siprec_cluster_lease_lost_total counter",
+            f"siprec_cluster_lease_lost_total {node.lease_lost}",
+            "# HELP siprec_cluster_heartbeat_failures_total Lease renewals that failed.",
+            "# TYPE siprec_cluster_heartbeat_failures_total counter",
+            f"siprec_cluster_heartbeat_failures_total {node.heartbeat_failures}",
+        ]
     try:
         usage = shutil.disk_usage(srs.recordings_root)
         lines += [

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test package: a private S3-compatible server (SeaweedFS)."""
+"""Fixtures shared by every test package: a private S3-compatible server (SeaweedFS) and a
+private PostgreSQL database per test session (:mod:`tests.pgtest`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from siprec_recorder.testing_s3 import SeaweedS3, weed_binary
+from tests.pgtest import create_private_database, drop_database, server_url
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,16 @@ def seaweed_factory(tmp_path: Path) -> Iterator[list[SeaweedS3]]:
     yield servers
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """The URL of a PostgreSQL database private to this test session (skips without one)."""
+    server = server_url()
+    if server is None:
+        pytest.skip("PostgreSQL variant: set SIPREC_TEST_DATABASE_URL or install postgresql")
+    url = create_private_database(server)
+    try:
+        yield url
+    finally:
+        drop_database(url, server)

@@ -125,6 +125,8 @@ class AlertSettings:
     timezone: str = "Europe/Brussels"
     storage_free_mb: int = 1024
     ledger_check_interval_s: float = 3600.0
+    # [cluster] lease_seconds: a node whose heartbeat is older than this is gone.
+    lease_seconds: float = 15.0
 
 
 def alert_dict(row: Alert) -> dict[str, Any]:
@@ -614,7 +616,7 @@ class Monitor:
                 summary=f"cluster node {node} is gone: its lease expired at {until.isoformat()}",
                 details={"node_id": node, "lease_until": until.isoformat()},
             )
-            for node, until in await _lease_rows(self.db)
+            for node, until in await _lease_rows(self.db, self.settings.lease_seconds)
             if until < now
         ]
 
@@ -631,12 +633,13 @@ def _aware(value: Any) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-async def _lease_rows(db: Database) -> list[tuple[str, datetime]]:
-    """``(node_id, lease end)`` of every node, from the cluster's lease table if there is one.
+async def _lease_rows(db: Database, lease_seconds: float = 15.0) -> list[tuple[str, datetime]]:
+    """``(node_id, lease end)`` of every node that did not stop cleanly.
 
-    Hook: the cluster part of the recorder keeps node leases (heartbeat rows). This reads the
-    first of :data:`LEASE_TABLES` that exists, with a ``node_id`` column and one of
-    :data:`LEASE_COLUMNS`; with no such table (a single node) the rule has nothing to say.
+    The cluster's ``cluster_nodes`` (siprec_recorder/cluster: a heartbeat in epoch seconds,
+    alive for ``lease_seconds`` after it; ``state`` is ``stopped`` after a clean stop) comes
+    first; otherwise the first of :data:`LEASE_TABLES` that exists with a ``node_id`` column
+    and one of :data:`LEASE_COLUMNS`. With no such table the rule has nothing to say.
     """
 
     def find(conn: Any) -> tuple[str, str] | None:
@@ -648,6 +651,8 @@ async def _lease_rows(db: Database) -> list[tuple[str, datetime]]:
             columns = {c["name"] for c in insp.get_columns(table)}
             if "node_id" not in columns:
                 continue
+            if {"heartbeat_at", "state"} <= columns:
+                return table, "heartbeat_at"
             for column in LEASE_COLUMNS:
                 if column in columns:
                     return table, column
@@ -658,8 +663,17 @@ async def _lease_rows(db: Database) -> list[tuple[str, datetime]]:
         if found is None:
             return []
         table, column = found
-        rows = await conn.execute(text(f'SELECT node_id, "{column}" FROM "{table}"'))
         out: list[tuple[str, datetime]] = []
+        if column == "heartbeat_at":
+            beats = await conn.execute(
+                text(f"SELECT node_id, heartbeat_at FROM \"{table}\" WHERE state <> 'stopped'")
+            )
+            for node, beat in beats.all():
+                if isinstance(beat, int | float):
+                    end = datetime.fromtimestamp(float(beat) + lease_seconds, UTC)
+                    out.append((str(node), end))
+            return out
+        rows = await conn.execute(text(f'SELECT node_id, "{column}" FROM "{table}"'))
         for node, until in rows.all():
             if isinstance(until, str):
                 try:

@@ -148,4 +148,5 @@ def alert_settings(config: Any) -> Any:
         timezone=config.policy.timezone,
         storage_free_mb=a.storage_free_mb,
         ledger_check_interval_s=a.ledger_check_interval,
+        lease_seconds=config.cluster.lease_seconds,
     )

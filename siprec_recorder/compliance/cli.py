@@ -20,7 +20,7 @@ from .retention import (
     RetentionError,
     extend_number,
     extend_recording,
-    purge,
+    purge_once,
     release_hold,
     release_hold_matching,
     retention_status,
@@ -130,10 +130,11 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
 
     store = open_store(ctx.config)
     try:
-        report = await purge(
+        report = await purge_once(
             ctx.db,
             _layout(ctx),
             _now(),
+            runner=ctx.actor,
             default_years=_years(ctx),
             actor=ctx.actor,
             dry_run=args.dry_run,
@@ -141,6 +142,9 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
         )
     finally:
         await store.close()
+    if report.busy and not args.json:
+        print(f"nothing done: {report.busy}", file=ctx.out)
+        return 0
     if args.json:
         print(json.dumps(report.to_dict(), indent=2), file=ctx.out)
     else:

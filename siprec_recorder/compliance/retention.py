@@ -73,6 +73,7 @@ __all__ = [
     "NumberExtension",
     "PurgeItem",
     "PurgeReport",
+    "purge_once",
     "RetentionChange",
     "RetentionError",
     "RetentionStatus",
@@ -534,6 +535,7 @@ class PurgeReport:
     errors: list[str] = field(default_factory=list)
     # The object store would not delete (Object Lock): "id: reason"; retried next run.
     refused: list[str] = field(default_factory=list)
+    busy: str | None = None  # another purge was running: this one did nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -543,7 +545,45 @@ class PurgeReport:
             "held": list(self.held),
             "errors": list(self.errors),
             "refused": list(self.refused),
+            "busy": self.busy,
         }
+
+
+PURGE_JOB = "retention-purge"
+
+
+async def purge_once(
+    db: Database,
+    layout: FileLayout,
+    now: datetime,
+    *,
+    runner: str,
+    hold_seconds: float = 6 * 3600,
+    not_before: float | None = None,
+    **kwargs: Any,
+) -> PurgeReport:
+    """:func:`purge`, run once across every node and CLI at a time (the ``retention-purge``
+    job in ``cluster_jobs``): a second purge started meanwhile does nothing and says so.
+    ``not_before`` (epoch seconds): skip if a purge already ran after it (the schedule)."""
+    from siprec_recorder.cluster.lease import NodeLease
+
+    at = _aware(now).timestamp()
+    lease = NodeLease(db, runner, clock=lambda: at)
+    if kwargs.get("dry_run"):
+        return await purge(db, layout, now, **kwargs)
+    if not await lease.claim_job(PURGE_JOB, hold_seconds=hold_seconds, not_before=not_before):
+        report = PurgeReport(now=_aware(now), dry_run=False)
+        report.busy = "another purge is running or has just run"
+        return report
+    report = PurgeReport(now=_aware(now), dry_run=False)
+    try:
+        report = await purge(db, layout, now, **kwargs)
+    finally:
+        await lease.finish_job(
+            PURGE_JOB,
+            f"{len(report.purged)} purged, {len(report.held)} held, {len(report.errors)} errors",
+        )
+    return report
 
 
 def _unlink_recording_files(layout: FileLayout, rels: Iterable[str]) -> None:
@@ -697,7 +737,12 @@ async def _purge_one(
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 await session.rollback()
-                return "held"
+                # A hold set meanwhile wins; otherwise another run got there first, and
+                # that run reports it (counting it here too would count it twice).
+                hold = await session.scalar(
+                    select(Recording.legal_hold).where(Recording.id == rec.id)
+                )
+                return "held" if hold else "raced"
             await append_event(
                 session,
                 actor=actor,

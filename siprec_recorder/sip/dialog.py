@@ -4,8 +4,13 @@ Theory of operation: when the recorder accepts an INVITE, :meth:`Dialog.from_inv
 the dialog identifiers (Call-ID, local tag = our To tag, remote tag = their From tag), the
 remote target (their Contact) and the route set (Record-Route, in order, section 12.1.1).
 :meth:`Dialog.request` builds an in-dialog request -- typically the BYE the recorder sends
-when RTP times out -- with the next local CSeq. The Via is left to the transport, which
-knows the address it sends from. Pure data, no I/O.
+when RTP times out -- with the next local CSeq, following the route set as section 12.2.1.1
+says: when the first route is a loose router (``;lr``) the Request-URI is the remote target
+and the route set goes into Route headers; when it is a strict router, the Request-URI is
+that first route's URI and the Route headers are the rest of the route set followed by the
+remote target. :meth:`Dialog.next_hop` is the URI the request goes to first (the first route,
+else the remote target). The Via is left to the caller or the transport, which knows the
+address it sends from. Pure data, no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from siprec_recorder.sip.headers import Headers
 from siprec_recorder.sip.message import SipRequest
-from siprec_recorder.sip.uri import NameAddr
+from siprec_recorder.sip.uri import NameAddr, SipUri
 
 __all__ = ["Dialog", "DialogId"]
 
@@ -77,9 +82,30 @@ class Dialog:
             ("CSeq", f"{cseq} {method}"),
             ("Max-Forwards", "70"),
         ]
-        pairs += [("Route", r) for r in self.route_set]
+        target = self.remote_target
+        routes = list(self.route_set)
+        if routes and not self._loose(routes[0]):
+            # RFC 3261 12.2.1.1: a strict first hop gets the request addressed to itself
+            first = NameAddr.parse(routes[0], "Route").uri
+            if isinstance(first, SipUri):
+                first = replace(first, headers=())
+            target = first.serialize()
+            routes = [*routes[1:], f"<{self.remote_target}>"]
+        pairs += [("Route", r) for r in routes]
         if content_type:
             pairs.append(("Content-Type", content_type))
         pairs += list(extra)
-        request = SipRequest(method, self.remote_target, Headers.of(pairs), body)
+        request = SipRequest(method, target, Headers.of(pairs), body)
         return replace(self, local_cseq=cseq), request
+
+    @staticmethod
+    def _loose(route: str) -> bool:
+        uri = NameAddr.parse(route, "Route").uri
+        return isinstance(uri, SipUri) and any(k.lower() == "lr" for k, _ in uri.params)
+
+    def next_hop(self) -> SipUri | None:
+        """Where an in-dialog request goes first: the first route's URI (loose or strict),
+        else the remote target (None when that is not a SIP URI)."""
+        text = self.route_set[0] if self.route_set else f"<{self.remote_target}>"
+        uri = NameAddr.parse(text, "Route").uri
+        return uri if isinstance(uri, SipUri) else None

@@ -149,6 +149,7 @@ def finalize_spool(
     *,
     extend_to_end: bool = False,
     leg_audio_dir: str | None = None,
+    spool_node: str = "",
 ) -> dict[str, Any]:
     """Finish the spooled session ``rec_id``; returns :class:`FinalizeResult` as a dict.
 
@@ -158,6 +159,8 @@ def finalize_spool(
     ``extend_to_end`` says that the recording runs to ``ended_at`` (silence after the last
     packet); only the live call knows it, so it is an argument, not in the manifest.
     ``leg_audio_dir``, when set, receives each leg's audio alone for the transcriber.
+    ``spool_node`` is the node whose spool store holds the session ("" for the folders of a
+    recorder without node ids).
     """
     from ..rtp.render import LegMedia, render_call
     from ..storage.files import FileLayout
@@ -165,7 +168,7 @@ def finalize_spool(
     from ..storage.spool import SpoolStore
     from ..storage.waveform import waveform_peaks
 
-    store = SpoolStore(Path(spool_root))
+    store = SpoolStore(Path(spool_root), spool_node)
     spool = store.get(rec_id)
     manifest = spool.manifest
     started_at = float(manifest["started_at"])

@@ -50,11 +50,12 @@ from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from ..storage.index import RecordingNotFound
-from ..wiretext import escape, wire_bytes
+from ..wiretext import escape
 from .admission import Admission, Budgets, is_siprec_invite
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
+from .routing import bye_for, dialog_of
 from .session import Leg, OfferedStream, RecordingSession, parse_offer
 
 __all__ = ["SrsSettings", "SessionRecordingServer"]
@@ -410,6 +411,18 @@ class SessionRecordingServer:
             self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
             await self._end(s.call_id, reason=None, send_bye=False)
         elif method == "OPTIONS":
+            full = self.cannot_take_calls()
+            if full is not None:
+                # The dispatcher's probe: a node that would refuse an INVITE says so here
+                # too, so that calls go to another node before one is refused.
+                self._respond(
+                    tx,
+                    req,
+                    503,
+                    "Service Unavailable",
+                    headers=[("Retry-After", "10"), ("Warning", f'399 - "{full}"')],
+                )
+                return
             self._respond(
                 tx,
                 req,
@@ -433,6 +446,19 @@ class SessionRecordingServer:
             self._respond(tx, req, 405, "Method Not Allowed", headers=[("Allow", ALLOW)])
         else:
             self._respond(tx, req, 501, "Not Implemented", headers=[("Allow", ALLOW)])
+
+    def cannot_take_calls(self) -> str | None:
+        """Why this node would refuse a new call now (None: it can take one)."""
+        if self._closing:
+            return "recorder shutting down"
+        if len(self.sessions) >= self.settings.max_sessions:
+            return "recorder at capacity"
+        available = getattr(self.ports, "available", None)
+        if isinstance(available, int) and available < 2:  # a call takes one port per leg
+            return "no RTP ports free"
+        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
+            return "recorder storage full"
+        return None
 
     # ------------------------------------------------------------------ new INVITE
     def _free_mb(self) -> float:
@@ -589,6 +615,7 @@ class SessionRecordingServer:
         )
         if self.keyring is not None and self.keyring.current is not None:
             session.key_id = self.keyring.current.key_id
+        session.dialog = dialog_of(req, local_tag)
         session.delayed_offer = delayed
         session.participant_history = [
             {
@@ -1318,6 +1345,7 @@ class SessionRecordingServer:
                     # no end time to extend to.
                     extend_to_end=s.extend_to_end,
                     leg_audio_dir=self.leg_audio_dir,
+                    spool_node=getattr(self.spool, "node_id", ""),
                 ),
             )
             await self._index_finished(s, self._finished_row(s, result))
@@ -1391,29 +1419,9 @@ class SessionRecordingServer:
                     raise
 
     def _send_bye(self, s: RecordingSession) -> None:
-        s.local_cseq += 1
-        transport = s.source.transport
-        branch = "z9hG4bK" + secrets.token_hex(10)
-        via_host = self._contact_hostport(s.source)
-        lines = [
-            f"BYE {s.remote_target} SIP/2.0",
-            f"Via: SIP/2.0/{transport.upper()} {via_host};branch={branch};rport",
-            "Max-Forwards: 70",
-            f"From: {s.local_uri};tag={s.local_tag}"
-            if ";tag=" not in s.local_uri
-            else f"From: {s.local_uri}",
-            f"To: {s.remote_uri}",
-            f"Call-ID: {s.call_id}",
-            f"CSeq: {s.local_cseq} BYE",
-            "Content-Length: 0",
-            "",
-            "",
-        ]
         try:
-            from ..sip.message import parse_message
-
-            msg = parse_message(wire_bytes("\r\n".join(lines)))
-            self.sip.send_request(msg, s.source)
+            request, destination = bye_for(s, self._contact_hostport(s.source))
+            self.sip.send_request(request, destination)
         except Exception:
             log.exception("call %s: cannot send BYE", s.call_id)
 
@@ -1485,33 +1493,45 @@ class SessionRecordingServer:
             await self._end(call_id, reason=reason, send_bye=True)
 
     # ------------------------------------------------------------------ crash recovery
-    async def recover(self) -> None:
-        """Finalise every spool a crash left behind, marked ``interrupted``."""
-        orphans = self.spool.orphans()
+    async def recover(
+        self,
+        store: Any = None,
+        *,
+        reason: str = "recorder stopped during the call",
+    ) -> bool:
+        """Finalise the spools a crash left in ``store`` (default: this node's own), marked
+        ``interrupted``, then close the ``recording`` rows of that store's node that had no
+        spool. True when nothing was left in place."""
+        store = self.spool if store is None else store
+        node = getattr(store, "node_id", "")
         seen: set[str] = set()
-        for sp in orphans:
+        clean = True
+        loop = asyncio.get_running_loop()
+        for sp in store.orphans():
             rec_id = sp.rec_id
             seen.add(rec_id)
             try:
-                loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(
                     self.executor,
                     functools.partial(
                         finalize_spool,
-                        str(self.spool.root),
+                        str(store.root),
                         rec_id,
                         str(self.recordings_root),
                         "interrupted",
                         None,
                         None,
-                        "recorder stopped during the call",
+                        reason,
                         self.keyring,
                         leg_audio_dir=self.leg_audio_dir,
+                        spool_node=node,
                     ),
                 )
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
-                    await self.index.create_recording(self._new_row_from_manifest(manifest))
+                    await self.index.create_recording(
+                        self._new_row_from_manifest(manifest, node_id=node or None)
+                    )
                 await self.index.finish_recording(
                     rec_id, self._finished_row_from_manifest(manifest, result)
                 )
@@ -1519,15 +1539,22 @@ class SessionRecordingServer:
                 await self._tell_indexed(rec_id)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
             except Exception:
+                clean = False
                 log.exception("cannot recover spool %s; left in place", rec_id)
-        for row in await self.index.open_recordings():
-            if row["id"] not in seen:
+        live = self._live_rec_ids()
+        for row in await self.index.open_recordings(node_id=node or None):
+            if row["id"] not in seen and row["id"] not in live:
                 try:
                     await self.index.mark_interrupted(
                         row["id"], reason="recorder stopped before media was spooled"
                     )
                 except Exception:
+                    clean = False
                     log.exception("cannot close open recording %s", row["id"])
+        return clean
+
+    def _live_rec_ids(self) -> set[str]:
+        return {s.rec_id for s in self.sessions.values()}
 
     # ------------------------------------------------------------------ index rows
     def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
@@ -1548,12 +1575,14 @@ class SessionRecordingServer:
             metadata_json=s.metadata.to_json() if s.metadata is not None else None,
             retention_years=self.settings.retention_years,
             key_id=s.key_id,
+            node_id=getattr(self.spool, "node_id", "") or None,
         )
 
-    def _new_row_from_manifest(self, m: dict[str, Any]) -> Any:
+    def _new_row_from_manifest(self, m: dict[str, Any], node_id: str | None = None) -> Any:
         from ..storage.index import NewRecording, ParticipantRow
 
         return NewRecording(
+            node_id=node_id,
             id=m["rec_id"],
             call_id=m.get("call_id") or "",
             siprec_session_id=m.get("siprec_session_id"),

@@ -156,6 +156,7 @@ class RecordingSession:
     sdp_version: int = 1
     sdp_session_id: int = field(default_factory=lambda: int(time.time()))
     local_cseq: int = 0
+    dialog: Any = None  # sip.dialog.Dialog: route set and CSeq of the requests we send
     acked: bool = False
     invite_pending: bool = False
     ended: bool = False

@@ -62,6 +62,7 @@ from .models import (
 )
 
 __all__ = [
+    "ANY_NODE",
     "DeclinedCall",
     "DtmfInfo",
     "DtmfRow",
@@ -79,6 +80,7 @@ __all__ = [
 ]
 
 SYSTEM_ACTOR = "system"
+ANY_NODE = "*"  # open_recordings() of every node (never a node id: see spool.NODE_ID_RE)
 FINISHED_STATES = ("complete", "interrupted", "failed")
 
 
@@ -229,6 +231,7 @@ class NewRecording:
     retention_years: float | None = None  # used when retention_until is None
     metadata_json: dict[str, Any] | None = None
     id: str | None = None
+    node_id: str | None = None  # the recorder node that records it
 
 
 @dataclass(slots=True)
@@ -332,7 +335,7 @@ class RecordingIndex(Protocol):
 
     async def exists(self, rec_id: str) -> bool: ...
 
-    async def open_recordings(self) -> list[dict[str, Any]]: ...
+    async def open_recordings(self, node_id: str | None = ...) -> list[dict[str, Any]]: ...
 
     async def count_by_state(self, since: datetime | None = None) -> dict[str, int]: ...
 
@@ -412,6 +415,7 @@ def recording_to_dict(r: Recording) -> dict[str, Any]:
         "beep": r.beep,
         "source": r.source,
         "key_id": r.key_id,
+        "node_id": r.node_id,
         "retention_until": iso(r.retention_until),
         "legal_hold": r.legal_hold,
         "metadata": r.metadata_json,
@@ -499,6 +503,7 @@ class _Create:
             "beep": rec.beep,
             "source": rec.source,
             "key_id": rec.key_id,
+            "node_id": rec.node_id,
             "retention_until": _retention(rec),
             "metadata_json": rec.metadata_json,
             "legal_hold": False,
@@ -867,11 +872,15 @@ class SqlIndex:
             row = (await session.scalars(stmt)).first()
             return None if row is None else recording_to_dict(row)
 
-    async def open_recordings(self) -> list[dict[str, Any]]:
-        """Rows still in state ``recording`` (after a crash: the ones to recover)."""
-        stmt = _with_children(
-            select(Recording).where(Recording.state == "recording").order_by(Recording.start)
-        )
+    async def open_recordings(self, node_id: str | None = ANY_NODE) -> list[dict[str, Any]]:
+        """Rows still in state ``recording`` (after a crash: the ones to recover), of node
+        ``node_id`` (``None``: rows written before nodes had ids; default: every node)."""
+        stmt = select(Recording).where(Recording.state == "recording")
+        if node_id is None:
+            stmt = stmt.where(Recording.node_id.is_(None))
+        elif node_id != ANY_NODE:
+            stmt = stmt.where(Recording.node_id == node_id)
+        stmt = _with_children(stmt.order_by(Recording.start))
         async with self.db.session() as session:
             return [recording_to_dict(r) for r in (await session.scalars(stmt)).all()]
 

@@ -157,6 +157,8 @@ class Recording(Base):
     beep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     source: Mapped[str | None] = mapped_column(String(), nullable=True)
     key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The recorder node that records (recorded) it: the one whose spool holds a live call.
+    node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     legal_hold: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

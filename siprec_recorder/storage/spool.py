@@ -23,6 +23,14 @@ a partial last record, which readers of the record format ignore.
 On start-up :meth:`SpoolStore.orphans` lists every spool folder: with no call running, each is
 a call a crash interrupted, to be finalised and indexed as ``interrupted``; then
 :meth:`SpoolSession.remove` deletes it.
+
+Several nodes sharing one recordings folder each own a store of their own,
+``{root}/.spool/@{node_id}/{rec_id}/`` (``@`` is never the first character of a recording id,
+so a node's folder is never taken for a spool). A store only lists its own folders; the
+folders straight under ``.spool`` are those of a recorder that ran before nodes had ids.
+:meth:`SpoolStore.touch_alive` stamps ``.alive`` in the node's folder at every heartbeat: a
+survivor leaves alone a store whose stamp is recent, even when the database says its owner
+is gone (a node cut off from the database but still recording).
 """
 
 from __future__ import annotations
@@ -42,10 +50,21 @@ from siprec_recorder.errors import LocalProtocolError
 
 from .files import PART_SUFFIX, SPOOL_DIR, fsync_dir
 
-__all__ = ["MANIFEST", "SpoolSession", "SpoolStore", "leg_file_name", "leg_label"]
+__all__ = [
+    "ALIVE",
+    "MANIFEST",
+    "NODE_ID_RE",
+    "SpoolSession",
+    "SpoolStore",
+    "leg_file_name",
+    "leg_label",
+]
 
 MANIFEST = "manifest.json"
+ALIVE = ".alive"
 _ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+#: What a ``[cluster] node_id`` may be (a host name fits).
+NODE_ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 _LEG_RE = re.compile(r"leg-((?:[0-9a-f]{2})*)\.bin")
 _LONG_LEG_RE = re.compile(r"leg-~([0-9a-f]{64})\.bin")
 _LABEL_SUFFIX = ".label"
@@ -289,11 +308,41 @@ class SpoolSession:
 
 
 class SpoolStore:
-    """All spool folders, under ``{root}/.spool`` (``root`` is the recordings folder)."""
+    """The spool folders of one node, under ``{root}/.spool/@{node_id}`` (``root`` is the
+    recordings folder); with ``node_id`` empty, the folders straight under ``.spool``."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, node_id: str = "") -> None:
+        if node_id and not NODE_ID_RE.fullmatch(node_id):
+            raise LocalProtocolError(f"not a node id: {node_id!r}")
         self.root = Path(root)
-        self.dir = self.root / SPOOL_DIR
+        self.node_id = node_id
+        self.dir = self.root / SPOOL_DIR / f"@{node_id}" if node_id else self.root / SPOOL_DIR
+
+    def touch_alive(self, now: float) -> None:
+        """Stamp ``.alive`` with ``now`` (the owner's heartbeat, seen by the file system)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / ALIVE
+        path.touch()
+        os.utime(path, (now, now))
+
+    def alive_at(self) -> float | None:
+        """When the owner last stamped ``.alive`` (None: never)."""
+        try:
+            return (self.dir / ALIVE).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def last_write_at(self) -> float | None:
+        """The newest modification time of any spool file of this store (None: no spool)."""
+        newest: float | None = None
+        for sp in self.orphans():
+            try:
+                for entry in os.scandir(sp.path):
+                    t = entry.stat().st_mtime
+                    newest = t if newest is None else max(newest, t)
+            except FileNotFoundError:
+                continue
+        return newest
 
     def _path(self, rec_id: str) -> Path:
         if not _ID_RE.fullmatch(rec_id):

@@ -251,18 +251,24 @@ async def test_src_silent_during_business_hours_only(store: Store) -> None:
 
 async def test_node_gone_reads_the_cluster_lease_table(store: Store) -> None:
     m = monitor(store)
-    assert await m.check(T) == []  # no lease table: a single node, nothing to say
+    assert await m.check(T) == []  # no node rows: a single node, nothing to say
+    beat = {
+        "rec-a": (T - timedelta(minutes=2)).timestamp(),  # died two minutes ago
+        "rec-b": (T - timedelta(seconds=5)).timestamp(),  # alive (lease 15 s)
+        "rec-c": (T - timedelta(hours=1)).timestamp(),  # stopped cleanly
+    }
     async with store.db.engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE cluster_nodes (node_id TEXT, lease_until TEXT)"))
-        await conn.execute(
-            text("INSERT INTO cluster_nodes VALUES ('rec-a', :a), ('rec-b', :b)"),
-            {
-                "a": (T - timedelta(minutes=2)).isoformat(),
-                "b": (T + timedelta(minutes=2)).isoformat(),
-            },
-        )
+        for node, state in (("rec-a", "live"), ("rec-b", "live"), ("rec-c", "stopped")):
+            await conn.execute(
+                text(
+                    "INSERT INTO cluster_nodes (node_id, instance, host, pid, state,"
+                    " started_at, heartbeat_at) VALUES (:n, 'i', 'h', 1, :s, :b, :b)"
+                ),
+                {"n": node, "s": state, "b": beat[node]},
+            )
     new = await m.check(T)
     assert [(a.rule, a.subject) for a in new] == [("node_gone", "node:rec-a")]
+    assert new[0].details["lease_until"] == (T - timedelta(seconds=105)).isoformat()
 
 
 SD_PARAM = re.compile(rb'(\w+)="((?:[^"\\\]]|\\.)*)"')

@@ -153,55 +153,67 @@ async def test_emergency_counter_counts(db: Database, engine: PolicyEngine) -> N
     assert await PolicyEngine(db).emergency_calls() == 4
 
 
-async def test_snapshot_refreshes_on_version_change(db: Database) -> None:
+async def test_the_very_next_decision_sees_a_committed_change(db: Database) -> None:
     await seed(db)
-    clock = [0.0]
-    engine = PolicyEngine(db, refresh_interval=5.0, monotonic=lambda: clock[0])
+    engine = PolicyEngine(db)
     assert (await engine.decide(["+32470000002"], MON_10)).record
+    # another process (its own Database object) changes the mode and bumps the version
+    other = Database(db.url)
+    try:
+        async with transaction(other) as s:
+            row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+            assert row is not None
+            row.mode = "private"
+            await bump_policy_version(s)
+        assert (await engine.decide(["+32470000002"], MON_10)).reason == "private-mode"
+        async with transaction(other) as s:
+            row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+            assert row is not None
+            row.mode = "professional"
+            await bump_policy_version(s)
+        assert (await engine.decide(["+32470000002"], MON_10)).record
+    finally:
+        await other.close()
+    # invalidate() reloads too (a change without a version bump, made in this process)
+    async with transaction(db) as s:
+        row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
+        assert row is not None
+        row.mode = "private"
+    engine.invalidate()
+    assert (await engine.decide(["+32470000002"], MON_10)).reason == "private-mode"
+    await engine.close()
+
+
+async def test_calls_during_a_reload_share_it_and_wait_for_it(db: Database) -> None:
+    await seed(db)
+    engine = PolicyEngine(db)
+    assert (await engine.decide(["+32470000002"], MON_10)).record
+    gate = asyncio.Event()
+    original = engine_module.load_rules
+    loads = 0
+
+    async def slow_load(database: Database) -> dict[str, NumberRule]:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return await original(database)
+
     async with transaction(db) as s:
         row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
         assert row is not None
         row.mode = "private"
         await bump_policy_version(s)
-    # still within the refresh interval: the snapshot is used
-    assert (await engine.decide(["+32470000002"], MON_10)).record
-    clock[0] = 6.0
-    # the interval passed: a call starts a background reload and is not delayed by it
-    await engine.decide(["+32470000002"], MON_10)
-    await engine.wait_refreshed()
-    assert (await engine.decide(["+32470000002"], MON_10)).reason == "private-mode"
-    # invalidate() reloads at once
-    async with transaction(db) as s:
-        row = await s.scalar(select(PolicyNumber).where(PolicyNumber.number == "+32470000002"))
-        assert row is not None
-        row.mode = "professional"
-    engine.invalidate()
-    assert (await engine.decide(["+32470000002"], MON_10)).record
-    await engine.close()
-
-
-async def test_reload_never_blocks_a_call_for_long(db: Database) -> None:
-    await seed(db)
-    engine = PolicyEngine(db, max_wait=0.05)
-    assert (await engine.decide(["+32470000002"], MON_10)).record
-    gate = asyncio.Event()
-    original = engine_module.load_rules
-
-    async def slow_load(database: Database) -> dict[str, NumberRule]:
-        await gate.wait()
-        return await original(database)
-
     engine_module.load_rules = slow_load  # type: ignore[assignment]
     try:
-        engine.invalidate()
-        start = time.perf_counter()
-        # the reload hangs: the call waits at most max_wait, then uses the current snapshot
-        assert (await engine.decide(["+32470000002"], MON_10)).record
-        assert time.perf_counter() - start < 1.0
+        calls = [asyncio.create_task(engine.decide(["+32470000002"], MON_10)) for _ in range(5)]
+        await asyncio.sleep(0.2)
+        assert not any(c.done() for c in calls)  # no call decides on the old policy
         gate.set()
-        await engine.wait_refreshed()
+        decisions = await asyncio.gather(*calls)
     finally:
         engine_module.load_rules = original  # type: ignore[assignment]
+    assert {d.reason for d in decisions} == {"private-mode"}
+    assert loads == 1
     await engine.close()
 
 

@@ -1,13 +1,13 @@
-"""Fixtures of the storage tests: a real SQLite index and recordings tree in ``tmp_path``.
+"""Fixtures of the storage tests: a real index and recordings tree in ``tmp_path``.
 
-Set ``SIPREC_TEST_DATABASE_URL`` (e.g. ``postgresql+asyncpg://rec@/siprec?host=/tmp/pg``) to run
-every test that uses the ``db`` fixture against that database instead; its ``public`` schema
-is dropped and recreated for each test, so point it at a throw-away database.
+Every test that uses the ``db`` fixture runs twice: on SQLite (a file in ``tmp_path``) and on
+PostgreSQL (the session's private database, see :mod:`tests.pgtest`; skipped when
+``SIPREC_TEST_DATABASE_URL`` is not set). The PostgreSQL ``public`` schema is dropped and
+recreated for each test.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,15 +19,28 @@ from siprec_recorder.storage.files import FileLayout
 from siprec_recorder.storage.index import SqlIndex
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = os.environ.get("SIPREC_TEST_DATABASE_URL") or default_sqlite_url(tmp_path)
+async def fresh_database(url: str) -> Database:
+    """``url`` opened, with an empty schema first when it is PostgreSQL."""
     database = Database(url)
     if database.is_postgresql:
         async with database.engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
+        await database.engine.dispose()  # cached type information of the old schema
     await database.open()
+    return database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return default_sqlite_url(tmp_path)
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = await fresh_database(db_url)
     try:
         yield database
     finally:

@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,9 +29,6 @@ from siprec_recorder.storage.migrations.metadata import (
 from siprec_recorder.testing import RecorderProcess, write_config
 
 RELEASE = Path(__file__).parent / "data" / "release-0.1.0"
-PG_ADMIN_URL = os.environ.get(
-    "SIPREC_TEST_PG_ADMIN_URL", "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _diff(conn: Connection) -> list[object]:
@@ -79,11 +75,22 @@ def _counts(path: Path) -> dict[str, int]:
     return counts
 
 
-def _dump_rows(path: Path, table: str) -> list[tuple[object, ...]]:
+def _dump_rows(
+    path: Path, table: str, columns: list[str] | None = None
+) -> list[tuple[object, ...]]:
+    """Every row of ``table`` (only ``columns`` when given: later revisions add columns)."""
     conn = sqlite3.connect(path)
-    rows = list(conn.execute(f'SELECT * FROM "{table}" ORDER BY 1'))
+    what = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    rows = list(conn.execute(f'SELECT {what} FROM "{table}" ORDER BY 1'))
     conn.close()
     return rows
+
+
+def _columns(path: Path, table: str) -> list[str]:
+    conn = sqlite3.connect(path)
+    names = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+    conn.close()
+    return names
 
 
 def test_history_is_linear_from_the_baseline() -> None:
@@ -116,6 +123,7 @@ def test_release_0_1_0_upgrades_with_nothing_lost(tmp_path: Path) -> None:
     assert before["recordings"] == 3 and before["ledger"] == 14
     assert before["policy_numbers"] == 3 and before["web_cases"] == 1
     ledger_before = _dump_rows(index, "ledger")
+    recording_columns = _columns(index, "recordings")
     recordings_before = _dump_rows(index, "recordings")
     config = write_config(tmp_path)
 
@@ -130,7 +138,8 @@ def test_release_0_1_0_upgrades_with_nothing_lost(tmp_path: Path) -> None:
     assert {n: after[n] for n in before} == before
     assert all(after[n] == 0 for n in set(after) - set(before) if not is_full_text(n))
     assert _dump_rows(index, "ledger") == ledger_before
-    assert _dump_rows(index, "recordings") == recordings_before
+    assert _dump_rows(index, "recordings", recording_columns) == recordings_before
+    assert _dump_rows(index, "recordings", ["node_id"]) == [(None,)] * 3  # added by 0004
     conn = sqlite3.connect(index)
     assert conn.execute("SELECT seq FROM ledger_head").fetchone()[0] == 14
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -225,118 +234,19 @@ async def test_open_raises_schema_error_for_unknown_revision(tmp_path: Path) -> 
     await db.close()
 
 
-def _private_postgres(workdir: Path) -> tuple[str, subprocess.Popen[bytes]] | None:
-    """A PostgreSQL of the test's own on a free loopback port (initdb as user postgres when
-    run as root), for machines where none runs at 127.0.0.1:5432; None without the binaries."""
-    import glob
-    import pwd
-    import socket
-    import time
-
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        return None
-    bindir = Path(found[-1]).parent
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return None
-        as_user = ["runuser", "-u", "postgres", "--"]
-        workdir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(workdir, "postgres")
-    data = workdir / "pgdata"
-    (workdir / "pw").write_text("postgres\n")
-    if as_user:
-        shutil.chown(workdir / "pw", "postgres")
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "md5",
-            f"--pwfile={workdir / 'pw'}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *as_user,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={workdir}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                time.sleep(0.5)
-                return f"postgresql+asyncpg://postgres:postgres@127.0.0.1:{port}/postgres", proc
-        time.sleep(0.2)
-    proc.terminate()
-    return None
-
-
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    """A throw-away PostgreSQL database ``i19_mig_*``: on the server of
-    ``SIPREC_TEST_PG_ADMIN_URL`` (default 127.0.0.1:5432), else on a private one."""
-    import asyncio
+    """A throw-away PostgreSQL database of this test's own (:mod:`tests.pgtest`)."""
+    from tests.pgtest import create_private_database, drop_database, server_url
 
-    name = f"i19_mig_{uuid.uuid4().hex[:8]}"
-    admin_url = PG_ADMIN_URL
-    private: subprocess.Popen[bytes] | None = None
-
-    async def admin(sql: str) -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
-
+    server = server_url()
+    if server is None:
+        pytest.skip("no PostgreSQL: set SIPREC_TEST_DATABASE_URL or install postgresql")
+    url = create_private_database(server)
     try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        import tempfile
-
-        # Not under pytest's root-only temporary folder: the server runs as postgres.
-        pg_dir = Path(tempfile.mkdtemp(prefix="siprec-test-pg-"))
-        started = _private_postgres(pg_dir)
-        if started is None:
-            pytest.skip(f"no PostgreSQL at {PG_ADMIN_URL} and none to start: {exc}")
-        admin_url, private = started
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base, _, _ = admin_url.rpartition("/")
-    try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        if private is not None:
-            private.terminate()
-            private.wait(30)
-            shutil.rmtree(pg_dir, ignore_errors=True)
+        drop_database(url, server)
 
 
 def test_postgresql_nodes_starting_together_migrate_once(tmp_path: Path, pg_database: str) -> None:

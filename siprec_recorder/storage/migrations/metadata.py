@@ -23,6 +23,7 @@ MODEL_MODULES = (
     "siprec_recorder.compliance.models",
     "siprec_recorder.assurance.models",
     "siprec_recorder.transcription.models",
+    "siprec_recorder.cluster.models",
 )
 
 

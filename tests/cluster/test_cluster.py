@@ -1,0 +1,150 @@
+"""The whole cluster on loopback: Kamailio (shipped config) + 3 ``serve`` nodes + PostgreSQL +
+one shared folder; calls spread by the dispatcher; one node SIGKILLed while it has calls.
+
+``SIPREC_CLUSTER_CALLS`` sets the number of calls (default 60; the issue's scenario is 300:
+``SIPREC_CLUSTER_CALLS=300``). Each call streams 4 s of audio; they start 0.1 s apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from siprec_recorder.testing import RecorderProcess, write_config
+from tests.compliance.srcdriver import PTIME
+from tests.compliance.test_crash import audio_extent
+
+from .kamailio import Kamailio
+from .test_kamailio import RoutedSrc
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
+
+CALLS = int(os.environ.get("SIPREC_CLUSTER_CALLS", "60"))
+AUDIO_S = 4.0
+LEASE = {"lease_seconds": 3.0, "heartbeat_interval": 0.5, "takeover_check_interval": 1.0}
+BOUND_S = 60.0
+
+
+@dataclass
+class Outcome:
+    call_id: str
+    status: int = 0
+    answered_at: float = 0.0
+    sent_s: float = 0.0
+    bye_status: int | None = None
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, pg_url: str) -> Iterator[list[RecorderProcess]]:
+    from tests.storage.conftest import fresh_database
+
+    async def reset() -> None:
+        await (await fresh_database(pg_url)).close()
+
+    asyncio.run(reset())
+    shared = tmp_path / "shared"
+    started: list[RecorderProcess] = []
+    for name in ("node-a", "node-b", "node-c"):
+        work = tmp_path / name
+        work.mkdir()
+        cfg = write_config(
+            work,
+            storage={"recordings_dir": str(shared), "database_url": pg_url},
+            cluster={"node_id": name, **LEASE},
+            rtp={"inactivity_timeout": 20.0},
+        )
+        rp = RecorderProcess(workdir=work, config_path=cfg, recordings=shared)
+        rp.start()
+        started.append(rp)
+    yield started
+    for rp in started:
+        rp.stop()
+
+
+def _call(kam: Kamailio, i: int, out: dict[int, Outcome]) -> None:
+    call = RoutedSrc(kam.address, seed=i, caller=f"+3247{i:07d}")
+    o = out[i] = Outcome(call.call_id)
+    try:
+        resp = call.invite(timeout=15)
+        o.status, o.answered_at = resp.status, time.time()
+        if resp.status != 200:
+            return
+        call.start_audio(AUDIO_S)
+        call.wait_audio(AUDIO_S + 10)
+        o.sent_s = call.packets_sent * PTIME
+        try:
+            o.bye_status = call.bye(timeout=8).status
+        except TimeoutError:
+            o.bye_status = None
+    except Exception:  # noqa: BLE001 - recorded as status 0
+        pass
+    finally:
+        call.close()
+
+
+def test_three_nodes_one_killed(nodes: list[RecorderProcess], tmp_path: Path) -> None:
+    a, b, c = nodes
+    kam = Kamailio(tmp_path / "kamailio", [n.listeners["udp"] for n in nodes])
+    kam.start()
+    out: dict[int, Outcome] = {}
+    threads: list[threading.Thread] = []
+    killed_at = 0.0
+    try:
+        for i in range(CALLS):
+            t = threading.Thread(target=_call, args=(kam, i, out), daemon=True)
+            t.start()
+            threads.append(t)
+            time.sleep(0.1)
+            if i == CALLS // 3:
+                c.kill()  # while it has calls
+                killed_at = time.time()
+        for t in threads:
+            t.join(60)
+        assert len(out) == CALLS
+        assert all(o.status == 200 for o in out.values()), [
+            (o.call_id, o.status) for o in out.values() if o.status != 200
+        ]
+        # Every call ends up indexed: complete on a live node, or interrupted by a survivor.
+        deadline = time.monotonic() + BOUND_S
+        while True:
+            rows = {r["call_id"]: r for r in a.search("--limit", str(CALLS * 2))}
+            pending = [
+                o
+                for o in out.values()
+                if rows.get(o.call_id, {}).get("state") in (None, "recording")
+            ]
+            if not pending or time.monotonic() > deadline:
+                all_indexed_after = time.time() - killed_at
+                break
+            time.sleep(1)
+        assert not pending, f"{len(pending)} calls not finalised; {c.log()[-1500:]}"
+        interrupted = [
+            rows[o.call_id] for o in out.values() if rows[o.call_id]["state"] == "interrupted"
+        ]
+        assert interrupted, "the killed node had no call live"
+        assert {r["node_id"] for r in interrupted} == {"node-c"}
+        for o in out.values():
+            row = rows[o.call_id]
+            if row["node_id"] != "node-c":
+                assert row["state"] == "complete", row
+                start, end, _b, _r = audio_extent(a.recordings / row["file"])
+                assert abs((end - start) - o.sent_s) < 0.15, (row, o)  # no packet, no second lost
+            if o.answered_at > killed_at + 0.5:
+                assert row["node_id"] != "node-c" and row["state"] == "complete", row
+        assert {r["node_id"] for r in rows.values()} >= {"node-a", "node-b"}
+        res = a.cli("verify", check=False)
+        assert res.returncode == 0, res.stdout + res.stderr
+        print(
+            f"{CALLS} calls: {sum(1 for r in rows.values() if r['state'] == 'complete')} complete, "
+            f"{len(interrupted)} interrupted (node-c); every call indexed "
+            f"{all_indexed_after:.0f} s after the kill"
+        )
+    finally:
+        kam.stop()

@@ -1,0 +1,110 @@
+"""The recorder behind the shipped Kamailio config: its own BYE reaches the SRC through it."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from siprec_recorder.testing import RecorderProcess, write_config
+from tests.compliance.srcdriver import SipResponse, SrcCall
+
+from .kamailio import Kamailio
+
+pytestmark = [pytest.mark.integration]
+
+
+class RoutedSrc(SrcCall):
+    """The test SRC, as a UAC that keeps the route set of its dialog (RFC 3261 12.1.2)."""
+
+    routes: list[str]
+
+    def _transact(self, data: bytes, timeout: float, want_final: bool = True) -> SipResponse:
+        resp = super()._transact(data, timeout, want_final)
+        if 200 <= resp.status < 300 and data.startswith(b"INVITE"):
+            head = resp.text.partition("\r\n\r\n")[0]
+            rr = re.findall(r"^Record-Route:\s*(.+)$", head, re.M | re.I)
+            self.routes = [r.strip() for line in reversed(rr) for r in reversed(line.split(","))]
+        return resp
+
+    def _request(self, method: str, cseq: int, to: str, *args: object, **kw: object) -> bytes:
+        data = super()._request(method, cseq, to, *args, **kw)  # type: ignore[arg-type]
+        routes = getattr(self, "routes", [])
+        if method in ("ACK", "BYE") and routes:
+            head, sep, rest = data.partition(b"\r\n")
+            route = "".join(f"Route: {r}\r\n" for r in routes).encode()
+            data = head + sep + route + rest
+        return data
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[RecorderProcess]:
+    cfg = write_config(tmp_path, rtp={"inactivity_timeout": 2.0})
+    rp = RecorderProcess(workdir=tmp_path, config_path=cfg, recordings=tmp_path / "recordings")
+    rp.start()
+    yield rp
+    rp.stop()
+
+
+def test_the_recorders_bye_reaches_the_src_through_strict_kamailio(
+    recorder: RecorderProcess, tmp_path: Path
+) -> None:
+    kam = Kamailio(tmp_path / "kamailio", [recorder.listeners["udp"]])
+    kam.start()
+    call = RoutedSrc(kam.address, seed=9, caller="+32470000041")
+    try:
+        resp = call.invite()
+        assert resp.status == 200, resp.text + kam.log()[-2000:]
+        assert call.routes and "lr" in call.routes[0]
+        # No RTP: the recorder ends the call after its inactivity timeout with its own BYE.
+        call.sock.settimeout(15)
+        while True:
+            data, sender = call.sock.recvfrom(65535)
+            if data.startswith(b"BYE "):
+                break
+        assert sender == kam.address  # through the proxy, not around it
+        text = data.decode()
+        assert call.call_id in text
+        head = text.split("\r\n\r\n")[0].split("\r\n")
+        keep = [
+            h
+            for h in head[1:]
+            if h.split(":")[0].lower() in ("via", "from", "to", "call-id", "cseq")
+        ]
+        call.sock.sendto(
+            ("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n").encode(),
+            sender,
+        )
+        rows = recorder.wait_for_recordings(1, number="+32470000041")
+        assert rows[0]["call_id"] == call.call_id
+        assert "cannot send BYE" not in recorder.log()
+    finally:
+        call.close()
+        kam.stop()
+
+
+def test_kamailio_refuses_an_in_dialog_request_without_its_route(
+    recorder: RecorderProcess, tmp_path: Path
+) -> None:
+    kam = Kamailio(tmp_path / "kamailio", [recorder.listeners["udp"]])
+    kam.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            port = s.getsockname()[1]
+            bye = (
+                f"BYE sip:src@127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+                "Max-Forwards: 70\r\nFrom: <sip:srs@127.0.0.1>;tag=a\r\n"
+                "To: <sip:src@127.0.0.1>;tag=b\r\nCall-ID: x1\r\nCSeq: 2 BYE\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            s.sendto(bye.encode(), kam.address)
+            assert s.recv(4096).startswith(b"SIP/2.0 404")
+    finally:
+        kam.stop()
