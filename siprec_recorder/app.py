@@ -189,6 +189,7 @@ class Recorder:
             max_sessions=c.sip.max_sessions,
             max_sessions_per_source=c.sip.max_sessions_per_source,
             allowed_sources=tuple(c.sip.allowed_sources),
+            trusted_proxies=tuple(c.sip.trusted_proxies),
             unauthorised_response=c.sip.unauthorised_response,
             rate_limit_per_source=c.sip.rate_limit_per_source,
             rate_limit_burst=c.sip.rate_limit_burst,

@@ -61,6 +61,9 @@ class SipConfig:
     tls_private_key: str = ""
     tls_client_ca: str = ""  # when set, TLS clients must present a certificate signed by it
     allowed_sources: tuple[str, ...] = ()  # CIDRs; empty means loopback only
+    # Proxies (CIDRs) whose Via stamps are believed: behind one, the allowlist and the
+    # per-source limits apply to the SRC that sent the INVITE to the proxy.
+    trusted_proxies: tuple[str, ...] = ()
     unauthorised_response: str = "403"  # "403" or "silence"
     max_message_size: int = 65535
     max_sessions: int = 2000
@@ -592,11 +595,12 @@ def _validate(c: Config) -> None:
             raise ConfigError(
                 "[sip] tls_certificate: a tls: listener needs tls_certificate and tls_private_key"
             )
-    for cidr in c.sip.allowed_sources:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            raise ConfigError(f"[sip] allowed_sources: {cidr!r} is not a CIDR") from None
+    for key in ("allowed_sources", "trusted_proxies"):
+        for cidr in getattr(c.sip, key):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(f"[sip] {key}: {cidr!r} is not a CIDR") from None
     if c.sip.unauthorised_response not in ("403", "silence"):
         raise ConfigError('[sip] unauthorised_response: must be "403" or "silence"')
     if not 1024 <= c.sip.max_message_size <= 1_048_576:

@@ -15,17 +15,27 @@ m-lines than one session may have).
 carries ``+sip.src``; real SRCs also mark it as below) from a plain call, which a scanner
 (``svwar -m INVITE``) sends and which must not become a recording.
 
+Behind a proxy (Kamailio's dispatcher in front of several nodes) every INVITE arrives from the
+proxy, so the allowlist and the per-source budgets would see one source. :func:`origin_behind`
+finds the SRC's own address in the Via chain, but only through proxies the operator trusts
+(``[sip] trusted_proxies``): each trusted hop vouches for the address of the hop before it
+(the ``received`` parameter it stamps on that hop's Via, else its sent-by), and the first hop
+that is not trusted is the origin. A Via that no trusted proxy vouched for is never believed.
+
 Sans-IO: no sockets, no clock; the server calls :meth:`Admission.check`,
 :meth:`Admission.hold` and :meth:`Admission.release`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Admission", "Budgets", "Refusal", "is_siprec_invite"]
+from ..sip.headers import Via
+
+__all__ = ["Admission", "Budgets", "Origin", "Refusal", "TrustedProxies", "is_siprec_invite"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,52 @@ def is_siprec_invite(headers: Mapping[str, str] | object, body: bytes = b"") -> 
         if "siprec" in (t.strip().lower() for t in str(get(name) or "").split(",")):
             return True
     return b"application/rs-metadata" in body.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The SRC's own address, as the trusted proxy in front of it saw it."""
+
+    host: str
+    port: int | None
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}" if self.port else host
+
+
+class TrustedProxies:
+    """``[sip] trusted_proxies``: the proxies whose Via stamps say where a request came from."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.networks if net.version == ip.version)
+
+    def origin_behind(self, transport_host: str, vias: Sequence[Via]) -> Origin | None:
+        """The first untrusted hop of a request that came from ``transport_host`` with
+        ``vias`` (top first); None when ``transport_host`` is not a trusted proxy or the
+        chain names no hop before the proxies (then the proxy itself is the source)."""
+        if not self.trusts(transport_host):
+            return None
+        # vias[0] is the trusted proxy's own; vias[i] for i >= 1 was vouched for by hop i-1.
+        for via in vias[1:]:
+            host = (via.received or via.host).strip("[]")
+            rport = via.rport
+            port = int(rport) if rport and rport.isdigit() else via.port
+            if not self.trusts(host):
+                return Origin(host, port)
+        return None
 
 
 class Admission:

@@ -319,6 +319,7 @@ def finalize_spool(
             "other_number": manifest.get("other_number"),
             "beep": manifest.get("beep", False),
             "source": manifest.get("source"),
+            "origin": manifest.get("origin"),
             "file": os.path.basename(file_rel),
             "sha256": sha,
             "size_bytes": size,

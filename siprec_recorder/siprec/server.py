@@ -51,7 +51,7 @@ from ..sip.sdp import SessionDescription
 from ..sip.uri import SipUri, parse_uri
 from ..storage.index import RecordingNotFound
 from ..wiretext import escape
-from .admission import Admission, Budgets, is_siprec_invite
+from .admission import Admission, Budgets, Origin, TrustedProxies, is_siprec_invite
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
@@ -97,6 +97,7 @@ class SrsSettings:
     max_sessions: int = 2000
     max_sessions_per_source: int = 1000
     allowed_sources: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     unauthorised_response: str = "403"
     rate_limit_per_source: float = 0.0
     rate_limit_burst: int = 100
@@ -252,6 +253,7 @@ class SessionRecordingServer:
         self.sources = SourcePolicy(
             settings.allowed_sources, settings.rate_limit_per_source, settings.rate_limit_burst
         )
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self.counters = Counters()
         self.admission = Admission(settings.budgets)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -294,9 +296,20 @@ class SessionRecordingServer:
         """For the SIP transport's filter: False keeps the message away from the SIP core.
 
         Sources outside ``allowed_sources`` never create a transaction, a dialog or an
-        index row: :meth:`on_rejected_source` answers them statelessly or not at all.
+        index row: :meth:`on_rejected_source` answers them statelessly or not at all. A
+        trusted proxy passes here; its INVITEs are checked against the SRC behind it.
         """
-        return self.sources.allowed(address.host)
+        return self.sources.allowed(address.host) or self.proxies.trusts(address.host)
+
+    def _origin(self, req: SipRequest, src: Any) -> Origin | None:
+        """The SRC behind a trusted proxy (None: ``src`` is the SRC, or nothing vouched)."""
+        if not self.proxies:
+            return None
+        try:
+            vias = req.vias
+        except RemoteProtocolError:
+            return None  # a hop we cannot read vouches for nobody
+        return self.proxies.origin_behind(src.host, vias)
 
     def on_rejected_source(self, address: Any, data: bytes) -> None:
         """A message from a source not allowed: one stateless 403 (RFC 3261 section 8.2.7).
@@ -471,7 +484,8 @@ class SessionRecordingServer:
     async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
         self.counters.invites += 1
         self._inviting.add(tx)
-        host = src.host
+        origin = self._origin(req, src)
+        host = origin.host if origin is not None else src.host
         now = self.clock()
         call_id = req.call_id or ""
         if call_id in self.sessions:  # a retransmission with a new branch, or a forked copy
@@ -605,6 +619,7 @@ class SessionRecordingServer:
             remote_uri=req.headers.get("From") or "",
             local_uri=req.headers.get("To") or "",
             started_at=now,
+            origin=origin,
             metadata=metadata,
             participants=participants,
             recorded_number=recorded,
@@ -1286,7 +1301,7 @@ class SessionRecordingServer:
         # when we ended it ourselves for lack of media or signalling: then it ends with the
         # last packet, not with our detection of the silence.
         s.extend_to_end = reason not in ("rtp timeout", "session expired", "no ACK")
-        host = s.source.host
+        host = s.source_host
         self.admission.release(host, s.ports_held)
         s.ports_held = 0
         self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
@@ -1569,6 +1584,7 @@ class SessionRecordingServer:
             recorded_number=s.recorded_number,
             other_number=s.other_number,
             source=f"{src.transport}:{src.host}:{src.port}",
+            origin=str(s.origin) if s.origin is not None else None,
             beep=s.beep,
             srtp=any(leg.srtp for leg in s.legs),
             participants=[_participant_row(ParticipantRow, p) for p in s.participants],
@@ -1591,6 +1607,7 @@ class SessionRecordingServer:
             recorded_number=m.get("recorded_number"),
             other_number=m.get("other_number"),
             source=m.get("source"),
+            origin=m.get("origin"),
             beep=bool(m.get("beep")),
             srtp=any(leg.get("srtp") for leg in m.get("legs", [])),
             participants=[_participant_row(ParticipantRow, p) for p in m.get("participants", [])],
@@ -1620,6 +1637,7 @@ class SessionRecordingServer:
             recorded_number=recorded,
             other_number=other,
             source=f"{src.transport}:{src.host}:{src.port}",
+            origin=str(origin) if (origin := self._origin(req, src)) is not None else None,
             reason=reason,
             participants=[_participant_row(ParticipantRow, p) for p in participants],
         )

@@ -170,6 +170,12 @@ class RecordingSession:
     extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
     ports_held: int = 0  # RTP port pairs counted against the source's budget
+    origin: Any = None  # admission.Origin: the SRC behind a trusted proxy (source is the proxy)
+
+    @property
+    def source_host(self) -> str:
+        """The host the allowlist and the per-source budgets count this session against."""
+        return str(self.origin.host) if self.origin is not None else str(self.source.host)
 
     def manifest(
         self, *, channels: str, bitrate_kbps: int, retention_years: int, mp3_quality: int = 7
@@ -182,6 +188,7 @@ class RecordingSession:
             "source": f"{self.source.transport}:{self.source.host}:{self.source.port}"
             if hasattr(self.source, "transport")
             else str(self.source),
+            "origin": str(self.origin) if self.origin is not None else None,
             "started_at": self.started_at,
             "start": datetime.fromtimestamp(self.started_at, UTC).isoformat(),
             "recorded_number": self.recorded_number,

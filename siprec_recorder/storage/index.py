@@ -224,6 +224,7 @@ class NewRecording:
     siprec_session_id: str | None = None
     participants: Sequence[ParticipantInfo | Mapping[str, Any]] = field(default_factory=list)
     source: str | None = None
+    origin: str | None = None  # the SRC's own address behind a trusted proxy (source: the proxy)
     srtp: bool = False
     beep: bool = False
     key_id: str | None = None
@@ -293,6 +294,7 @@ class DeclinedCall:
     siprec_session_id: str | None = None
     participants: Sequence[ParticipantInfo | Mapping[str, Any]] = field(default_factory=list)
     source: str | None = None
+    origin: str | None = None  # the SRC's own address behind a trusted proxy (source: the proxy)
     metadata_json: dict[str, Any] | None = None
     id: str | None = None
 
@@ -414,6 +416,7 @@ def recording_to_dict(r: Recording) -> dict[str, Any]:
         "srtp": r.srtp,
         "beep": r.beep,
         "source": r.source,
+        "origin": r.origin,
         "key_id": r.key_id,
         "node_id": r.node_id,
         "retention_until": iso(r.retention_until),
@@ -502,6 +505,7 @@ class _Create:
             "srtp": rec.srtp,
             "beep": rec.beep,
             "source": rec.source,
+            "origin": rec.origin,
             "key_id": rec.key_id,
             "node_id": rec.node_id,
             "retention_until": _retention(rec),
@@ -765,6 +769,7 @@ class SqlIndex:
                     recorded_number=call.recorded_number,
                     other_number=call.other_number,
                     source=call.source,
+                    origin=call.origin,
                     metadata_json=call.metadata_json,
                     participants=[_participant_row(p) for p in call.participants],
                 )

@@ -155,7 +155,9 @@ class Recording(Base):
     channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
     srtp: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     beep: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    source: Mapped[str | None] = mapped_column(String(), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(), nullable=True)  # the hop it came from
+    # The SRC's own address when the hop is a proxy in [sip] trusted_proxies.
+    origin: Mapped[str | None] = mapped_column(String(), nullable=True)
     key_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # The recorder node that records (recorded) it: the one whose spool holds a live call.
     node_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)

@@ -108,3 +108,54 @@ def test_kamailio_refuses_an_in_dialog_request_without_its_route(
             assert s.recv(4096).startswith(b"SIP/2.0 404")
     finally:
         kam.stop()
+
+
+def test_behind_a_trusted_proxy_the_allowlist_and_limits_apply_to_each_src(
+    tmp_path: Path,
+) -> None:
+    """Kamailio on 127.0.0.1 in front; SRCs on 127.0.0.5, .6 (not allowed) and .7. With the
+    proxy as the source, one session per source would refuse every second call."""
+    cfg = write_config(
+        tmp_path,
+        sip={
+            "listen": ["udp:127.0.0.1:0"],
+            "allowed_sources": ["127.0.0.5/32", "127.0.0.7/32"],
+            "trusted_proxies": ["127.0.0.1/32"],
+            "max_sessions_per_source": 1,
+        },
+        rtp={"inactivity_timeout": 10.0},
+    )
+    rp = RecorderProcess(workdir=tmp_path, config_path=cfg, recordings=tmp_path / "recordings")
+    rp.start()
+    kam = Kamailio(tmp_path / "kamailio", [rp.listeners["udp"]])
+    kam.start()
+    first = RoutedSrc(kam.address, seed=3, caller="+32470000051", host="127.0.0.5")
+    unlisted = RoutedSrc(kam.address, seed=4, caller="+32470000052", host="127.0.0.6")
+    again = RoutedSrc(kam.address, seed=5, caller="+32470000053", host="127.0.0.5")
+    other = RoutedSrc(kam.address, seed=6, caller="+32470000054", host="127.0.0.7")
+    try:
+        assert first.invite().status == 200, kam.log()[-2000:]
+        first.start_audio(2.0)
+        assert unlisted.invite().status == 403
+        # the same SRC's second session is over its own budget (Kamailio has no other node)
+        assert again.invite().status >= 500
+        # ... while another SRC behind the same proxy is not counted against it
+        assert other.invite().status == 200
+        other.start_audio(2.0)
+        first.wait_audio(10)
+        other.wait_audio(10)
+        assert first.bye().status == 200 and other.bye().status == 200
+        rows = rp.wait_for_recordings(2)
+        hop = f"udp:127.0.0.1:{kam.port}"
+        for call, number in ((first, "+32470000051"), (other, "+32470000054")):
+            row = next(r for r in rows if r["call_id"] == call.call_id)
+            assert row["state"] == "complete", row
+            assert row["source"] == hop
+            assert row["origin"] == f"{call.host}:{call.port}"
+            assert number in (row["recorded_number"], row["other_number"])
+        assert rp.search("--number", "+32470000052") == []  # 403: not even a declined row
+    finally:
+        for c in (first, unlisted, again, other):
+            c.close()
+        kam.stop()
+        rp.stop()

@@ -80,6 +80,7 @@ class SrcCall:
     seed: int = 1
     caller: str = "+32470000001"
     callee: str = "+32470999999"
+    host: str = "127.0.0.1"  # the SRC's own loopback address (SIP and RTP)
     call_id: str = field(default_factory=lambda: secrets.token_hex(8) + "@src.test")
     sock: socket.socket = field(init=False)
     rtp: socket.socket = field(init=False)
@@ -96,9 +97,9 @@ class SrcCall:
 
     def __post_init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((self.host, 0))
         self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.rtp.bind(("127.0.0.1", 0))
+        self.rtp.bind((self.host, 0))
 
     @property
     def port(self) -> int:
@@ -106,7 +107,7 @@ class SrcCall:
 
     def _via(self, branch: str | None = None) -> str:
         branch = branch or "z9hG4bK" + secrets.token_hex(6)
-        return f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport"
+        return f"SIP/2.0/UDP {self.host}:{self.port};branch={branch};rport"
 
     def _request(
         self,
@@ -121,11 +122,11 @@ class SrcCall:
         lines = [
             f"{method} sip:srs@{host}:{port} SIP/2.0",
             f"Via: {self._via(branch)}",
-            f"From: <sip:{self.caller}@127.0.0.1;user=phone>;tag={self.tag}",
+            f"From: <sip:{self.caller}@{self.host};user=phone>;tag={self.tag}",
             f"To: {to}",
             f"Call-ID: {self.call_id}",
             f"CSeq: {cseq} {method}",
-            f"Contact: <sip:src@127.0.0.1:{self.port}>;+sip.src",
+            f"Contact: <sip:src@{self.host}:{self.port}>;+sip.src",
             "Max-Forwards: 70",
         ]
         if method == "INVITE":
@@ -140,9 +141,9 @@ class SrcCall:
         sdp = "\r\n".join(
             [
                 "v=0",
-                "o=src 1 1 IN IP4 127.0.0.1",
+                f"o=src 1 1 IN IP4 {self.host}",
                 "s=-",
-                "c=IN IP4 127.0.0.1",
+                f"c=IN IP4 {self.host}",
                 "t=0 0",
                 f"m=audio {rtp_port} RTP/AVP 8",
                 "a=rtpmap:8 PCMA/8000",

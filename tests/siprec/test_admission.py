@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from siprec_recorder.siprec.admission import Admission, Budgets, is_siprec_invite
+from siprec_recorder.sip.headers import Via
+from siprec_recorder.siprec.admission import (
+    Admission,
+    Budgets,
+    Origin,
+    TrustedProxies,
+    is_siprec_invite,
+)
 
 
 @pytest.mark.parametrize(
@@ -40,3 +47,47 @@ def test_budgets_per_source() -> None:
     adm.release("192.0.2.1", 4)
     assert adm.ports_held("192.0.2.1") == 0 and adm.check("192.0.2.1", 2) is None
     assert adm.refused == {"media-lines-per-invite": 1, "rtp-ports-per-source": 1}
+
+
+def vias(*values: str) -> list[Via]:
+    return [Via.parse(v) for v in values]
+
+
+PROXIES = TrustedProxies(["10.0.0.0/29", "2001:db8::1/128"])
+
+
+def test_the_src_behind_a_trusted_proxy_is_the_hop_before_it() -> None:
+    chain = vias(
+        "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKk",
+        "SIP/2.0/UDP sbc.example:5060;branch=z9hG4bKs;received=192.0.2.7;rport=5071",
+    )
+    assert PROXIES.origin_behind("10.0.0.2", chain) == Origin("192.0.2.7", 5071)
+    assert str(Origin("192.0.2.7", 5071)) == "192.0.2.7:5071"
+    # without received/rport the proxy found the sent-by right: that is the address
+    plain = vias("SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKk", "SIP/2.0/UDP 192.0.2.8:5062;branch=b")
+    assert PROXIES.origin_behind("10.0.0.2", plain) == Origin("192.0.2.8", 5062)
+
+
+def test_a_chain_of_trusted_proxies_is_walked_to_the_first_untrusted_hop() -> None:
+    chain = vias(
+        "SIP/2.0/UDP [2001:db8::1]:5060;branch=a",
+        "SIP/2.0/UDP 10.0.0.3:5060;branch=b",
+        "SIP/2.0/TCP 192.0.2.9:5060;branch=c",
+        "SIP/2.0/UDP 10.0.0.4:5060;branch=forged",  # below the SRC: nobody vouched for it
+    )
+    assert PROXIES.origin_behind("2001:db8::1", chain) == Origin("192.0.2.9", 5060)
+    assert str(Origin("2001:db8::9", 5060)) == "[2001:db8::9]:5060"
+
+
+def test_vias_from_an_untrusted_sender_are_not_believed() -> None:
+    chain = vias("SIP/2.0/UDP 192.0.2.7;branch=a", "SIP/2.0/UDP 10.0.0.9;branch=b")
+    assert PROXIES.origin_behind("192.0.2.7", chain) is None
+    assert PROXIES.origin_behind("not-an-ip", chain) is None
+    assert not TrustedProxies([])
+    assert TrustedProxies([]).origin_behind("10.0.0.2", chain) is None
+
+
+def test_a_trusted_proxys_own_request_has_no_origin_behind_it() -> None:
+    only = vias("SIP/2.0/UDP 10.0.0.2;branch=a")
+    assert PROXIES.origin_behind("10.0.0.2", only) is None
+    assert PROXIES.trusts("::ffff:10.0.0.2")  # an IPv4 proxy on a dual-stack socket

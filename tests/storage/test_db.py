@@ -210,7 +210,7 @@ async def test_failing_migration_leaves_no_trace(
     with pytest.raises(RuntimeError, match="migration bug"):
         await db.open()
     assert "test_half_done" not in await _tables(db)
-    assert await db.schema_revision() == "0004"
+    assert await db.schema_revision() == "0005"
     await db.close()
 
 
