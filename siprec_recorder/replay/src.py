@@ -11,6 +11,17 @@ stream each sends.  Over UDP the INVITE is retransmitted per Timer A (T1, 2*T1, 
 a response arrives, and given up after Timer B (64*T1) (RFC 3261 section 17.1.1.2).  A
 2xx is ACKed (retransmitted 2xx are ACKed again), a 3xx-6xx is ACKed and ends the replay.
 
+The 2xx creates the dialog (RFC 3261 section 12.1.2), kept by
+:class:`siprec_recorder.sip.dialog.Dialog`: its Contact is the remote target and its
+Record-Route, reversed, the route set. The ACK of the 2xx and the BYE are built from it
+(section 12.2.1.1): with a loose first route (``;lr``) the Request-URI is the remote target
+and the routes are Route headers; with a strict one the Request-URI is that route and the
+remote target the last Route. Over UDP they are sent to the first route's host and port
+(resolved when it is a name), else to the remote target's; only the INVITE and the ACK of a
+non-2xx (which belong to the INVITE transaction, section 17.1.1.3) go to ``to``. Over TCP
+every request stays on the one connection to ``to``: it is the flow the dialog was made on
+(a proxy in front of the recorder is that connection's peer and the first route anyway).
+
 Then each direction's packets are sent, with their original payload type, marker,
 sequence number, timestamp, SSRC and payload bytes, to the port of the answer's m-line
 with the same label (or the same position), paced by the capture's timestamps divided by
@@ -37,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ipaddress
 import os
 import socket
 import struct
@@ -49,9 +61,13 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.sip.dialog import Dialog, DialogId
+from siprec_recorder.sip.errors import SipParseError
+from siprec_recorder.sip.headers import Headers
+from siprec_recorder.sip.message import SipRequest, SipResponse
 
 from .calls import CapturedCall, Leg
-from .sipmini import MiniMessage, MiniSdp, StreamFramer, parse_message, sdp_of, uri_of
+from .sipmini import MiniMessage, MiniSdp, StreamFramer, parse_message, sdp_of
 
 __all__ = ["ReplayResult", "SrcOptions", "replay_call"]
 
@@ -168,11 +184,13 @@ class _Channel:
                     if message is not None:
                         self.inbox.put_nowait(message)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, to: tuple[str, int] | None = None) -> None:
+        """Send over the connection (TCP), or as a datagram to ``to`` (default: the recorder
+        address of the options)."""
         if self._writer is not None:
             self._writer.write(data)
         elif self._udp is not None:
-            self._udp.sendto(data, self.options.to)
+            self._udp.sendto(data, to or self.options.to)
 
     async def close(self) -> None:
         if self._udp is not None:
@@ -326,7 +344,13 @@ def _multipart(sdp: str, metadata: str) -> tuple[str, bytes]:
 
 
 @dataclass(slots=True)
-class _Dialog:
+class _Uac:
+    """What we say about ourselves in the requests we send (the SRC's side of the session).
+
+    Builds the requests of the INVITE transaction (the INVITE and the ACK of a non-2xx,
+    which go to the Request-URI ``sip:srs@<to>``); the requests inside the dialog a 2xx
+    creates are built by its :class:`Dialog` with :meth:`in_dialog_headers`."""
+
     call_id: str
     local_tag: str
     request_uri: str
@@ -335,12 +359,18 @@ class _Dialog:
     contact: str
     via_transport: str
     local: tuple[str, int]
-    remote_tag: str | None = None
-    remote_target: str | None = None
-    cseq: int = 1
 
     def via(self, branch: str) -> str:
         return f"SIP/2.0/{self.via_transport} {_hostport(*self.local)};branch={branch};rport"
+
+    def in_dialog_headers(self) -> tuple[tuple[str, str], ...]:
+        """Via (a new branch: a new transaction), Contact and User-Agent of a request
+        inside the dialog."""
+        return (
+            ("Via", self.via("z9hG4bK" + _token())),
+            ("Contact", self.contact),
+            ("User-Agent", _USER_AGENT),
+        )
 
     def request(
         self,
@@ -348,12 +378,12 @@ class _Dialog:
         branch: str,
         *,
         cseq: int,
-        uri: str | None = None,
+        remote_tag: str | None = None,
         extra: tuple[tuple[str, str], ...] = (),
         content_type: str | None = None,
         body: bytes = b"",
-    ) -> bytes:
-        to = f"<{self.to_uri}>" + (f";tag={self.remote_tag}" if self.remote_tag else "")
+    ) -> SipRequest:
+        to = f"<{self.to_uri}>" + (f";tag={remote_tag}" if remote_tag else "")
         headers = [
             ("Via", self.via(branch)),
             ("Max-Forwards", "70"),
@@ -367,10 +397,76 @@ class _Dialog:
         ]
         if content_type is not None:
             headers.append(("Content-Type", content_type))
-        headers.append(("Content-Length", str(len(body))))
-        head = f"{method} {uri or self.request_uri} SIP/2.0\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers)
-        return head.encode() + b"\r\n" + body
+        return SipRequest(method, self.request_uri, Headers.of(headers), body)
+
+
+def _dialog_after(uac: _Uac, invite: SipRequest, final: MiniMessage) -> Dialog:
+    """The dialog the 2xx ``final`` to ``invite`` creates (RFC 3261 section 12.1.2).
+
+    A 2xx whose Contact, To or Record-Route we cannot read still gets its ACK and BYE:
+    then to the INVITE's Request-URI, without a route set."""
+    response = SipResponse(final.status or 200, final.reason, Headers.of(final.headers))
+    try:
+        dialog = Dialog.from_response(invite, response)
+        dialog.ack(invite.cseq[0])  # every header it copies must parse
+        _first_hop(dialog)
+        return dialog
+    except SipParseError:
+        tag = _tag_of(final.header("to"))
+        for remote_tag in (tag, None) if tag else (None,):
+            to = f"<{uac.to_uri}>" + (f";tag={remote_tag}" if remote_tag else "")
+            dialog = Dialog(
+                DialogId(uac.call_id, uac.local_tag, remote_tag or ""),
+                f"<{uac.from_uri}>",
+                to,
+                invite.uri,
+                (),
+                invite.cseq[0],
+                0,
+            )
+            try:
+                dialog.ack(invite.cseq[0])
+            except SipParseError:  # a To tag that is no token
+                continue
+            return dialog
+        raise
+
+
+def _first_hop(dialog: Dialog) -> tuple[str, int] | None:
+    """Host and port an in-dialog request goes to first: the first route's, else the remote
+    target's (5060, 5061 for sips, when the URI has no port); None when that is no SIP URI."""
+    uri = dialog.next_hop()
+    if uri is None:
+        return None
+    host = (uri.param("maddr") or uri.host).strip("[]")
+    return host, uri.port or (5061 if uri.scheme == "sips" else 5060)
+
+
+async def _destination(dialog: Dialog, options: SrcOptions) -> tuple[str, int]:
+    """Where our in-dialog datagrams go: :func:`_first_hop`, its name resolved (A/AAAA in
+    the family we send from; RFC 3263 NAPTR/SRV lookups are not done); ``options.to`` when
+    there is no usable hop."""
+    hop = _first_hop(dialog)
+    if hop is None:
+        return options.to
+    host, port = hop
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host, port
+    family = socket.AF_INET6 if ":" in options.local_host else socket.AF_INET
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, family=family, type=socket.SOCK_DGRAM
+        )
+    except OSError:
+        return options.to
+    if not infos:
+        return options.to
+    address = infos[0][4]
+    return str(address[0]), int(address[1])
 
 
 def _warning_text(values: list[str]) -> str:
@@ -449,7 +545,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
         transport = options.transport.upper()
         target = _hostport(*options.to)
         suffix = ";transport=tcp" if channel.reliable else ""
-        dialog = _Dialog(
+        uac = _Uac(
             call_id=f"{uuid.uuid4().hex}@{host}",
             local_tag=_token(),
             request_uri=f"sip:srs@{target}{suffix}",
@@ -459,7 +555,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             via_transport=transport,
             local=channel.local,
         )
-        result = ReplayResult(call_id=dialog.call_id, status=0)
+        result = ReplayResult(call_id=uac.call_id, status=0)
         result.labels = {o.label: o.leg.role for o in offered}
         caller_aor = options.caller_aor or call.caller
         callee_aor = options.callee_aor or call.callee
@@ -468,7 +564,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             sdp, _metadata(offered, caller_aor, callee_aor, options.labels)
         )
         invite_branch = "z9hG4bK" + _token()
-        invite = dialog.request(
+        invite = uac.request(
             "INVITE",
             invite_branch,
             cseq=1,
@@ -482,31 +578,32 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
             body=body,
         )
         invite_at = loop.time()
-        final = await _invite_transaction(channel, invite, options)
+        final = await _invite_transaction(channel, invite.serialize(), options)
         result.setup_s = loop.time() - invite_at
         if final is None:
             result.reason = "no final response to INVITE"
             result.duration = loop.time() - started
             return result
         result.status = final.status or 0
-        dialog.remote_tag = _tag_of(final.header("to"))
         if result.status >= 300:
-            ack = dialog.request("ACK", invite_branch, cseq=1)
-            channel.send(ack)
+            # part of the INVITE transaction: same branch, same hop (section 17.1.1.3)
+            ack = uac.request("ACK", invite_branch, cseq=1, remote_tag=_tag_of(final.header("to")))
+            channel.send(ack.serialize())
             result.reason = f"INVITE answered {result.status} {final.reason}"
             warning = _warning_text(final.header_all("warning"))
             if warning:
                 result.reason += f" ({warning})"
             result.duration = loop.time() - started
             return result
-        dialog.remote_target = uri_of(final.header("contact"))
+        dialog = _dialog_after(uac, invite, final)
+        hop = await _destination(dialog, options)
         answer = sdp_of(final)
         result.answer_sdp = final.body.decode("utf-8", "replace") if final.body else None
-        ack_bytes = dialog.request("ACK", "z9hG4bK" + _token(), cseq=1, uri=dialog.remote_target)
-        channel.send(ack_bytes)
+        ack_bytes = dialog.ack(invite.cseq[0], extra=uac.in_dialog_headers()).serialize()
+        channel.send(ack_bytes, hop)
 
         hangup = asyncio.Event()
-        listener = asyncio.create_task(_listen_in_call(channel, ack_bytes, hangup, result))
+        listener = asyncio.create_task(_listen_in_call(channel, ack_bytes, hop, hangup, result))
         try:
             await _stream_media(
                 call,
@@ -524,9 +621,11 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
         if hangup.is_set():
             result.hung_up_by_recorder = True
         else:
-            bye = dialog.request("BYE", "z9hG4bK" + _token(), cseq=2, uri=dialog.remote_target)
+            dialog, bye = dialog.request("BYE", extra=uac.in_dialog_headers())
             result.bye_sent_at = time.time()
-            response = await _non_invite_transaction(channel, bye, "BYE", options, ack_bytes)
+            response = await _non_invite_transaction(
+                channel, bye.serialize(), "BYE", options, ack_bytes, hop
+            )
             result.bye_status = response.status if response is not None else None
         result.duration = loop.time() - started
         return result
@@ -600,15 +699,20 @@ async def _invite_transaction(
 
 
 async def _listen_in_call(
-    channel: _Channel, ack: bytes, hangup: asyncio.Event, result: ReplayResult
+    channel: _Channel,
+    ack: bytes,
+    hop: tuple[str, int],
+    hangup: asyncio.Event,
+    result: ReplayResult,
 ) -> None:
-    """During media: re-ACK retransmitted 2xx, answer the recorder's BYE and OPTIONS."""
+    """During media: re-ACK retransmitted 2xx (to ``hop``), answer the recorder's BYE and
+    OPTIONS."""
     while True:
         message = await channel.inbox.get()
         if message.status is not None:
             cseq = message.cseq
             if cseq is not None and cseq[1] == "INVITE" and 200 <= message.status < 300:
-                channel.send(ack)
+                channel.send(ack, hop)
             continue
         if message.method == "BYE":
             channel.send(_response_to(message, 200, "OK"))
@@ -621,11 +725,17 @@ async def _listen_in_call(
 
 
 async def _non_invite_transaction(
-    channel: _Channel, request: bytes, method: str, options: SrcOptions, ack: bytes
+    channel: _Channel,
+    request: bytes,
+    method: str,
+    options: SrcOptions,
+    ack: bytes,
+    hop: tuple[str, int],
 ) -> MiniMessage | None:
-    """Send a BYE (Timer E retransmissions over UDP, Timer F) and return its final response."""
+    """Send an in-dialog request such as the BYE to ``hop`` (Timer E retransmissions over
+    UDP, Timer F) and return its final response."""
     loop = asyncio.get_running_loop()
-    channel.send(request)
+    channel.send(request, hop)
     interval = options.t1
     next_retransmit = loop.time() + interval
     give_up = loop.time() + 64 * options.t1
@@ -635,7 +745,7 @@ async def _non_invite_transaction(
             message = await asyncio.wait_for(channel.inbox.get(), timeout=max(wait, 0.0))
         except TimeoutError:
             if not channel.reliable and loop.time() >= next_retransmit:
-                channel.send(request)
+                channel.send(request, hop)
                 interval = min(interval * 2, options.t2)
                 next_retransmit = loop.time() + interval
             continue
@@ -645,7 +755,7 @@ async def _non_invite_transaction(
             continue
         cseq = message.cseq
         if cseq is not None and cseq[1] == "INVITE" and message.status and message.status < 300:
-            channel.send(ack)
+            channel.send(ack, hop)
             continue
         if cseq is None or cseq[1] != method or message.status is None or message.status < 200:
             continue

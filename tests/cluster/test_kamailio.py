@@ -1,10 +1,14 @@
-"""The recorder behind the shipped Kamailio config: its own BYE reaches the SRC through it."""
+"""The recorder behind the shipped Kamailio config: its own BYE reaches the SRC through it, and
+the replay tool's ACK and BYE reach the recorder through it."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,8 @@ from tests.compliance.srcdriver import SipResponse, SrcCall
 from .kamailio import Kamailio
 
 pytestmark = [pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RoutedSrc(SrcCall):
@@ -159,3 +165,42 @@ def test_behind_a_trusted_proxy_the_allowlist_and_limits_apply_to_each_src(
             c.close()
         kam.stop()
         rp.stop()
+
+
+def test_the_replay_tools_call_goes_through_strict_kamailio(
+    recorder: RecorderProcess, tmp_path: Path
+) -> None:
+    # Kamailio record-routes the INVITE; its loose_route() turns away (404) an in-dialog
+    # request without its Route, so a 200 to the BYE means the ACK and BYE followed the
+    # route set rather than going to the recorder's Contact or to --to without it.
+    kam = Kamailio(tmp_path / "kamailio", [recorder.listeners["udp"]])
+    kam.start()
+    try:
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "siprec_recorder",
+                "replay",
+                str(ROOT / "pcaps" / "sipp_g711a.pcap"),
+                "--to",
+                f"{kam.address[0]}:{kam.address[1]}",
+                "--speed",
+                "10",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr + kam.log()[-2000:]
+        summary = json.loads(res.stdout.strip().splitlines()[-1])
+        assert summary["status"] == 200 and summary["bye_status"] == 200, summary
+        assert not summary["hung_up_by_recorder"]
+        (row,) = recorder.wait_for_recordings(1)
+    finally:
+        kam.stop()
+    assert row["call_id"] == summary["call_id"]
+    assert row["state"] == "complete", row
+    assert row["reason"] is None, row  # ended by the SRC's BYE (not no-ACK, not inactivity)
+    assert [s["packets_received"] for s in row["streams"]] == [236]

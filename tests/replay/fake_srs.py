@@ -24,7 +24,8 @@ class Arrival:
 @dataclass
 class FakeSrs:
     """Options: ``final_status`` (200 or an error), ``ignore_invites`` (drop the first N),
-    ``send_100``, ``refuse_labels`` (answer port 0), ``bye_after_packets`` (hang up)."""
+    ``send_100``, ``refuse_labels`` (answer port 0), ``bye_after_packets`` (hang up),
+    ``record_route`` (Record-Route values of the 2xx, as a proxy chain would have added them)."""
 
     final_status: int = 200
     ignore_invites: int = 0
@@ -32,6 +33,7 @@ class FakeSrs:
     refuse_labels: tuple[str, ...] = ()
     bye_after_packets: int | None = None
     transport: str = "udp"
+    record_route: tuple[str, ...] = ()
 
     invites: list[bytes] = field(default_factory=list)
     requests: list[MiniMessage] = field(default_factory=list)
@@ -108,6 +110,8 @@ class FakeSrs:
                 if name == "to" and "tag=" not in value:
                     value += ";tag=srs1"
                 lines.append(f"{name}: {value}")
+        if 200 <= status < 300:
+            lines += [f"Record-Route: {value}" for value in self.record_route]
         lines.append(f"Contact: <sip:srs@127.0.0.1:{self.port}>")
         if body:
             lines.append("Content-Type: application/sdp")
