@@ -15,6 +15,17 @@ attempt and schedules the next one after ``retry_base_s * 2**attempts`` (capped 
 while the recorder restarts, is delivered once the receiver is back. Receivers deduplicate
 on the alert id, which every attempt carries.
 
+Every node of a cluster runs an outbox on the same rows, so each attempt is claimed first: one
+statement in its own transaction moves the row's ``next_attempt_at`` to a lease
+(``UPDATE ... WHERE (alert_id, channel) IN (SELECT ... due ... FOR UPDATE SKIP LOCKED)
+RETURNING``; SQLite runs it under its one writer lock). Two outboxes polling at the same
+moment therefore take different rows, never the same one. Each delivery is cut off after
+``delivery_timeout_s`` and the lease lasts that plus ``lease_margin_s``; the result is written
+only while ``next_attempt_at`` is still our lease, so a node that dies after its claim holds
+its rows until the lease ends and another node then delivers them. Rows go out
+``concurrency`` at a time, each chunk claimed just before it is sent, its lease measured from
+then (``now`` plus the time the call has spent, on the event loop's monotonic clock).
+
 Rules (``rule`` names are stable, they label metrics and go to receivers):
 
 * ``recording_failed``, ``no_media``, ``srtp_auth_failed``: a recording that ended
@@ -50,7 +61,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text, update
+from sqlalchemy import func, inspect, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from siprec_recorder.storage.db import Database
@@ -174,6 +185,16 @@ async def raise_alert(
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """An outbox row this outbox holds until ``lease`` (its ``next_attempt_at`` meanwhile)."""
+
+    alert_id: str
+    channel: str
+    attempts: int
+    lease: datetime
+
+
 class Outbox:
     """Delivers the outbox rows that are due, each through its channel."""
 
@@ -184,70 +205,143 @@ class Outbox:
         *,
         retry_base_s: float = 5.0,
         retry_max_s: float = 300.0,
+        delivery_timeout_s: float = 60.0,
+        lease_margin_s: float = 30.0,
+        concurrency: int = 4,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.db = db
         self.channels = {c.name: c for c in channels}
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
+        self.delivery_timeout_s = delivery_timeout_s
+        self.lease_margin_s = lease_margin_s
+        self.concurrency = concurrency
         self.delivered: dict[str, int] = {c.name: 0 for c in channels}
         self.failures: dict[str, int] = {c.name: 0 for c in channels}
         self.pending: dict[str, int] = {c.name: 0 for c in channels}
+        self.lost_leases = 0  # results dropped because another node had taken the row
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim holds a row: one cut-off delivery plus the database writes."""
+        return self.delivery_timeout_s + self.lease_margin_s
 
     def backoff(self, attempts: int) -> float:
         return float(min(self.retry_max_s, self.retry_base_s * 2 ** max(attempts - 1, 0)))
 
     async def deliver_due(self, now: datetime, limit: int = 100) -> int:
-        """Try every due row once; returns how many were delivered."""
+        """Try every due row once (at most ``limit``); returns how many were delivered."""
         if not self.channels:
             return 0
         await ensure_assurance_schema(self.db)
-        async with self.db.session() as session:
-            rows = (
-                await session.execute(
-                    select(AlertDelivery, Alert)
-                    .join(Alert, Alert.id == AlertDelivery.alert_id)
-                    .where(
-                        AlertDelivery.delivered_at.is_(None),
-                        AlertDelivery.next_attempt_at <= now,
-                        AlertDelivery.channel.in_(list(self.channels)),
-                    )
-                    .order_by(AlertDelivery.next_attempt_at)
-                    .limit(limit)
-                )
-            ).all()
-        done = 0
-        for delivery, alert in rows:
-            channel = self.channels[delivery.channel]
-            error: str | None = None
-            try:
-                await channel.deliver(alert_dict(alert))
-            except DeliveryError as exc:
-                error = str(exc)
-            except Exception as exc:  # noqa: BLE001 - a channel bug must not stop the outbox
-                log.exception("alert channel %s failed", channel.name)
-                error = f"{exc.__class__.__name__}: {exc}"
-            attempts = delivery.attempts + 1
-            values: dict[str, Any] = {"attempts": attempts, "last_error": error}
-            if error is None:
-                values["delivered_at"] = now
-                self.delivered[channel.name] += 1
-                done += 1
-            else:
-                values["next_attempt_at"] = now + timedelta(seconds=self.backoff(attempts))
-                self.failures[channel.name] += 1
-                log.warning("alert %s not delivered (%s); will retry", alert.id, error)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        done = tried = 0
+        while tried < limit:
+            spent = timedelta(seconds=max(loop.time() - started, 0.0))
+            lease = now + spent + timedelta(seconds=self.lease_s)
+            claimed = await self._claim(now, lease, min(self.concurrency, limit - tried))
+            if not claimed:
+                break
+            tried += len(claimed)
             async with self.db.session() as session:
-                await session.execute(
-                    update(AlertDelivery)
-                    .where(
-                        AlertDelivery.alert_id == delivery.alert_id,
-                        AlertDelivery.channel == delivery.channel,
-                    )
-                    .values(**values)
+                found = await session.execute(
+                    select(Alert).where(Alert.id.in_({c.alert_id for c in claimed}))
                 )
-                await session.commit()
+                alerts = {a.id: alert_dict(a) for a in found.scalars()}
+            errors = await asyncio.gather(
+                *(self._attempt(c, alerts.get(c.alert_id)) for c in claimed)
+            )
+            for claim, error in zip(claimed, errors, strict=True):
+                done += await self._finish(claim, error, now)
         await self.count_pending()
         return done
+
+    async def _claim(self, now: datetime, lease: datetime, n: int) -> list[_Claimed]:
+        """Take up to ``n`` due rows of our channels that no other outbox is taking this
+        instant, until ``lease``; one statement in its own transaction."""
+        key = tuple_(AlertDelivery.alert_id, AlertDelivery.channel)
+        due = (
+            select(AlertDelivery.alert_id, AlertDelivery.channel)
+            .where(
+                AlertDelivery.delivered_at.is_(None),
+                AlertDelivery.next_attempt_at <= now,
+                AlertDelivery.channel.in_(list(self.channels)),
+            )
+            .order_by(AlertDelivery.next_attempt_at, AlertDelivery.alert_id)
+            .limit(n)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has its one writer
+        )
+        async with self.db.session() as session:
+            rows = await session.execute(
+                update(AlertDelivery)
+                .where(
+                    key.in_(due),
+                    AlertDelivery.delivered_at.is_(None),
+                    AlertDelivery.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=lease)
+                .returning(AlertDelivery.alert_id, AlertDelivery.channel, AlertDelivery.attempts)
+                .execution_options(synchronize_session=False)
+            )
+            claimed = [_Claimed(str(a), str(c), int(n or 0), lease) for a, c, n in rows.all()]
+            await session.commit()
+        return claimed
+
+    async def _attempt(self, claim: _Claimed, alert: dict[str, Any] | None) -> str | None:
+        """Deliver one alert through its channel: None, or the error text."""
+        channel = self.channels[claim.channel]
+        if alert is None:
+            return "alert row missing"
+        try:
+            await asyncio.wait_for(channel.deliver(alert), self.delivery_timeout_s)
+        except DeliveryError as exc:
+            return str(exc)
+        except TimeoutError:
+            return f"{channel.name}: timed out after {self.delivery_timeout_s:g} s"
+        except Exception as exc:  # noqa: BLE001 - a channel bug must not stop the outbox
+            log.exception("alert channel %s failed", channel.name)
+            return f"{exc.__class__.__name__}: {exc}"
+        return None
+
+    async def _finish(self, claim: _Claimed, error: str | None, now: datetime) -> bool:
+        """Write the attempt's result if the lease is still ours; True when delivered."""
+        attempts = claim.attempts + 1
+        values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+        if error is None:
+            values["delivered_at"] = now
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=self.backoff(attempts))
+        async with self.db.session() as session:
+            result = await session.execute(
+                update(AlertDelivery)
+                .where(
+                    AlertDelivery.alert_id == claim.alert_id,
+                    AlertDelivery.channel == claim.channel,
+                    AlertDelivery.next_attempt_at == claim.lease,
+                    AlertDelivery.delivered_at.is_(None),
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            await session.commit()
+        if getattr(result, "rowcount", 0) != 1:
+            self.lost_leases += 1
+            log.warning(
+                "alert %s (%s): the lease ran out before the result was written; another "
+                "node has it now",
+                claim.alert_id,
+                claim.channel,
+            )
+            return False
+        if error is None:
+            self.delivered[claim.channel] += 1
+            return True
+        self.failures[claim.channel] += 1
+        log.warning("alert %s not delivered (%s); will retry", claim.alert_id, error)
+        return False
 
     async def count_pending(self) -> None:
         async with self.db.session() as session:

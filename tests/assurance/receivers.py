@@ -36,16 +36,29 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 @dataclass
 class Webhook:
-    """POSTs received on http://127.0.0.1:PORT/alerts; ``status`` is what it answers."""
+    """POSTs received on http://127.0.0.1:PORT/alerts; ``status`` is what it answers.
+
+    ``delay`` holds every answer that long (it widens the window of a race between two
+    senders); the first ``holding`` requests get no answer until :meth:`release` (a sender
+    that hangs, or dies, in the middle of a delivery)."""
 
     port: int = field(default_factory=free_port)
     status: int = 200
+    delay: float = 0.0
+    holding: int = 0
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
+    _held: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _released: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/alerts"
+
+    def release(self) -> None:
+        """Answer the held requests, and every later one at once."""
+        self._released.set()
 
     def start(self) -> None:
         owner = self
@@ -54,19 +67,33 @@ class Webhook:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(owner.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                with owner._lock:
+                    owner.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    hold = owner._held < owner.holding
+                    owner._held += hold
+                if hold:
+                    owner._released.wait(60)
+                elif owner.delay:
+                    time.sleep(owner.delay)
+                try:
+                    self.send_response(owner.status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (it was cancelled while we held it)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            request_queue_size = 128  # senders connect many at once (the default 5 resets some)
+
+        self._server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.release()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
