@@ -51,6 +51,7 @@ def render_metrics(recorder: Any) -> str:
     ]
     for status, n in sorted(c.rejected.items()):
         lines.append(f'siprec_responses_rejected_total{{status="{status}"}} {n}')
+    lines += _budget_lines(recorder)
     lines += [
         "# HELP siprec_finalize_seconds_total Wall time spent finalising recordings.",
         "# TYPE siprec_finalize_seconds_total counter",
@@ -126,6 +127,47 @@ def render_metrics(recorder: Any) -> str:
 
         lines += transcription_metrics(transcription)
     return "\n".join(lines) + "\n"
+
+
+def _budget_lines(recorder: Any) -> list[str]:
+    """Refusals by budget (the names of the Warning headers and of the transport's log
+    lines), refusals that left no index row, and the stream connections open now."""
+    srs = recorder.srs
+    refused: dict[str, int] = dict(getattr(getattr(srs, "admission", None), "refused", {}))
+    sip = getattr(recorder, "sip", None)
+    for budget, n in getattr(sip, "refused", {}).items():
+        refused[budget] = refused.get(budget, 0) + n
+    lines = [
+        "# HELP siprec_budget_refusals_total Requests and connections refused (or closed) "
+        "because a budget ran out, by budget.",
+        "# TYPE siprec_budget_refusals_total counter",
+    ]
+    lines += [
+        f'siprec_budget_refusals_total{{budget="{b}"}} {n}' for b, n in sorted(refused.items())
+    ]
+    lines += [
+        "# HELP siprec_refusals_not_indexed_total Budget refusals that left no index row, by "
+        "budget and cause (not-governed: the policy would not record the call; row-limit: "
+        "past the source's row budget).",
+        "# TYPE siprec_refusals_not_indexed_total counter",
+    ]
+    not_indexed = getattr(srs.counters, "refusals_not_indexed", {})
+    lines += [
+        f'siprec_refusals_not_indexed_total{{budget="{b}",cause="{c}"}} {n}'
+        for (b, c), n in sorted(not_indexed.items())
+    ]
+    open_connections = getattr(sip, "open_connections", None)
+    if callable(open_connections):
+        lines += [
+            "# HELP siprec_sip_connections_open SIP stream connections open, by transport "
+            "(tls-handshake: TLS not established yet).",
+            "# TYPE siprec_sip_connections_open gauge",
+        ]
+        lines += [
+            f'siprec_sip_connections_open{{transport="{k}"}} {n}'
+            for k, n in sorted(open_connections().items())
+        ]
+    return lines
 
 
 class MetricsServer:

@@ -9,7 +9,12 @@ holds, and checks a new INVITE against the budgets of :class:`Budgets` before an
 opened. A refusal names the budget that ran out (``Warning: 399 - "budget: ..."``) so that an
 operator reading the SRC's logs knows which key to raise; it is ``503`` with Retry-After for
 a resource that frees up (ports, sessions) and ``488`` for an offer that could never fit (more
-m-lines than one session may have).
+m-lines than one session may have, or than the source's whole port budget).
+
+A re-INVITE or UPDATE that adds streams to a live session is checked the same way
+(:meth:`Admission.check_change`, with the net change: streams it removes with ``port 0``
+give their ports back first). Refused, it leaves the session as it was (RFC 3261 section
+14.2: a non-2xx answer to a re-INVITE changes nothing), still recording.
 
 :func:`is_siprec_invite` tells a SIPREC session (RFC 7866 section 6.1.1: the SRC's Contact
 carries ``+sip.src``; real SRCs also mark it as below) from a plain call, which a scanner
@@ -127,28 +132,49 @@ class TrustedProxies:
 
 
 class Admission:
-    """Per-source holdings and the budgets they are checked against."""
+    """Per-source holdings, the budgets they are checked against, and the refusal counts."""
 
     def __init__(self, budgets: Budgets) -> None:
         self.budgets = budgets
         self._ports: dict[str, int] = {}
-        self.refused: dict[str, int] = {}  # budget -> refusals (exported as a counter)
+        # budget name -> refusals, for every budget the SRS enforces (these and the ones it
+        # checks itself: sessions, invites-per-second...); exported on /metrics.
+        self.refused: dict[str, int] = {}
 
     def ports_held(self, host: str) -> int:
         return self._ports.get(host, 0)
 
+    def count(self, budget: str) -> None:
+        """One refusal for ``budget`` (the name in the Warning header)."""
+        self.refused[budget] = self.refused.get(budget, 0) + 1
+
     def check(self, host: str, media_lines: int) -> Refusal | None:
         """Whether a new INVITE from ``host`` asking for ``media_lines`` streams fits."""
+        return self.check_change(host, media_lines, media_lines)
+
+    def check_change(self, host: str, session_lines: int, added: int) -> Refusal | None:
+        """Whether a session of ``host`` may hold ``session_lines`` streams, ``added`` more
+        port pairs than it holds now (a new INVITE: both the same; a re-INVITE or UPDATE
+        that adds streams: the net change, ports it gives back with ``port 0`` deducted).
+
+        ``488`` when the session could never fit (more lines than one session, or than the
+        source's whole budget, may have), ``503`` when the source's other sessions hold the
+        ports it would need (they free up).
+        """
         b = self.budgets
         refusal = None
-        if b.max_media_lines and media_lines > b.max_media_lines:
+        if b.max_media_lines and session_lines > b.max_media_lines:
             refusal = Refusal(488, "Not Acceptable Here", "media-lines-per-invite")
-        elif b.max_ports_per_source and self.ports_held(host) + media_lines > (
+        elif b.max_ports_per_source and session_lines > b.max_ports_per_source:
+            refusal = Refusal(488, "Not Acceptable Here", "rtp-ports-per-source")
+        elif (
             b.max_ports_per_source
+            and added > 0
+            and self.ports_held(host) + added > b.max_ports_per_source
         ):
             refusal = Refusal(503, "Service Unavailable", "rtp-ports-per-source")
         if refusal is not None:
-            self.refused[refusal.budget] = self.refused.get(refusal.budget, 0) + 1
+            self.count(refusal.budget)
         return refusal
 
     def hold(self, host: str, pairs: int) -> None:

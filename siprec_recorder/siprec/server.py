@@ -16,6 +16,28 @@ fsyncs it (in a thread, off the loop), and ends sessions whose media stopped for
 the inactivity timeout (sending a BYE to the SRC). At BYE, CANCEL, timeout or expiry the
 session's sockets close, the spool is flushed one last time, and a worker process renders the
 MP3 (:mod:`.finalize`); the index row is then completed. Nothing here waits on media work.
+
+Budget refusals (sessions, sessions per source, RTP ports per source, media lines, storage;
+see :mod:`.admission`) are counted by budget name, and leave ``declined`` index rows only as
+far as compliance needs them and a hostile source cannot turn them into a flood of rows:
+
+* a row only for a call the policy governs, i.e. one it would record now (a listed number,
+  or any number with ``unknown_numbers = "record"``): a regulated call refused for capacity
+  must stay visible in ``report completeness``; a call the policy would not record (an
+  emergency number, an unlisted one under ``"decline"``) was never going to be recorded, so
+  the refusal costs it nothing and is only counted;
+* at most :attr:`SessionRecordingServer.REFUSAL_ROWS_BURST` rows per source and budget, then
+  :attr:`~SessionRecordingServer.REFUSAL_ROWS_PER_SECOND` (a token bucket): far above what a
+  real SRC offers while one of its budgets is exhausted for a minute, and a ceiling on what
+  a greedy or hostile one can write. Past it a refusal is counted in
+  ``siprec_refusals_not_indexed_total{budget, cause="row-limit"}``, with one warning a minute
+  per source and budget in the log, so the gap itself is visible. The policy is asked only
+  while the bucket has room, so a flood costs no database round trip per INVITE.
+
+Why not one aggregated row per source, budget and interval with a count: the completeness
+report lists calls (number, time, reason) for the compliance officer, and an aggregate row has
+no number to list; a count of refusals belongs in the metrics, which already have it. A
+re-INVITE or UPDATE refused for a budget leaves no row: the session goes on recording.
 """
 
 from __future__ import annotations
@@ -158,6 +180,36 @@ class SourcePolicy:
         return True
 
 
+class TokenBuckets:
+    """Token buckets by key (``burst`` tokens, ``rate`` a second), bounded in keys."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst = float(max(1, burst))
+        self.rate = rate
+        self._buckets: dict[Any, tuple[float, float]] = {}
+
+    def _tokens(self, key: Any, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - last) * self.rate)
+
+    def ready(self, key: Any, now: float) -> bool:
+        """Whether :meth:`take` would succeed now (takes nothing)."""
+        return self._tokens(key, now) >= 1.0
+
+    def take(self, key: Any, now: float) -> bool:
+        tokens = self._tokens(key, now)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self.MAX_KEYS:  # forget the oldest half
+            for old in list(self._buckets)[: self.MAX_KEYS // 2]:
+                del self._buckets[old]
+        return True
+
+
 @dataclass(slots=True)
 class Counters:
     """Prometheus counters of the SRS (exposed by the metrics endpoint)."""
@@ -171,6 +223,9 @@ class Counters:
     finished: int = 0
     failed: int = 0
     finalize_seconds: float = 0.0
+    # (budget, cause) -> budget refusals that left no index row; cause "not-governed" (a
+    # call the policy would not record) or "row-limit" (past the source's row budget).
+    refusals_not_indexed: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 _URI_RE = re.compile(r"<([^>]*)>")
@@ -222,6 +277,9 @@ class SessionRecordingServer:
     # and what hears of every recording once it is indexed (the transcription queue).
     leg_audio_dir: str | None = None
     on_indexed: Callable[[str], Any] | None = None
+    # Index rows of budget refusals, per source and budget: a burst, then a steady rate.
+    REFUSAL_ROWS_BURST = 20
+    REFUSAL_ROWS_PER_SECOND = 1.0
 
     def __init__(
         self,
@@ -256,6 +314,8 @@ class SessionRecordingServer:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.counters = Counters()
         self.admission = Admission(settings.budgets)
+        self.refusal_rows = TokenBuckets(self.REFUSAL_ROWS_BURST, self.REFUSAL_ROWS_PER_SECOND)
+        self._not_indexed_logged: dict[tuple[str, str], float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[asyncio.Task[Any]] = set()
@@ -508,6 +568,7 @@ class SessionRecordingServer:
             self._respond(tx, req, 403, "Forbidden", headers=[("Warning", NOT_RECORDED)])
             return
         if not self.sources.take(host, now):
+            self.admission.count("invites-per-second")
             self._respond(
                 tx,
                 req,
@@ -517,6 +578,7 @@ class SessionRecordingServer:
             )
             return
         if self._closing or len(self.sessions) >= self.settings.max_sessions:
+            self.admission.count("sessions")
             self._respond(
                 tx,
                 req,
@@ -524,9 +586,10 @@ class SessionRecordingServer:
                 "Service Unavailable",
                 headers=[("Retry-After", "10"), ("Warning", '399 - "budget: sessions"')],
             )
-            self._note_refusal(req, src, "recorder-at-capacity", now)
+            self._note_refusal(req, src, "recorder-at-capacity", now, budget="sessions")
             return
         if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
+            self.admission.count("sessions-per-source")
             self._respond(
                 tx,
                 req,
@@ -537,7 +600,7 @@ class SessionRecordingServer:
                     ("Warning", '399 - "budget: sessions-per-source"'),
                 ],
             )
-            self._note_refusal(req, src, "source-at-capacity", now)
+            self._note_refusal(req, src, "source-at-capacity", now, budget="sessions-per-source")
             return
         if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
             log.error(
@@ -553,7 +616,7 @@ class SessionRecordingServer:
                 "Service Unavailable",
                 headers=[("Retry-After", "60"), ("Warning", '399 - "recorder storage full"')],
             )
-            self._note_refusal(req, src, "storage-low", now)
+            self._note_refusal(req, src, "storage-low", now, budget="storage")
             return
 
         expires = self._session_expires(req)
@@ -605,7 +668,9 @@ class SessionRecordingServer:
                 to_tag=local_tag,
                 headers=refusal.headers,
             )
-            self._note_refusal(req, src, f"budget: {refusal.budget}", now)
+            self._note_refusal(
+                req, src, f"budget: {refusal.budget}", now, budget=refusal.budget, decision=decision
+            )
             return
         recorded, other, direction = self._roles(participants, decision)
         rec_id = uuid.uuid4().hex
@@ -648,6 +713,7 @@ class SessionRecordingServer:
             for leg in session.legs:
                 self._close_leg(leg)
             log.error("call %s: cannot open media: %s", escape(call_id, CALL_ID_LIMIT), exc)
+            self.admission.count("rtp-ports")
             self._respond(
                 tx,
                 req,
@@ -668,7 +734,7 @@ class SessionRecordingServer:
             for leg in session.legs:
                 self._close_leg(leg)
             self._respond(tx, req, 487, "Request Terminated", to_tag=local_tag)
-            self._note_refusal(req, src, "cancelled", now)
+            self._note_refusal(req, src, "cancelled", now, decision=decision)
             log.info("call %s: cancelled by the SRC before it was answered", call_id)
             return
         # Answer first: the signalling path never waits on the disk. The spool and the index
@@ -726,27 +792,91 @@ class SessionRecordingServer:
         except Exception:
             log.exception("call %s: cannot index the failed recording", escape(s.call_id, 256))
 
-    def _note_refusal(self, req: SipRequest, src: Any, reason: str, now: float) -> None:
+    def _note_refusal(
+        self,
+        req: SipRequest,
+        src: Any,
+        reason: str,
+        now: float,
+        *,
+        budget: str | None = None,
+        decision: Any = None,
+    ) -> None:
         """Leave a ``declined`` row for a call refused before a session existed, so that the
-        completeness report lists it (in the background: the 503 is already on its way)."""
+        completeness report lists it (in the background: the 503 is already on its way).
+
+        A refusal for a budget (``budget`` set) leaves a row only for a call the policy
+        governs (one it would record), and at most :attr:`refusal_rows` rows per source and
+        budget (a burst, then a steady rate); every other refusal is counted in
+        :attr:`Counters.refusals_not_indexed` (on /metrics) and logged once a minute. The
+        policy is asked only while the source's row budget has room, so a flood costs no
+        database round trip per INVITE. See the module docstring for why.
+        """
+        origin = self._origin(req, src)
+        key = (origin.host if origin is not None else src.host, budget or "")
+        if budget is not None and not self.refusal_rows.ready(key, now):
+            self._not_indexed(src, budget, "row-limit", now)
+            return
         participants: list[dict[str, Any]] = []
         try:
             _offer, metadata = self._parse_body(req)
             participants = self._participants(req, metadata)
         except RemoteProtocolError:
             participants = self._participants(req, None)
-        recorded, other, direction = self._roles(participants, None)
-        row = self._declined_row(req, src, participants, recorded, other, direction, reason, now)
 
         async def write() -> None:
+            nonlocal decision
             try:
+                if budget is not None and decision is None and self.policy is not None:
+                    decision = await self._evaluate(participants, now)
+                if budget is not None and decision is not None and not decision.record:
+                    # Not a call the policy would record (an emergency call, an unlisted
+                    # number with unknown_numbers = "decline"): the counters carry it.
+                    self._not_indexed(src, budget, "not-governed", now)
+                    return
+                if budget is not None and not self.refusal_rows.take(key, now):
+                    self._not_indexed(src, budget, "row-limit", now)
+                    return
+                recorded, other, direction = self._roles(participants, decision)
+                row = self._declined_row(
+                    req, src, participants, recorded, other, direction, reason, now
+                )
                 await self.index.record_declined(row)
             except Exception:
-                log.exception("call %s: cannot write the refusal row (%s)", req.call_id, reason)
+                log.exception(
+                    "call %s: cannot write the refusal row (%s)",
+                    escape(req.call_id or "", CALL_ID_LIMIT),
+                    reason,
+                )
 
         task = asyncio.create_task(write())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _evaluate(self, participants: list[dict[str, Any]], now: float) -> Any:
+        """What the policy would decide of a refused call (not counted as a decision)."""
+        aors = [p["aor"] for p in participants if p.get("aor")]
+        policy = self.policy
+        assert policy is not None
+        ask = getattr(policy, "evaluate", None) or policy.decide
+        return await ask(aors, datetime.fromtimestamp(now, UTC))
+
+    def _not_indexed(self, src: Any, budget: str, cause: str, now: float) -> None:
+        key = (budget, cause)
+        c = self.counters.refusals_not_indexed
+        c[key] = c.get(key, 0) + 1
+        last = self._not_indexed_logged.get((src.host, budget), 0.0)
+        if now - last >= 60.0:
+            self._not_indexed_logged[(src.host, budget)] = now
+            log.warning(
+                "refusals for budget %s from %s are not all indexed (%s; see "
+                "siprec_refusals_not_indexed_total)",
+                budget,
+                src.host,
+                cause,
+            )
+            if len(self._not_indexed_logged) > 10_000:
+                self._not_indexed_logged.clear()
 
     def _delayed_offer(self, metadata: RecordingMetadata | None) -> list[OfferedStream]:
         """The streams we offer to an INVITE without SDP: one per metadata stream, else one."""
@@ -798,6 +928,7 @@ class SessionRecordingServer:
             if st.codec is not None:
                 leg.codec = st.codec.encoding
             leg.direction = "inactive" if st.direction == "inactive" else "recvonly"
+        self._sync_ports_held(s)
         self._assign_participants(s)
         await self._save_manifest(s)
 
@@ -1118,16 +1249,19 @@ class SessionRecordingServer:
         self, req: SipRequest, tx: Any, s: RecordingSession, *, invite: bool
     ) -> None:
         now = self.clock()
-        s.refreshed_at = now
-        se = self._session_expires(req)
-        if se:
-            s.session_expires = se
         try:
             offer, metadata = self._parse_body(req)
         except RemoteProtocolError as exc:
             code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
             self._respond(tx, req, code, _reason(exc.message), to_tag=s.local_tag)
             return
+        streams = parse_offer(offer) if offer is not None else []
+        if offer is not None and self._refuse_added_streams(req, tx, s, streams):
+            return  # the session, its legs and its metadata stay as they were
+        s.refreshed_at = now
+        se = self._session_expires(req)
+        if se:
+            s.session_expires = se
         if metadata is not None:
             self._update_metadata(s, metadata, now)
         if offer is None:
@@ -1138,7 +1272,6 @@ class SessionRecordingServer:
                 self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
             await self._save_manifest(s)
             return
-        streams = parse_offer(offer)
         answer: list[AcceptedStream] = []
         used = {leg.label for leg in s.legs}
         for st in streams:
@@ -1182,6 +1315,7 @@ class SessionRecordingServer:
                     media=st.media,
                 )
             )
+        self._sync_ports_held(s)
         self._assign_participants(s)
         s.sdp_version += 1
         s.last_answer = answer
@@ -1200,6 +1334,56 @@ class SessionRecordingServer:
             self._respond(
                 tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp"
             )
+
+    def _refuse_added_streams(
+        self, req: SipRequest, tx: Any, s: RecordingSession, streams: list[OfferedStream]
+    ) -> bool:
+        """Check a new offer's added streams against the source's budgets; True when refused
+        (then answered 503 or 488, naming the budget, with nothing of the session changed)."""
+        added = removed = 0
+        for st in streams:
+            leg = s.leg_by_label(st.label, st.index)
+            live = leg is not None and leg.endpoint is not None
+            if not live and st.codec is not None and st.port != 0:
+                added += 1  # an upper bound: SRTP without a suite we take is refused later
+            elif live and (st.port == 0 or st.codec is None):
+                removed += 1
+        if not added:
+            return False
+        held = sum(1 for leg in s.legs if leg.endpoint is not None)
+        refusal = self.admission.check_change(
+            s.source_host, held - removed + added, added - removed
+        )
+        if refusal is None:
+            return False
+        log.info(
+            "call %s: %s from %s refused: budget %s (%d streams held, %d added)",
+            escape(s.call_id, CALL_ID_LIMIT),
+            req.method,
+            s.source_host,
+            refusal.budget,
+            held,
+            added,
+        )
+        self._respond(
+            tx,
+            req,
+            refusal.status,
+            refusal.reason_phrase,
+            to_tag=s.local_tag,
+            headers=refusal.headers,
+        )
+        return True
+
+    def _sync_ports_held(self, s: RecordingSession) -> None:
+        """Count the session's open legs against its source's port budget (after streams
+        were added, or removed with ``port 0``: those ports return to the budget)."""
+        held = 0 if s.ended else sum(1 for leg in s.legs if leg.endpoint is not None)
+        if held > s.ports_held:
+            self.admission.hold(s.source_host, held - s.ports_held)
+        elif held < s.ports_held:
+            self.admission.release(s.source_host, s.ports_held - held)
+        s.ports_held = held
 
     def _update_metadata(self, s: RecordingSession, update: RecordingMetadata, now: float) -> None:
         """Apply a metadata update (re-INVITE/UPDATE) and record who joined and who left.

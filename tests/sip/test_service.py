@@ -230,6 +230,78 @@ async def test_idle_connection_closed() -> None:
         await service.stop()
 
 
+async def test_closed_connections_are_counted_by_budget() -> None:
+    service = SipService(
+        SipCore(),
+        lambda e: None,
+        idle_timeout=0.3,
+        incomplete_timeout=0.3,
+        first_message_timeout=30.0,
+        max_connections_per_source=2,
+    )
+    await service.start(["tcp:127.0.0.1:0"])
+    try:
+        [(_, host, port)] = service.bound
+        idle = await asyncio.open_connection(host, port)
+        slow = await asyncio.open_connection(host, port)
+        await asyncio.sleep(0.05)
+        assert service.open_connections() == {"tcp": 2, "tls": 0, "tls-handshake": 0}
+        third = await asyncio.open_connection(host, port)  # past connections-per-source
+        assert await asyncio.wait_for(third[0].read(), 3) == b""
+        slow[1].write(b"OPTIONS sip:srs@127.0.0.1 SIP/2.0\r\n")  # never finished
+        assert await asyncio.wait_for(slow[0].read(), 3) == b""
+        assert await asyncio.wait_for(idle[0].read(), 3) == b""
+        await asyncio.sleep(0.05)
+        assert service.refused == {
+            "connections-per-source": 1,
+            "incomplete-message-timeout": 1,
+            "idle-timeout": 1,
+        }
+        assert service.open_connections() == {"tcp": 0, "tls": 0, "tls-handshake": 0}
+        for _r, w in (idle, slow, third):
+            w.close()
+    finally:
+        await service.stop()
+
+
+async def test_tls_handshake_counts_against_the_caps_and_times_out(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    service = SipService(
+        SipCore(), lambda e: None, tls_handshake_timeout=0.5, max_connections_per_source=1
+    )
+    await service.start(["tls:127.0.0.1:0"], server_ctx)
+    try:
+        [(_, host, port)] = service.bound
+        # A connection that never starts TLS holds its place in the caps from its first
+        # moment (it used to be invisible until the handshake ended) ...
+        silent = await asyncio.open_connection(host, port)
+        await asyncio.sleep(0.1)
+        assert service.open_connections() == {"tcp": 0, "tls": 0, "tls-handshake": 1}
+        second = await asyncio.open_connection(host, port)
+        assert await asyncio.wait_for(second[0].read(), 3) == b""
+        assert service.refused == {"connections-per-source": 1}
+        # ... and is cut off when the handshake time is over.
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        assert await asyncio.wait_for(silent[0].read(), 3) == b""
+        assert loop.time() - t0 < 1.5
+        await asyncio.sleep(0.05)
+        assert service.refused == {"connections-per-source": 1, "tls-handshake-timeout": 1}
+        assert service.open_connections() == {"tcp": 0, "tls": 0, "tls-handshake": 0}
+        # A real TLS client still gets in afterwards.
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+        reader, writer = await asyncio.open_connection(host, port, ssl=client_ctx)
+        await asyncio.sleep(0.05)
+        assert service.open_connections() == {"tcp": 0, "tls": 1, "tls-handshake": 0}
+        writer.close()
+        for _r, w in (silent, second):
+            w.close()
+    finally:
+        await service.stop()
+
+
 async def test_tcp_oversized_gets_513_then_close() -> None:
     events: list[Event] = []
     service = SipService(SipCore(max_message_size=600), events.append)

@@ -91,3 +91,32 @@ def test_a_trusted_proxys_own_request_has_no_origin_behind_it() -> None:
     only = vias("SIP/2.0/UDP 10.0.0.2;branch=a")
     assert PROXIES.origin_behind("10.0.0.2", only) is None
     assert PROXIES.trusts("::ffff:10.0.0.2")  # an IPv4 proxy on a dual-stack socket
+
+
+def test_a_change_to_a_live_session_is_checked_by_its_net_effect() -> None:
+    adm = Admission(Budgets(max_media_lines=6, max_ports_per_source=4))
+    adm.hold("192.0.2.1", 2)  # one session with two legs
+    # Two more lines (4 in the session, 4 for the source): fits.
+    assert adm.check_change("192.0.2.1", 4, 2) is None
+    adm.hold("192.0.2.1", 2)  # a second session of the same source, two legs
+    refusal = adm.check_change("192.0.2.1", 4, 2)
+    assert refusal is not None and refusal.status == 503
+    assert refusal.budget == "rtp-ports-per-source" and ("Retry-After", "10") in refusal.headers
+    # One line removed (port 0) for each one added: no new ports, nothing to refuse.
+    assert adm.check_change("192.0.2.1", 2, 0) is None
+    # More lines than the source's whole budget could never fit: 488, no Retry-After.
+    never = adm.check_change("192.0.2.1", 5, 3)
+    assert never is not None and never.status == 488 and never.budget == "rtp-ports-per-source"
+    assert never.headers == [("Warning", '399 - "budget: rtp-ports-per-source"')]
+    too_many = adm.check_change("192.0.2.1", 7, 5)
+    assert too_many is not None and too_many.budget == "media-lines-per-invite"
+    assert adm.refused == {"rtp-ports-per-source": 2, "media-lines-per-invite": 1}
+    adm.count("sessions-per-source")  # the budgets the SRS checks itself count here too
+    assert adm.refused["sessions-per-source"] == 1
+
+
+def test_a_new_invite_larger_than_the_source_budget_is_488() -> None:
+    adm = Admission(Budgets(max_media_lines=16, max_ports_per_source=4))
+    refusal = adm.check("192.0.2.1", 6)
+    assert refusal is not None and refusal.status == 488
+    assert refusal.budget == "rtp-ports-per-source"

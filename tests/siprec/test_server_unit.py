@@ -244,3 +244,198 @@ async def test_a_refused_row_is_not_retried_and_stop_cuts_a_wait_short() -> None
     with pytest.raises(OSError):
         await asyncio.wait_for(task, 2)
     assert slow.attempts == 1
+
+
+# ---------------------------------------------------------------------- budgets on re-INVITE
+def _sdp(ports: list[int]) -> str:
+    """An offer with one m-line per port (labels 1, 2...; port 0 removes a stream)."""
+    head = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    return head + "".join(
+        f"m=audio {port} RTP/AVP 8\r\na=label:{i + 1}\r\na=sendonly\r\n"
+        for i, port in enumerate(ports)
+    )
+
+
+def _request(
+    method: str, call_id: str, sdp: str | None, *, to_tag: str = "", cseq: int = 1
+) -> SipRequest:
+    body = sdp or ""
+    to = f"<sip:srs@127.0.0.1>;tag={to_tag}" if to_tag else "<sip:srs@127.0.0.1>"
+    ctype = "Content-Type: application/sdp\r\n" if body else ""
+    text = (
+        f"{method} sip:srs@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK{call_id}{cseq}\r\n"
+        f"Max-Forwards: 70\r\nFrom: <tel:+32470000001>;tag=a\r\nTo: {to}\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+        f"Contact: <sip:src@127.0.0.1:5070>;+sip.src\r\n"
+        f"{ctype}Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    msg = parse_message(text.encode())
+    assert isinstance(msg, SipRequest)
+    return msg
+
+
+class LiveSpool:
+    root = "/nonexistent"
+
+    class Session:
+        def update_manifest(self, manifest: dict[str, Any]) -> None:
+            pass
+
+    def open_session(self, rec_id: str, manifest: dict[str, Any]) -> Any:
+        return self.Session()
+
+
+class LiveIndex(FakeIndex):
+    async def update_participants(self, rec_id: str, participants: Any) -> None:
+        pass
+
+
+class Policy:
+    """Records every call; ``evaluate`` (what a refusal asks) says ``governed``."""
+
+    def __init__(self, governed: bool = True) -> None:
+        self.governed = governed
+        self.evaluated = 0
+
+    async def decide(self, aors: list[str], now: Any) -> Decision:
+        return Decision()
+
+    async def evaluate(self, aors: list[str], now: Any) -> Decision:
+        self.evaluated += 1
+        return Decision(record=self.governed)
+
+
+def _budget_srs(
+    budgets: Any, index: FakeIndex | None = None, policy: Any = None, **settings: Any
+) -> tuple[SessionRecordingServer, FakeSip, FakePorts]:
+    sip, ports = FakeSip(), FakePorts()
+    srs = SessionRecordingServer(
+        sip=sip,
+        index=index or LiveIndex(),
+        policy=policy or Policy(),
+        spool=LiveSpool(),
+        recordings_root="/tmp",
+        ports=ports,
+        executor=None,
+        settings=SrsSettings(budgets=budgets, **settings),
+        receiver_factory=LegReceiver,
+    )
+    return srs, sip, ports
+
+
+async def _send(srs: SessionRecordingServer, sip: FakeSip, req: SipRequest) -> SipResponse:
+    tx = TransactionKey(req.headers.get("Via") or "", "127.0.0.1:5070", req.method)
+    before = len(sip.responses)
+    srs.on_event(RequestReceived(req, tx, SRC))
+    await srs.drain()
+    assert len(sip.responses) == before + 1, [r.status for r in sip.responses]
+    return sip.responses[-1]
+
+
+def _to_tag(resp: SipResponse) -> str:
+    return (resp.headers.get("To") or "").split("tag=", 1)[1]
+
+
+async def test_a_reinvite_adding_streams_past_the_budget_is_refused_and_changes_nothing() -> None:
+    from siprec_recorder.siprec.admission import Budgets
+
+    srs, sip, ports = _budget_srs(Budgets(max_ports_per_source=4))
+    a = await _send(srs, sip, _request("INVITE", "a", _sdp([40000, 40002])))
+    b = await _send(srs, sip, _request("INVITE", "b", _sdp([41000, 41002])))
+    assert (a.status, b.status) == (200, 200)
+    assert srs.admission.ports_held("127.0.0.1") == 4
+    session = srs.sessions["b"]
+    legs_before = [(leg.label, leg.port, leg.endpoint) for leg in session.legs]
+    answer_before, version_before = session.last_answer, session.sdp_version
+
+    # b asks for two more streams: the source's other session holds the ports: 503.
+    grow = _request("INVITE", "b", _sdp([41000, 41002, 41004, 41006]), to_tag=_to_tag(b), cseq=2)
+    refused = await _send(srs, sip, grow)
+    assert refused.status == 503
+    assert refused.headers.get("Warning") == '399 - "budget: rtp-ports-per-source"'
+    assert refused.headers.get("Retry-After") == "10"
+    assert [(leg.label, leg.port, leg.endpoint) for leg in session.legs] == legs_before
+    assert session.last_answer is answer_before and session.sdp_version == version_before
+    assert ports.open_count == 4 and ports.released == []
+    assert srs.admission.ports_held("127.0.0.1") == 4
+    assert srs.admission.refused == {"rtp-ports-per-source": 1}
+    assert list(srs.sessions) == ["a", "b"]  # both still recording
+
+    # Six lines in one session could never fit a budget of four: 488 (nothing to wait for).
+    huge = _request("INVITE", "b", _sdp([41000 + 2 * i for i in range(6)]), to_tag=_to_tag(b))
+    never = await _send(srs, sip, huge)
+    assert never.status == 488 and never.headers.get("Retry-After") is None
+    assert never.headers.get("Warning") == '399 - "budget: rtp-ports-per-source"'
+
+    # An UPDATE is checked the same way.
+    update = _request("UPDATE", "b", _sdp([41000, 41002, 41004]), to_tag=_to_tag(b), cseq=4)
+    assert (await _send(srs, sip, update)).status == 503
+
+
+async def test_streams_removed_by_a_reinvite_return_their_ports_to_the_budget() -> None:
+    from siprec_recorder.siprec.admission import Budgets
+
+    srs, sip, ports = _budget_srs(Budgets(max_ports_per_source=4))
+    a = await _send(srs, sip, _request("INVITE", "a", _sdp([40000, 40002])))
+    b = await _send(srs, sip, _request("INVITE", "b", _sdp([41000, 41002])))
+    assert srs.admission.ports_held("127.0.0.1") == 4
+    # a stops stream 2 (port 0): one pair back in the budget.
+    shrink = _request("INVITE", "a", _sdp([40000, 0]), to_tag=_to_tag(a), cseq=2)
+    assert (await _send(srs, sip, shrink)).status == 200
+    assert srs.admission.ports_held("127.0.0.1") == 3 and len(ports.released) == 1
+    # Now b may add one stream, and only one.
+    grow = _request("INVITE", "b", _sdp([41000, 41002, 41004]), to_tag=_to_tag(b), cseq=2)
+    ok = await _send(srs, sip, grow)
+    assert ok.status == 200 and b"m=audio 0 " not in ok.body
+    assert srs.admission.ports_held("127.0.0.1") == 4
+    assert srs.sessions["b"].ports_held == 3
+    more = _request("INVITE", "b", _sdp([41000, 41002, 41004, 41006]), to_tag=_to_tag(b), cseq=3)
+    assert (await _send(srs, sip, more)).status == 503
+    # Swapping a stream (one removed, one added in the same offer) needs no new port.
+    swap = _request("INVITE", "b", _sdp([41000, 41002, 0, 41006]), to_tag=_to_tag(b), cseq=4)
+    assert (await _send(srs, sip, swap)).status == 200
+    assert srs.admission.ports_held("127.0.0.1") == 4
+
+
+# ---------------------------------------------------------------------- refusal rows
+async def _flood(srs: SessionRecordingServer, sip: FakeSip, n: int) -> list[int]:
+    statuses = []
+    for i in range(n):
+        statuses.append((await _send(srs, sip, _request("INVITE", f"f{i}", _sdp([42000])))).status)
+    return statuses
+
+
+async def test_a_flood_of_refusals_leaves_a_bounded_number_of_rows() -> None:
+    from siprec_recorder.siprec.admission import Budgets
+
+    now = [1000.0]
+    index = LiveIndex()
+    srs, sip, _ports = _budget_srs(Budgets(), index=index, max_sessions_per_source=1)
+    srs.clock = lambda: now[0]
+    assert (await _send(srs, sip, _request("INVITE", "held", _sdp([40000])))).status == 200
+    assert set(await _flood(srs, sip, 100)) == {503}
+    burst = srs.REFUSAL_ROWS_BURST
+    assert len(index.declined) == burst
+    assert {d.reason for d in index.declined} == {"source-at-capacity"}
+    assert {d.recorded_number for d in index.declined} == {"+32470000001"}
+    assert srs.counters.refusals_not_indexed == {("sessions-per-source", "row-limit"): 100 - burst}
+    assert srs.admission.refused == {"sessions-per-source": 100}
+    # The policy is asked only while there was room for a row.
+    assert srs.policy.evaluated == burst
+    # Ten seconds later the bucket has refilled by ten rows.
+    now[0] += 10 / srs.REFUSAL_ROWS_PER_SECOND
+    await _flood(srs, sip, 30)
+    assert len(index.declined) == burst + 10
+
+
+async def test_a_refused_call_the_policy_would_not_record_leaves_no_row() -> None:
+    from siprec_recorder.siprec.admission import Budgets
+
+    index = LiveIndex()
+    policy = Policy(governed=False)
+    srs, sip, _ports = _budget_srs(Budgets(), index=index, policy=policy, max_sessions_per_source=1)
+    assert (await _send(srs, sip, _request("INVITE", "held", _sdp([40000])))).status == 200
+    assert set(await _flood(srs, sip, 5)) == {503}
+    assert index.declined == []
+    assert srs.counters.refusals_not_indexed == {("sessions-per-source", "not-governed"): 5}

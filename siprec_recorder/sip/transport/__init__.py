@@ -9,12 +9,21 @@ connection, hands each event to ``on_event`` and re-arms the single ``loop.call_
 * ``source_filter(address) -> bool``: when it returns ``False`` the input is ignored (a TCP
   connection is closed) and ``on_rejected_source(address, data)`` is told, so that the upper
   layer can choose between silence and a ``403`` (sent with :meth:`SipService.send_raw`).
-* Bounded: ``max_message_size`` per message and per stream buffer, ``max_connections``,
-  idle stream connections closed after ``idle_timeout`` seconds (long by default: an SRC's
-  connection may carry nothing for the length of a call, and our BYE needs it), a
-  connection holding an incomplete message after ``incomplete_timeout``. A stream that
-  cannot be framed gets a ``400``/``513`` when its header section was readable, then is
-  closed.
+* Bounded: ``max_message_size`` per message and per stream buffer, ``max_connections``
+  (in all) and ``max_connections_per_source``, idle stream connections closed after
+  ``idle_timeout`` seconds (long by default: an SRC's connection may carry nothing for the
+  length of a call, and our BYE needs it), a connection holding an incomplete message after
+  ``incomplete_timeout``, one that never completed a message after
+  ``first_message_timeout``. A stream that cannot be framed gets a ``400``/``513`` when its
+  header section was readable, then is closed.
+* TLS: the listener accepts plain TCP and runs the handshake itself (``loop.start_tls``,
+  ``tls_handshake_timeout``), so that a connection still in (or never starting) its
+  handshake counts against the connection caps from its first moment.
+* Every connection refused or closed by one of these budgets is counted in
+  :attr:`SipService.refused` by the budget's name (``connections``,
+  ``connections-per-source``, ``first-message-timeout``, ``incomplete-message-timeout``,
+  ``idle-timeout``, ``tls-handshake-timeout``, ``tls-handshake-failed``), the names of the
+  log lines; :meth:`SipService.open_connections` counts what is open (the metrics read both).
 * A broken connection or a failing callback is logged and never raises out of the loop.
 """
 
@@ -93,6 +102,8 @@ class SipService:
         self.first_message_timeout = first_message_timeout
         self.tls_handshake_timeout = tls_handshake_timeout
         self._per_host: dict[str, int] = {}
+        self.refused: dict[str, int] = {}  # budget name -> connections refused or closed
+        self._handshakes: set[asyncio.Task[None]] = set()
         self.bound: list[tuple[str, str, int]] = []
         self._udp: list[UdpProtocol] = []
         self._servers: list[asyncio.Server] = []
@@ -142,13 +153,11 @@ class SipService:
         else:
             if transport == "tls" and tls is None:
                 raise ConfigError(f"listen {spec!r}: TLS needs TlsSettings")
-            context = tls.server if transport == "tls" and tls else None
+            # TLS listeners accept TCP; _stream_open counts the connection, then starts TLS.
             server = await loop.create_server(
-                functools.partial(self._new_stream, transport),
+                functools.partial(self._new_stream, transport, handshake=transport == "tls"),
                 host,
                 port,
-                ssl=context,
-                ssl_handshake_timeout=self.tls_handshake_timeout if context else None,
             )
             self._servers.append(server)
             sockname = server.sockets[0].getsockname()
@@ -167,6 +176,8 @@ class SipService:
                 protocol.transport.close()
         for conn in list(self._connections.values()):
             conn.close()
+        for task in list(self._handshakes):
+            task.cancel()
         for server in self._servers:
             server.close()
             await server.wait_closed()
@@ -240,12 +251,23 @@ class SipService:
             log.exception("SIP core failed on a message from %s", address)
         self._pump()
 
-    def _new_stream(self, transport: str) -> StreamProtocol:
+    def open_connections(self) -> dict[str, int]:
+        """Stream connections open now, by transport (``tls-handshake``: TLS not yet up)."""
+        out = {"tcp": 0, "tls": 0, "tls-handshake": 0}
+        for conn in self._connections.values():
+            kind = "tls-handshake" if conn.handshaking else conn.kind
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def _count(self, budget: str) -> None:
+        self.refused[budget] = self.refused.get(budget, 0) + 1
+
+    def _new_stream(self, transport: str, handshake: bool = False) -> StreamProtocol:
         return StreamProtocol(
             next(self._ids),
             self.core.max_message_size,
             self._now,
-            functools.partial(self._stream_open, transport=transport),
+            functools.partial(self._stream_open, transport=transport, handshake=handshake),
             functools.partial(self._stream_message, transport=transport),
             functools.partial(self._stream_error, transport=transport),
             self._stream_closed,
@@ -256,8 +278,9 @@ class SipService:
             return Address("tls", conn.peer[0], conn.peer[1], conn.connection_id)
         return Address("tcp", conn.peer[0], conn.peer[1], conn.connection_id)
 
-    def _stream_open(self, conn: StreamProtocol, transport: str) -> bool:
+    def _stream_open(self, conn: StreamProtocol, transport: str, handshake: bool = False) -> bool:
         if len(self._connections) >= self.max_connections:
+            self._count("connections")
             log.warning(
                 "refusing SIP %s connection from %s: budget connections (%d) reached",
                 transport,
@@ -269,6 +292,7 @@ class SipService:
         if self.max_connections_per_source and (
             self._per_host.get(host, 0) >= self.max_connections_per_source
         ):
+            self._count("connections-per-source")
             log.warning(
                 "refusing SIP %s connection from %s: budget connections-per-source (%d) reached",
                 transport,
@@ -280,7 +304,48 @@ class SipService:
             return False
         self._connections[conn.connection_id] = conn
         self._per_host[host] = self._per_host.get(host, 0) + 1
+        conn.kind = transport
+        if handshake:
+            self._start_tls(conn)
         return True
+
+    def _start_tls(self, conn: StreamProtocol) -> None:
+        assert self._tls is not None and self._loop is not None and conn.transport is not None
+        conn.handshaking = True
+        conn.transport.pause_reading()  # the ClientHello waits in the kernel for start_tls
+        task = self._loop.create_task(self._handshake(conn, conn.transport, self._tls.server))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _handshake(
+        self, conn: StreamProtocol, raw: asyncio.Transport, context: ssl.SSLContext
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            tls = await loop.start_tls(
+                raw,
+                conn,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, asyncio.CancelledError, RuntimeError) as exc:
+            timed_out = loop.time() - started >= self.tls_handshake_timeout * 0.95
+            budget = "tls-handshake-timeout" if timed_out else "tls-handshake-failed"
+            if not isinstance(exc, asyncio.CancelledError) and not conn.closing:
+                self._count(budget)
+                log.info("SIP TLS connection from %s closed: %s (%s)", conn.peer, budget, exc)
+            raw.close()
+            # The TLS layer never made the connection, so it never reports the close either.
+            self._stream_closed(conn)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        if tls is None:  # closed meanwhile
+            self._stream_closed(conn)
+            return
+        conn.tls_established(tls)
 
     def _stream_message(self, conn: StreamProtocol, data: bytes, transport: str) -> None:
         self._receive(data, self._stream_address(conn, transport))
@@ -382,8 +447,14 @@ class SipService:
                 # not extend it. A connection that never completed a message gets
                 # first_message_timeout, however often it sends.
                 if conn.framer.buffered and conn.message_started_at < now - self.incomplete_timeout:
-                    conn.close()
+                    self._close_for(conn, "incomplete-message-timeout")
                 elif not conn.messages and conn.opened_at < now - self.first_message_timeout:
-                    conn.close()
+                    self._close_for(conn, "first-message-timeout")
                 elif conn.last_activity < now - self.idle_timeout:
-                    conn.close()
+                    self._close_for(conn, "idle-timeout")
+
+    def _close_for(self, conn: StreamProtocol, budget: str) -> None:
+        if not conn.closing:
+            self._count(budget)
+            log.info("SIP %s connection from %s closed: %s", conn.kind, conn.peer, budget)
+        conn.close()

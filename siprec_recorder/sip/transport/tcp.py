@@ -44,6 +44,10 @@ class StreamProtocol(asyncio.Protocol):
         self.messages = 0  # complete messages received
         self.peer: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
+        self.kind = "tcp"  # "tcp" or "tls", set by whoever accepts the connection
+        self.handshaking = False  # TLS: the handshake is under way
+        self.closing = False
+        self._held: list[bytes] = []  # written while handshaking (see tls_established)
         self._on_open = on_open
         self._on_message = on_message
         self._on_error = on_error
@@ -80,12 +84,27 @@ class StreamProtocol(asyncio.Protocol):
             self._on_error(self, error)
             asyncio.get_running_loop().call_later(self.CLOSE_GRACE, self.close)
 
+    def tls_established(self, transport: asyncio.Transport) -> None:
+        """The TLS handshake ended: write on ``transport`` from now on.
+
+        The first messages can arrive (and be answered) before the code that awaited the
+        handshake runs again; what was written meanwhile was held and goes out now."""
+        self.transport = transport
+        self.handshaking = False
+        held, self._held = self._held, []
+        for data in held:
+            self.write(data)
+
     def write(self, data: bytes) -> None:
+        if self.handshaking:
+            self._held.append(data)
+            return
         if self.transport is not None and not self.transport.is_closing():
             self.last_activity = self._now()
             self.transport.write(data)
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.close()
 
