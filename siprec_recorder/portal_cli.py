@@ -38,7 +38,7 @@ def cmd_portal(args: argparse.Namespace) -> int:
 async def _serve(config: Any, listen: str) -> int:
     import uvicorn
 
-    from .app import Recorder
+    from .app import Recorder, open_store
     from .storage.db import Database
     from .storage.files import FileLayout
     from .supervise import bind_tcp
@@ -58,7 +58,11 @@ async def _serve(config: Any, listen: str) -> int:
             db,
             FileLayout(config.recordings_path),
             WebSettings(
-                secure_cookies=bool(c.tls_certificate), keyring=Recorder(config)._keyring()
+                secure_cookies=bool(c.tls_certificate),
+                keyring=Recorder(config)._keyring(),
+                # The recorder nodes' object store: playback, and legal holds carried to it.
+                store=open_store(config) if config.storage.recordings_url else None,
+                retention_years=int(config.storage.retention_years),
             ),
             None,
         )

@@ -100,6 +100,7 @@ class RecorderProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPREC__")}
+        env.update(self.env)  # the recorder's own (e.g. the object store's keys)
         res = subprocess.run(
             [sys.executable, "-m", "siprec_recorder", *args, "--config", str(self.config_path)],
             cwd=self.workdir,

@@ -17,15 +17,14 @@ from siprec_recorder.storage.files import FileLayout
 from . import models as _models  # noqa: F401 - declares retention_rules before the DB opens
 from .report import completeness
 from .retention import (
+    HoldOutcome,
     RetentionError,
+    change_legal_hold,
     extend_number,
     extend_recording,
     purge_once,
-    release_hold,
-    release_hold_matching,
+    recordings_of_numbers,
     retention_status,
-    set_hold,
-    set_hold_matching,
 )
 
 __all__ = ["register"]
@@ -190,75 +189,87 @@ def _one_target(args: argparse.Namespace, ctx: Any) -> bool:
     return True
 
 
-async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
+def _object_store(ctx: Any) -> Any:
+    """The object store of ``[storage] recordings_url``; None for the folder (whose holds are
+    the index's)."""
+    if not ctx.config.storage.recordings_url:
+        return None
+    from siprec_recorder.app import open_store
+
+    return open_store(ctx.config)
+
+
+async def _change_hold(args: argparse.Namespace, ctx: Any, held: bool) -> HoldOutcome | None:
+    """The hold or release asked for, through :func:`change_legal_hold` (as the portal's);
+    None when refused (the message is printed)."""
     if not _one_target(args, ctx):
-        return 1
+        return None
+    ids = [args.recording_id]
+    if args.number is not None:
+        forms = _number_forms(ctx, args.number)
+        if forms is None:
+            print(f"error: {args.number!r} is not a number", file=ctx.out)
+            return None
+        ids = await recordings_of_numbers(ctx.db, forms, since=args.since, until=args.until)
+    store = _object_store(ctx)
     try:
-        if args.number is not None:
-            forms = _number_forms(ctx, args.number)
-            if forms is None:
-                print(f"error: {args.number!r} is not a number", file=ctx.out)
-                return 1
-            changes = await set_hold_matching(
-                ctx.db,
-                forms,
-                actor=ctx.actor,
-                reason=args.reason,
-                now=_now(),
-                since=args.since,
-                until=args.until,
-            )
-            for change in changes:
-                print(f"recording {change.rec_id} on legal hold", file=ctx.out)
-            print(
-                f"{sum(c.changed for c in changes)} recording(s) put on hold, "
-                f"{sum(not c.changed for c in changes)} already held",
-                file=ctx.out,
-            )
-            return await _protect(ctx, [c.rec_id for c in changes])
-        change = await set_hold(
-            ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
+        return await change_legal_hold(
+            ctx.db,
+            ids,
+            held=held,
+            actor=ctx.actor,
+            reason=args.reason,
+            now=_now(),
+            store=store,
+            retention_years=_years(ctx),
         )
     except RetentionError as exc:
         print(f"error: {exc}", file=ctx.out)
+        return None
+    finally:
+        if store is not None:
+            await store.close()
+
+
+def _store_errors(ctx: Any, outcome: HoldOutcome) -> int:
+    for error in outcome.store_errors:
+        print(f"error: object store: {error}", file=ctx.out)
+    return 1 if outcome.store_errors else 0
+
+
+async def cmd_hold(args: argparse.Namespace, ctx: Any) -> int:
+    outcome = await _change_hold(args, ctx, True)
+    if outcome is None:
         return 1
-    what = "is now" if change.changed else "was already"
-    print(f"recording {change.rec_id} {what} on legal hold", file=ctx.out)
-    return await _protect(ctx, [change.rec_id])
+    changes = outcome.changes
+    if args.number is not None:
+        for change in changes:
+            print(f"recording {change.rec_id} on legal hold", file=ctx.out)
+        print(
+            f"{sum(c.changed for c in changes)} recording(s) put on hold, "
+            f"{sum(not c.changed for c in changes)} already held",
+            file=ctx.out,
+        )
+    else:
+        what = "is now" if changes[0].changed else "was already"
+        print(f"recording {changes[0].rec_id} {what} on legal hold", file=ctx.out)
+    return _store_errors(ctx, outcome)
 
 
 async def cmd_release(args: argparse.Namespace, ctx: Any) -> int:
-    if not _one_target(args, ctx):
+    outcome = await _change_hold(args, ctx, False)
+    if outcome is None:
         return 1
-    try:
-        if args.number is not None:
-            forms = _number_forms(ctx, args.number)
-            if forms is None:
-                print(f"error: {args.number!r} is not a number", file=ctx.out)
-                return 1
-            changes = await release_hold_matching(
-                ctx.db,
-                forms,
-                actor=ctx.actor,
-                reason=args.reason,
-                now=_now(),
-                since=args.since,
-                until=args.until,
-            )
-            print(
-                f"{sum(c.changed for c in changes)} recording(s) released from legal hold",
-                file=ctx.out,
-            )
-            return await _protect(ctx, [c.rec_id for c in changes])
-        change = await release_hold(
-            ctx.db, args.recording_id, actor=ctx.actor, reason=args.reason, now=_now()
+    changes = outcome.changes
+    if args.number is not None:
+        print(
+            f"{sum(c.changed for c in changes)} recording(s) released from legal hold",
+            file=ctx.out,
         )
-    except RetentionError as exc:
-        print(f"error: {exc}", file=ctx.out)
-        return 1
-    what = "released from" if change.changed else "was not on"
-    print(f"recording {change.rec_id} {what} legal hold", file=ctx.out)
-    return await _protect(ctx, [change.rec_id])
+    else:
+        what = "released from" if changes[0].changed else "was not on"
+        print(f"recording {changes[0].rec_id} {what} legal hold", file=ctx.out)
+    return _store_errors(ctx, outcome)
 
 
 async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:

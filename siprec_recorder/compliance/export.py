@@ -40,10 +40,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from siprec_recorder.storage.cases import Label, RecordingLabel, case_recording_ids, find_case
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.files import FileLayout
 from siprec_recorder.storage.ledger import append_event, format_ts
-from siprec_recorder.storage.models import LedgerEntry, LedgerHead, Recording
+from siprec_recorder.storage.models import (
+    LedgerEntry,
+    LedgerHead,
+    Recording,
+    RecordingParticipant,
+)
 
 from . import bundle_verify
 from .bundle_verify import CSV_FIELDS, csv_row
@@ -72,26 +78,13 @@ async def select_recordings(
     ids: Sequence[str] | None = None,
 ) -> list[str]:
     """The ids of the recordings selected (oldest first)."""
-    from siprec_recorder.storage.models import RecordingParticipant
-    from siprec_recorder.web.models import Case, RecordingLabel
-
     q = select(Recording.id).where(Recording.file.is_not(None))
     async with db.session() as session:
         if case is not None:
-            found = await session.scalar(
-                select(Case).where(
-                    (Case.title == case) | (Case.id == (int(case) if case.isdigit() else -1))
-                )
-            )
+            found = await find_case(session, case)
             if found is None:
                 raise ExportError(f"no case {case!r}")
-            q = q.where(
-                Recording.id.in_(
-                    select(RecordingLabel.recording_id).where(
-                        RecordingLabel.label_id == found.label_id
-                    )
-                )
-            )
+            q = q.where(Recording.id.in_(case_recording_ids(found)))
         if numbers:
             q = q.where(
                 Recording.recorded_number.in_(numbers)
@@ -132,8 +125,6 @@ async def export_bundle(
     selection: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write the bundle of ``rec_ids`` to ``target`` (``*.zip``: a zip, else a new folder)."""
-    from siprec_recorder.web.models import Label, RecordingLabel
-
     if not rec_ids:
         raise ExportError("nothing to export: the selection has no recording with audio")
     as_zip = target.suffix.lower() == ".zip"

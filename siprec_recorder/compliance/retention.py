@@ -14,10 +14,13 @@ MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records ke
 * **Extension** (:func:`extend_recording`, :func:`extend_number`) only ever moves a date later;
   an earlier date is refused with :class:`RetentionError`. A number rule also covers
   recordings made after it.
-* **Legal hold** (:func:`set_hold`, :func:`release_hold`; for every recording of a number in
-  a period, :func:`set_hold_matching`, :func:`release_hold_matching`) is
-  ``recordings.legal_hold``; while it is set nothing deletes the recording, whatever its
-  retention. Setting one needs a reason (the case reference), kept in the ledger.
+* **Legal hold** (:func:`change_legal_hold`, which every door goes through: the CLI's
+  ``hold``/``release`` by recording or number, the portal's by recording or case; the
+  wrappers :func:`set_hold`, :func:`release_hold`, :func:`set_hold_matching`,
+  :func:`release_hold_matching`) is ``recordings.legal_hold``, and with an object store the
+  S3 Object Lock legal hold of the recording's objects too; while it is set nothing deletes
+  the recording, whatever its retention. Setting one needs a reason (the case reference),
+  kept in the ledger.
 * **Purge** (:func:`purge`) deletes the MP3 and the sidecar of each finished recording that
   is past retention and not on hold (and the ``.leg<n>.pcap`` RTP kept beside the MP3 for a
   leg whose codec could not be decoded). The row is *kept* as the disposal record (auditors need
@@ -54,11 +57,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError, RecorderError
+from siprec_recorder.storage.cases import case_recording_ids, find_case
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.files import FileLayout, fsync_dir
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import Recording, RecordingParticipant
-from siprec_recorder.storage.objects import DeleteRefused
+from siprec_recorder.storage.objects import DeleteRefused, ObjectStore
 from siprec_recorder.transcription.store import ensure_tables as ensure_transcript_tables
 from siprec_recorder.transcription.store import purge_rows as purge_transcript_rows
 from siprec_recorder.transcription.store import transcript_of
@@ -68,8 +72,10 @@ from .models import RetentionRule
 __all__ = [
     "DEFAULT_RETENTION_YEARS",
     "FINISHED_STATES",
+    "HOLDABLE_STATES",
     "PURGED_STATE",
     "HoldChange",
+    "HoldOutcome",
     "NumberExtension",
     "PurgeItem",
     "PurgeReport",
@@ -78,9 +84,12 @@ __all__ = [
     "RetentionError",
     "RetentionStatus",
     "add_years",
+    "change_legal_hold",
     "extend_number",
     "extend_recording",
     "purge",
+    "recordings_in_case",
+    "recordings_of_numbers",
     "release_hold",
     "release_hold_matching",
     "retention_status",
@@ -416,20 +425,112 @@ async def _set_hold_flag(
     return HoldChange(rec_id, held, True)
 
 
-async def set_hold(
-    db: Database, rec_id: str, *, actor: str, reason: str, now: datetime
-) -> HoldChange:
-    """Put ``rec_id`` on legal hold (nothing deletes it until released). Audited."""
-    if not reason or not reason.strip():
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    """What one legal hold (or release) did: the index changes, and the object store's
+    errors (one line each; the index hold stands, and asking again carries it to the store)."""
+
+    changes: list[HoldChange]
+    store_errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changed": [c.rec_id for c in self.changes if c.changed],
+            "unchanged": [c.rec_id for c in self.changes if not c.changed],
+            "store_errors": list(self.store_errors),
+        }
+
+
+async def change_legal_hold(
+    db: Database,
+    rec_ids: Sequence[str],
+    *,
+    held: bool,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    store: ObjectStore | None = None,
+    retention_years: int = DEFAULT_RETENTION_YEARS,
+) -> HoldOutcome:
+    """Put ``rec_ids`` on legal hold (``held``) or release them: the one way a hold changes,
+    whoever asks (the CLI's ``hold``/``release``, the portal's recording and case holds).
+
+    For each recording, in a transaction of its own: ``recordings.legal_hold`` and one ledger
+    event ``legal_hold.set`` / ``legal_hold.released`` (``actor``, ``{"reason": ...}``) when
+    it changed. Then the recordings' objects get the store's own hold: with an object store
+    (``store`` not local) the S3 Object Lock legal hold of the MP3 and sidecar is set to what
+    the index now says (for every recording asked about, changed or not, so asking again
+    repairs a store that was unreachable the first time); a folder keeps no hold of its own,
+    the index flag is the protection. A recording not uploaded yet gets its hold at upload.
+    A hold needs a reason; an unknown or purged recording is a :class:`RetentionError`
+    (raised before anything changes when it is the only one asked about)."""
+    if held and (not reason or not reason.strip()):
         raise RetentionError("a legal hold needs a reason (case reference)")
-    return await _set_hold_flag(db, rec_id, True, actor=actor, reason=reason.strip(), now=now)
+    why = reason.strip() if reason else reason
+    changes = [
+        await _set_hold_flag(db, rec_id, held, actor=actor, reason=why, now=now)
+        for rec_id in rec_ids
+    ]
+    errors: list[str] = []
+    if store is not None and changes:
+        from siprec_recorder.storage.uploader import sync_protection
+
+        errors = await sync_protection(
+            db, store, [c.rec_id for c in changes], retention_years=retention_years
+        )
+    return HoldOutcome(changes, errors)
+
+
+async def set_hold(
+    db: Database,
+    rec_id: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    store: ObjectStore | None = None,
+    retention_years: int = DEFAULT_RETENTION_YEARS,
+) -> HoldChange:
+    """Put ``rec_id`` on legal hold (nothing deletes it until released). Audited. The store's
+    errors are dropped here: callers that have a store use :func:`change_legal_hold`."""
+    outcome = await change_legal_hold(
+        db,
+        [rec_id],
+        held=True,
+        actor=actor,
+        reason=reason,
+        now=now,
+        store=store,
+        retention_years=retention_years,
+    )
+    return outcome.changes[0]
 
 
 async def release_hold(
-    db: Database, rec_id: str, *, actor: str, now: datetime, reason: str | None = None
+    db: Database,
+    rec_id: str,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    store: ObjectStore | None = None,
+    retention_years: int = DEFAULT_RETENTION_YEARS,
 ) -> HoldChange:
-    """Release the legal hold of ``rec_id``. Audited."""
-    return await _set_hold_flag(db, rec_id, False, actor=actor, reason=reason, now=now)
+    """Release the legal hold of ``rec_id``. Audited (see :func:`change_legal_hold`)."""
+    outcome = await change_legal_hold(
+        db,
+        [rec_id],
+        held=False,
+        actor=actor,
+        reason=reason,
+        now=now,
+        store=store,
+        retention_years=retention_years,
+    )
+    return outcome.changes[0]
+
+
+HOLDABLE_STATES: tuple[str, ...] = FINISHED_STATES + ("recording",)
 
 
 async def _ids_matching(
@@ -439,7 +540,7 @@ async def _ids_matching(
     if not forms:
         return []
     stmt = select(Recording.id).where(
-        Recording.state.in_(FINISHED_STATES + ("recording",)),
+        Recording.state.in_(HOLDABLE_STATES),
         or_(
             Recording.recorded_number.in_(forms),
             Recording.other_number.in_(forms),
@@ -457,6 +558,32 @@ async def _ids_matching(
     return list((await session.scalars(stmt.order_by(Recording.start, Recording.id))).all())
 
 
+async def recordings_of_numbers(
+    db: Database,
+    numbers: Sequence[str],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[str]:
+    """The ids of the recordings a hold of ``numbers`` covers (any stored form; recorded,
+    other or participant; started in ``[since, until)``; not purged), oldest first."""
+    async with db.session() as session:
+        return await _ids_matching(session, numbers, since, until)
+
+
+async def recordings_in_case(db: Database, case: str | int) -> list[str]:
+    """The ids of the recordings a hold of ``case`` (id or title) covers: those carrying the
+    case's label, not purged, oldest first. :class:`RetentionError` if there is no such case."""
+    async with db.session() as session:
+        found = await find_case(session, case)
+        if found is None:
+            raise RetentionError(f"no case {case!r}")
+        stmt = select(Recording.id).where(
+            Recording.state.in_(HOLDABLE_STATES), Recording.id.in_(case_recording_ids(found))
+        )
+        return list((await session.scalars(stmt.order_by(Recording.start, Recording.id))).all())
+
+
 async def set_hold_matching(
     db: Database,
     numbers: Sequence[str],
@@ -466,18 +593,26 @@ async def set_hold_matching(
     now: datetime,
     since: datetime | None = None,
     until: datetime | None = None,
+    store: ObjectStore | None = None,
+    retention_years: int = DEFAULT_RETENTION_YEARS,
 ) -> list[HoldChange]:
     """Put every recording of ``numbers`` (any stored form; recorded, other or participant)
     started in ``[since, until)`` on legal hold: the usual request of a case ("everything of
     this trader in March"). One ledger event per recording held."""
     if not reason or not reason.strip():
         raise RetentionError("a legal hold needs a reason (case reference)")
-    async with db.session() as session:
-        ids = await _ids_matching(session, numbers, since, until)
-    return [
-        await _set_hold_flag(db, rec_id, True, actor=actor, reason=reason.strip(), now=now)
-        for rec_id in ids
-    ]
+    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
+    outcome = await change_legal_hold(
+        db,
+        ids,
+        held=True,
+        actor=actor,
+        reason=reason,
+        now=now,
+        store=store,
+        retention_years=retention_years,
+    )
+    return outcome.changes
 
 
 async def release_hold_matching(
@@ -489,14 +624,22 @@ async def release_hold_matching(
     reason: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    store: ObjectStore | None = None,
+    retention_years: int = DEFAULT_RETENTION_YEARS,
 ) -> list[HoldChange]:
     """Release the legal hold of every recording of ``numbers`` started in ``[since, until)``."""
-    async with db.session() as session:
-        ids = await _ids_matching(session, numbers, since, until)
-    return [
-        await _set_hold_flag(db, rec_id, False, actor=actor, reason=reason, now=now)
-        for rec_id in ids
-    ]
+    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
+    outcome = await change_legal_hold(
+        db,
+        ids,
+        held=False,
+        actor=actor,
+        reason=reason,
+        now=now,
+        store=store,
+        retention_years=retention_years,
+    )
+    return outcome.changes
 
 
 # ---------------------------------------------------------------------------- purge

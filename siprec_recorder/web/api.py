@@ -20,11 +20,13 @@ from .schemas import (
     AccessIn,
     CaseIn,
     DecisionIn,
+    HoldIn,
     IsoTime,
     LabelIn,
     LabelRef,
     LoginIn,
     PasswordIn,
+    ReleaseIn,
     RequestIn,
     SecondPersonIn,
 )
@@ -284,6 +286,22 @@ async def remove_label(
     return {"status": "removed"}
 
 
+@router.post("/recordings/{recording_id}/hold", tags=["recordings"])
+async def hold_recording(
+    recording_id: str, body: HoldIn, me: Me, portal: PortalDep
+) -> dict[str, Any]:
+    """Put a recording on legal hold (and its objects, in an object store); admins only."""
+    return await portal.cases.hold_recording(me, recording_id, held=True, reason=body.reason)
+
+
+@router.post("/recordings/{recording_id}/release", tags=["recordings"])
+async def release_recording(
+    recording_id: str, body: ReleaseIn, me: Me, portal: PortalDep
+) -> dict[str, Any]:
+    """Release a recording's legal hold; admins only."""
+    return await portal.cases.hold_recording(me, recording_id, held=False, reason=body.reason)
+
+
 # -- labels and cases --------------------------------------------------------------------
 
 
@@ -326,6 +344,20 @@ async def case(case_id: PathId, me: Me, portal: PortalDep) -> dict[str, Any]:
 async def case_access(case_id: PathId, body: AccessIn, me: Me, portal: PortalDep) -> dict[str, Any]:
     changes = {k.removesuffix("_access"): v for k, v in body.model_dump().items() if v}
     return await portal.cases.set_case_access(me, case_id, **changes)
+
+
+@router.post("/cases/{case_id}/hold", tags=["cases"])
+async def hold_case(case_id: PathId, body: HoldIn, me: Me, portal: PortalDep) -> dict[str, Any]:
+    """Put every recording of a case on legal hold; admins only."""
+    return await portal.cases.hold_case(me, case_id, held=True, reason=body.reason)
+
+
+@router.post("/cases/{case_id}/release", tags=["cases"])
+async def release_case(
+    case_id: PathId, body: ReleaseIn, me: Me, portal: PortalDep
+) -> dict[str, Any]:
+    """Release the legal hold of every recording of a case; admins only."""
+    return await portal.cases.hold_case(me, case_id, held=False, reason=body.reason)
 
 
 # -- access requests ---------------------------------------------------------------------

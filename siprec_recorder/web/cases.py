@@ -27,7 +27,7 @@ from siprec_recorder.storage.models import Recording, User
 
 from .access import Scope, build_scope
 from .auth import Principal
-from .errors import BadRequest, Conflict, Forbidden, NotFound
+from .errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from .models import (
     RIGHTS,
     SETTING_VALUES,
@@ -104,6 +104,79 @@ class CaseService:
     def _require_writer(p: Principal) -> None:
         if p.is_auditor:
             raise Forbidden("an auditor reads and changes nothing")
+
+    # -- legal holds ----------------------------------------------------------------------
+
+    async def hold_recording(
+        self, p: Principal, recording_id: str, *, held: bool, reason: str | None
+    ) -> dict[str, Any]:
+        """Put one recording on legal hold (``held``) or release it; admins only."""
+        self._require_admin(p)
+        async with self._db.session() as s:
+            if await s.get(Recording, recording_id) is None:
+                raise NotFound(f"no recording {recording_id}")
+        return await self._change_hold(p, [recording_id], held=held, reason=reason)
+
+    async def hold_case(
+        self, p: Principal, case_id: int, *, held: bool, reason: str | None
+    ) -> dict[str, Any]:
+        """Put every recording now in case ``case_id`` (carrying its label, not purged) on
+        legal hold, or release them; admins only. One ledger event for the case and one per
+        recording. A recording labelled into the case later is not held by this: hold it,
+        or the case, again."""
+        from siprec_recorder.compliance.retention import RetentionError, recordings_in_case
+
+        self._require_admin(p)
+        if held and not (reason or "").strip():
+            raise BadRequest("a legal hold needs a reason (case reference)")
+        try:
+            ids = await recordings_in_case(self._db, case_id)
+        except RetentionError:
+            raise NotFound(f"no case {case_id}") from None
+        result = await self._change_hold(p, ids, held=held, reason=reason)
+        async with self._db.session() as s:
+            await append_event(
+                s,
+                actor=f"web:{p.login}",
+                action="legal_hold.case_set" if held else "legal_hold.case_released",
+                subject=f"case:{case_id}",
+                details={"reason": (reason or "").strip() or None, "recordings": len(ids)},
+                now=self.now(),
+            )
+            await s.commit()
+        return {**result, "case_id": case_id}
+
+    async def _change_hold(
+        self, p: Principal, ids: list[str], *, held: bool, reason: str | None
+    ) -> dict[str, Any]:
+        """Through :func:`~siprec_recorder.compliance.retention.change_legal_hold`, the same
+        function the CLI's ``hold``/``release`` use: the index flag and its ledger events
+        (actor ``web:<login>``), then the object store's own legal hold (S3 Object Lock) on
+        the recordings' objects. A store that cannot be reached is a 503 (the index hold is
+        recorded; asking again carries it to the store)."""
+        from siprec_recorder.compliance.retention import RetentionError, change_legal_hold
+
+        if held and not (reason or "").strip():
+            raise BadRequest("a legal hold needs a reason (case reference)")
+        try:
+            outcome = await change_legal_hold(
+                self._db,
+                ids,
+                held=held,
+                actor=f"web:{p.login}",
+                reason=reason,
+                now=self.now(),
+                store=self._settings.store,
+                retention_years=self._settings.retention_years,
+            )
+        except RetentionError as exc:
+            raise Conflict(str(exc)) from None
+        if outcome.store_errors:
+            raise Unavailable(
+                "the legal hold is recorded in the index, but the object store could not be "
+                f"updated (ask again): {outcome.store_errors[0]}"
+            )
+        return {"held": held, **outcome.to_dict()}
 
     # -- labels ---------------------------------------------------------------------------
 

@@ -1,12 +1,15 @@
 """The portal's own tables, on the product's one declarative ``Base``.
 
 Labels tag recordings; a case owns exactly one label, and a recording is in a case when it
-carries the case's label. A case's access settings say, for each right (``list``, ``play``,
-``label``), who has it without asking: ``owner`` (the admin who owns the case), ``admins``
-or ``everyone``. Anyone else gets a right only through an approved, unexpired, unrevoked
-:class:`AccessRequest`; every state change of a request is kept in
-:class:`AccessRequestEvent`. Web sessions and pending four-eyes logins are kept in the
-database (only hashes of their tokens), so a restart does not log anybody out.
+carries the case's label. Those three tables (:class:`Label`, :class:`RecordingLabel`,
+:class:`Case`) are declared in :mod:`siprec_recorder.storage.cases`, because the compliance
+layer reads them too (export, legal hold), and are re-exported here. A case's access
+settings say, for each right (``list``, ``play``, ``label``), who has it without asking:
+``owner`` (the admin who owns the case), ``admins`` or ``everyone``. Anyone else gets a
+right only through an approved, unexpired, unrevoked :class:`AccessRequest`; every state
+change of a request is kept in :class:`AccessRequestEvent`. Web sessions and pending
+four-eyes logins are kept in the database (only hashes of their tokens), so a restart does
+not log anybody out.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from siprec_recorder.storage.cases import Case, Label, RecordingLabel
 from siprec_recorder.storage.models import Base, UTCDateTime
 
 __all__ = [
@@ -41,47 +44,6 @@ __all__ = [
 
 RIGHTS: tuple[str, ...] = ("list", "play", "label")
 SETTING_VALUES: tuple[str, ...] = ("owner", "admins", "everyone")
-
-
-class Label(Base):
-    """A label: a title and a colour (``#rrggbb``)."""
-
-    __tablename__ = "web_labels"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    title: Mapped[str] = mapped_column(String(80), unique=True)
-    colour: Mapped[str] = mapped_column(String(7))
-    created_by: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class RecordingLabel(Base):
-    """A label on a recording."""
-
-    __tablename__ = "web_recording_labels"
-    __table_args__ = (UniqueConstraint("recording_id", "label_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    recording_id: Mapped[str] = mapped_column(String(64), index=True)
-    label_id: Mapped[int] = mapped_column(ForeignKey("web_labels.id"), index=True)
-    added_by: Mapped[str] = mapped_column(String(100))
-    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class Case(Base):
-    """A case: a title, its label and who may list, play and (un)label its conversations."""
-
-    __tablename__ = "web_cases"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    title: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    label_id: Mapped[int] = mapped_column(ForeignKey("web_labels.id"), unique=True)
-    owner: Mapped[str] = mapped_column(String(100))
-    list_access: Mapped[str] = mapped_column(String(10), default="admins")
-    play_access: Mapped[str] = mapped_column(String(10), default="admins")
-    label_access: Mapped[str] = mapped_column(String(10), default="owner")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class AccessRequest(Base):

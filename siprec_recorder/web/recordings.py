@@ -241,6 +241,7 @@ class RecordingService:
             "has_audio": bool(rec.file) and rec.state in ("complete", "interrupted"),
             "can_play": scope.can_play(numbers, label_ids),
             "can_download": scope.can_download,
+            "legal_hold": bool(rec.legal_hold),
         }
         if full:
             doc.update(

@@ -13,10 +13,12 @@ __all__ = [
     "AccessIn",
     "CaseIn",
     "DecisionIn",
+    "HoldIn",
     "LabelIn",
     "LabelRef",
     "LoginIn",
     "PasswordIn",
+    "ReleaseIn",
     "RequestIn",
     "SecondPersonIn",
 ]
@@ -93,3 +95,11 @@ class RequestIn(BaseModel):
 class DecisionIn(BaseModel):
     note: str = Field(default="", max_length=2000)
     expires_at: IsoTime | None = None
+
+
+class HoldIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)  # the case reference, in the ledger
+
+
+class ReleaseIn(BaseModel):
+    reason: str = Field(default="", max_length=2000)

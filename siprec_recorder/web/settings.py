@@ -48,6 +48,9 @@ class WebSettings:
     keyring: Any = None
     # The object store finished recordings go to (None: they stay in the folder).
     store: Any = None
+    # ``[storage] retention_years``: the retention an object gets when its row names none
+    # (a legal hold carried to the store sets retention and hold together).
+    retention_years: int = 5
     ldap: Any = None  # a ``web.directory.LdapSettings`` when directory login is on
     # Every login answer takes at least this long, so that unknown, wrong and blocked
     # logins cannot be told apart by timing.
@@ -81,4 +84,5 @@ def settings_from_config(config: Any, *, keyring: Any = None) -> WebSettings:
         source_threshold=w.login_failures_per_source,
         lockout_minutes=w.login_block_minutes,
         ldap=ldap,
+        retention_years=int(config.storage.retention_years),
     )

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 
 from siprec_recorder.compliance.bundle_verify import verify_bundle
+from siprec_recorder.storage.cases import Case, Label, RecordingLabel
 from siprec_recorder.storage.db import Database, default_sqlite_url
 from siprec_recorder.storage.files import FileLayout
 from siprec_recorder.storage.models import LedgerEntry
 from siprec_recorder.transcription.store import store_transcript
-from siprec_recorder.web.models import Case, Label, RecordingLabel
 from tests.web.fixtures import BOB_NUMBER, FAR_END, T0, World, record_call
 
 TRANSCRIBED = (0, 1, 50)  # the recordings of the case that have a transcript (and one outside)

@@ -24,9 +24,12 @@ __all__ = ["PCAPS", "ROOT", "RecorderProcess", "write_config"]
 def recorder_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[RecorderProcess] = []
 
-    def make(**sections: dict[str, Any]) -> RecorderProcess:
+    def make(env: dict[str, str] | None = None, **sections: dict[str, Any]) -> RecorderProcess:
+        """A started recorder; ``env``: extra environment (e.g. the object store's keys)."""
         cfg = write_config(tmp_path, **sections)
-        rp = RecorderProcess(workdir=tmp_path, config_path=cfg, recordings=tmp_path / "recordings")
+        rp = RecorderProcess(
+            workdir=tmp_path, config_path=cfg, recordings=tmp_path / "recordings", env=env or {}
+        )
         rp.start()
         started.append(rp)
         return rp

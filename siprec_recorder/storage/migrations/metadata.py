@@ -18,6 +18,7 @@ __all__ = ["MODEL_MODULES", "include_object", "is_full_text", "target_metadata"]
 #: adds its models module here, or autogenerate would propose to drop its tables.
 MODEL_MODULES = (
     "siprec_recorder.storage.models",
+    "siprec_recorder.storage.cases",
     "siprec_recorder.policy.models",
     "siprec_recorder.web.models",
     "siprec_recorder.compliance.models",
