@@ -612,6 +612,12 @@ def run(config: Config, ready_file: Path | None = None) -> None:
     setup_logging(config.log.level, config.log.format)
     for warning in (*config.warnings, *exposure_warnings(config)):
         log.warning("%s", warning)
+    if any(spec.startswith("tls:") for spec in config.sip.listen):
+        # TLS listeners run the handshake with loop.start_tls on an accepted connection (so
+        # that a connection still in its handshake counts against the caps); on uvloop 0.23
+        # that handshake never answers the ClientHello, so TLS runs on asyncio's own loop.
+        asyncio.run(_serve(config, ready_file))
+        return
     try:
         import uvloop
 

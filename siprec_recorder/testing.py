@@ -100,7 +100,9 @@ class RecorderProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SIPREC__")}
-        env.update(self.env)  # the recorder's own (e.g. the object store's keys)
+        # The recorder's own settings (e.g. the object store's keys), but not a fake clock:
+        # the CLI stands for an operator, who lives on the real one.
+        env.update({k: v for k, v in self.env.items() if k not in ("LD_PRELOAD", "FAKETIME")})
         res = subprocess.run(
             [sys.executable, "-m", "siprec_recorder", *args, "--config", str(self.config_path)],
             cwd=self.workdir,
