@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from siprec_recorder.storage.db import Database, default_sqlite_url
 from siprec_recorder.testing_s3 import SeaweedS3, weed_binary
-from tests.pgtest import create_private_database, drop_database, server_url
+from tests.pgtest import create_private_database, drop_database, fresh_database, server_url
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +58,21 @@ def pg_url() -> Iterator[str]:
         yield url
     finally:
         drop_database(url, server)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An index database URL, once on SQLite and once on PostgreSQL (a fresh schema)."""
+    if request.param == "sqlite":
+        return default_sqlite_url(tmp_path)
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+async def shared_db(shared_url: str) -> AsyncIterator[Database]:
+    """``shared_url`` opened on an empty schema, closed at the end."""
+    database = await fresh_database(shared_url)
+    try:
+        yield database
+    finally:
+        await database.close()

@@ -28,9 +28,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-__all__ = ["ENV", "create_private_database", "drop_database", "server_url"]
+from siprec_recorder.storage.db import Database
+
+__all__ = ["ENV", "create_private_database", "drop_database", "fresh_database", "server_url"]
 
 ENV = "SIPREC_TEST_DATABASE_URL"
 
@@ -145,3 +148,15 @@ def drop_database(url: str, admin_url: str) -> None:
             await conn.close()
 
     asyncio.run(go())
+
+
+async def fresh_database(url: str) -> Database:
+    """``url`` opened, with an empty schema first when it is PostgreSQL."""
+    database = Database(url)
+    if database.is_postgresql:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await database.engine.dispose()  # cached type information of the old schema
+    await database.open()
+    return database

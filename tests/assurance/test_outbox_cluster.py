@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,8 +17,7 @@ from sqlalchemy import select
 from siprec_recorder.assurance.alerts import NewAlert, Outbox, raise_alert
 from siprec_recorder.assurance.channels import WebhookChannel
 from siprec_recorder.assurance.models import AlertDelivery
-from siprec_recorder.storage.db import Database, default_sqlite_url
-from tests.storage.conftest import fresh_database
+from siprec_recorder.storage.db import Database
 
 from .receivers import Webhook, wait_until
 
@@ -35,22 +33,6 @@ def sample(key: str) -> NewAlert:
         summary=f"recording of +32470000001 failed: finaliser error ({key})",
         details={"recording_id": key},
     )
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return default_sqlite_url(tmp_path)
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def shared_db(shared_url: str) -> AsyncIterator[Database]:
-    database = await fresh_database(shared_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ class Outcome:
 
 @pytest.fixture
 def nodes(tmp_path: Path, pg_url: str) -> Iterator[list[RecorderProcess]]:
-    from tests.storage.conftest import fresh_database
+    from tests.pgtest import fresh_database
 
     async def reset() -> None:
         await (await fresh_database(pg_url)).close()

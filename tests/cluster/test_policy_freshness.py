@@ -26,7 +26,7 @@ TRADER = "+32470000001"
 def recorder(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RecorderProcess]:
     storage: dict[str, Any] = {}
     if request.param == "postgresql":
-        from tests.storage.conftest import fresh_database
+        from tests.pgtest import fresh_database
 
         url = str(request.getfixturevalue("pg_url"))
         import asyncio

@@ -35,7 +35,7 @@ def cluster(
     shared = tmp_path / "shared"
     storage: dict[str, Any] = {"recordings_dir": str(shared)}
     if request.param == "postgresql":
-        from tests.storage.conftest import fresh_database
+        from tests.pgtest import fresh_database
 
         url = str(request.getfixturevalue("pg_url"))
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,28 +17,11 @@ from sqlalchemy import select
 from siprec_recorder.policy.models import PolicyNotification
 from siprec_recorder.policy.notify import NotificationWorker
 from siprec_recorder.policy.service import PolicyService
-from siprec_recorder.storage.db import Database, default_sqlite_url
+from siprec_recorder.storage.db import Database
 from tests.assurance.receivers import Webhook, wait_until
-from tests.storage.conftest import fresh_database
 
 T0 = datetime(2026, 6, 1, 8, 0, tzinfo=UTC)
 NUMBERS = [f"+3247000{i:04d}" for i in range(25)]  # two notifications each: 50
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return default_sqlite_url(tmp_path)
-    return str(request.getfixturevalue("pg_url"))
-
-
-@pytest.fixture
-async def shared_db(shared_url: str) -> AsyncIterator[Database]:
-    database = await fresh_database(shared_url)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture
