@@ -138,7 +138,7 @@ class SourcePolicy:
         self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
         self.rate = rate
         self.burst = max(1, burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._invites = TokenBuckets(self.burst, rate)
         self._reject_bucket: tuple[float, float] = (500.0, 0.0)
 
     def allowed(self, host: str) -> bool:
@@ -166,18 +166,7 @@ class SourcePolicy:
 
     def take(self, host: str, now: float) -> bool:
         """One new INVITE from ``host``; False when over its rate."""
-        if self.rate <= 0:
-            return True
-        tokens, last = self._buckets.get(host, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1.0:
-            self._buckets[host] = (tokens, now)
-            return False
-        self._buckets[host] = (tokens - 1.0, now)
-        if len(self._buckets) > 100_000:  # bounded: forget the oldest half
-            for key in list(self._buckets)[:50_000]:
-                del self._buckets[key]
-        return True
+        return self.rate <= 0 or self._invites.take(host, now)
 
 
 class TokenBuckets:
