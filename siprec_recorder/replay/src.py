@@ -119,6 +119,7 @@ class ReplayResult:
     hung_up_by_recorder: bool = False
     reason: str = ""
     setup_s: float | None = None  # INVITE sent -> final response received
+    answered_at: float | None = None  # wall clock when the final response to INVITE came
     bye_sent_at: float | None = None  # wall clock, for "BYE to finished file" measurements
     # Seconds from the first to the last media packet actually sent: the capture's span
     # plus whatever lateness the sender's scheduling added (a loaded machine).
@@ -580,6 +581,7 @@ async def replay_call(call: CapturedCall, options: SrcOptions) -> ReplayResult:
         invite_at = loop.time()
         final = await _invite_transaction(channel, invite.serialize(), options)
         result.setup_s = loop.time() - invite_at
+        result.answered_at = time.time()
         if final is None:
             result.reason = "no final response to INVITE"
             result.duration = loop.time() - started
