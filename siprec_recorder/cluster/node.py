@@ -11,6 +11,10 @@ owner still writes to the shared folder (cut off from the database, not dead), a
 is given back untouched. Otherwise ``take_over(node_id)`` finalises the dead node's spools as
 ``interrupted`` and the lease row goes to ``stopped``.
 
+The heartbeat and the takeover check are two tasks: finalising a dead node's spools takes
+seconds (tens of calls), and a heartbeat that waited for it would let this node's own lease
+expire, so that another survivor took over *its* live calls.
+
 So a dead node's calls are indexed within about ``lease_seconds + check_interval`` of its
 last heartbeat, plus the time to finalise them.
 """
@@ -53,38 +57,43 @@ class NodeService:
         self.takeovers = 0
         self.lease_lost = 0
         self.heartbeat_failures = 0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         self.store_of(self.lease.node_id).touch_alive(self.clock())
-        self._task = asyncio.create_task(self._run(), name="cluster-node")
+        self._tasks = [
+            asyncio.create_task(self._beat(), name="cluster-heartbeat"),
+            asyncio.create_task(self._watch(), name="cluster-takeover"),
+        ]
 
     async def stop(self, *, clean: bool = True) -> None:
         """Stop the loop and release the lease (``clean``: no spool left; otherwise the lease
         is left expired, so that a survivor finalises what remains at once)."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         try:
             await self.lease.release(clean=clean)
         except Exception:  # noqa: BLE001 - the lease then expires by itself
             log.exception("cannot release the node lease")
 
-    async def _run(self) -> None:
-        next_check = 0.0
+    async def _beat(self) -> None:
         while True:
             await self.heartbeat()
-            if self.clock() >= next_check:
-                next_check = self.clock() + self.check_interval
-                try:
-                    await self.check()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - the next pass tries again
-                    log.exception("takeover check failed")
             await asyncio.sleep(self.heartbeat_interval)
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the next pass tries again
+                log.exception("takeover check failed")
+            await asyncio.sleep(self.check_interval)
 
     async def heartbeat(self) -> None:
         now = self.clock()

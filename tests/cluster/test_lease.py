@@ -161,3 +161,41 @@ def test_each_node_lists_only_its_own_spools(tmp_path: Path) -> None:
     assert [o.rec_id for o in b.orphans()] == ["recb"]
     assert [o.rec_id for o in legacy.orphans()] == ["old1"]  # never a node's folder
     assert a.dir == tmp_path / ".spool" / "@node-a"
+
+
+async def test_a_long_takeover_does_not_stop_the_takers_heartbeat(
+    db: Database, tmp_path: Path
+) -> None:
+    # Finalising a dead node's spools takes seconds; if the heartbeat waited for it, the
+    # taker's own lease would expire and another survivor would take over its live calls.
+    dead = NodeLease(db, "b", lease_seconds=0.5)
+    taker = NodeLease(db, "a", lease_seconds=0.5)
+    watcher = NodeLease(db, "c", lease_seconds=0.5)
+    for lease in (dead, taker, watcher):
+        await lease.acquire()
+    await asyncio.sleep(0.7)  # b never beats: dead
+    await taker.renew()
+    await watcher.renew()
+    started = asyncio.Event()
+
+    async def slow_take_over(node: str) -> bool:
+        started.set()
+        await asyncio.sleep(2.0)  # four leases long
+        return True
+
+    service = NodeService(
+        taker,
+        lambda n: SpoolStore(tmp_path, n),
+        slow_take_over,
+        heartbeat_interval=0.1,
+        check_interval=0.1,
+    )
+    await service.start()
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        for _ in range(15):
+            await asyncio.sleep(0.1)
+            await watcher.renew()
+            assert "a" not in await watcher.dead_nodes()
+    finally:
+        await service.stop()
