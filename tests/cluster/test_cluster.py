@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from siprec_recorder.testing import RecorderProcess, write_config
@@ -31,6 +32,25 @@ CALLS = int(os.environ.get("SIPREC_CLUSTER_CALLS", "300"))
 AUDIO_S = 4.0
 LEASE = {"lease_seconds": 3.0, "heartbeat_interval": 0.5, "takeover_check_interval": 1.0}
 BOUND_S = 60.0
+
+
+PASSWORD = "first-password-1"
+NEW_PASSWORD = "a much longer new password 7"
+
+
+def _portal(node: RecorderProcess, *, first: bool) -> httpx.Client:
+    """An admin's session on ``node``'s portal (the first login changes the password)."""
+    c = httpx.Client(base_url=f"http://127.0.0.1:{node.listeners['web'][1]}", timeout=30)
+    r = c.post(
+        "/api/auth/login", json={"login": "olivia", "password": PASSWORD if first else NEW_PASSWORD}
+    )
+    assert r.status_code == 200, r.text
+    if r.json().get("csrf_token"):
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    if first:
+        r = c.post("/api/auth/password", json={"current": PASSWORD, "new": NEW_PASSWORD})
+        assert r.status_code == 200, r.text
+    return c
 
 
 @dataclass
@@ -59,6 +79,7 @@ def nodes(tmp_path: Path, pg_url: str) -> Iterator[list[RecorderProcess]]:
             work,
             storage={"recordings_dir": str(shared), "database_url": pg_url},
             cluster={"node_id": name, **LEASE},
+            web={"enabled": True, "listen": "127.0.0.1:0"},
             # Room for every call at once on one survivor (a loaded machine stretches calls).
             rtp={
                 "inactivity_timeout": 20.0,
@@ -168,6 +189,16 @@ def test_three_nodes_one_killed(nodes: list[RecorderProcess], tmp_path: Path) ->
         assert {r["node_id"] for r in rows.values()} >= {"node-a", "node-b"}
         res = a.cli("verify", check=False)
         assert res.returncode == 0, res.stdout + res.stderr
+        # The portal of every live node finds every recording, whichever node made it.
+        a.cli("users", "add", "olivia", "--role", "admin", "--password", PASSWORD)
+        for i, node in enumerate((a, b)):
+            portal = _portal(node, first=i == 0)
+            found: set[str] = set()
+            for page in range(1, CALLS // 100 + 2):
+                r = portal.get("/api/recordings", params={"page": page, "page_size": 100})
+                assert r.status_code == 200, r.text
+                found |= {item["call_id"] for item in r.json()["items"]}
+            assert found == {o.call_id for o in out.values()}, len(found)
         print(
             f"{CALLS} calls: {sum(1 for r in rows.values() if r['state'] == 'complete')} complete, "
             f"{len(interrupted)} interrupted (node-c); node-c's calls indexed "
