@@ -247,8 +247,15 @@ class Recorder:
             await self.uploader.start()
         await self._start_node()
         await self._start_sip()
-        if settings.contact_port == 0 and self.sip.bound:
-            self.srs.settings = _replace(settings, contact_port=self.sip.bound[0][2])
+        if self.sip.bound:
+            ports: dict[str, int] = {}
+            for transport, _host, port in self.sip.bound:
+                ports.setdefault(transport, port)  # the first listener of each transport
+            self.srs.settings = _replace(
+                settings,
+                contact_port=settings.contact_port or self.sip.bound[0][2],
+                contact_ports=tuple(ports.items()),
+            )
         self.metrics = MetricsServer(self)
         if c.web.enabled:
             await self._start_web()

@@ -108,6 +108,9 @@ class SrsSettings:
     advertised_address: str = "127.0.0.1"
     contact_host: str = "127.0.0.1"
     contact_port: int = 5060
+    # The port of each transport's listener (a Contact on TCP names the TCP port); a
+    # transport not listed uses ``contact_port``.
+    contact_ports: tuple[tuple[str, int], ...] = ()
     channels: str = "mono"
     bitrate_kbps: int = 32
     mp3_quality: int = 7
@@ -973,7 +976,8 @@ class SessionRecordingServer:
         host = self.settings.contact_host
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
-        return f"{host}:{self.settings.contact_port}"
+        port = dict(self.settings.contact_ports).get(source.transport, self.settings.contact_port)
+        return f"{host}:{port}"
 
     def _parse_body(
         self, req: SipRequest

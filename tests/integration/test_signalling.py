@@ -238,3 +238,20 @@ def test_plain_invite_is_refused_unless_configured(recorder_factory: Any) -> Non
     resp, s = request("INVITE", lenient.listeners["udp"], siprec=False)
     s.close()
     assert status(resp) == 200
+
+
+def test_the_contact_names_the_port_of_the_transport_the_call_came_on(
+    recorder_factory: Any,
+) -> None:
+    # TCP listed first: a UDP call's Contact must still name the UDP port, or the SRC's
+    # in-dialog requests (BYE, re-INVITE) go to the TCP port over UDP and are lost.
+    rec = recorder_factory(sip={"listen": ["tcp:127.0.0.1:0", "udp:127.0.0.1:0"]})
+    assert rec.listeners["udp"][1] != rec.listeners["tcp"][1]
+    good = (
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 40000 RTP/AVP 8\r\na=label:1\r\na=sendonly\r\n"
+    )
+    resp, _ = request("INVITE", rec.listeners["udp"], body=good, ctype="application/sdp")
+    assert status(resp) == 200
+    contact = header(resp, "Contact") or ""
+    assert f"127.0.0.1:{rec.listeners['udp'][1]};transport=udp" in contact, contact
