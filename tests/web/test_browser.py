@@ -731,3 +731,45 @@ def test_waveform_drawn_and_seeking(live: LiveServer, new_page: Any) -> None:
     _wait_playing(page)
     assert page.evaluate("() => document.querySelector('audio#player').currentTime") > 5.0
     shot(page, "waveform")
+
+
+def test_a_mode_change_in_the_portal_governs_the_very_next_call(
+    live: LiveServer, new_page: Any
+) -> None:
+    """The portal inside `serve` changes a number's mode; the very next INVITE for it, with
+    no wait in between, follows the change (declined when private, recorded when not)."""
+    from urllib.parse import quote
+
+    from tests.compliance.srcdriver import SrcCall
+
+    assert live.policy is not None and live.recorder is not None
+    policy, number = live.policy, "+32470000077"
+    live.call(
+        lambda: policy.add_number(
+            number, actor="test", status="manual", slots=["mon-sun 00:00-24:00"]
+        )
+    )
+    page = new_page()
+    log_in(page, "alice")
+    page.wait_for_url(live.url + "/")
+
+    def set_mode(mode: str) -> None:
+        page.goto(f"/numbers/{quote(number)}")
+        page.select_option("#settings-form select[name=mode]", mode)
+        page.click("#settings-form button[type=submit]")
+        page.wait_for_url("**msg=*")
+
+    def call() -> int:
+        src = SrcCall(live.recorder.listeners["udp"], seed=77, caller=number)
+        try:
+            status = src.invite().status
+            if status == 200:
+                assert src.bye().status == 200
+            return status
+        finally:
+            src.close()
+
+    set_mode("private")
+    assert call() == 403
+    set_mode("professional")
+    assert call() == 200
