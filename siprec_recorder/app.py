@@ -174,7 +174,6 @@ class Recorder:
             max_message_size=c.sip.max_message_size,
         )
         settings = SrsSettings(
-            rtp_address=c.rtp.address,
             advertised_address=c.rtp.advertised_address or c.rtp.address,
             contact_host=contact_host,
             contact_port=listeners[0][2],

@@ -251,11 +251,6 @@ class SipCore:
         out, self._outbox = self._outbox, []
         return out
 
-    def transaction_state(self, key: TransactionKey) -> TxState | None:
-        """The state of a live transaction (for tests and diagnostics)."""
-        tx = self._transactions.get(key)
-        return None if tx is None else tx.state
-
     @property
     def transaction_count(self) -> int:
         return len(self._transactions)
