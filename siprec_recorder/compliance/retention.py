@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError, RecorderError
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.cases import case_recording_ids, find_case
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.files import FileLayout, fsync_dir
@@ -111,12 +112,6 @@ def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return _aware(value).isoformat().replace("+00:00", "Z")
-
-
 def add_years(start: datetime, years: int) -> datetime:
     """``start`` plus ``years`` calendar years (29 February becomes 28 February)."""
     start = _aware(start)
@@ -154,13 +149,13 @@ class RetentionStatus:
         return {
             "id": self.rec_id,
             "state": self.state,
-            "start": _iso(self.start),
+            "start": utc_iso(self.start),
             "legal_hold": self.legal_hold,
-            "stored": _iso(self.stored),
-            "sidecar": _iso(self.sidecar),
-            "default": _iso(self.default),
-            "rules": _iso(self.rules),
-            "retention_until": _iso(self.effective),
+            "stored": utc_iso(self.stored),
+            "sidecar": utc_iso(self.sidecar),
+            "default": utc_iso(self.default),
+            "rules": utc_iso(self.rules),
+            "retention_until": utc_iso(self.effective),
         }
 
 
@@ -269,7 +264,7 @@ async def extend_recording(
     """Keep ``rec_id`` at least until ``until``; refused if that would shorten it."""
     until = _aware(until)
     if until <= _aware(now):
-        raise RetentionError(f"{_iso(until)} is not in the future")
+        raise RetentionError(f"{utc_iso(until)} is not in the future")
     async with db.session() as session:
         rec = await _load(session, rec_id)
         if rec.state == PURGED_STATE:
@@ -279,8 +274,8 @@ async def extend_recording(
         status = _status(rec, await _rules(session), default_years, layout)
         if until < status.effective:
             raise RetentionError(
-                f"recording {rec_id} is kept until {_iso(status.effective)}; "
-                f"{_iso(until)} would shorten it (retention is never shortened)"
+                f"recording {rec_id} is kept until {utc_iso(status.effective)}; "
+                f"{utc_iso(until)} would shorten it (retention is never shortened)"
             )
         rec.retention_until = until
         await session.flush()
@@ -289,7 +284,7 @@ async def extend_recording(
             actor=actor,
             action="retention.extended",
             subject=rec_id,
-            details={"from": _iso(status.effective), "to": _iso(until), "reason": reason},
+            details={"from": utc_iso(status.effective), "to": utc_iso(until), "reason": reason},
             now=now,
         )
         await session.commit()
@@ -317,15 +312,15 @@ async def extend_number(
     """
     until = _aware(until)
     if until <= _aware(now):
-        raise RetentionError(f"{_iso(until)} is not in the future")
+        raise RetentionError(f"{utc_iso(until)} is not in the future")
     forms = sorted({number, *also_match})
     async with db.session() as session:
         rule = await session.get(RetentionRule, number)
         previous = None if rule is None else _aware(rule.until)
         if previous is not None and until < previous:
             raise RetentionError(
-                f"number {number} is already kept until {_iso(previous)}; "
-                f"{_iso(until)} would shorten it (retention is never shortened)"
+                f"number {number} is already kept until {utc_iso(previous)}; "
+                f"{utc_iso(until)} would shorten it (retention is never shortened)"
             )
         if rule is None:
             session.add(RetentionRule(number=number, until=until, set_by=actor, set_at=now))
@@ -339,7 +334,7 @@ async def extend_number(
             actor=actor,
             action="retention.number_rule",
             subject=number,
-            details={"from": _iso(previous), "to": _iso(until), "reason": reason},
+            details={"from": utc_iso(previous), "to": utc_iso(until), "reason": reason},
             now=now,
         )
         rules = await _rules(session)
@@ -379,8 +374,8 @@ async def extend_number(
                 action="retention.extended",
                 subject=rec.id,
                 details={
-                    "from": _iso(status.effective),
-                    "to": _iso(until),
+                    "from": utc_iso(status.effective),
+                    "to": utc_iso(until),
                     "number": number,
                     "reason": reason,
                 },
@@ -662,8 +657,8 @@ class PurgeItem:
             "file": self.file,
             "sha256": self.sha256,
             "state_before": self.state_before,
-            "start": _iso(self.start),
-            "retention_until": _iso(self.retention_until),
+            "start": utc_iso(self.start),
+            "retention_until": utc_iso(self.retention_until),
         }
 
 
@@ -682,7 +677,7 @@ class PurgeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "now": _iso(self.now),
+            "now": utc_iso(self.now),
             "dry_run": self.dry_run,
             "purged": [p.to_dict() for p in self.purged],
             "held": list(self.held),
@@ -897,9 +892,9 @@ async def _purge_one(
                     "sha256": rec.sha256,
                     "size_bytes": rec.size_bytes,
                     "key_id": rec.key_id,
-                    "start": _iso(rec.start),
+                    "start": utc_iso(rec.start),
                     "state_before": due.state_before,
-                    "retention_until": _iso(due.retention_until),
+                    "retention_until": utc_iso(due.retention_until),
                     "reason": "retention expired",
                 },
                 now=now,

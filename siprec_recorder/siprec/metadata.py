@@ -443,6 +443,8 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _iso(value: datetime | None) -> str | None:
+    """The instant with the offset the SRC gave it, not in UTC (the sidecar keeps the
+    metadata as sent)."""
     return value.isoformat() if value is not None else None
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.isotime import utc_iso as iso
 
 from .db import Database
 from .ledger import append_event, append_events
@@ -82,15 +83,6 @@ __all__ = [
 SYSTEM_ACTOR = "system"
 ANY_NODE = "*"  # open_recordings() of every node (never a node id: see spool.NODE_ID_RE)
 FINISHED_STATES = ("complete", "interrupted", "failed")
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with ``Z`` (``None`` stays ``None``; naive is taken as UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _to_datetime(value: Any) -> datetime | None:
