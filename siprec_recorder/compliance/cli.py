@@ -166,14 +166,14 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _number_forms(ctx: Any, value: str) -> list[str] | None:
-    """The stored forms of a number typed by a user (E.164 first), None if it has no digits."""
-    from siprec_recorder.phone import normalize_number, user_part
+    """The index forms of a number typed by a user (canonical first); None when it is no
+    number (hold, release and extend act on a number, never on a bare name)."""
+    from siprec_recorder.phone import normalize_number, number_forms
 
-    number = normalize_number(value, country_code=ctx.config.policy.country_code)
-    if number is None:
+    cc = ctx.config.policy.country_code
+    if normalize_number(value, country_code=cc) is None:
         return None
-    raw = user_part(value)
-    return [number] + ([raw] if raw and raw != number else [])
+    return number_forms(value, cc)
 
 
 def _one_target(args: argparse.Namespace, ctx: Any) -> bool:
