@@ -15,9 +15,9 @@ MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records ke
   an earlier date is refused with :class:`RetentionError`. A number rule also covers
   recordings made after it.
 * **Legal hold** (:func:`change_legal_hold`, which every door goes through: the CLI's
-  ``hold``/``release`` by recording or number, the portal's by recording or case; the
-  wrappers :func:`set_hold`, :func:`release_hold`, :func:`set_hold_matching`,
-  :func:`release_hold_matching`) is ``recordings.legal_hold``, and with an object store the
+  ``hold``/``release`` by recording or number (:func:`recordings_of_numbers` first), the
+  portal's by recording or case; the wrappers :func:`set_hold`, :func:`release_hold`) is
+  ``recordings.legal_hold``, and with an object store the
   S3 Object Lock legal hold of the recording's objects too; while it is set nothing deletes
   the recording, whatever its retention. Setting one needs a reason (the case reference),
   kept in the ledger.
@@ -92,11 +92,9 @@ __all__ = [
     "recordings_in_case",
     "recordings_of_numbers",
     "release_hold",
-    "release_hold_matching",
     "retention_status",
     "retention_until_for",
     "set_hold",
-    "set_hold_matching",
 ]
 
 DEFAULT_RETENTION_YEARS = 5
@@ -577,64 +575,6 @@ async def recordings_in_case(db: Database, case: str | int) -> list[str]:
             Recording.state.in_(HOLDABLE_STATES), Recording.id.in_(case_recording_ids(found))
         )
         return list((await session.scalars(stmt.order_by(Recording.start, Recording.id))).all())
-
-
-async def set_hold_matching(
-    db: Database,
-    numbers: Sequence[str],
-    *,
-    actor: str,
-    reason: str,
-    now: datetime,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    store: ObjectStore | None = None,
-    retention_years: int = DEFAULT_RETENTION_YEARS,
-) -> list[HoldChange]:
-    """Put every recording of ``numbers`` (any stored form; recorded, other or participant)
-    started in ``[since, until)`` on legal hold: the usual request of a case ("everything of
-    this trader in March"). One ledger event per recording held."""
-    if not reason or not reason.strip():
-        raise RetentionError("a legal hold needs a reason (case reference)")
-    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
-    outcome = await change_legal_hold(
-        db,
-        ids,
-        held=True,
-        actor=actor,
-        reason=reason,
-        now=now,
-        store=store,
-        retention_years=retention_years,
-    )
-    return outcome.changes
-
-
-async def release_hold_matching(
-    db: Database,
-    numbers: Sequence[str],
-    *,
-    actor: str,
-    now: datetime,
-    reason: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    store: ObjectStore | None = None,
-    retention_years: int = DEFAULT_RETENTION_YEARS,
-) -> list[HoldChange]:
-    """Release the legal hold of every recording of ``numbers`` started in ``[since, until)``."""
-    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
-    outcome = await change_legal_hold(
-        db,
-        ids,
-        held=False,
-        actor=actor,
-        reason=reason,
-        now=now,
-        store=store,
-        retention_years=retention_years,
-    )
-    return outcome.changes
 
 
 # ---------------------------------------------------------------------------- purge
