@@ -72,6 +72,8 @@ __all__ = [
 NOTIFY_FIELDS = ("status", "mode", "managed", "active")
 _TEMPLATE_NAME_RE = re.compile(r"^[\w][\w .@+-]{0,99}$")
 _LOGIN_RE = re.compile(r"^[^\s<>\"';,]{1,255}$")
+#: A number's settings that its view shows as the row holds them.
+_ROW_SETTINGS = ("mode", "managed", "status", "beep", "notify", "self_service", "active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +105,14 @@ class NumberView:
     ) -> NumberView:
         """The view of ``row``, given its user's login and name, its template's name and the
         slots that apply (the template's or its own)."""
+        settings = {name: getattr(row, name) for name in _ROW_SETTINGS}
         return cls(
             number=row.number,
             user=login,
             user_name=user_name,
-            mode=row.mode,
-            managed=row.managed,
-            status=row.status,
-            beep=row.beep,
-            notify=row.notify,
-            self_service=row.self_service,
-            active=row.active,
             template=template,
             slots=tuple(slots),
+            **settings,
         )
 
     def to_dict(self) -> dict[str, Any]:
