@@ -51,12 +51,7 @@ from siprec_recorder.sip.events import (
     TransactionTimedOut,
 )
 from siprec_recorder.sip.headers import Via
-from siprec_recorder.sip.message import (
-    SipRequest,
-    SipResponse,
-    make_response,
-    parse_message,
-)
+from siprec_recorder.sip.message import SipRequest, SipResponse, make_response, parse_message
 from siprec_recorder.sip.transaction import (
     MAGIC_COOKIE,
     Action,
