@@ -21,7 +21,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .config import Config, mask_secret, parse_listen
+from .config import Config, mask_secret
 from .errors import OperatorError
 from .logging_setup import setup_logging
 from .metrics import MetricsServer
@@ -31,6 +31,7 @@ from .preflight import (
     listen_error,
     prepare_recordings_dir,
 )
+from .sip.transport import parse_listen
 
 __all__ = ["Recorder", "open_store", "run"]
 
@@ -174,7 +175,6 @@ class Recorder:
             max_message_size=c.sip.max_message_size,
         )
         settings = SrsSettings(
-            rtp_address=c.rtp.address,
             advertised_address=c.rtp.advertised_address or c.rtp.address,
             contact_host=contact_host,
             contact_port=listeners[0][2],

@@ -59,20 +59,6 @@ def _parse_time(value: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def number_forms(value: str, country_code: str) -> list[str]:
-    """The index forms a number typed by a user may take (E.164 first)."""
-    from .phone import normalize_number, user_part
-
-    forms: list[str] = []
-    n = normalize_number(value, country_code=country_code)
-    if n:
-        forms.append(n)
-    raw = user_part(value)
-    if raw and raw not in forms:
-        forms.append(raw)
-    return forms
-
-
 async def _with_db(
     config: Config, fn: Callable[[Any], Awaitable[int]], *, reads_only: bool = False
 ) -> int:
@@ -130,6 +116,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     async def go(db: Any) -> int:
         index = SqlIndex(db)
+        from .phone import number_forms
+
         numbers = number_forms(args.number, config.policy.country_code) if args.number else None
         text_hits: list[dict[str, Any]] | None = None
         if args.text:

@@ -48,7 +48,6 @@ __all__ = [
     "env_name",
     "load_config",
     "mask_secret",
-    "parse_listen",
 ]
 
 
@@ -345,29 +344,6 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 
 
-def parse_listen(spec: str) -> tuple[str, str, int]:
-    """Parse ``udp:127.0.0.1:5060`` / ``tcp:[::1]:5060`` into (transport, host, port)."""
-    transport, sep, rest = spec.partition(":")
-    transport = transport.lower()
-    if not sep or transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"expected udp:|tcp:|tls:HOST:PORT, got {spec!r}")
-    if rest.startswith("["):
-        host, sep2, port_s = rest[1:].partition("]:")
-        if not sep2:
-            raise ValueError(f"bad IPv6 listen address {spec!r}")
-    else:
-        host, sep2, port_s = rest.rpartition(":")
-        if not sep2:
-            raise ValueError(f"missing port in {spec!r}")
-    try:
-        port = int(port_s)
-    except ValueError:
-        raise ValueError(f"bad port in {spec!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port out of range in {spec!r}")
-    return transport, host, port
-
-
 @dataclass(frozen=True, slots=True)
 class _EnvValue:
     """A value from ``SIPREC__SECTION__KEY``: interpreted by the type of the key it sets, so
@@ -584,6 +560,8 @@ def _even_range(rtp: RtpConfig) -> RtpConfig:
 
 
 def _validate(c: Config) -> None:
+    from .sip.transport import parse_listen  # the SIP layer's, loaded only to validate
+
     if not c.sip.listen:
         raise ConfigError("[sip] listen: at least one listener is needed")
     for spec in c.sip.listen:

@@ -34,7 +34,7 @@ import ipaddress
 import re
 import urllib.parse
 
-__all__ = ["normalize_number", "path_safe_digits", "user_part"]
+__all__ = ["normalize_number", "number_forms", "path_safe_digits", "user_part"]
 
 _SCHEME_RE = re.compile(r"^(sips?|tel|pres|im):", re.IGNORECASE)
 _PHONE_CONTEXT_RE = re.compile(r";\s*phone-context\s*=\s*([^;@>?,\s]*)", re.IGNORECASE)
@@ -157,6 +157,23 @@ def normalize_number(
     if not national_prefix:
         return "+" + country_code + digits
     return digits
+
+
+def number_forms(typed: str, country_code: str) -> list[str]:
+    """The forms a number typed by a user (search box, ``--number``) may have in the index.
+
+    The canonical form first (:func:`normalize_number`), then the typed user part when it
+    differs: an address with no usable digits is indexed as its user part (``alice``,
+    ``agent112``). ``[]`` when nothing is left of ``typed``.
+    """
+    forms: list[str] = []
+    canonical = normalize_number(typed, country_code=country_code)
+    if canonical:
+        forms.append(canonical)
+    raw = user_part(typed)
+    if raw and raw not in forms:
+        forms.append(raw)
+    return forms
 
 
 def path_safe_digits(number: str | None) -> str:

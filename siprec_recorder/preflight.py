@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from .config import Config, StorageConfig, mask_secret, parse_listen
+from .config import Config, StorageConfig, mask_secret
 from .errors import OperatorError
 
 __all__ = [
@@ -142,6 +142,8 @@ def listen_error(key: str, spec: str, exc: OSError) -> OperatorError:
 def first_unbindable(specs: list[str]) -> tuple[str, OSError] | None:
     """The first ``udp:|tcp:|tls:HOST:PORT`` that cannot be bound now, and why; used after a
     listener failed to start, to name the one that did."""
+    from .sip.transport import parse_listen  # loads the SIP layer only when needed
+
     for spec in specs:
         transport, host, port = parse_listen(spec)
         try:
@@ -177,6 +179,8 @@ def _is_loopback(host: str) -> bool:
 def exposure_warnings(config: Config) -> list[str]:
     """Settings that work but surprise: a recorder on the network that refuses every SBC, and
     a portal or metrics endpoint reachable from the network without TLS or authentication."""
+    from .sip.transport import parse_listen  # loads the SIP layer only when needed
+
     out: list[str] = []
     sip_hosts = [parse_listen(spec)[1] for spec in config.sip.listen]
     if not config.sip.allowed_sources and not all(_is_loopback(h) for h in sip_hosts):

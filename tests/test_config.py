@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from siprec_recorder.config import build_config, load_config, parse_listen
+from siprec_recorder.config import build_config, load_config
 from siprec_recorder.errors import ConfigError
+from siprec_recorder.sip.transport import parse_listen
 
 ROOT = Path(__file__).resolve().parents[1]
 

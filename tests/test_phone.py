@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from siprec_recorder.phone import normalize_number, path_safe_digits, user_part
+from siprec_recorder.phone import normalize_number, number_forms, path_safe_digits, user_part
 
 
 @pytest.mark.parametrize(
@@ -158,3 +158,11 @@ def test_normalize_number_uri_shapes(body: str, scheme: str, tail: str) -> None:
 def test_user_part_and_path_safe_never_raise(text: str) -> None:
     user_part(text)
     assert re.match(r"^([0-9]+|unknown)$", path_safe_digits(text))
+
+
+def test_number_forms_canonical_first_then_the_typed_user_part() -> None:
+    assert number_forms("0470 00 00 01", "32") == ["+32470000001", "0470 00 00 01"]
+    assert number_forms("+32470000001", "32") == ["+32470000001"]
+    assert number_forms("sip:alice@example.com", "32") == ["alice"]
+    assert number_forms("agent112", "32") == ["agent112"]  # never the short code 112
+    assert number_forms("  ", "32") == []

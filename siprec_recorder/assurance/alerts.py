@@ -64,6 +64,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import LedgerEntry, Recording, RecordingStream
 
@@ -141,7 +142,7 @@ class AlertSettings:
 
 
 def alert_dict(row: Alert) -> dict[str, Any]:
-    created = row.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    created = utc_iso(row.created_at)
     return {
         "id": row.id,
         "rule": row.rule,

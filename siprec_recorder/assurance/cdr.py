@@ -31,6 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.phone import normalize_number
 
 __all__ = [
@@ -197,8 +198,8 @@ class CdrCall:
     def to_dict(self) -> dict[str, Any]:
         return {
             "line": self.line,
-            "start": _iso(self.start),
-            "end": _iso(self.end),
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end),
             "caller": self.caller,
             "callee": self.callee,
             "duration_s": round(self.duration_s, 3),
@@ -227,10 +228,6 @@ class CdrFile:
     layout: Layout
     calls: list[CdrCall] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:

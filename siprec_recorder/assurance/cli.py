@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siprec_recorder.errors import ConfigError, RecorderError
+from siprec_recorder.isotime import utc_iso
 
 __all__ = ["register"]
 
@@ -73,7 +74,7 @@ async def cmd_alerts_test(args: argparse.Namespace, ctx: Any) -> int:
             "subject": "test",
             "summary": f"test alert from siprec-recorder ({ctx.actor})",
             "details": {"channel": name},
-            "created_at": now.isoformat().replace("+00:00", "Z"),
+            "created_at": utc_iso(now),
         }
         try:
             await channel.deliver(alert)

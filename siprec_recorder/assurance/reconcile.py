@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from siprec_recorder.compliance.report import SessionLine, completeness
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import RecordingStream
 
@@ -131,8 +132,8 @@ class ReconciliationReport:
             "run_id": self.run_id,
             "file": self.source,
             "layout": self.layout,
-            "created_at": _iso(self.created_at),
-            "period": {"since": _iso(self.since), "until": _iso(self.until)},
+            "created_at": utc_iso(self.created_at),
+            "period": {"since": utc_iso(self.since), "until": utc_iso(self.until)},
             "rows": self.rows,
             "bad_rows": len(self.row_errors),
             "row_errors": [e.to_dict() for e in self.row_errors],
@@ -238,12 +239,6 @@ def exceptions_csv(exceptions: Iterable[dict[str, Any]]) -> str:
 def _csv_safe(value: str) -> str:
     # A cell a spreadsheet would run as a formula is quoted with an apostrophe.
     return "'" + value if value[:1] in ("=", "@", "-") else value
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _categorise(

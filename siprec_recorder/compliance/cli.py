@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.files import FileLayout
 
 from . import models as _models  # noqa: F401 - declares retention_rules before the DB opens
@@ -41,10 +42,6 @@ def _time(value: str) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def register(subparsers: Any) -> None:
@@ -150,8 +147,8 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
         verb = "would purge" if args.dry_run else "purged"
         for item in report.purged:
             print(
-                f"{verb} {item.rec_id} ({item.state_before}, started {_iso(item.start)}, "
-                f"kept until {_iso(item.retention_until)}) {item.file or ''}",
+                f"{verb} {item.rec_id} ({item.state_before}, started {utc_iso(item.start)}, "
+                f"kept until {utc_iso(item.retention_until)}) {item.file or ''}",
                 file=ctx.out,
             )
         for rec_id in report.held:
@@ -169,14 +166,14 @@ async def cmd_purge(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _number_forms(ctx: Any, value: str) -> list[str] | None:
-    """The stored forms of a number typed by a user (E.164 first), None if it has no digits."""
-    from siprec_recorder.phone import normalize_number, user_part
+    """The index forms of a number typed by a user (canonical first); None when it is no
+    number (hold, release and extend act on a number, never on a bare name)."""
+    from siprec_recorder.phone import normalize_number, number_forms
 
-    number = normalize_number(value, country_code=ctx.config.policy.country_code)
-    if number is None:
+    cc = ctx.config.policy.country_code
+    if normalize_number(value, country_code=cc) is None:
         return None
-    raw = user_part(value)
-    return [number] + ([raw] if raw and raw != number else [])
+    return number_forms(value, cc)
 
 
 def _one_target(args: argparse.Namespace, ctx: Any) -> bool:
@@ -294,7 +291,7 @@ async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
                 reason=args.reason,
             )
             print(
-                f"recordings of {result.number} are kept at least until {_iso(result.until)}; "
+                f"recordings of {result.number} are kept at least until {utc_iso(result.until)}; "
                 f"{len(result.extended)} existing recording(s) extended",
                 file=ctx.out,
             )
@@ -313,7 +310,8 @@ async def cmd_retention_extend(args: argparse.Namespace, ctx: Any) -> int:
         print(f"error: {exc}", file=ctx.out)
         return 1
     print(
-        f"recording {change.rec_id} kept until {_iso(change.after)} (was {_iso(change.before)})",
+        f"recording {change.rec_id} kept until {utc_iso(change.after)} "
+        f"(was {utc_iso(change.before)})",
         file=ctx.out,
     )
     return await _protect(ctx, [change.rec_id])

@@ -34,7 +34,7 @@ def add_export(sub: Any) -> None:
 
 async def cmd_export(args: argparse.Namespace, ctx: Any) -> int:
     from siprec_recorder.app import open_store
-    from siprec_recorder.cli import number_forms
+    from siprec_recorder.phone import number_forms
     from siprec_recorder.storage.files import FileLayout
 
     from .export import ExportError, export_bundle, select_recordings

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import last_entry
 from siprec_recorder.storage.models import LedgerEntry, Recording
@@ -41,13 +42,6 @@ __all__ = ["OUTCOMES", "CompletenessReport", "SessionLine", "completeness"]
 
 OUTCOMES: tuple[str, ...] = ("complete", "interrupted", "failed", "declined", "in-progress")
 _CHUNK = 500
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +65,8 @@ class SessionLine:
         return {
             "id": self.rec_id,
             "call_id": self.call_id,
-            "start": _iso(self.start),
-            "end": _iso(self.end),
+            "start": utc_iso(self.start),
+            "end": utc_iso(self.end),
             "outcome": self.outcome,
             "reason": self.reason,
             "recorded_number": self.recorded_number,
@@ -130,7 +124,7 @@ class CompletenessReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "period": {"since": _iso(self.since), "until": _iso(self.until)},
+            "period": {"since": utc_iso(self.since), "until": utc_iso(self.until)},
             "counts": self.counts,
             "declined_by_reason": self.declined_by_reason,
             "not_recorded_by_reason": self.failed_by_reason,
@@ -146,7 +140,7 @@ class CompletenessReport:
     def to_table(self) -> str:
         """A printable report: one line per session, then the counts."""
         lines = [
-            f"Completeness of recording, {_iso(self.since)} to {_iso(self.until)}",
+            f"Completeness of recording, {utc_iso(self.since)} to {utc_iso(self.until)}",
             "",
             f"{'start (UTC)':<20}  {'outcome':<11}  {'recorded':<16}  {'other':<16}  "
             f"{'secs':>7}  {'id':<32}  reason",

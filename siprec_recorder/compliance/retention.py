@@ -15,9 +15,9 @@ MiFID II (Art. 16(7), Delegated Regulation 2017/565 Art. 76) asks for records ke
   an earlier date is refused with :class:`RetentionError`. A number rule also covers
   recordings made after it.
 * **Legal hold** (:func:`change_legal_hold`, which every door goes through: the CLI's
-  ``hold``/``release`` by recording or number, the portal's by recording or case; the
-  wrappers :func:`set_hold`, :func:`release_hold`, :func:`set_hold_matching`,
-  :func:`release_hold_matching`) is ``recordings.legal_hold``, and with an object store the
+  ``hold``/``release`` by recording or number (:func:`recordings_of_numbers` first), the
+  portal's by recording or case; the wrappers :func:`set_hold`, :func:`release_hold`) is
+  ``recordings.legal_hold``, and with an object store the
   S3 Object Lock legal hold of the recording's objects too; while it is set nothing deletes
   the recording, whatever its retention. Setting one needs a reason (the case reference),
   kept in the ledger.
@@ -57,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError, RecorderError
+from siprec_recorder.isotime import utc_iso
 from siprec_recorder.storage.cases import case_recording_ids, find_case
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.files import FileLayout, fsync_dir
@@ -91,11 +92,9 @@ __all__ = [
     "recordings_in_case",
     "recordings_of_numbers",
     "release_hold",
-    "release_hold_matching",
     "retention_status",
     "retention_until_for",
     "set_hold",
-    "set_hold_matching",
 ]
 
 DEFAULT_RETENTION_YEARS = 5
@@ -109,12 +108,6 @@ class RetentionError(RecorderError):
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return _aware(value).isoformat().replace("+00:00", "Z")
 
 
 def add_years(start: datetime, years: int) -> datetime:
@@ -154,13 +147,13 @@ class RetentionStatus:
         return {
             "id": self.rec_id,
             "state": self.state,
-            "start": _iso(self.start),
+            "start": utc_iso(self.start),
             "legal_hold": self.legal_hold,
-            "stored": _iso(self.stored),
-            "sidecar": _iso(self.sidecar),
-            "default": _iso(self.default),
-            "rules": _iso(self.rules),
-            "retention_until": _iso(self.effective),
+            "stored": utc_iso(self.stored),
+            "sidecar": utc_iso(self.sidecar),
+            "default": utc_iso(self.default),
+            "rules": utc_iso(self.rules),
+            "retention_until": utc_iso(self.effective),
         }
 
 
@@ -269,7 +262,7 @@ async def extend_recording(
     """Keep ``rec_id`` at least until ``until``; refused if that would shorten it."""
     until = _aware(until)
     if until <= _aware(now):
-        raise RetentionError(f"{_iso(until)} is not in the future")
+        raise RetentionError(f"{utc_iso(until)} is not in the future")
     async with db.session() as session:
         rec = await _load(session, rec_id)
         if rec.state == PURGED_STATE:
@@ -279,8 +272,8 @@ async def extend_recording(
         status = _status(rec, await _rules(session), default_years, layout)
         if until < status.effective:
             raise RetentionError(
-                f"recording {rec_id} is kept until {_iso(status.effective)}; "
-                f"{_iso(until)} would shorten it (retention is never shortened)"
+                f"recording {rec_id} is kept until {utc_iso(status.effective)}; "
+                f"{utc_iso(until)} would shorten it (retention is never shortened)"
             )
         rec.retention_until = until
         await session.flush()
@@ -289,7 +282,7 @@ async def extend_recording(
             actor=actor,
             action="retention.extended",
             subject=rec_id,
-            details={"from": _iso(status.effective), "to": _iso(until), "reason": reason},
+            details={"from": utc_iso(status.effective), "to": utc_iso(until), "reason": reason},
             now=now,
         )
         await session.commit()
@@ -317,15 +310,15 @@ async def extend_number(
     """
     until = _aware(until)
     if until <= _aware(now):
-        raise RetentionError(f"{_iso(until)} is not in the future")
+        raise RetentionError(f"{utc_iso(until)} is not in the future")
     forms = sorted({number, *also_match})
     async with db.session() as session:
         rule = await session.get(RetentionRule, number)
         previous = None if rule is None else _aware(rule.until)
         if previous is not None and until < previous:
             raise RetentionError(
-                f"number {number} is already kept until {_iso(previous)}; "
-                f"{_iso(until)} would shorten it (retention is never shortened)"
+                f"number {number} is already kept until {utc_iso(previous)}; "
+                f"{utc_iso(until)} would shorten it (retention is never shortened)"
             )
         if rule is None:
             session.add(RetentionRule(number=number, until=until, set_by=actor, set_at=now))
@@ -339,7 +332,7 @@ async def extend_number(
             actor=actor,
             action="retention.number_rule",
             subject=number,
-            details={"from": _iso(previous), "to": _iso(until), "reason": reason},
+            details={"from": utc_iso(previous), "to": utc_iso(until), "reason": reason},
             now=now,
         )
         rules = await _rules(session)
@@ -379,8 +372,8 @@ async def extend_number(
                 action="retention.extended",
                 subject=rec.id,
                 details={
-                    "from": _iso(status.effective),
-                    "to": _iso(until),
+                    "from": utc_iso(status.effective),
+                    "to": utc_iso(until),
                     "number": number,
                     "reason": reason,
                 },
@@ -584,64 +577,6 @@ async def recordings_in_case(db: Database, case: str | int) -> list[str]:
         return list((await session.scalars(stmt.order_by(Recording.start, Recording.id))).all())
 
 
-async def set_hold_matching(
-    db: Database,
-    numbers: Sequence[str],
-    *,
-    actor: str,
-    reason: str,
-    now: datetime,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    store: ObjectStore | None = None,
-    retention_years: int = DEFAULT_RETENTION_YEARS,
-) -> list[HoldChange]:
-    """Put every recording of ``numbers`` (any stored form; recorded, other or participant)
-    started in ``[since, until)`` on legal hold: the usual request of a case ("everything of
-    this trader in March"). One ledger event per recording held."""
-    if not reason or not reason.strip():
-        raise RetentionError("a legal hold needs a reason (case reference)")
-    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
-    outcome = await change_legal_hold(
-        db,
-        ids,
-        held=True,
-        actor=actor,
-        reason=reason,
-        now=now,
-        store=store,
-        retention_years=retention_years,
-    )
-    return outcome.changes
-
-
-async def release_hold_matching(
-    db: Database,
-    numbers: Sequence[str],
-    *,
-    actor: str,
-    now: datetime,
-    reason: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    store: ObjectStore | None = None,
-    retention_years: int = DEFAULT_RETENTION_YEARS,
-) -> list[HoldChange]:
-    """Release the legal hold of every recording of ``numbers`` started in ``[since, until)``."""
-    ids = await recordings_of_numbers(db, numbers, since=since, until=until)
-    outcome = await change_legal_hold(
-        db,
-        ids,
-        held=False,
-        actor=actor,
-        reason=reason,
-        now=now,
-        store=store,
-        retention_years=retention_years,
-    )
-    return outcome.changes
-
-
 # ---------------------------------------------------------------------------- purge
 
 
@@ -662,8 +597,8 @@ class PurgeItem:
             "file": self.file,
             "sha256": self.sha256,
             "state_before": self.state_before,
-            "start": _iso(self.start),
-            "retention_until": _iso(self.retention_until),
+            "start": utc_iso(self.start),
+            "retention_until": utc_iso(self.retention_until),
         }
 
 
@@ -682,7 +617,7 @@ class PurgeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "now": _iso(self.now),
+            "now": utc_iso(self.now),
             "dry_run": self.dry_run,
             "purged": [p.to_dict() for p in self.purged],
             "held": list(self.held),
@@ -897,9 +832,9 @@ async def _purge_one(
                     "sha256": rec.sha256,
                     "size_bytes": rec.size_bytes,
                     "key_id": rec.key_id,
-                    "start": _iso(rec.start),
+                    "start": utc_iso(rec.start),
                     "state_before": due.state_before,
-                    "retention_until": _iso(due.retention_until),
+                    "retention_until": utc_iso(due.retention_until),
                     "reason": "retention expired",
                 },
                 now=now,

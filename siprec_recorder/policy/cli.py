@@ -168,22 +168,40 @@ async def cmd_templates_delete(args: argparse.Namespace, ctx: CliContext) -> int
 # ---------------------------------------------------------------------- numbers
 
 
+def _number_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """A number's attributes as the options of ``numbers add``/``set`` give them (None: the
+    option was not given)."""
+    return {
+        "user": args.user,
+        "user_name": args.name,
+        "managed": args.managed,
+        "status": args.status,
+        "mode": args.mode,
+        "beep": args.beep,
+        "notify": args.notify,
+        "self_service": args.self_service,
+    }
+
+
+#: What ``numbers add`` gives a new number for an option left out (managed and status are
+#: derived by the service from the template or slots).
+_NEW_NUMBER: dict[str, Any] = {
+    "mode": "professional",
+    "beep": False,
+    "notify": False,
+    "self_service": False,
+}
+
+
 @_guard
 async def cmd_numbers_add(args: argparse.Namespace, ctx: CliContext) -> int:
     """Add a number."""
+    fields: dict[str, Any] = {
+        name: _NEW_NUMBER.get(name) if value is None else value
+        for name, value in _number_fields(args).items()
+    }
     view = await _service(ctx).add_number(
-        args.number,
-        actor=ctx.actor,
-        user=args.user,
-        user_name=args.name,
-        managed=args.managed,
-        status=args.status,
-        mode=args.mode or "professional",
-        beep=bool(args.beep),
-        notify=bool(args.notify),
-        self_service=bool(args.self_service),
-        template=args.template,
-        slots=args.slot,
+        args.number, actor=ctx.actor, template=args.template, slots=args.slot, **fields
     )
     print(f"added {_describe(view)}", file=ctx.out)
     return EXIT_OK
@@ -193,17 +211,7 @@ async def cmd_numbers_add(args: argparse.Namespace, ctx: CliContext) -> int:
 async def cmd_numbers_set(args: argparse.Namespace, ctx: CliContext) -> int:
     """Change a number."""
     view = await _service(ctx).set_number(
-        args.number,
-        actor=ctx.actor,
-        user=args.user,
-        user_name=args.name,
-        managed=args.managed,
-        status=args.status,
-        mode=args.mode,
-        beep=args.beep,
-        notify=args.notify,
-        self_service=args.self_service,
-        active=args.active,
+        args.number, actor=ctx.actor, active=args.active, **_number_fields(args)
     )
     print(f"changed {_describe(view)}", file=ctx.out)
     return EXIT_OK

@@ -36,7 +36,9 @@ counter (one primary-key row) and, when it moved, waits for the reload before de
 change committed by any process or node before the INVITE governs that very call. A reload
 of 100,000 numbers takes a second or more, but only the first call after a change waits for
 it (the calls arriving meanwhile share the same reload).
-:meth:`PolicyEngine.invalidate` (the service in the same process calls it) forces a reload.
+:meth:`PolicyEngine.invalidate` forces a reload; a :class:`~.service.PolicyService` calls it
+after each change it commits when it is registered as one of the service's listeners
+(``on_change`` or ``add_listener``).
 """
 
 from __future__ import annotations

@@ -306,25 +306,6 @@ class _Reporter:
         self.problems.append(RowProblem(self.row, column, message))
 
 
-class _Cells:
-    """The stripped text of a named column of one row ('' when absent)."""
-
-    __slots__ = ("bad", "cells", "index")
-
-    def __init__(self, cells: Sequence[str], index: dict[str, int], bad: _Reporter) -> None:
-        self.cells, self.index, self.bad = cells, index, bad
-
-    def __call__(self, name: str) -> str:
-        i = self.index.get(name)
-        if i is None or i >= len(self.cells):
-            return ""
-        value = self.cells[i].strip()
-        if len(value) > MAX_CELL:
-            self.bad(name, f"longer than {MAX_CELL} characters")
-            return ""
-        return value
-
-
 _BOOLS = {
     "yes": True,
     "y": True,

@@ -39,31 +39,44 @@ COUNTER_EMERGENCY_CALLS = "emergency_calls"
 COUNTER_POLICY_VERSION = "policy_version"
 
 
-class PolicyTemplate(Base):
+class _Edited:
+    """When a row was created and last changed (the last columns of its table)."""
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, sort_order=10)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, sort_order=10)
+
+
+class _Slot:
+    """One slot of a schedule (canonical text) and its place in it; the owner's key column
+    is the subclass's own, between ``id`` and ``position``."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, sort_order=-10)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0, sort_order=10)
+    spec: Mapped[str] = mapped_column(String(200), nullable=False, sort_order=10)
+
+
+def _owner_key(table: str) -> Mapped[int]:
+    return mapped_column(ForeignKey(f"{table}.id", ondelete="CASCADE"), index=True, nullable=False)
+
+
+class PolicyTemplate(_Edited, Base):
     """A named weekly schedule."""
 
     __tablename__ = "policy_templates"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class PolicyTemplateSlot(Base):
-    """One slot of a template (canonical text)."""
+class PolicyTemplateSlot(_Slot, Base):
+    """One slot of a template."""
 
     __tablename__ = "policy_template_slots"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    template_id: Mapped[int] = mapped_column(
-        ForeignKey("policy_templates.id", ondelete="CASCADE"), index=True, nullable=False
-    )
-    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    spec: Mapped[str] = mapped_column(String(200), nullable=False)
+    template_id: Mapped[int] = _owner_key("policy_templates")
 
 
-class PolicyNumber(Base):
+class PolicyNumber(_Edited, Base):
     """A firm number and how it is recorded."""
 
     __tablename__ = "policy_numbers"
@@ -83,21 +96,14 @@ class PolicyNumber(Base):
     template_id: Mapped[int | None] = mapped_column(
         ForeignKey("policy_templates.id", ondelete="RESTRICT"), index=True, nullable=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class PolicyNumberSlot(Base):
-    """One slot of a number's own schedule (canonical text)."""
+class PolicyNumberSlot(_Slot, Base):
+    """One slot of a number's own schedule."""
 
     __tablename__ = "policy_number_slots"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    number_id: Mapped[int] = mapped_column(
-        ForeignKey("policy_numbers.id", ondelete="CASCADE"), index=True, nullable=False
-    )
-    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    spec: Mapped[str] = mapped_column(String(200), nullable=False)
+    number_id: Mapped[int] = _owner_key("policy_numbers")
 
 
 class PolicyNotification(Base):

@@ -72,6 +72,8 @@ __all__ = [
 NOTIFY_FIELDS = ("status", "mode", "managed", "active")
 _TEMPLATE_NAME_RE = re.compile(r"^[\w][\w .@+-]{0,99}$")
 _LOGIN_RE = re.compile(r"^[^\s<>\"';,]{1,255}$")
+#: A number's settings that its view shows as the row holds them.
+_ROW_SETTINGS = ("mode", "managed", "status", "beep", "notify", "self_service", "active")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,28 @@ class NumberView:
     active: bool
     template: str | None
     slots: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls,
+        row: PolicyNumber,
+        *,
+        login: str | None,
+        user_name: str | None,
+        template: str | None,
+        slots: Sequence[str],
+    ) -> NumberView:
+        """The view of ``row``, given its user's login and name, its template's name and the
+        slots that apply (the template's or its own)."""
+        settings = {name: getattr(row, name) for name in _ROW_SETTINGS}
+        return cls(
+            number=row.number,
+            user=login,
+            user_name=user_name,
+            template=template,
+            slots=tuple(slots),
+            **settings,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -228,20 +252,7 @@ class PolicyService:
             slots = await self._template_slots(session, row.template_id)
         else:
             slots = await self._own_slots(session, row.id)
-        return NumberView(
-            number=row.number,
-            user=login,
-            user_name=name,
-            mode=row.mode,
-            managed=row.managed,
-            status=row.status,
-            beep=row.beep,
-            notify=row.notify,
-            self_service=row.self_service,
-            active=row.active,
-            template=template,
-            slots=tuple(slots),
-        )
+        return NumberView.of(row, login=login, user_name=name, template=template, slots=slots)
 
     async def _user_id(
         self, session: AsyncSession, login: str, name: str | None, actor: str
@@ -321,6 +332,38 @@ class PolicyService:
                     )
                 )
         await bump_policy_version(session)
+
+    async def _save_number(
+        self,
+        session: AsyncSession,
+        row: PolicyNumber,
+        before: NumberView,
+        *,
+        actor: str,
+        action: str,
+        notify: bool,
+        details: dict[str, Any] | None = None,
+        check_rules: bool = True,
+    ) -> NumberView:
+        """Stamp a changed number, hold it to its rules and, when its view changed, audit the
+        change (``before``/``after`` plus ``details``) and queue the user's notification."""
+        row.updated_at = self._clock()
+        await session.flush()
+        if check_rules:
+            await self._check(session, row)
+        after = await self._view(session, row)
+        if after != before:
+            await self._finish(
+                session,
+                actor=actor,
+                action=action,
+                subject=f"number:{row.number}",
+                details={"before": before.to_dict(), "after": after.to_dict(), **(details or {})},
+                before=before,
+                after=after,
+                notify=notify,
+            )
+        return after
 
     # ---------------------------------------------------------------- numbers
 
@@ -441,21 +484,9 @@ class PolicyService:
             ):
                 if value is not None:
                     setattr(row, field, value)
-            row.updated_at = self._clock()
-            await session.flush()
-            await self._check(session, row)
-            after = await self._view(session, row)
-            if after != before:
-                await self._finish(
-                    session,
-                    actor=actor,
-                    action="policy.number.changed",
-                    subject=f"number:{e164}",
-                    details={"before": before.to_dict(), "after": after.to_dict()},
-                    before=before,
-                    after=after,
-                    notify=True,
-                )
+            after = await self._save_number(
+                session, row, before, actor=actor, action="policy.number.changed", notify=True
+            )
         self.notify_listeners()
         return after
 
@@ -483,25 +514,15 @@ class PolicyService:
                 )
             before = await self._view(session, row)
             row.mode = mode
-            row.updated_at = self._clock()
-            await session.flush()
-            await self._check(session, row)
-            after = await self._view(session, row)
-            if after != before:
-                await self._finish(
-                    session,
-                    actor=actor,
-                    action="policy.number.mode",
-                    subject=f"number:{e164}",
-                    details={
-                        "before": before.to_dict(),
-                        "after": after.to_dict(),
-                        "by_user": by_user,
-                    },
-                    before=before,
-                    after=after,
-                    notify=not by_user,
-                )
+            after = await self._save_number(
+                session,
+                row,
+                before,
+                actor=actor,
+                action="policy.number.mode",
+                notify=not by_user,
+                details={"by_user": by_user},
+            )
         self.notify_listeners()
         return after
 
@@ -529,18 +550,9 @@ class PolicyService:
             else:
                 row.template_id = None
                 await self._replace_own_slots(session, row.id, parsed)
-            row.updated_at = self._clock()
-            await session.flush()
-            await self._check(session, row)
-            after = await self._view(session, row)
-            if after != before:
-                await self._finish(
-                    session,
-                    actor=actor,
-                    action="policy.number.schedule",
-                    subject=f"number:{e164}",
-                    details={"before": before.to_dict(), "after": after.to_dict()},
-                )
+            after = await self._save_number(
+                session, row, before, actor=actor, action="policy.number.schedule", notify=False
+            )
         self.notify_listeners()
         return after
 
@@ -552,19 +564,15 @@ class PolicyService:
             if not row.active:
                 raise RuleError(f"number {e164} is not active")
             before = await self._view(session, row)
-            row.active = False
-            row.updated_at = self._clock()
-            await session.flush()
-            after = await self._view(session, row)
-            await self._finish(
+            row.active = False  # a change: only an active number gets here
+            after = await self._save_number(
                 session,
+                row,
+                before,
                 actor=actor,
                 action="policy.number.removed",
-                subject=f"number:{e164}",
-                details={"before": before.to_dict(), "after": after.to_dict()},
-                before=before,
-                after=after,
                 notify=True,
+                check_rules=False,
             )
         self.notify_listeners()
         return after
@@ -614,20 +622,7 @@ class PolicyService:
                 else:
                     template, slots = None, own.get(row.id, [])
                 out.append(
-                    NumberView(
-                        number=row.number,
-                        user=login,
-                        user_name=name,
-                        mode=row.mode,
-                        managed=row.managed,
-                        status=row.status,
-                        beep=row.beep,
-                        notify=row.notify,
-                        self_service=row.self_service,
-                        active=row.active,
-                        template=template,
-                        slots=tuple(slots),
-                    )
+                    NumberView.of(row, login=login, user_name=name, template=template, slots=slots)
                 )
             return out
 

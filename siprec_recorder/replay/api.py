@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from siprec_recorder.errors import LocalProtocolError
 
@@ -11,7 +12,7 @@ from .calls import CapturedCall, find_calls
 from .capture import read_capture
 from .src import ROLE_LABELS, SRTP_SUITES, ReplayResult, SrcOptions, replay_call
 
-__all__ = ["load_call", "replay_capture", "replay_many"]
+__all__ = ["ReplaySettings", "load_call", "replay_capture", "replay_many"]
 
 
 def load_call(path: str | Path, call_index: int = 0) -> CapturedCall:
@@ -26,20 +27,41 @@ def load_call(path: str | Path, call_index: int = 0) -> CapturedCall:
     return calls[call_index]
 
 
+class ReplaySettings(TypedDict, total=False):
+    """The keywords of :func:`replay_capture` and :func:`replay_many` (all optional; the
+    defaults are :func:`_options`'s)."""
+
+    transport: str
+    speed: float
+    local_host: str
+    srtp: bool
+    call_index: int
+    labels: tuple[str, str]
+    caller_aor: str | None
+    callee_aor: str | None
+    srtp_suite: str
+    srtp_key: str | None
+    max_seconds: float | None
+    skip_seconds: float
+
+
 def _options(
     to: tuple[str, int],
-    transport: str,
-    speed: float,
-    local_host: str,
-    srtp: bool,
-    labels: tuple[str, str],
-    caller_aor: str | None,
-    callee_aor: str | None,
+    *,
+    call_index: int = 0,
+    transport: str = "udp",
+    speed: float = 1.0,
+    local_host: str = "127.0.0.1",
+    srtp: bool = False,
+    labels: tuple[str, str] = ROLE_LABELS,
+    caller_aor: str | None = None,
+    callee_aor: str | None = None,
     srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
     srtp_key: str | None = None,
     max_seconds: float | None = None,
     skip_seconds: float = 0.0,
-) -> SrcOptions:
+) -> tuple[SrcOptions, int]:
+    """The validated options of a replay, and the index of the call to replay."""
     if transport not in ("udp", "tcp"):
         raise LocalProtocolError(f"transport must be 'udp' or 'tcp', not {transport!r}")
     if speed <= 0:
@@ -56,7 +78,7 @@ def _options(
         raise LocalProtocolError(f"max_seconds must be positive, not {max_seconds}")
     if skip_seconds < 0:
         raise LocalProtocolError(f"skip_seconds must not be negative, not {skip_seconds}")
-    return SrcOptions(
+    options = SrcOptions(
         to=to,
         transport=transport,
         speed=speed,
@@ -70,83 +92,27 @@ def _options(
         max_seconds=max_seconds,
         skip_seconds=skip_seconds,
     )
+    return options, call_index
 
 
 async def replay_capture(
-    path: str | Path,
-    to: tuple[str, int],
-    *,
-    transport: str = "udp",
-    speed: float = 1.0,
-    local_host: str = "127.0.0.1",
-    srtp: bool = False,
-    call_index: int = 0,
-    labels: tuple[str, str] = ROLE_LABELS,
-    caller_aor: str | None = None,
-    callee_aor: str | None = None,
-    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
-    srtp_key: str | None = None,
-    max_seconds: float | None = None,
-    skip_seconds: float = 0.0,
+    path: str | Path, to: tuple[str, int], **settings: Unpack[ReplaySettings]
 ) -> ReplayResult:
     """Replay one call of a capture as a SIPREC session against the recorder at ``to``.
 
-    ``srtp=True`` protects the media with a random key of ``srtp_suite``; ``srtp_key``
-    (``"<suite> inline:<base64>"``) offers that key for a capture whose RTP is SRTP already
-    and sends it as captured; ``max_seconds`` / ``skip_seconds`` replay a part of the media.
+    ``call_index`` picks the call; ``srtp=True`` protects the media with a random key of
+    ``srtp_suite``; ``srtp_key`` (``"<suite> inline:<base64>"``) offers that key for a
+    capture whose RTP is SRTP already and sends it as captured; ``max_seconds`` /
+    ``skip_seconds`` replay a part of the media.
     """
-    (result,) = await replay_many(
-        path,
-        to,
-        1,
-        transport=transport,
-        speed=speed,
-        local_host=local_host,
-        srtp=srtp,
-        call_index=call_index,
-        labels=labels,
-        caller_aor=caller_aor,
-        callee_aor=callee_aor,
-        srtp_suite=srtp_suite,
-        srtp_key=srtp_key,
-        max_seconds=max_seconds,
-        skip_seconds=skip_seconds,
-    )
+    (result,) = await replay_many(path, to, 1, **settings)
     return result
 
 
 async def replay_many(
-    path: str | Path,
-    to: tuple[str, int],
-    calls: int,
-    *,
-    transport: str = "udp",
-    speed: float = 1.0,
-    local_host: str = "127.0.0.1",
-    srtp: bool = False,
-    call_index: int = 0,
-    labels: tuple[str, str] = ROLE_LABELS,
-    caller_aor: str | None = None,
-    callee_aor: str | None = None,
-    srtp_suite: str = "AES_CM_128_HMAC_SHA1_80",
-    srtp_key: str | None = None,
-    max_seconds: float | None = None,
-    skip_seconds: float = 0.0,
+    path: str | Path, to: tuple[str, int], calls: int, **settings: Unpack[ReplaySettings]
 ) -> list[ReplayResult]:
     """``calls`` concurrent copies of one captured call (own Call-ID and ports each)."""
-    options = _options(
-        to,
-        transport,
-        speed,
-        local_host,
-        srtp,
-        labels,
-        caller_aor,
-        callee_aor,
-        srtp_suite,
-        srtp_key,
-        max_seconds,
-        skip_seconds,
-    )
+    options, call_index = _options(to, **settings)
     call = await asyncio.to_thread(load_call, path, call_index)
     return list(await asyncio.gather(*(replay_call(call, options) for _ in range(calls))))

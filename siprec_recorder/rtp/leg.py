@@ -2,8 +2,8 @@
 
 Theory of operation
 -------------------
-``receive(datagram, now_wall)`` is called once per UDP datagram. The path is short on
-purpose (docs/design.md section 4):
+``receive(datagram, now_wall)`` is called once per UDP datagram, on the loop that receives
+the packets, so the path is short on purpose:
 
 1. RTCP (RFC 5761 section 4 demultiplexing, i.e. rtcp-mux or a stray RTCP packet on the RTP
    port) goes to :meth:`receive_rtcp`: SRTCP unprotect, parse, keep the last SR/RR values.
@@ -15,9 +15,11 @@ purpose (docs/design.md section 4):
    in the new context carries the discontinuity flag so the renderer re-anchors it by
    arrival time. A packet of the *previous* SSRC arriving within ``STRAY_WINDOW`` seconds
    of a switch is counted late instead of switching back.
-5. The payload is copied into a spool record (the datagram object is not kept: see the
-   mmap trap in docs/design.md section 4) and pushed into the jitter buffer; released
-   records are appended to one growing ``bytearray``.
+5. The payload is copied into a spool record and pushed into the jitter buffer; released
+   records are appended to one growing ``bytearray``. The datagram object is not kept: with
+   the standard asyncio loop each one holds a memory mapping of its own, and a process that
+   keeps them for a call's length hits the kernel's limit of about 65,000 mappings
+   (``MemoryError``) long before memory runs out.
 
 The caller takes those bytes about once a second (:meth:`take_spool_bytes`) and appends
 them to the leg's fsync'd spool file; :meth:`finish` flushes the jitter buffer at the end.

@@ -13,9 +13,9 @@ The fixed header is 12 octets::
     | payload ...                              [padding ... count]  |
 
 :class:`RtpPacket` is the full, frozen parse used by tests, tools and the renderer;
-:func:`parse_rtp_header` is the hot path used once per received datagram: one
-``struct.unpack_from`` plus the bounds arithmetic, returning the payload bounds so the
-caller slices (copies) only the payload out of the datagram.
+:func:`payload_bounds` is the bounds arithmetic alone. The per-datagram path does not build
+an :class:`RtpPacket`: :class:`~.leg.LegReceiver` unpacks the fixed header itself (one
+``struct.unpack_from``) and copies only the payload out of the datagram.
 
 RTP and RTCP on one port (rtcp-mux, RFC 5761 section 4): the second octet of an RTCP packet
 is its packet type 200..204 (SR, RR, SDES, BYE, APP), i.e. an RTP marker bit plus a
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from .errors import RtpParseError
 
-__all__ = ["RTP_HEADER_SIZE", "RtpPacket", "is_rtcp", "parse_rtp_header", "payload_bounds"]
+__all__ = ["RTP_HEADER_SIZE", "RtpPacket", "is_rtcp", "payload_bounds"]
 
 RTP_HEADER_SIZE = 12
 _HEADER = struct.Struct("!BBHII")
@@ -68,28 +68,6 @@ def payload_bounds(data: bytes) -> tuple[int, int]:
     if start > end:
         raise RtpParseError("RTP header, extension or padding longer than the packet")
     return start, end
-
-
-def parse_rtp_header(data: bytes) -> tuple[int, bool, int, int, int, int]:
-    """Hot path: ``(payload_type, marker, seq, timestamp, ssrc, payload_offset)``.
-
-    Raises :class:`RtpParseError` for short packets or a version other than 2. The payload
-    end (padding) is given by :func:`payload_bounds`; this function skips CSRCs and the
-    extension only.
-    """
-    if len(data) < RTP_HEADER_SIZE:
-        raise RtpParseError(f"RTP packet too short ({len(data)} bytes)")
-    b0, b1, seq, ts, ssrc = _HEADER.unpack_from(data)
-    if b0 >> 6 != 2:
-        raise RtpParseError(f"RTP version {b0 >> 6} is not 2")
-    offset = RTP_HEADER_SIZE + 4 * (b0 & 0x0F)
-    if b0 & 0x10:
-        if offset + 4 > len(data):
-            raise RtpParseError("RTP extension header truncated")
-        offset += 4 + 4 * ((data[offset + 2] << 8) | data[offset + 3])
-        if offset > len(data):
-            raise RtpParseError("RTP extension longer than the packet")
-    return b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, offset
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,12 +51,7 @@ from siprec_recorder.sip.events import (
     TransactionTimedOut,
 )
 from siprec_recorder.sip.headers import Via
-from siprec_recorder.sip.message import (
-    SipRequest,
-    SipResponse,
-    make_response,
-    parse_message,
-)
+from siprec_recorder.sip.message import SipRequest, SipResponse, make_response, parse_message
 from siprec_recorder.sip.transaction import (
     MAGIC_COOKIE,
     Action,
@@ -250,11 +245,6 @@ class SipCore:
     def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
         out, self._outbox = self._outbox, []
         return out
-
-    def transaction_state(self, key: TransactionKey) -> TxState | None:
-        """The state of a live transaction (for tests and diagnostics)."""
-        tx = self._transactions.get(key)
-        return None if tx is None else tx.state
 
     @property
     def transaction_count(self) -> int:

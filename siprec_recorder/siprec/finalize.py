@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..isotime import utc_iso
+
 if TYPE_CHECKING:  # imported lazily at run time: workers load them in warm_up
     from ..rtp.spoolfmt import SpoolRecord
     from ..storage.files import FileLayout
@@ -52,10 +54,6 @@ class FinalizeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def watch_recorder(recorder_pid: int) -> None:
@@ -296,7 +294,7 @@ def finalize_spool(
         duration_s=round(rendered.duration_s, 3),
         sample_rate=rendered.sample_rate,
         channels=channels,
-        end=_iso(end_ts),
+        end=utc_iso(end_ts),
         state=state,
         reason=reason,
         streams=streams,
@@ -311,7 +309,7 @@ def finalize_spool(
             "siprec_session_id": manifest.get("siprec_session_id"),
             "state": state,
             "reason": reason,
-            "start": _iso(started_at),
+            "start": utc_iso(started_at),
             "end": result.end,
             "duration_s": result.duration_s,
             "direction": manifest.get("direction"),
@@ -331,7 +329,7 @@ def finalize_spool(
             "streams": streams,
             "dtmf": dtmf,
             "metadata": manifest.get("metadata"),
-            "retention_until": _iso(
+            "retention_until": utc_iso(
                 (start_dt + timedelta(days=round(365.25 * retention_years))).timestamp()
             ),
         }

@@ -443,11 +443,23 @@ def _time(text: str | None) -> datetime | None:
 
 
 def _iso(value: datetime | None) -> str | None:
+    """The instant with the offset the SRC gave it, not in UTC (the sidecar keeps the
+    metadata as sent)."""
     return value.isoformat() if value is not None else None
 
 
 def _union(first: Iterable[str], second: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*first, *second]))
+
+
+def _association_times(
+    elem: ET.Element, core_ns: frozenset[str]
+) -> tuple[datetime | None, datetime | None]:
+    """An element's ``associate-time`` and ``disassociate-time`` (RFC 7865 section 6)."""
+    return (
+        _time(_text(_child(elem, "associate-time", core_ns))),
+        _time(_text(_child(elem, "disassociate-time", core_ns))),
+    )
 
 
 def _stream_refs(elem: ET.Element, core_ns: frozenset[str]) -> list[str]:
@@ -503,11 +515,12 @@ class _Collector:
         ns = self.core_ns
         extensions = [_raw(c) for c in elem if _local(c, ns) is None]
         extensions += [_raw(c) for c in _children(elem, "extensiondata", ns)]
+        associate, disassociate = _association_times(elem, ns)
         self.add_group(
             Group(
                 group_id=group_id,
-                associate_time=_time(_text(_child(elem, "associate-time", ns))),
-                disassociate_time=_time(_text(_child(elem, "disassociate-time", ns))),
+                associate_time=associate,
+                disassociate_time=disassociate,
                 extensions=tuple(extensions),
             )
         )
@@ -519,6 +532,7 @@ class _Collector:
             return
         ns = self.core_ns
         sip_ids = [t for t in (_text(c) for c in _children(elem, "sipsessionid", ns)) if t]
+        associate, disassociate = _association_times(elem, ns)
         self.add_session(
             Session(
                 session_id=session_id,
@@ -526,23 +540,18 @@ class _Collector:
                 group_ref=_text(_child(elem, "group-ref", ns)) or _attr(elem, "group"),
                 start_time=_time(_text(_child(elem, "start-time", ns))),
                 stop_time=_time(_text(_child(elem, "stop-time", ns))),
-                associate_time=_time(_text(_child(elem, "associate-time", ns))),
-                disassociate_time=_time(_text(_child(elem, "disassociate-time", ns))),
+                associate_time=associate,
+                disassociate_time=disassociate,
             )
         )
 
     def sessionrecordingassoc(self, elem: ET.Element) -> None:
         session_id = _attr(elem, "session_id", "session", "id")
-        if session_id is None:
-            return
-        ns = self.core_ns
-        self.add_session(
-            Session(
-                session_id=session_id,
-                associate_time=_time(_text(_child(elem, "associate-time", ns))),
-                disassociate_time=_time(_text(_child(elem, "disassociate-time", ns))),
+        if session_id is not None:
+            associate, disassociate = _association_times(elem, self.core_ns)
+            self.add_session(
+                Session(session_id, associate_time=associate, disassociate_time=disassociate)
             )
-        )
 
     def participant(self, elem: ET.Element) -> None:
         participant_id = _attr(elem, "participant_id", "id")
@@ -569,6 +578,7 @@ class _Collector:
         understood = {"nameid", "aor", "name", "send", "recv", "associate-time"}
         understood.add("disassociate-time")
         extensions = [_raw(c) for c in elem if _local(c, ns) not in understood]
+        associate, disassociate = _association_times(elem, ns)
         self.add_participant(
             Participant(
                 participant_id=participant_id,
@@ -577,24 +587,21 @@ class _Collector:
                 number=self.normalize(aor) if aor else None,
                 send=_union(send, ()),
                 recv=_union(recv, ()),
-                associate_time=_time(_text(_child(elem, "associate-time", ns))),
-                disassociate_time=_time(_text(_child(elem, "disassociate-time", ns))),
+                associate_time=associate,
+                disassociate_time=disassociate,
                 extensions=tuple(e for e in extensions if e),
             )
         )
 
     def participantsessionassoc(self, elem: ET.Element) -> None:
         participant_id = _attr(elem, "participant_id", "participant")
-        if participant_id is None:
-            return
-        ns = self.core_ns
-        self.add_participant(
-            Participant(
-                participant_id=participant_id,
-                associate_time=_time(_text(_child(elem, "associate-time", ns))),
-                disassociate_time=_time(_text(_child(elem, "disassociate-time", ns))),
+        if participant_id is not None:
+            associate, disassociate = _association_times(elem, self.core_ns)
+            self.add_participant(
+                Participant(
+                    participant_id, associate_time=associate, disassociate_time=disassociate
+                )
             )
-        )
 
     def participantstreamassoc(self, elem: ET.Element) -> None:
         participant_id = _attr(elem, "participant_id", "participant")

@@ -104,7 +104,6 @@ CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and l
 class SrsSettings:
     """What the SRS needs to know, handed in by ``app.py``."""
 
-    rtp_address: str = "127.0.0.1"
     advertised_address: str = "127.0.0.1"
     contact_host: str = "127.0.0.1"
     contact_port: int = 5060

@@ -1,11 +1,13 @@
-"""One recording session: the only code that knows an SDP m-line becomes an RTP stream.
+"""One recording session: what the SRS keeps for one SIPREC dialog.
 
 Theory of operation (RFC 7866 sections 6 and 8): a SIPREC INVITE carries an SDP offer with
 one m-line per recorded stream and RFC 7865 metadata saying who sends on which label. A
 :class:`RecordingSession` holds, for one SIP dialog, the legs (one per accepted m-line, each a
-sans-IO :class:`~siprec_recorder.rtp.leg.LegReceiver` fed by a socket), the metadata as it
-stands, the participant history (who joined and left when), and the spool the legs' packets
-go to. It owns no sockets and no timers itself; the server drives it.
+sans-IO :class:`~siprec_recorder.rtp.leg.LegReceiver` and the endpoint whose socket feeds
+it), the metadata as it stands, the participant history (who joined and left when), the
+spool the legs' packets go to and the task that sets the spool up. The server opens and
+closes those sockets and tasks and decides which offered stream becomes which leg
+(:mod:`.server`); this module only holds them.
 
 Offer parsing into :class:`OfferedStream` is pure and lives here so that a re-INVITE can be
 matched against the legs we already have: by label first, then by m-line position.
@@ -116,7 +118,6 @@ class Leg:
     direction: str
     stream_id: str | None = None
     participant_id: str | None = None
-    on_hold_since: float | None = None
     offered_label: str | None = None  # the a=label of the m-line, as the offer had it
 
     def manifest(self) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.errors import LocalProtocolError
+from siprec_recorder.isotime import utc_iso as iso
 
 from .db import Database
 from .ledger import append_event, append_events
@@ -82,15 +83,6 @@ __all__ = [
 SYSTEM_ACTOR = "system"
 ANY_NODE = "*"  # open_recordings() of every node (never a node id: see spool.NODE_ID_RE)
 FINISHED_STATES = ("complete", "interrupted", "failed")
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with ``Z`` (``None`` stays ``None``; naive is taken as UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _to_datetime(value: Any) -> datetime | None:
@@ -260,26 +252,6 @@ class FinishedRecording:
     retention_until: datetime | None = None
     metadata_json: dict[str, Any] | None = None
 
-    @classmethod
-    def from_finalize(cls, result: Mapping[str, Any]) -> FinishedRecording:
-        """Build from the dict of ``siprec.finalize.finalize_spool`` (``FinalizeResult``)."""
-        end = _to_datetime(result["end"])
-        assert end is not None
-        return cls(
-            end=end,
-            duration_s=float(result.get("duration_s") or 0.0),
-            state=str(result.get("state") or "complete"),
-            reason=result.get("reason"),
-            file=result.get("file"),
-            sidecar=result.get("sidecar"),
-            sha256=result.get("sha256"),
-            size_bytes=result.get("size_bytes"),
-            sample_rate=result.get("sample_rate"),
-            channels=result.get("channels"),
-            streams=[StreamInfo.from_dict(s) for s in result.get("streams") or []],
-            dtmf=[DtmfInfo.from_dict(d) for d in result.get("dtmf") or []],
-        )
-
 
 @dataclass(slots=True)
 class DeclinedCall:
@@ -340,8 +312,6 @@ class RecordingIndex(Protocol):
     async def open_recordings(self, node_id: str | None = ...) -> list[dict[str, Any]]: ...
 
     async def count_by_state(self, since: datetime | None = None) -> dict[str, int]: ...
-
-    async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]: ...
 
 
 def _participant_values(p: ParticipantInfo | Mapping[str, Any]) -> dict[str, Any]:
@@ -899,85 +869,3 @@ class SqlIndex:
             for state, n in (await session.execute(stmt)).all():
                 counts[state] = int(n)
         return counts
-
-    async def completeness_report(self, since: datetime, until: datetime) -> dict[str, Any]:
-        """How complete recording was for calls started in ``[since, until)``.
-
-        Returns ``period``, ``calls`` (total), ``by_state``, ``declined_by_reason``,
-        ``packets`` (expected/received/lost, ``loss_ratio``), ``recordings_with_loss``,
-        ``streams_by_status`` and ``problems`` (id, state, reason of every failed, interrupted
-        or still-open recording, at most 1000).
-        """
-        window = (Recording.start >= since, Recording.start < until)
-        async with self.db.session() as session:
-            by_state = {s: 0 for s in RECORDING_STATES}
-            for state, n in (
-                await session.execute(
-                    select(Recording.state, func.count()).where(*window).group_by(Recording.state)
-                )
-            ).all():
-                by_state[state] = int(n)
-            declined = {
-                str(reason): int(n)
-                for reason, n in (
-                    await session.execute(
-                        select(Recording.reason, func.count())
-                        .where(*window, Recording.state == "declined")
-                        .group_by(Recording.reason)
-                    )
-                ).all()
-            }
-            totals = (
-                await session.execute(
-                    select(
-                        func.coalesce(func.sum(RecordingStream.packets_expected), 0),
-                        func.coalesce(func.sum(RecordingStream.packets_received), 0),
-                        func.coalesce(func.sum(RecordingStream.packets_lost), 0),
-                    )
-                    .join(Recording, Recording.id == RecordingStream.recording_id)
-                    .where(*window)
-                )
-            ).one()
-            with_loss = await session.scalar(
-                select(func.count(func.distinct(RecordingStream.recording_id)))
-                .join(Recording, Recording.id == RecordingStream.recording_id)
-                .where(*window, RecordingStream.packets_lost > 0)
-            )
-            by_status = {
-                str(status): int(n)
-                for status, n in (
-                    await session.execute(
-                        select(RecordingStream.status, func.count())
-                        .join(Recording, Recording.id == RecordingStream.recording_id)
-                        .where(*window)
-                        .group_by(RecordingStream.status)
-                    )
-                ).all()
-            }
-            problems = [
-                {"id": rid, "state": st, "reason": reason, "start": iso(start)}
-                for rid, st, reason, start in (
-                    await session.execute(
-                        select(Recording.id, Recording.state, Recording.reason, Recording.start)
-                        .where(*window, Recording.state.in_(["failed", "interrupted", "recording"]))
-                        .order_by(Recording.start)
-                        .limit(1000)
-                    )
-                ).all()
-            ]
-        expected, received, lost = (int(x) for x in totals)
-        return {
-            "period": {"since": iso(since), "until": iso(until)},
-            "calls": sum(by_state.values()),
-            "by_state": by_state,
-            "declined_by_reason": declined,
-            "packets": {
-                "expected": expected,
-                "received": received,
-                "lost": lost,
-                "loss_ratio": (lost / expected) if expected else 0.0,
-            },
-            "recordings_with_loss": int(with_loss or 0),
-            "streams_by_status": by_status,
-            "problems": problems,
-        }

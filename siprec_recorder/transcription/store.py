@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from ..isotime import utc_iso
 from ..storage.db import Database
 from ..storage.files import FileLayout
 from ..storage.integrity import Problem, sha256_file
@@ -97,7 +98,7 @@ async def store_transcript(
         "format": TRANSCRIPT_FORMAT,
         "id": rec_id,
         "model": result.get("model"),
-        "created": utcnow().isoformat().replace("+00:00", "Z"),
+        "created": utc_iso(utcnow()),
         "legs": legs,
     }
     data = json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8") + b"\n"

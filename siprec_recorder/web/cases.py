@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.ledger import append_event
-from siprec_recorder.storage.models import Recording, User
+from siprec_recorder.storage.models import Recording
 
 from .access import Scope, build_scope
 from .auth import Principal
@@ -657,7 +657,3 @@ class CaseService:
                 raise NotFound(f"no access request {request_id}")
             scope = await build_scope(s, p, self.now())
             return await self._request_json(s, req, history=True, scope=scope)
-
-    async def user_exists(self, login: str) -> bool:
-        async with self._db.session() as s:
-            return await s.scalar(select(User.id).where(User.login == login)) is not None

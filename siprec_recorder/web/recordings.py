@@ -18,6 +18,7 @@ from sqlalchemy import Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from siprec_recorder.phone import number_forms
 from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import Recording, RecordingParticipant, User
 
@@ -27,7 +28,7 @@ from .media import StoredAudio
 from .models import Case, Label, RecordingLabel
 from .security import as_utc, user_time
 
-__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "normalise_number"]
+__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery"]
 
 SORT_COLUMNS: dict[str, Any] = {
     "start": Recording.start,
@@ -38,17 +39,6 @@ SORT_COLUMNS: dict[str, Any] = {
     "state": Recording.state,
 }
 DIRECTIONS = ("in", "out", "unknown")
-
-
-def normalise_number(value: str, country_code: str = "32") -> str:
-    """The indexed form of a number typed in a search box (falls back to the digits)."""
-    from siprec_recorder.phone import normalize_number
-
-    value = value.strip()
-    n = normalize_number(value, country_code=country_code)
-    if n:
-        return n
-    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +130,8 @@ class RecordingService:
         if f.until is not None:
             q = q.where(Recording.start < as_utc(f.until))
         if f.number:
-            n = normalise_number(f.number, self._cc)
-            q = q.where(Recording.id.in_(union(*_selects_with_numbers([n]))))
+            forms = number_forms(f.number, self._cc)
+            q = q.where(Recording.id.in_(union(*_selects_with_numbers(forms))))
         if f.user:
             nums = sorted(await numbers_of_login(s, f.user))
             q = q.where(Recording.id.in_(union(*_selects_with_numbers(nums))))

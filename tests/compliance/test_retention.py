@@ -16,15 +16,15 @@ from siprec_recorder.compliance.retention import (
     PurgeItem,
     RetentionError,
     add_years,
+    change_legal_hold,
     extend_number,
     extend_recording,
     purge,
+    recordings_of_numbers,
     release_hold,
-    release_hold_matching,
     retention_status,
     retention_until_for,
     set_hold,
-    set_hold_matching,
 )
 from siprec_recorder.storage.integrity import sha256_file, verify
 from siprec_recorder.storage.ledger import verify_chain
@@ -166,15 +166,13 @@ async def test_hold_every_recording_of_a_number_in_a_period(store: Store) -> Non
     ]
     other_number = await store.add(march + timedelta(days=4), recorded="+32470000003")
     april = await store.add(datetime(2026, 4, 2, tzinfo=UTC))
-    changes = await set_hold_matching(
-        store.db,
-        ["+32470000001"],
-        actor="legal",
-        reason="case 9",
-        now=NOW,
-        since=march,
-        until=datetime(2026, 4, 1, tzinfo=UTC),
+    ids = await recordings_of_numbers(
+        store.db, ["+32470000001"], since=march, until=datetime(2026, 4, 1, tzinfo=UTC)
     )
+    outcome = await change_legal_hold(
+        store.db, ids, held=True, actor="legal", reason="case 9", now=NOW
+    )
+    changes = outcome.changes
     assert sorted(c.rec_id for c in changes) == sorted(in_march)
     for rec_id in in_march:
         assert (await _row(store, rec_id)).legal_hold
@@ -183,7 +181,10 @@ async def test_hold_every_recording_of_a_number_in_a_period(store: Store) -> Non
     report = await purge(store.db, store.layout, datetime(2040, 1, 1, tzinfo=UTC))
     assert sorted(report.held) == sorted(in_march)
     assert sorted(p.rec_id for p in report.purged) == sorted([other_number, april])
-    released = await release_hold_matching(store.db, ["+32470000001"], actor="legal", now=NOW)
+    every = await recordings_of_numbers(store.db, ["+32470000001"])
+    released = (
+        await change_legal_hold(store.db, every, held=False, actor="legal", now=NOW)
+    ).changes
     assert sorted(c.rec_id for c in released if c.changed) == sorted(in_march)
     assert len(await _events(store, "legal_hold.set")) == 2
     assert len(await _events(store, "legal_hold.released")) == 2

@@ -47,7 +47,7 @@ RFC5118_EXPECTED: dict[str, tuple[str, str]] = {
 
 # Vectors whose RFC 4475 text is softer than the manifest's "reject": (expect, note).
 # (None so far: insuf.dat, 3.3.1 "Ideally, it will respond with a 400", is held to the 400
-# the recorder gives since 3a90500.)
+# the recorder gives.)
 OVERRIDES: dict[str, tuple[str, str]] = {}
 # Over a stream a bad Content-Length cannot be framed: the answer is 400, closing the
 # connection, or (clerr: the declared body never completes) waiting for more bytes.

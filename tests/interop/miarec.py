@@ -7,7 +7,8 @@ Each is *prepared* for SIPp 3.6.1 in a private work directory:
 
 * media files are pointed at this checkout (``audio_alaw.wav``; the two-hour
   ``audio_alaw_2h.wav`` that the repository never shipped is the same audio file; the
-  ``metaswitch_*`` pcaps are the ``miarec_*.pcap`` copies under ``tests/data/interop/pcap``);
+  ``metaswitch_*`` pcaps are the ``miarec_*.pcap`` files in ``pcaps/`` and, for 11a,
+  ``tests/data/interop/pcap``);
 * ``pause`` and ``timewait`` lengths are scaled down (:func:`scale_pause`), so that the
   whole set runs in about a minute while every call still carries media;
 * the CSV injection files (``callee.csv``, ``tenant-users.csv``) are copied next to the
@@ -53,15 +54,16 @@ DATA = ROOT / "tests" / "data" / "interop"
 MIAREC = DATA / "miarec_sipp"
 SCENARIOS = MIAREC / "scenarios"
 PCAP_DIR = DATA / "pcap"
+PCAPS = ROOT / "pcaps"  # the captures the replay tests share
 
 #: Media file names used in the scenarios -> the file in this checkout.
 MEDIA_FILES: dict[str, Path] = {
     "audio_alaw.wav": MIAREC / "audio_alaw.wav",
     "audio_alaw_2h.wav": MIAREC / "audio_alaw.wav",
-    "09a_2833_dtmf.pcap": PCAP_DIR / "miarec_09a_2833_dtmf.pcap",
-    "10a_g722.pcap": PCAP_DIR / "miarec_10a_g722.pcap",
+    "09a_2833_dtmf.pcap": PCAPS / "miarec_09a_2833_dtmf.pcap",
+    "10a_g722.pcap": PCAPS / "miarec_10a_g722.pcap",
     "11a_g721.pcap": PCAP_DIR / "miarec_11a_g721.pcap",
-    "12a_g729.pcap": PCAP_DIR / "miarec_12a_g729.pcap",
+    "12a_g729.pcap": PCAPS / "miarec_12a_g729.pcap",
 }
 CSV_FILES = ("callee.csv", "tenant-users.csv")
 

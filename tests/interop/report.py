@@ -28,7 +28,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "Metaswitch CFS sends `Contact: <sip:...;+sip.src` without the closing `>`; every "
         "Metaswitch INVITE (about 45 scenario files) was answered `400 missing '>' in Contact`.",
         "tolerate a name-addr whose `>` is missing at the end",
-        "fixed in b11cd60 (test_findings::test_f1 is its regression test)",
+        "fixed (test_findings::test_f1 is its regression test)",
     ),
     (
         "F2",
@@ -36,7 +36,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         'BroadWorks sends `<nameID aor="sip:8638254725">` (no `@`): the participant had no '
         "number, so the recording was not found by it.",
         "a hostless `sip:`/`sips:` URI whose host is a phone number yields that number",
-        "fixed in b86084d (test_findings::test_f2)",
+        "fixed (test_findings::test_f2)",
     ),
     (
         "F3",
@@ -46,8 +46,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "call `uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)` at the top of "
         "`_on_request` for every method except ACK and CANCEL (keep the INVITE path's order: "
         "source check first) and answer its (status, reason, headers)",
-        "fixed in 3a16dc3 (RFC 3261 8.2 UAS checks on every request); unkscm/bext01 are "
-        "its regression tests",
+        "fixed (RFC 3261 8.2 UAS checks on every request); unkscm/bext01 are its regression tests",
     ),
     (
         "F4",
@@ -59,7 +58,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "return `out`; raise the kept error on the next `feed` call (the TCP protocol then "
         "dispatches the messages first and closes the connection on the next data or at "
         "once via a `framer.failed` check)",
-        "fixed in 6e5711e; test_findings::test_f4 and dblreq.dat over TCP are its regression tests",
+        "fixed; test_findings::test_f4 and dblreq.dat over TCP are its regression tests",
     ),
     (
         "F5",
@@ -71,7 +70,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "per expected leg (PCMA, PCMU, G722, G729, telephone-event), send that offer in the "
         "200 OK, and bind codecs/labels when the `AckReceived` carries the SDP answer (end "
         "the session with BYE if the ACK has none)",
-        "fixed in d990c57; cisco_bib_call_slave1.xml is its regression test",
+        "fixed; cisco_bib_call_slave1.xml is its regression test",
     ),
     (
         "F6",
@@ -85,7 +84,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "(or id, when it has no number) is absent from `update.participants` with "
         "`left_at = at` and a `left` event; match parties by number before id so that a "
         "re-keyed BroadWorks participant is not reported as leaving and joining",
-        "fixed in b1b7f78; broadworks_3way_call_2, broadworks_redirect and "
+        "fixed; broadworks_3way_call_2, broadworks_redirect and "
         "cisco_webex_calling/outbound_blind_xfer_01 are its regression tests",
     ),
     (
@@ -99,7 +98,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "'reject' / 'drop' / 'allow'; for 'reject' the service parses the request, sends "
         "`make_response(req, 403)` once (stateless UAS, RFC 3261 8.2.7: no 1xx, no "
         "retransmission, ACK ignored) and emits no event",
-        "fixed in b1b7f78 (one stateless 403 over UDP, capped at 500/s overall; silence "
+        "fixed (one stateless 403 over UDP, capped at 500/s overall; silence "
         "over TCP); test_unlisted_source_403_is_stateless is its regression test",
     ),
     (
@@ -114,7 +113,7 @@ FINDINGS: list[tuple[str, str, str, str, str]] = [
         "`round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate)` zero "
         "rows to `rendered.pcm` (same channel count) before encoding, and report that length "
         "as `duration_s`",
-        "fixed in 1082bd9; 19b_shared_line_callA.xml and 3pcc_19b_shared_line_callA.xml "
+        "fixed; 19b_shared_line_callA.xml and 3pcc_19b_shared_line_callA.xml "
         "(both transports) are its regression tests",
     ),
 ]

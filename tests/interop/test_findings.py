@@ -2,9 +2,8 @@
 
 Each test is marked ``xfail(strict=True)`` while the bug is open, so that the suite stays
 green for everyone else and the test turns red (XPASS) the moment the fix lands -- then
-the marker is deleted and the test stays as a regression test (F1: fixed in b11cd60,
-F2: fixed in b86084d, F4: fixed in 6e5711e). The report (docs/interop.md) lists the
-findings with their fixes.
+the marker is deleted and the test stays as a regression test (F1, F2 and F4 are fixed).
+The report (docs/interop.md) lists the findings with their fixes.
 """
 
 from __future__ import annotations

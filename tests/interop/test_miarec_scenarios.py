@@ -126,11 +126,10 @@ def test_every_scenario_file_is_in_one_job() -> None:
 
 
 # Open recorder bugs (docs/interop.md): strict xfail, so that the fix shows up as XPASS.
-# F5 (delayed offer, cisco_bib_call_slave1) fixed in d990c57; F6 (left_at after a complete
-# update) fixed in b1b7f78: broadworks_3way_call_2,
-#
-# broadworks_redirect and cisco_webex_calling/outbound_blind_xfer_01 are its regression tests.
-# F8 (held call that never resumes) fixed in 1082bd9: both 19b_shared_line_callA files.
+# None is open. The scenarios that were (F5 delayed offer: cisco_bib_call_slave1; F6 left_at
+# after a complete update: broadworks_3way_call_2, broadworks_redirect and
+# cisco_webex_calling/outbound_blind_xfer_01; F8 held call that never resumes: both
+# 19b_shared_line_callA files) stay as regression tests.
 KNOWN_BUGS: dict[str, str] = {}
 
 

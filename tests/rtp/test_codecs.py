@@ -21,6 +21,7 @@ from siprec_recorder.rtp.pcapio import read_udp
 from ._avref import av_decode, av_encode, dominant_hz
 
 V = Path(__file__).parents[1] / "vectors" / "rtp"
+PCAPS = Path(__file__).parents[2] / "pcaps"  # captures kept once, with their provenance
 
 
 def sine(freq: float, seconds: float, rate: int, amp: float = 8000.0) -> np.ndarray:
@@ -28,9 +29,9 @@ def sine(freq: float, seconds: float, rate: int, amp: float = 8000.0) -> np.ndar
     return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
-def rtp_payloads(pcap: str, dport: int | None = None) -> list[bytes]:
+def rtp_payloads(pcap: Path, dport: int | None = None) -> list[bytes]:
     out = []
-    for d in read_udp(V / pcap):
+    for d in read_udp(pcap):
         if dport is not None and d.dport != dport:
             continue
         if len(d.payload) >= 12 and d.payload[0] >> 6 == 2:
@@ -85,7 +86,7 @@ def test_g722_decodes_ffmpeg_encoded_payload() -> None:
 
 
 def test_g722_capture_decodes() -> None:
-    payloads = rtp_payloads("miarec_10a_g722.pcap")
+    payloads = rtp_payloads(PCAPS / "miarec_10a_g722.pcap")
     dec = get_decoder("G722", 8000, None)
     assert dec is not None
     out, lengths = dec.decode_run(payloads)
@@ -94,7 +95,7 @@ def test_g722_capture_decodes() -> None:
 
 
 def test_g729_capture_decodes() -> None:
-    payloads = rtp_payloads("miarec_12a_g729.pcap")
+    payloads = rtp_payloads(PCAPS / "miarec_12a_g729.pcap")
     dec = get_decoder("G729", 8000, None)
     assert dec is not None
     out, lengths = dec.decode_run(payloads)
@@ -114,7 +115,7 @@ def test_opus_decodes_ffmpeg_encoded_payload() -> None:
 
 
 def test_opus_capture_decodes() -> None:
-    payloads = rtp_payloads("drawmycall_sip-rtp-opus.pcap", dport=6000)
+    payloads = rtp_payloads(PCAPS / "drawmycall_sip-rtp-opus.pcap", dport=6000)
     dec = get_decoder("OPUS", 48000, None)
     assert dec is not None
     out, lengths = dec.decode_run(payloads)

@@ -4,7 +4,7 @@ import pytest
 
 from siprec_recorder.errors import RemoteProtocolError
 from siprec_recorder.rtp.errors import RtcpParseError, RtpParseError
-from siprec_recorder.rtp.packet import RtpPacket, is_rtcp, parse_rtp_header, payload_bounds
+from siprec_recorder.rtp.packet import RtpPacket, is_rtcp, payload_bounds
 from siprec_recorder.rtp.rtcp import (
     RtcpBye,
     RtcpReceiverReport,
@@ -43,7 +43,6 @@ def test_vector_round_trip(
     assert len(p.payload) == payload_len
     assert p.csrc == () and p.extension is None and p.padding == 0
     assert p.serialize() == data
-    assert parse_rtp_header(data) == (pt, marker, seq, ts, ssrc, 12)
     assert not is_rtcp(data)
 
 
@@ -57,8 +56,6 @@ def test_csrc_extension_padding_vector() -> None:
     assert p.marker and p.payload_type == 96
     assert p.sequence_number == 0xFFFF and p.timestamp == 0xFFFFFFF0
     assert p.serialize() == data
-    pt, marker, seq, ts, ssrc, offset = parse_rtp_header(data)
-    assert offset == 12 + 12 + 8
     assert payload_bounds(data) == (32, len(data) - 4)
 
 

@@ -13,10 +13,11 @@ from siprec_recorder.rtp.pcapio import (
 )
 
 V = Path(__file__).parents[1] / "vectors" / "rtp"
+PCAPS = Path(__file__).parents[2] / "pcaps"  # captures kept once, with their provenance
 
 
 def test_classic_pcap() -> None:
-    d = read_udp(V / "gteissier_marseillaise-srtp.pcap")
+    d = read_udp(PCAPS / "gteissier_marseillaise-srtp.pcap")
     assert len(d) == 11888
     assert (d[0].src, d[0].dst, d[0].sport, d[0].dport) == ("10.1.1.1", "10.2.2.2", 10000, 10000)
     assert d[1].timestamp >= d[0].timestamp > 1e9

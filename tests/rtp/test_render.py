@@ -22,6 +22,7 @@ from ._avref import av_encode
 from ._synth import envelope, sine, stream_packets, tone_bursts
 
 V = Path(__file__).parents[1] / "vectors" / "rtp"
+PCAPS = Path(__file__).parents[2] / "pcaps"  # captures kept once, with their provenance
 PCMA = {8: ("PCMA", 8000, None)}
 T0 = 1_700_000_000.0
 
@@ -309,7 +310,7 @@ def test_dtmf_events_deduplicated() -> None:
 
 
 def test_dtmf_digits_from_a_siprec_capture() -> None:
-    caps = read_udp(V / "miarec_09a_2833_dtmf.pcap")
+    caps = read_udp(PCAPS / "miarec_09a_2833_dtmf.pcap")
     leg = LegReceiver("1", rtpmaps={101: ("telephone-event", 8000, "0-15")})
     for d in caps:
         leg.receive(d.payload, d.timestamp)

@@ -22,12 +22,13 @@ from siprec_recorder.rtp.srtp import (
 from ._avref import av_decode
 
 V = Path(__file__).parents[1] / "vectors" / "rtp"
+PCAPS = Path(__file__).parents[2] / "pcaps"  # captures kept once, with their provenance
 KEY = "inline:aSBrbm93IGFsbCB5b3VyIGxpdHRsZSBzZWNyZXRz"
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
 def capture() -> list[bytes]:
-    return [d.payload for d in read_udp(V / "gteissier_marseillaise-srtp.pcap")]
+    return [d.payload for d in read_udp(PCAPS / "gteissier_marseillaise-srtp.pcap")]
 
 
 def test_marseillaise_all_decrypt_to_alaw() -> None:

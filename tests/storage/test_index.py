@@ -241,28 +241,6 @@ async def test_mark_interrupted_and_counts(index: SqlIndex) -> None:
     assert sum((await index.count_by_state(T0 + timedelta(days=1))).values()) == 0
 
 
-async def test_completeness_report(index: SqlIndex) -> None:
-    a = await index.create_recording(_new(0))
-    await index.finish_recording(a, _finished())
-    await index.create_recording(_new(1))  # still open
-    await index.record_declined(DeclinedCall("c", T0, "outside-schedule"))
-    await index.record_declined(DeclinedCall("d", T0, "outside-schedule"))
-    report = await index.completeness_report(T0, T0 + timedelta(hours=1))
-    json.dumps(report)
-    assert report["calls"] == 4
-    assert report["by_state"]["complete"] == 1
-    assert report["declined_by_reason"] == {"outside-schedule": 2}
-    assert report["packets"] == {
-        "expected": 4750,
-        "received": 4740,
-        "lost": 10,
-        "loss_ratio": pytest.approx(10 / 4750),
-    }
-    assert report["recordings_with_loss"] == 1
-    assert report["streams_by_status"] == {"ok": 1, "no_media": 1}
-    assert [p["state"] for p in report["problems"]] == ["recording"]
-
-
 async def test_every_state_change_is_in_the_ledger(db: Database, index: SqlIndex) -> None:
     a = await index.create_recording(_new(0))
     await index.finish_recording(a, _finished())
@@ -370,32 +348,6 @@ async def test_finish_keeps_participants_unless_given(index: SqlIndex) -> None:
     assert row_a is not None and row_b is not None
     assert [p["participant_id"] for p in row_a["participants"]] == ["p1", "p2"]
     assert [p["number"] for p in row_b["participants"]] == [TRANSFER]
-
-
-async def test_from_finalize_result_dict() -> None:
-    result = {
-        "rec_id": "x",
-        "file": "a/b.mp3",
-        "sidecar": "a/b.json",
-        "sha256": "00" * 32,
-        "size_bytes": 10,
-        "duration_s": 1.5,
-        "sample_rate": 8000,
-        "channels": 2,
-        "end": "2026-03-02T09:30:01.500000Z",
-        "state": "interrupted",
-        "reason": None,
-        "streams": [
-            {"label": "1", "codec": "PCMU", "packets_received": 3, "first_packet_at": 1.7e9},
-        ],
-        "dtmf": [{"label": "1", "digit": "1", "at_s": 0.2, "duration_ms": 80}],
-    }
-    f = FinishedRecording.from_finalize(result)
-    assert f.end == datetime(2026, 3, 2, 9, 30, 1, 500000, tzinfo=UTC)
-    assert f.state == "interrupted" and f.channels == 2
-    assert f.streams[0].packets_received == 3 and f.streams[0].packets_lost == 0
-    assert f.streams[0].first_packet_at == datetime.fromtimestamp(1.7e9, UTC)
-    assert f.dtmf[0].digit == "1"
 
 
 async def test_dicts_accepted_as_the_session_layer_passes_them(index: SqlIndex) -> None:

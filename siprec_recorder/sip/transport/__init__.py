@@ -57,19 +57,31 @@ log = logging.getLogger(__name__)
 
 
 def parse_listen(spec: str) -> tuple[str, str, int]:
-    """``'udp:127.0.0.1:5060'`` / ``'tcp:[::1]:5060'`` -> ``(transport, host, port)``."""
-    transport, _, rest = spec.partition(":")
+    """``'udp:127.0.0.1:5060'`` / ``'tcp:[::1]:5060'`` -> ``(transport, host, port)``.
+
+    Raises :class:`ValueError` naming what is wrong; the configuration checks every listener
+    with it at start, so a bad one never reaches :meth:`SipService.start`.
+    """
+    transport, sep, rest = spec.partition(":")
     transport = transport.lower()
-    if transport not in ("udp", "tcp", "tls"):
-        raise ConfigError(f"listen {spec!r}: transport must be udp, tcp or tls")
+    if not sep or transport not in ("udp", "tcp", "tls"):
+        raise ValueError(f"expected udp:|tcp:|tls:HOST:PORT, got {spec!r}")
     if rest.startswith("["):
-        host, _, port_text = rest[1:].partition("]")
-        port_text = port_text.removeprefix(":")
+        host, sep2, port_s = rest[1:].partition("]:")
+        if not sep2:
+            raise ValueError(f"bad IPv6 listen address {spec!r}")
     else:
-        host, _, port_text = rest.rpartition(":")
-    if not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"listen {spec!r}: expected <transport>:<host>:<port>")
-    return transport, host, int(port_text)
+        host, sep2, port_s = rest.rpartition(":")
+        if not sep2:
+            raise ValueError(f"missing port in {spec!r}")
+    if not host:
+        raise ValueError(f"missing host in {spec!r}")
+    if not (port_s.isascii() and port_s.isdigit()):
+        raise ValueError(f"bad port in {spec!r}")
+    port = int(port_s)
+    if port > 65535:
+        raise ValueError(f"port out of range in {spec!r}")
+    return transport, host, port
 
 
 class SipService:
