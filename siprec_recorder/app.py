@@ -420,9 +420,9 @@ class Recorder:
             import uvicorn
 
             from .policy.service import PolicyService
+            from .services.settings import settings_from_config
             from .storage.files import FileLayout
             from .web.app import create_app
-            from .web.settings import settings_from_config
         except ImportError as exc:  # the portal is optional for the recording path
             log.warning("portal not started: %s", exc)
             return

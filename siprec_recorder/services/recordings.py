@@ -11,6 +11,7 @@ Numbers typed by users are normalised the way the recorder normalises participan
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,11 +31,10 @@ from siprec_recorder.storage.models import Recording, User
 
 from .access import Scope, numbers_of_login
 from .errors import BadRequest, Forbidden, NotFound, Unavailable
-from .media import StoredAudio
 from .models import Case, Label, RecordingLabel
 from .security import as_utc, user_time
 
-__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "normalise_number"]
+__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "StoredAudio", "normalise_number"]
 
 SORT_COLUMNS: dict[str, Any] = {
     "start": Recording.start,
@@ -56,6 +56,18 @@ def normalise_number(value: str, country_code: str = "32") -> str:
     if n:
         return n
     return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """A recording in the object store: ``key`` of ``store``, ``size`` bytes."""
+
+    store: Any
+    key: str
+    size: int
+
+    def stream(self, first: int, length: int) -> AsyncIterator[bytes]:
+        return self.store.stream(self.key, first, length)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +331,16 @@ class RecordingService:
                 raise Forbidden("you may not see this recording")
             owners = await self._owners(s, numbers)
             return self._json(rec, labels, scope, owners, full=True)
+
+    async def transcript_hits(
+        self, query: Any, recording_ids: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The transcript segments of each of ``recording_ids`` that match ``query`` (a
+        ``transcription.search.TextQuery``), as hits."""
+        from siprec_recorder.transcription.search import hits_for
+
+        async with self._db.session() as s:
+            return await hits_for(s, query, recording_ids)
 
     def audio_path(self, doc: dict[str, Any]) -> Path:
         """The file of a recording (checked to stay inside the recordings folder)."""
