@@ -273,7 +273,6 @@ class Recorder:
         await self.assurance.start()
 
     def _build_transcription(self) -> None:
-        from .transcription import models as _transcription_tables  # noqa: F401
         from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
         from .transcription.service import TranscriptionService, TranscriptionSettings
 

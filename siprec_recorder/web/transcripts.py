@@ -15,7 +15,6 @@ from fastapi import APIRouter, Query
 from siprec_recorder.services.errors import BadRequest, Unavailable
 from siprec_recorder.services.recordings import SearchQuery
 from siprec_recorder.storage.files import FileLayout
-from siprec_recorder.transcription import models as _tables  # noqa: F401  (tables exist)
 from siprec_recorder.transcription.search import TextQueryError, parse_text_query
 from siprec_recorder.transcription.store import load_transcript
 

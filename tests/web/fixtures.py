@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-import siprec_recorder.services.models  # noqa: F401  (tables on Base before migrate)
 from siprec_recorder.policy.models import PolicyNumber
 from siprec_recorder.services.users import add_user
 from siprec_recorder.storage.db import Database, default_sqlite_url
