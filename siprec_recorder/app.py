@@ -280,7 +280,6 @@ class Recorder:
         await self.assurance.start()
 
     def _build_transcription(self) -> None:
-        from .transcription import models as _transcription_tables  # noqa: F401
         from .transcription.engine import PACKAGED_MODEL_SHA256, shipped_model_path
         from .transcription.service import TranscriptionService, TranscriptionSettings
 
@@ -427,9 +426,9 @@ class Recorder:
             import uvicorn
 
             from .policy.service import PolicyService
+            from .services.settings import settings_from_config
             from .storage.files import FileLayout
             from .web.app import create_app
-            from .web.settings import settings_from_config
         except ImportError as exc:  # the portal is optional for the recording path
             log.warning("portal not started: %s", exc)
             return

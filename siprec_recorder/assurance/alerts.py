@@ -69,7 +69,7 @@ from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import LedgerEntry, Recording, RecordingStream
 
 from .channels import Channel, DeliveryError
-from .models import Alert, AlertDelivery, ReconciliationRun, ensure_assurance_schema
+from .models import Alert, AlertDelivery, ReconciliationRun
 
 __all__ = [
     "RULES",
@@ -159,7 +159,6 @@ async def raise_alert(
 ) -> bool:
     """Store ``alert`` and queue it for ``channels``; False when its id exists already."""
     now = now or datetime.now(UTC)
-    await ensure_assurance_schema(db)
     async with db.session() as session:
         if await session.get(Alert, alert.id) is not None:
             return False
@@ -236,7 +235,6 @@ class Outbox:
         """Try every due row once (at most ``limit``); returns how many were delivered."""
         if not self.channels:
             return 0
-        await ensure_assurance_schema(self.db)
         loop = asyncio.get_running_loop()
         started = loop.time()
         done = tried = 0
@@ -400,7 +398,6 @@ class Monitor:
 
     async def check(self, now: datetime) -> list[NewAlert]:
         """Run every rule at ``now``; raise (store and queue) what is new."""
-        await ensure_assurance_schema(self.db)
         found: list[NewAlert] = []
         for name, rule in self.rules.items():
             try:

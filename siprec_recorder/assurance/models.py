@@ -7,8 +7,8 @@
 * ``alert_deliveries``: the durable outbox, one row per alert and channel: attempts, when to
   try next, when it was delivered. A receiver that is down only delays its rows.
 
-Importing this module before :meth:`~siprec_recorder.storage.db.Database.open` creates the
-tables; :func:`ensure_assurance_schema` creates them on an index opened without it.
+The tables are created by the migrations (:mod:`siprec_recorder.storage.migrations`) when
+:meth:`~siprec_recorder.storage.db.Database.open` runs, like every other table.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from siprec_recorder.storage.db import Database
 from siprec_recorder.storage.models import Base, UTCDateTime, utcnow
 
-__all__ = ["Alert", "AlertDelivery", "ReconciliationRun", "ensure_assurance_schema"]
+__all__ = ["Alert", "AlertDelivery", "ReconciliationRun"]
 
 
 class ReconciliationRun(Base):
@@ -70,13 +69,3 @@ class AlertDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-async def ensure_assurance_schema(db: Database) -> None:
-    """Create the tables above if the index was opened without them (never alters one)."""
-    if getattr(db, "_assurance_schema_ready", False):
-        return
-    tables: list[Any] = [ReconciliationRun.__table__, Alert.__table__, AlertDelivery.__table__]
-    async with db.engine.begin() as conn:
-        await conn.run_sync(lambda c: Base.metadata.create_all(c, tables=tables, checkfirst=True))
-    db._assurance_schema_ready = True  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from siprec_recorder.storage.ledger import append_event
 
 from .alerts import AssuranceLoop, Monitor, NewAlert, Outbox, raise_alert
 from .cdr import read_cdr_file
-from .models import ReconciliationRun, ensure_assurance_schema
+from .models import ReconciliationRun
 from .reconcile import ReconcileOptions, ReconciliationReport, reconcile_calls
 from .settings import alert_settings, build_channels, channel_names, layout_named
 
@@ -38,7 +38,6 @@ async def save_run(
     db: Database, report: ReconciliationReport, *, actor: str, channels: list[str]
 ) -> None:
     """Keep the run (portal), write its audit event, raise an alert if it found exceptions."""
-    await ensure_assurance_schema(db)
     summary = report.summary()
     async with db.session() as session:
         session.add(
@@ -113,7 +112,6 @@ async def run_reconciliation(
 
 
 async def list_runs(db: Database, limit: int = 50) -> list[ReconciliationRun]:
-    await ensure_assurance_schema(db)
     async with db.session() as session:
         rows = await session.execute(
             select(ReconciliationRun).order_by(ReconciliationRun.created_at.desc()).limit(limit)
@@ -122,7 +120,6 @@ async def list_runs(db: Database, limit: int = 50) -> list[ReconciliationRun]:
 
 
 async def load_run(db: Database, run_id: str) -> ReconciliationRun | None:
-    await ensure_assurance_schema(db)
     async with db.session() as session:
         return await session.get(ReconciliationRun, run_id[:64])
 
@@ -215,7 +212,6 @@ class AssuranceService:
         self._stop = asyncio.Event()
 
     async def start(self) -> None:
-        await ensure_assurance_schema(self.monitor.db)
         if self.config.alerts.enabled:
             self.loop.start()
         if self.watcher is not None:

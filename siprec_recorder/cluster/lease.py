@@ -32,25 +32,20 @@ import os
 import secrets
 import socket
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from siprec_recorder.errors import ConfigError
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.models import Base
 
-from .models import CLUSTER_TABLES, ClusterJob, ClusterNode
+from .models import ClusterJob, ClusterNode
 
 __all__ = ["DuplicateNode", "NodeInfo", "NodeLease", "default_node_id"]
 
 log = logging.getLogger(__name__)
-
-_ready: weakref.WeakSet[Any] = weakref.WeakSet()  # databases whose cluster tables exist
 
 
 class DuplicateNode(ConfigError):
@@ -125,30 +120,10 @@ class NodeLease:
         self.instance = secrets.token_hex(8)
         self.held = False
 
-    async def ensure_schema(self) -> None:
-        """Create the cluster tables if missing (once per Database object)."""
-        if self.db in _ready:
-            return
-        for attempt in range(3):
-            try:
-                async with self.db.engine.begin() as conn:
-                    await conn.run_sync(
-                        lambda c: Base.metadata.create_all(
-                            c, tables=list(CLUSTER_TABLES), checkfirst=True
-                        )
-                    )
-                break
-            except DBAPIError:
-                # two processes creating them at once: the loser finds them on a retry
-                if attempt == 2:
-                    raise
-        _ready.add(self.db)
-
     # ------------------------------------------------------------------ own lease
     async def acquire(self) -> None:
         """Take this node's lease, or raise :class:`DuplicateNode` if it is held by a live
         process (waits up to ``lease_seconds`` to tell a live holder from a dead one)."""
-        await self.ensure_schema()
         watched: NodeInfo | None = None
         deadline = self.clock() + self.lease_seconds + 1.0
         while True:
@@ -350,7 +325,6 @@ class NodeLease:
     ) -> bool:
         """Claim job ``name`` for ``hold_seconds`` unless another node holds it or it last ran
         after ``not_before`` (epoch seconds). True: run it, then call :meth:`finish_job`."""
-        await self.ensure_schema()
         now = self.clock()
         try:
             async with self.db.session() as s:

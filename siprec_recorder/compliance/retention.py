@@ -64,7 +64,6 @@ from siprec_recorder.storage.files import FileLayout, fsync_dir
 from siprec_recorder.storage.ledger import append_event
 from siprec_recorder.storage.models import Recording, RecordingParticipant
 from siprec_recorder.storage.objects import DeleteRefused, ObjectStore
-from siprec_recorder.transcription.store import ensure_tables as ensure_transcript_tables
 from siprec_recorder.transcription.store import purge_rows as purge_transcript_rows
 from siprec_recorder.transcription.store import transcript_of
 
@@ -699,7 +698,6 @@ async def purge(
     (from the folder, and from ``store`` when it is an object store)."""
     now = _aware(now)
     report = PurgeReport(now=now, dry_run=dry_run)
-    await ensure_transcript_tables(db)
     # Cheap SQL pre-filter; a superset of what is due (365 days <= one calendar year), exact
     # dates are checked in Python. Rows already 'purged' but still naming a file are
     # unfinished purges from an interrupted run.

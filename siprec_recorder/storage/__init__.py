@@ -5,7 +5,7 @@ needs :mod:`.files`, :mod:`.spool` or :mod:`.mp3` does not load SQLAlchemy):
 
 * :mod:`.models` -- the one declarative ``Base`` and the tables of this package;
 * :mod:`.db` -- ``Database(url)``: async engine, SQLite settings, migrations;
-* :mod:`.index` -- ``RecordingIndex`` / ``SqlIndex``: recording rows, search, reports;
+* :mod:`.index` -- ``RecordingIndex`` (protocol), ``SqlIndex``, the value types, number search;
 * :mod:`.ledger` -- the append-only hash-chained audit trail;
 * :mod:`.files` -- ``FileLayout``: where recordings live, atomic writes;
 * :mod:`.spool` -- ``SpoolStore`` / ``SpoolSession``: calls in progress, crash-safe;

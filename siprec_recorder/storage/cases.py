@@ -7,7 +7,7 @@ both can import them without ``compliance`` depending on ``web`` (DESIGN.md sect
 tables keep their ``web_`` names: moving the classes changed no schema.
 
 What a case's access settings mean (``owner`` / ``admins`` / ``everyone`` per right) is the
-portal's rule and stays in :mod:`siprec_recorder.web.access`; this module only stores them.
+portal's rule and stays in :mod:`siprec_recorder.services.access`; this module only stores them.
 """
 
 from __future__ import annotations

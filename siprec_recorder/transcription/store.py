@@ -24,12 +24,11 @@ from ..storage.db import Database
 from ..storage.files import FileLayout
 from ..storage.integrity import Problem, sha256_file
 from ..storage.ledger import append_event
-from ..storage.models import Base, Recording, utcnow
+from ..storage.models import Recording, utcnow
 from .models import Transcript, TranscriptionJob, TranscriptSegment
 
 __all__ = [
     "TRANSCRIPT_FORMAT",
-    "ensure_tables",
     "load_transcript",
     "purge_rows",
     "recording_with_participants",
@@ -51,17 +50,6 @@ async def recording_with_participants(session: AsyncSession, rec_id: str) -> Rec
             .options(selectinload(Recording.participants))
         )
     ).scalar_one_or_none()
-
-
-async def ensure_tables(db: Database) -> None:
-    """Create the transcription tables if this database was opened without them."""
-    from .models import Transcript, TranscriptionJob, TranscriptSegment
-
-    tables = [m.__table__ for m in (TranscriptionJob, Transcript, TranscriptSegment)]
-    async with db.engine.begin() as conn:
-        await conn.run_sync(
-            lambda c: Base.metadata.create_all(c, tables=tables, checkfirst=True)  # type: ignore[arg-type]
-        )
 
 
 def transcript_of(rel_mp3: str) -> str:
@@ -215,7 +203,6 @@ def _check(layout: FileLayout, rel: str, sha: str | None, size: int | None) -> P
 
 async def verify_transcripts(db: Database, layout: FileLayout) -> list[Problem]:
     """Re-hash every stored transcript against its row."""
-    await ensure_tables(db)
     async with db.session() as session:
         rows = (
             await session.execute(

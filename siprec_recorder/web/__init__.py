@@ -1,6 +1,7 @@
-"""The retrieval and administration portal: JSON API and server-rendered pages."""
+"""The retrieval and administration portal: the routes of the JSON API and the server-rendered
+pages, and their templates; the rules they apply are in :mod:`siprec_recorder.services`."""
 
-from .settings import WebSettings
+from siprec_recorder.services.settings import WebSettings
 
 __all__ = ["WebSettings", "create_app"]
 

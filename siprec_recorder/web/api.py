@@ -9,13 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from .audit import AuditQuery, audit_trail
-from .auth import LoginOutcome, Principal
-from .cases import NewLabel
-from .errors import Forbidden
-from .media import StoredAudio, plan_range, range_response, range_response_bytes
+from siprec_recorder.services.audit import AuditQuery, audit_trail
+from siprec_recorder.services.auth import LoginOutcome, Principal
+from siprec_recorder.services.cases import NewLabel
+from siprec_recorder.services.errors import Forbidden
+from siprec_recorder.services.recordings import SearchQuery, StoredAudio
+
+from .media import plan_range, range_response, range_response_bytes
 from .portal import Portal, audit, get_portal
-from .recordings import SearchQuery
 from .schemas import (
     AccessIn,
     CaseIn,
@@ -409,7 +410,7 @@ async def revoke(request_id: PathId, body: DecisionIn, me: Me, portal: PortalDep
 @router.get("/users", tags=["users"])
 async def users(me: Me, portal: PortalDep) -> list[dict[str, Any]]:
     """The portal's accounts (admins, auditors); manage them with ``siprec-recorder users``."""
-    from .users import list_users
+    from siprec_recorder.services.users import list_users
 
     if not me.reads_all:
         raise Forbidden("only admins and auditors see the accounts")

@@ -18,15 +18,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
+from siprec_recorder.services.auth import AuthService
+from siprec_recorder.services.cases import CaseService
+from siprec_recorder.services.errors import Redirect, Unauthorized, WebError
+from siprec_recorder.services.recordings import RecordingService
+from siprec_recorder.services.settings import WebSettings
 from siprec_recorder.storage.db import Database
 
 from . import api, export, pages
-from .auth import AuthService
-from .cases import CaseService
-from .errors import Redirect, Unauthorized, WebError
 from .portal import Portal
-from .recordings import RecordingService
-from .settings import WebSettings
 
 __all__ = ["WebSettings", "create_app"]
 

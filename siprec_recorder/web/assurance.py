@@ -15,8 +15,8 @@ from fastapi.responses import Response
 
 from siprec_recorder.assurance.reconcile import exceptions_csv
 from siprec_recorder.assurance.service import list_runs, load_run
+from siprec_recorder.services.errors import Forbidden, NotFound
 
-from .errors import Forbidden, NotFound
 from .pages import _me, render
 from .portal import audit, get_portal
 

@@ -10,8 +10,8 @@ import argparse
 import json
 from typing import Any
 
-from .errors import WebError
-from .users import UserChange, add_user, list_users, set_user
+from siprec_recorder.services.errors import WebError
+from siprec_recorder.services.users import UserChange, add_user, list_users, set_user
 
 __all__ = ["register"]
 

@@ -17,10 +17,10 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from siprec_recorder.services.errors import BadRequest, Forbidden
 from siprec_recorder.storage.files import FileLayout
 
 from .api import Me, PortalDep
-from .errors import BadRequest, Forbidden
 
 __all__ = ["router"]
 

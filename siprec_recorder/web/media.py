@@ -18,14 +18,14 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 from fastapi.responses import Response, StreamingResponse
 
+from siprec_recorder.services.recordings import StoredAudio
+
 __all__ = [
     "RangePlan",
-    "StoredAudio",
     "parse_range",
     "plan_range",
     "range_response",
@@ -102,18 +102,6 @@ async def _stream(path: Path, first: int, length: int) -> AsyncIterator[bytes]:
                 break
             remaining -= len(chunk)
             yield chunk
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAudio:
-    """A recording in the object store: ``key`` of ``store``, ``size`` bytes."""
-
-    store: Any
-    key: str
-    size: int
-
-    def stream(self, first: int, length: int) -> AsyncIterator[bytes]:
-        return self.store.stream(self.key, first, length)  # type: ignore[no-any-return]
 
 
 def _headers(plan: RangePlan, download_name: str | None) -> dict[str, str]:

@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from siprec_recorder.policy.errors import CsvImportError, NotFoundError, PolicyError
+from siprec_recorder.services.auth import Principal
+from siprec_recorder.services.errors import BadRequest, Forbidden, NotFound
 
-from .auth import Principal
-from .errors import BadRequest, Forbidden, NotFound
 from .portal import Portal, get_portal
 
 __all__ = ["api_router", "page_router"]

@@ -20,15 +20,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from siprec_recorder.services.audit import AuditQuery, audit_trail
+from siprec_recorder.services.auth import LoginOutcome, Principal
+from siprec_recorder.services.cases import NewLabel
+from siprec_recorder.services.errors import BadRequest, Forbidden, Redirect, WebError
+from siprec_recorder.services.models import RIGHTS, SETTING_VALUES
+from siprec_recorder.services.recordings import SORT_COLUMNS, SearchQuery
+from siprec_recorder.services.security import as_utc, new_token, same_token, user_time
+
 from .api import PathId, set_session_cookie
-from .audit import AuditQuery, audit_trail
-from .auth import LoginOutcome, Principal
-from .cases import NewLabel
-from .errors import BadRequest, Forbidden, Redirect, WebError
-from .models import RIGHTS, SETTING_VALUES
 from .portal import audit, get_portal
-from .recordings import SORT_COLUMNS, SearchQuery
-from .security import as_utc, new_token, same_token, user_time
 
 __all__ = ["error_page", "render", "router", "templates"]
 

@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from siprec_recorder.services.access import Scope
+from siprec_recorder.services.audit import record_event
+from siprec_recorder.services.auth import AuthService, Principal
+from siprec_recorder.services.cases import CaseService
+from siprec_recorder.services.errors import Forbidden, Unauthorized
+from siprec_recorder.services.recordings import RecordingService
+from siprec_recorder.services.security import same_token
+from siprec_recorder.services.settings import WebSettings
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.ledger import append_event
-
-from .access import Scope
-from .auth import AuthService, Principal
-from .cases import CaseService
-from .errors import Forbidden, Unauthorized
-from .recordings import RecordingService
-from .security import same_token
-from .settings import WebSettings
 
 __all__ = ["Portal", "audit", "get_portal"]
 
@@ -95,12 +93,4 @@ async def audit(
 ) -> None:
     """Write one ledger event in its own transaction."""
     actor = principal if isinstance(principal, str) else principal.login
-    async with portal.db.session() as s:
-        await _append(s, actor, action, subject, details)
-        await s.commit()
-
-
-async def _append(
-    s: AsyncSession, actor: str, action: str, subject: str, details: dict[str, Any]
-) -> None:
-    await append_event(s, actor=actor, action=action, subject=subject, details=details)
+    await record_event(portal.db, actor, action, subject, details)

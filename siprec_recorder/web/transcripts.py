@@ -12,15 +12,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from siprec_recorder.services.errors import BadRequest, Unavailable
+from siprec_recorder.services.recordings import SearchQuery
 from siprec_recorder.storage.files import FileLayout
-from siprec_recorder.transcription import models as _tables  # noqa: F401  (tables exist)
-from siprec_recorder.transcription.search import TextQueryError, hits_for, parse_text_query
+from siprec_recorder.transcription.search import TextQueryError, parse_text_query
 from siprec_recorder.transcription.store import load_transcript
 
 from .api import Me, PortalDep
-from .errors import BadRequest, Unavailable
 from .portal import audit
-from .recordings import SearchQuery
 
 __all__ = ["router"]
 
@@ -53,8 +52,7 @@ async def search_text(
     )
     scope = await portal.scope(me)
     result = await portal.recordings.search(scope, f, portal.settings.max_page_size)
-    async with portal.db.session() as session:
-        hits = await hits_for(session, query, [item["id"] for item in result["items"]])
+    hits = await portal.recordings.transcript_hits(query, [item["id"] for item in result["items"]])
     for item in result["items"]:
         item["hits"] = hits[item["id"]]
     await audit(portal, me, "web.search", "transcripts", text=text, total=result["total"])

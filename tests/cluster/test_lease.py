@@ -107,8 +107,6 @@ async def test_a_takeover_whose_taker_died_is_claimed_again(db: Database) -> Non
 async def test_run_once_job_is_claimed_by_one_node(db: Database) -> None:
     clock = [1000.0]
     leases = [NodeLease(db, f"n{i}", lease_seconds=5.0, clock=lambda: clock[0]) for i in range(3)]
-    for lease in leases:
-        await lease.ensure_schema()
     wins = await asyncio.gather(*(x.claim_job("purge", hold_seconds=60) for x in leases))
     assert sorted(wins) == [False, False, True]
     holder = leases[wins.index(True)]

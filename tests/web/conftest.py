@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from siprec_recorder.services.settings import WebSettings
 from siprec_recorder.web.app import create_app
-from siprec_recorder.web.settings import WebSettings
 
 from .fixtures import PASSWORD, World, build_world
 
@@ -18,7 +18,7 @@ def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cheap argon2 parameters in tests (production keeps argon2-cffi's defaults)."""
     from argon2 import PasswordHasher
 
-    from siprec_recorder.web import security
+    from siprec_recorder.services import security
 
     monkeypatch.setattr(
         security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

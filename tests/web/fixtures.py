@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-import siprec_recorder.web.models  # noqa: F401  (tables on Base before migrate)
 from siprec_recorder.policy.models import PolicyNumber
+from siprec_recorder.services.users import add_user
 from siprec_recorder.storage.db import Database, default_sqlite_url
 from siprec_recorder.storage.files import FileLayout
 from siprec_recorder.storage.index import (
@@ -22,7 +22,6 @@ from siprec_recorder.storage.index import (
 from siprec_recorder.storage.models import User
 from siprec_recorder.storage.mp3 import encode_mp3
 from siprec_recorder.storage.waveform import waveform_peaks
-from siprec_recorder.web.users import add_user
 
 PASSWORD = "correct horse battery"
 BOB_NUMBER = "+32470000001"

@@ -29,7 +29,7 @@ class LiveServer:
         if fast_hashing:  # cheap argon2 parameters for the accounts the test makes
             from argon2 import PasswordHasher
 
-            from siprec_recorder.web import security
+            from siprec_recorder.services import security
 
             security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         self.tmp = tmp

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pyotp
 from sqlalchemy import select
 
+from siprec_recorder.services.users import UserChange, add_user, set_user
 from siprec_recorder.storage.ledger import verify_chain
 from siprec_recorder.storage.models import LedgerEntry
-from siprec_recorder.web.users import UserChange, add_user, set_user
 
 from .conftest import login
 from .fixtures import PASSWORD

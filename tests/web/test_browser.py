@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from siprec_recorder.web.users import add_user
+from siprec_recorder.services.users import add_user
 
 from .fixtures import BOB_NUMBER, FAR_END, PASSWORD
 from .live import LiveServer
@@ -308,7 +308,7 @@ def test_case_request_approval_revocation_expiry(live: LiveServer, new_page: Any
     async def expire() -> None:
         from sqlalchemy import update
 
-        from siprec_recorder.web.models import AccessRequest
+        from siprec_recorder.services.models import AccessRequest
 
         async with db.session() as s:
             await s.execute(

@@ -7,9 +7,9 @@ import dataclasses
 import httpx
 
 from siprec_recorder.config import build_config
+from siprec_recorder.services.directory import LdapSettings, directory_login
+from siprec_recorder.services.settings import settings_from_config
 from siprec_recorder.web.app import create_app
-from siprec_recorder.web.directory import LdapSettings, directory_login
-from siprec_recorder.web.settings import settings_from_config
 
 from .fixtures import PASSWORD
 from .slapd import GROUPS, PEOPLE, USERS

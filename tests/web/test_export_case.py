@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 
 from siprec_recorder.compliance.bundle_verify import verify_bundle
+from siprec_recorder.services.models import Case, Label, RecordingLabel
 from siprec_recorder.storage.models import LedgerEntry
-from siprec_recorder.web.models import Case, Label, RecordingLabel
 
 from .fixtures import T0, World
 

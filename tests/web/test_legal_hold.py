@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from siprec_recorder.services.settings import WebSettings
 from siprec_recorder.storage.models import LedgerEntry, Recording
 from siprec_recorder.storage.objects import (
     S3Settings,
@@ -27,7 +28,6 @@ from siprec_recorder.storage.objects import (
     parse_store_url,
 )
 from siprec_recorder.testing_s3 import SeaweedS3
-from siprec_recorder.web.settings import WebSettings
 
 from .fixtures import T0, World
 from .test_export_case import _case

@@ -99,7 +99,7 @@ async def test_standard_user_gets_403_page(client_factory, world):
 
 
 async def test_must_change_password_redirects_pages(client_factory, world):
-    from siprec_recorder.web.users import add_user
+    from siprec_recorder.services.users import add_user
 
     await add_user(world.db, actor="t", login="fresh", password="first-password-1")
     c = client_factory()

@@ -20,7 +20,7 @@ MODEL_MODULES = (
     "siprec_recorder.storage.models",
     "siprec_recorder.storage.cases",
     "siprec_recorder.policy.models",
-    "siprec_recorder.web.models",
+    "siprec_recorder.services.models",
     "siprec_recorder.compliance.models",
     "siprec_recorder.assurance.models",
     "siprec_recorder.transcription.models",

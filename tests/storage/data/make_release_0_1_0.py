@@ -24,7 +24,8 @@ from pathlib import Path
 
 
 async def build(out: Path) -> None:
-    from siprec_recorder.compliance.models import RetentionRule
+    # Release 0.1.0's module names (its portal tables were in web.models).
+    from siprec_recorder.compliance.models import RetentionRule  # noqa: I001
     from siprec_recorder.policy.service import PolicyService
     from siprec_recorder.storage.ledger import append_event
     from siprec_recorder.web.models import Case, Label, RecordingLabel

@@ -1,5 +1,5 @@
-"""The audit trail as the portal shows it: the ledger, filtered, newest first, with the
-result of a full hash-chain verification."""
+"""The audit trail as the portal shows it (the ledger, filtered, newest first, with the
+result of a full hash-chain verification), and the portal's own events written to it."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from .auth import Principal
 from .errors import BadRequest, Forbidden
 from .security import as_utc, user_time
 
-__all__ = ["AuditQuery", "audit_trail"]
+__all__ = ["AuditQuery", "audit_trail", "record_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,15 @@ class AuditQuery:
     until: datetime | None = None
     page: int = 1
     page_size: int = 100
+
+
+async def record_event(
+    db: Database, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> None:
+    """Write one ledger event in its own transaction."""
+    async with db.session() as s:
+        await append_event(s, actor=actor, action=action, subject=subject, details=details)
+        await s.commit()
 
 
 def _like(value: str) -> str:

@@ -1,34 +1,41 @@
 """Search, detail and file access for recordings, filtered by what the principal may see.
 
 Searching is one SQL query on the index tables (``recordings``, ``recording_participants``)
-and the portal's ``web_recording_labels``: the filters, the visibility rule of the principal
-(:mod:`.access`), a ``count(*)`` for the total, and one page sorted on a fixed list of
-columns. Numbers typed by users are normalised the way the recorder normalises participants.
+and the portal's ``web_recording_labels``: the index's own number search
+(:func:`~siprec_recorder.storage.index.search.filter_recordings`, as the CLI uses it) with the
+portal's further filters and the visibility rule of the principal (:mod:`.access`) as
+conditions, a ``count(*)`` for the total, and one page sorted on a fixed list of columns.
+Numbers typed by users are normalised the way the recorder normalises participants.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, select, union
+from sqlalchemy import ColumnElement, Select, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from siprec_recorder.phone import number_forms
 from siprec_recorder.storage.db import Database
-from siprec_recorder.storage.models import Recording, RecordingParticipant, User
+from siprec_recorder.storage.index.search import (
+    filter_recordings,
+    number_selects,
+    recordings_with_number,
+)
+from siprec_recorder.storage.models import Recording, User
 
 from .access import Scope, numbers_of_login
 from .errors import BadRequest, Forbidden, NotFound, Unavailable
-from .media import StoredAudio
 from .models import Case, Label, RecordingLabel
 from .security import as_utc, user_time
 
-__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery"]
+__all__ = ["SORT_COLUMNS", "RecordingService", "SearchQuery", "StoredAudio"]
 
 SORT_COLUMNS: dict[str, Any] = {
     "start": Recording.start,
@@ -39,6 +46,18 @@ SORT_COLUMNS: dict[str, Any] = {
     "state": Recording.state,
 }
 DIRECTIONS = ("in", "out", "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAudio:
+    """A recording in the object store: ``key`` of ``store``, ``size`` bytes."""
+
+    store: Any
+    key: str
+    size: int
+
+    def stream(self, first: int, length: int) -> AsyncIterator[bytes]:
+        return self.store.stream(self.key, first, length)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +107,6 @@ def _participant_numbers(rec: Recording) -> set[str]:
     return numbers
 
 
-def _selects_with_numbers(numbers: list[str]) -> list[Select[Any]]:
-    """Ids of recordings where one of ``numbers`` took part: one indexed lookup per column,
-    to be combined with ``union`` (an ``OR`` across tables would scan the index)."""
-    return [
-        select(Recording.id).where(Recording.recorded_number.in_(numbers)),
-        select(Recording.id).where(Recording.other_number.in_(numbers)),
-        select(RecordingParticipant.recording_id).where(RecordingParticipant.number.in_(numbers)),
-    ]
-
-
 class RecordingService:
     """Read access to the index for the portal."""
 
@@ -109,40 +118,42 @@ class RecordingService:
         self._cc = country_code
         self._store = store
 
-    def _visible(self, q: Select[Any], scope: Scope) -> Select[Any]:
+    @staticmethod
+    def _visible(scope: Scope) -> list[ColumnElement[bool]]:
+        """The principal's access scope as conditions on the search (none: reads all)."""
         if scope.principal.reads_all:
-            return q
+            return []
         parts: list[Select[Any]] = []
         if scope.own_numbers:
-            parts.extend(_selects_with_numbers(sorted(scope.own_numbers)))
+            parts.extend(number_selects(sorted(scope.own_numbers)))
         labels = sorted(scope.labels_with("list"))
         if labels:
             parts.append(
                 select(RecordingLabel.recording_id).where(RecordingLabel.label_id.in_(labels))
             )
         if not parts:
-            return q.where(Recording.id.is_(None))
-        return q.where(Recording.id.in_(union(*parts)))
+            return [Recording.id.is_(None)]
+        return [Recording.id.in_(union(*parts))]
 
-    async def _filters(self, s: AsyncSession, q: Select[Any], f: SearchQuery) -> Select[Any]:
-        if f.since is not None:
-            q = q.where(Recording.start >= as_utc(f.since))
-        if f.until is not None:
-            q = q.where(Recording.start < as_utc(f.until))
-        if f.number:
-            forms = number_forms(f.number, self._cc)
-            q = q.where(Recording.id.in_(union(*_selects_with_numbers(forms))))
+    async def _filters(
+        self, s: AsyncSession, q: Select[Any], f: SearchQuery, scope: Scope
+    ) -> Select[Any]:
+        q = filter_recordings(
+            q,
+            number=number_forms(f.number, self._cc) if f.number else None,
+            since=as_utc(f.since) if f.since is not None else None,
+            until=as_utc(f.until) if f.until is not None else None,
+            states=[f.state] if f.state else None,
+            where=self._visible(scope),
+        )
         if f.user:
-            nums = sorted(await numbers_of_login(s, f.user))
-            q = q.where(Recording.id.in_(union(*_selects_with_numbers(nums))))
+            q = q.where(recordings_with_number(sorted(await numbers_of_login(s, f.user))))
         if f.direction:
             q = q.where(Recording.direction == f.direction)
         if f.min_duration is not None:
             q = q.where(Recording.duration_s >= f.min_duration)
         if f.max_duration is not None:
             q = q.where(Recording.duration_s <= f.max_duration)
-        if f.state:
-            q = q.where(Recording.state == f.state)
         if f.text:
             from siprec_recorder.transcription.search import matching_recordings, parse_text_query
 
@@ -266,11 +277,11 @@ class RecordingService:
         """One page of matching recordings, with the total count."""
         f.check(max_page_size)
         async with self._db.session() as s:
-            base = self._visible(await self._filters(s, select(Recording.id), f), scope)
+            base = await self._filters(s, select(Recording.id), f, scope)
             total = int(await s.scalar(select(func.count()).select_from(base.subquery())) or 0)
             col = SORT_COLUMNS[f.sort]
             ordering = [col.asc() if f.order == "asc" else col.desc(), Recording.id.asc()]
-            q = self._visible(await self._filters(s, select(Recording), f), scope)
+            q = await self._filters(s, select(Recording), f, scope)
             q = (
                 q.options(selectinload(Recording.participants))
                 .order_by(*ordering)
@@ -310,6 +321,16 @@ class RecordingService:
                 raise Forbidden("you may not see this recording")
             owners = await self._owners(s, numbers)
             return self._json(rec, labels, scope, owners, full=True)
+
+    async def transcript_hits(
+        self, query: Any, recording_ids: list[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The transcript segments of each of ``recording_ids`` that match ``query`` (a
+        ``transcription.search.TextQuery``), as hits."""
+        from siprec_recorder.transcription.search import hits_for
+
+        async with self._db.session() as s:
+            return await hits_for(s, query, recording_ids)
 
     def audio_path(self, doc: dict[str, Any]) -> Path:
         """The file of a recording (checked to stay inside the recordings folder)."""

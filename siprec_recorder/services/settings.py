@@ -51,7 +51,7 @@ class WebSettings:
     # ``[storage] retention_years``: the retention an object gets when its row names none
     # (a legal hold carried to the store sets retention and hold together).
     retention_years: int = 5
-    ldap: Any = None  # a ``web.directory.LdapSettings`` when directory login is on
+    ldap: Any = None  # a ``services.directory.LdapSettings`` when directory login is on
     # Every login answer takes at least this long, so that unknown, wrong and blocked
     # logins cannot be told apart by timing.
     login_floor_seconds: float = 0.35
