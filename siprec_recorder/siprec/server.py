@@ -45,14 +45,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
 import re
 import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,14 +70,33 @@ from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
 from ..sip.multipart import split_body
 from ..sip.sdp import SessionDescription
 from ..sip.uri import SipUri, parse_uri
-from ..storage.index import RecordingNotFound
+from ..storage import rows
+from ..storage.index import DeclinedCall, NewRecording, RecordingNotFound
 from ..wiretext import escape
-from .admission import Admission, Budgets, Origin, TrustedProxies, is_siprec_invite
+from .admission import (
+    Admission,
+    Budgets,
+    Origin,
+    SourcePolicy,
+    TokenBuckets,
+    TrustedProxies,
+    is_siprec_invite,
+)
 from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
 from .finalize import finalize_spool
 from .metadata import RecordingMetadata
 from .routing import bye_for, dialog_of
 from .session import Leg, OfferedStream, RecordingSession, parse_offer
+from .streams import (
+    StreamFate,
+    StreamPlan,
+    accepted,
+    choose_leg,
+    count,
+    map_offer,
+    refresh_leg,
+    refused,
+)
 
 __all__ = ["SrsSettings", "SessionRecordingServer"]
 
@@ -98,6 +116,46 @@ SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
 MIN_SE = 90  # seconds, RFC 4028 section 4
 NOT_RECORDED = '399 - "not recorded"'  # every policy refusal says the same on the wire
 CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and logs
+ACK_WAIT_T1 = 64  # T1s a 2xx waits for its ACK (Timer H, RFC 3261 section 17.2.1)
+DISK_CHECK_INTERVAL = 1.0  # seconds a reading of the free space stays current
+
+
+class FreeSpace:
+    """Free space on the recordings share, as a fact the admission of a call is given.
+
+    ``statvfs`` on a network share can block for as long as the server takes to answer, so
+    it runs in a thread, at most once per :data:`DISK_CHECK_INTERVAL` however many INVITEs
+    ask; callers that ask while a reading is under way share it.
+    """
+
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = root
+        self._clock = clock
+        self._value: float | None = None
+        self._read_at = 0.0
+        self._reading: asyncio.Task[float] | None = None
+
+    async def free_mb(self) -> float:
+        if self._value is not None and self._clock() - self._read_at < DISK_CHECK_INTERVAL:
+            return self._value
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+        return await asyncio.shield(self._reading)
+
+    async def _read(self) -> float:
+        try:
+            value = await asyncio.to_thread(self._statvfs)
+            self._value, self._read_at = value, self._clock()
+            return value
+        finally:
+            self._reading = None
+
+    def _statvfs(self) -> float:
+        try:
+            usage = shutil.disk_usage(self.root)
+        except OSError:
+            return 0.0  # an unreadable share takes no calls
+        return usage.free / (1024 * 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,77 +184,10 @@ class SrsSettings:
     min_free_mb: int = 0
     country_code: str = "32"
     session_expires: int = 1800
+    t1: float = 0.5  # RFC 3261 T1, as the SIP core's transactions use it
     accept_plain_invite: bool = False
     budgets: Budgets = field(default_factory=Budgets)
     srtp_suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
-
-
-class SourcePolicy:
-    """Allowlist (CIDRs; empty means loopback only) and a per-source token bucket."""
-
-    def __init__(self, cidrs: Iterable[str], rate: float, burst: int) -> None:
-        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._invites = TokenBuckets(self.burst, rate)
-        self._reject_bucket: tuple[float, float] = (500.0, 0.0)
-
-    def allowed(self, host: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return False
-        if not self.networks:
-            return ip.is_loopback or (
-                isinstance(ip, ipaddress.IPv6Address)
-                and ip.ipv4_mapped is not None
-                and ip.ipv4_mapped.is_loopback
-            )
-        return any(ip in net for net in self.networks if net.version == ip.version)
-
-    def take_reject(self, now: float, per_second: float = 500.0) -> bool:
-        """One stateless 403 to an unlisted source; False past ``per_second`` overall."""
-        tokens, last = self._reject_bucket
-        tokens = min(per_second, tokens + (now - last) * per_second)
-        if tokens < 1.0:
-            self._reject_bucket = (tokens, now)
-            return False
-        self._reject_bucket = (tokens - 1.0, now)
-        return True
-
-    def take(self, host: str, now: float) -> bool:
-        """One new INVITE from ``host``; False when over its rate."""
-        return self.rate <= 0 or self._invites.take(host, now)
-
-
-class TokenBuckets:
-    """Token buckets by key (``burst`` tokens, ``rate`` a second), bounded in keys."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, burst: int, rate: float) -> None:
-        self.burst = float(max(1, burst))
-        self.rate = rate
-        self._buckets: dict[Any, tuple[float, float]] = {}
-
-    def _tokens(self, key: Any, now: float) -> float:
-        tokens, last = self._buckets.get(key, (self.burst, now))
-        return min(self.burst, tokens + max(0.0, now - last) * self.rate)
-
-    def ready(self, key: Any, now: float) -> bool:
-        """Whether :meth:`take` would succeed now (takes nothing)."""
-        return self._tokens(key, now) >= 1.0
-
-    def take(self, key: Any, now: float) -> bool:
-        tokens = self._tokens(key, now)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > self.MAX_KEYS:  # forget the oldest half
-            for old in list(self._buckets)[: self.MAX_KEYS // 2]:
-                del self._buckets[old]
-        return True
 
 
 @dataclass(slots=True)
@@ -304,6 +295,7 @@ class SessionRecordingServer:
         self.counters = Counters()
         self.admission = Admission(settings.budgets)
         self.refusal_rows = TokenBuckets(self.REFUSAL_ROWS_BURST, self.REFUSAL_ROWS_PER_SECOND)
+        self.free_space = FreeSpace(self.recordings_root)
         self._not_indexed_logged: dict[tuple[str, str], float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -473,7 +465,7 @@ class SessionRecordingServer:
             self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
             await self._end(s.call_id, reason=None, send_bye=False)
         elif method == "OPTIONS":
-            full = self.cannot_take_calls()
+            full = await self.cannot_take_calls()
             if full is not None:
                 # The dispatcher's probe: a node that would refuse an INVITE says so here
                 # too, so that calls go to another node before one is refused.
@@ -509,7 +501,7 @@ class SessionRecordingServer:
         else:
             self._respond(tx, req, 501, "Not Implemented", headers=[("Allow", ALLOW)])
 
-    def cannot_take_calls(self) -> str | None:
+    async def cannot_take_calls(self) -> str | None:
         """Why this node would refuse a new call now (None: it can take one)."""
         if self._closing:
             return "recorder shutting down"
@@ -518,17 +510,17 @@ class SessionRecordingServer:
         available = getattr(self.ports, "available", None)
         if isinstance(available, int) and available < 2:  # a call takes one port per leg
             return "no RTP ports free"
-        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
+        if await self._storage_low():
             return "recorder storage full"
         return None
 
+    async def _storage_low(self) -> bool:
+        """Free space below ``min_free_mb`` (read in a thread, at most once a second)."""
+        if not self.settings.min_free_mb:
+            return False
+        return await self.free_space.free_mb() < self.settings.min_free_mb
+
     # ------------------------------------------------------------------ new INVITE
-    def _free_mb(self) -> float:
-        try:
-            usage = shutil.disk_usage(self.recordings_root)
-        except OSError:
-            return 0.0
-        return usage.free / (1024 * 1024)
 
     async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
         self.counters.invites += 1
@@ -591,7 +583,7 @@ class SessionRecordingServer:
             )
             self._note_refusal(req, src, "source-at-capacity", now, budget="sessions-per-source")
             return
-        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
+        if await self._storage_low():
             log.error(
                 "ALERT free space on %s below %d MiB: declining new sessions",
                 self.recordings_root,
@@ -634,8 +626,9 @@ class SessionRecordingServer:
             if not decision.record:
                 await self._decline(req, tx, local_tag, src, participants, decision, now)
                 return
-        offered_audio = [s for s in streams if s.codec is not None]
-        if not offered_audio:
+        plans = map_offer(streams)
+        opening = count(plans, StreamFate.OPEN)
+        if not opening:
             self._respond(
                 tx,
                 req,
@@ -646,7 +639,7 @@ class SessionRecordingServer:
             )
             return
 
-        refusal = self.admission.check(host, len(offered_audio))
+        refusal = self.admission.check(host, opening)
         if refusal is not None:
             log.info("INVITE from %s refused: budget %s", host, refusal.budget)
             self._respond(
@@ -697,7 +690,7 @@ class SessionRecordingServer:
             for p in participants
         ]
         try:
-            answer_streams = await self._open_legs(session, streams)
+            answer_streams = await self._open_legs(session, plans)
         except Exception as exc:  # ports exhausted, bind failures, bad crypto
             for leg in session.legs:
                 self._close_leg(leg)
@@ -756,7 +749,7 @@ class SessionRecordingServer:
             await self._index_unspooled(s, f"spool could not be created: {exc}")
             raise
         try:
-            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.create_recording(self._new_recording_row(s))
         except Exception:
             # The spool holds the call; recovery or the end of the call will index it.
             log.exception("call %s: cannot create index row yet", s.call_id)
@@ -764,19 +757,10 @@ class SessionRecordingServer:
 
     async def _index_unspooled(self, s: RecordingSession, reason: str) -> None:
         """A ``failed`` row for an answered call whose audio has nowhere to go."""
-        from ..storage.index import FinishedRecording
-
         try:
-            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.create_recording(self._new_recording_row(s))
             await self.index.finish_recording(
-                s.rec_id,
-                FinishedRecording(
-                    end=datetime.fromtimestamp(self.clock(), UTC),
-                    duration_s=0.0,
-                    state="failed",
-                    reason=escape(reason, 500),
-                    codec=None,
-                ),
+                s.rec_id, rows.failed_recording(self.clock(), escape(reason, 500))
             )
         except Exception:
             log.exception("call %s: cannot index the failed recording", escape(s.call_id, 256))
@@ -1072,92 +1056,54 @@ class SessionRecordingServer:
 
     # ------------------------------------------------------------------ media legs
     async def _open_legs(
-        self, s: RecordingSession, streams: list[OfferedStream]
+        self, s: RecordingSession, plans: list[StreamPlan]
     ) -> list[AcceptedStream]:
+        """Carry out the mapper's plan for a new offer's ``open`` m-lines; the rest refused."""
         answer: list[AcceptedStream] = []
         used_labels: set[str] = set()
-        for st in streams:
-            answer.append(await self._accept_stream(s, st, used_labels))
+        for plan in plans:
+            st = plan.stream
+            if plan.fate is StreamFate.OPEN:
+                answer.append(await self._open_leg(s, st, used_labels))
+            else:
+                answer.append(refused(st))
         return answer
 
-    async def _accept_stream(
+    async def _open_leg(
         self, s: RecordingSession, st: OfferedStream, used_labels: set[str]
     ) -> AcceptedStream:
-        refused = _refused(st)
-        if st.codec is None:
-            return refused
-        srtp_params = None
-        crypto_answer = None
-        if "SAVP" in st.proto.upper():
-            chosen = next(
-                (
-                    c
-                    for suite in self.settings.srtp_suites
-                    for c in st.crypto
-                    if c[1].upper() == suite
-                ),
-                None,
-            )
-            if chosen is None:
-                return refused
-            from ..rtp.srtp import make_answer_crypto
-
-            tag, suite, key_params = chosen
-            crypto_answer = make_answer_crypto(tag, suite)
-            srtp_params = (suite, key_params)
-        label = st.label if st.label is not None else str(st.index + 1)
-        if label in used_labels:
-            label = f"{label}.{st.index}"
-        used_labels.add(label)
-        leg_maps = {
-            pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()
-        }
+        """A socket and a receiver for one m-line, as :func:`.streams.choose_leg` decides."""
+        choice = choose_leg(st, used_labels, self.settings.srtp_suites)
+        if choice is None or st.codec is None:
+            return refused(st)
         try:
             receiver = self.receiver_factory(
-                label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
+                choice.label,
+                srtp=choice.srtp,
+                jitter_window=self.settings.jitter_window,
+                rtpmaps=choice.decode_maps,
             )
         except RemoteProtocolError as exc:  # e.g. an a=crypto line we cannot use
             log.warning("call %s: refusing m-line %d: %s", s.call_id, st.index, exc.message)
-            used_labels.discard(label)
-            return refused
+            used_labels.discard(choice.label)
+            return refused(st)
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
         self._bind_media_source(endpoint, receiver, st)
-        c = st.codec
-        rtpmaps: dict[int, tuple[str, int, str | None]] = {
-            c.payload_type: (c.encoding, c.clock_rate, c.fmtp)
-        }
-        for pt, rate, fmtp in c.dtmf:
-            rtpmaps[pt] = ("telephone-event", rate, fmtp)
-        for pt in c.comfort_noise:
-            rtpmaps[pt] = ("CN", c.clock_rate, None)
-        # The SRC may switch among the codecs it offered: keep them all for decoding.
-        for pt, (enc, rate, _ch) in st.rtpmaps.items():
-            rtpmaps.setdefault(pt, (enc, rate, st.fmtps.get(pt)))
-        direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
         leg = Leg(
             index=st.index,
-            label=label,
+            label=choice.label,
             receiver=receiver,
             endpoint=endpoint,
             port=endpoint.port,
-            rtpmaps=rtpmaps,
-            codec=c.encoding,
-            srtp=srtp_params is not None,
-            crypto_answer=crypto_answer[0] if crypto_answer else None,
-            direction=direction,
+            rtpmaps=choice.rtpmaps,
+            codec=st.codec.encoding,
+            srtp=choice.srtp is not None,
+            crypto_answer=choice.crypto_answer,
+            direction=choice.direction,
             offered_label=st.label,
         )
         s.legs.append(leg)
-        return AcceptedStream(
-            port=endpoint.port,
-            proto=st.proto,
-            codec=c,
-            label=st.label,
-            direction=direction,
-            crypto=leg.crypto_answer,
-            rtcp_mux=st.rtcp_mux,
-            media=st.media,
-        )
+        return accepted(leg, st)
 
     def _bind_media_source(self, endpoint: Any, receiver: Any, st: OfferedStream) -> None:
         """Media of this stream only from where the offer says it comes from (or latched)."""
@@ -1244,8 +1190,8 @@ class SessionRecordingServer:
             code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
             self._respond(tx, req, code, _reason(exc.message), to_tag=s.local_tag)
             return
-        streams = parse_offer(offer) if offer is not None else []
-        if offer is not None and self._refuse_added_streams(req, tx, s, streams):
+        plans = map_offer(parse_offer(offer), s.legs) if offer is not None else []
+        if offer is not None and self._refuse_added_streams(req, tx, s, plans):
             return  # the session, its legs and its metadata stay as they were
         s.refreshed_at = now
         se = self._session_expires(req)
@@ -1263,47 +1209,8 @@ class SessionRecordingServer:
             return
         answer: list[AcceptedStream] = []
         used = {leg.label for leg in s.legs}
-        for st in streams:
-            leg = s.leg_by_label(st.label, st.index)
-            if leg is None or leg.endpoint is None:
-                if leg is not None:
-                    used.discard(leg.label)
-                try:
-                    answer.append(await self._accept_stream(s, st, used))
-                except Exception as exc:
-                    log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
-                    answer.append(_refused(st))
-                continue
-            if st.port == 0 or st.codec is None:
-                # The stream was removed: stop receiving, keep what we have.
-                leg.direction = "inactive"
-                self._close_leg(leg)
-                answer.append(_refused(st))
-                continue
-            c = st.codec
-            if leg.endpoint is not None:
-                # A re-INVITE may name a new sender: its address, and its SSRC (RFC 3550 8.2).
-                self._bind_media_source(leg.endpoint, leg.receiver, st)
-                if hasattr(leg.receiver, "allow_new_sender"):
-                    leg.receiver.allow_new_sender()
-            leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
-            for pt, (enc, rate, _ch) in st.rtpmaps.items():
-                if pt not in leg.rtpmaps or leg.rtpmaps[pt][0].upper() != enc.upper():
-                    leg.rtpmaps[pt] = (enc, rate, st.fmtps.get(pt))
-            leg.codec = c.encoding
-            leg.direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
-            answer.append(
-                AcceptedStream(
-                    port=leg.port,
-                    proto=st.proto,
-                    codec=c,
-                    label=st.label,
-                    direction=leg.direction,
-                    crypto=leg.crypto_answer,
-                    rtcp_mux=st.rtcp_mux,
-                    media=st.media,
-                )
-            )
+        for plan in plans:
+            answer.append(await self._carry_out(s, plan, used))
         self._sync_ports_held(s)
         self._assign_participants(s)
         s.sdp_version += 1
@@ -1324,19 +1231,43 @@ class SessionRecordingServer:
                 tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp"
             )
 
+    async def _carry_out(
+        self, s: RecordingSession, plan: StreamPlan, used: set[str]
+    ) -> AcceptedStream:
+        """One m-line of a re-INVITE or UPDATE, as the mapper planned it."""
+        st, leg = plan.stream, plan.leg
+        match plan.fate:
+            case StreamFate.OPEN:
+                if leg is not None:
+                    used.discard(leg.label)  # re-offered after a port 0: the label again
+                try:
+                    return await self._open_leg(s, st, used)
+                except Exception as exc:
+                    log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
+                    return refused(st)
+            case StreamFate.CLOSE:
+                # The stream was removed: stop receiving, keep what we have.
+                assert leg is not None
+                leg.direction = "inactive"
+                self._close_leg(leg)
+                return refused(st)
+            case StreamFate.KEEP:
+                assert leg is not None
+                # A re-INVITE may name a new sender: its address, and its SSRC (RFC 3550 8.2).
+                self._bind_media_source(leg.endpoint, leg.receiver, st)
+                if hasattr(leg.receiver, "allow_new_sender"):
+                    leg.receiver.allow_new_sender()
+                refresh_leg(leg, st)
+                return accepted(leg, st)
+        return refused(st)
+
     def _refuse_added_streams(
-        self, req: SipRequest, tx: Any, s: RecordingSession, streams: list[OfferedStream]
+        self, req: SipRequest, tx: Any, s: RecordingSession, plans: list[StreamPlan]
     ) -> bool:
         """Check a new offer's added streams against the source's budgets; True when refused
         (then answered 503 or 488, naming the budget, with nothing of the session changed)."""
-        added = removed = 0
-        for st in streams:
-            leg = s.leg_by_label(st.label, st.index)
-            live = leg is not None and leg.endpoint is not None
-            if not live and st.codec is not None and st.port != 0:
-                added += 1  # an upper bound: SRTP without a suite we take is refused later
-            elif live and (st.port == 0 or st.codec is None):
-                removed += 1
+        # An upper bound: SRTP without a suite we take is refused later.
+        added, removed = count(plans, StreamFate.OPEN), count(plans, StreamFate.CLOSE)
         if not added:
             return False
         held = sum(1 for leg in s.legs if leg.endpoint is not None)
@@ -1536,7 +1467,7 @@ class SessionRecordingServer:
                     spool_node=getattr(self.spool, "node_id", ""),
                 ),
             )
-            await self._index_finished(s, self._finished_row(s, result))
+            await self._index_finished(s, rows.finished_recording(self._manifest(s), result))
             await self._tell_indexed(s.rec_id)
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
@@ -1579,12 +1510,12 @@ class SessionRecordingServer:
         for attempt, delay in enumerate(delays, start=1):
             try:
                 if s.index_pending:
-                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    await self.index.create_recording(self._new_recording_row(s))
                     s.index_pending = False
                 try:
                     await self.index.finish_recording(s.rec_id, finished)
                 except RecordingNotFound:  # the row went missing during the call: write it
-                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    await self.index.create_recording(self._new_recording_row(s))
                     await self.index.finish_recording(s.rec_id, finished)
                 return
             except LocalProtocolError:
@@ -1666,7 +1597,8 @@ class SessionRecordingServer:
     async def _expire(self, now: float) -> None:
         timeout = self.settings.inactivity_timeout
         for s in list(self.sessions.values()):
-            if not s.acked and now - s.started_at < 32:
+            if not s.acked and now - s.started_at < ACK_WAIT_T1 * self.settings.t1:
+                # The INVITE transaction still waits for the ACK (Timer H, RFC 3261 17.2.1).
                 continue
             if s.session_expires and now - s.refreshed_at > s.session_expires:
                 log.info("call %s: session expired (RFC 4028)", s.call_id)
@@ -1718,11 +1650,9 @@ class SessionRecordingServer:
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
                     await self.index.create_recording(
-                        self._new_row_from_manifest(manifest, node_id=node or None)
+                        rows.new_recording(manifest, node_id=node or None)
                     )
-                await self.index.finish_recording(
-                    rec_id, self._finished_row_from_manifest(manifest, result)
-                )
+                await self.index.finish_recording(rec_id, rows.finished_recording(manifest, result))
                 await asyncio.to_thread(sp.remove)
                 await self._tell_indexed(rec_id)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
@@ -1745,49 +1675,8 @@ class SessionRecordingServer:
         return {s.rec_id for s in self.sessions.values()}
 
     # ------------------------------------------------------------------ index rows
-    def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
-        from ..storage.index import NewRecording, ParticipantRow
-
-        return NewRecording(
-            id=s.rec_id,
-            call_id=escape(s.call_id, CALL_ID_LIMIT),
-            siprec_session_id=s.siprec_session_id,
-            start=datetime.fromtimestamp(s.started_at, UTC),
-            direction=s.direction,
-            recorded_number=s.recorded_number,
-            other_number=s.other_number,
-            source=f"{src.transport}:{src.host}:{src.port}",
-            origin=str(s.origin) if s.origin is not None else None,
-            beep=s.beep,
-            srtp=any(leg.srtp for leg in s.legs),
-            participants=[_participant_row(ParticipantRow, p) for p in s.participants],
-            metadata_json=s.metadata.to_json() if s.metadata is not None else None,
-            retention_years=self.settings.retention_years,
-            key_id=s.key_id,
-            node_id=getattr(self.spool, "node_id", "") or None,
-        )
-
-    def _new_row_from_manifest(self, m: dict[str, Any], node_id: str | None = None) -> Any:
-        from ..storage.index import NewRecording, ParticipantRow
-
-        return NewRecording(
-            node_id=node_id,
-            id=m["rec_id"],
-            call_id=m.get("call_id") or "",
-            siprec_session_id=m.get("siprec_session_id"),
-            start=datetime.fromtimestamp(float(m["started_at"]), UTC),
-            direction=m.get("direction") or "unknown",
-            recorded_number=m.get("recorded_number"),
-            other_number=m.get("other_number"),
-            source=m.get("source"),
-            origin=m.get("origin"),
-            beep=bool(m.get("beep")),
-            srtp=any(leg.get("srtp") for leg in m.get("legs", [])),
-            participants=[_participant_row(ParticipantRow, p) for p in m.get("participants", [])],
-            metadata_json=m.get("metadata"),
-            retention_years=m.get("retention_years"),
-            key_id=m.get("key_id"),
-        )
+    def _new_recording_row(self, s: RecordingSession) -> NewRecording:
+        return rows.new_recording(self._manifest(s), node_id=self._node_id(self.spool))
 
     def _declined_row(
         self,
@@ -1799,88 +1688,20 @@ class SessionRecordingServer:
         direction: str,
         reason: str,
         now: float,
-    ) -> Any:
-        from ..storage.index import DeclinedCall, ParticipantRow
-
-        return DeclinedCall(
-            id=uuid.uuid4().hex,
+    ) -> DeclinedCall:
+        origin = self._origin(req, src)
+        return rows.declined_call(
             call_id=escape(req.call_id or "", CALL_ID_LIMIT),
-            start=datetime.fromtimestamp(now, UTC),
-            direction=direction,
+            at=now,
+            reason=reason,
+            source=f"{src.transport}:{src.host}:{src.port}",
+            origin=str(origin) if origin is not None else None,
+            participants=participants,
             recorded_number=recorded,
             other_number=other,
-            source=f"{src.transport}:{src.host}:{src.port}",
-            origin=str(origin) if (origin := self._origin(req, src)) is not None else None,
-            reason=reason,
-            participants=[_participant_row(ParticipantRow, p) for p in participants],
+            direction=direction,
         )
 
-    def _finished_row(self, s: RecordingSession, result: dict[str, Any]) -> Any:
-        return self._finished_row_from_manifest(self._manifest(s), result)
-
-    def _finished_row_from_manifest(self, manifest: dict[str, Any], result: dict[str, Any]) -> Any:
-        from ..storage.index import FinishedRecording, ParticipantRow, StreamRow
-
-        end = datetime.fromisoformat(result["end"].replace("Z", "+00:00"))
-        started_at = float(manifest["started_at"])
-
-        def absolute(stream: dict[str, Any]) -> dict[str, Any]:
-            # The render gives packet times in seconds from the session's start.
-            out = dict(stream)
-            for key in ("first_packet_at", "last_packet_at"):
-                if out.get(key) is not None:
-                    out[key] = started_at + float(out[key])
-            return out
-
-        streams = [StreamRow.from_dict(absolute(st)) for st in result["streams"]]
-        return FinishedRecording(
-            state=result["state"],
-            reason=result.get("reason"),
-            end=end,
-            duration_s=float(result["duration_s"]),
-            file=result.get("file"),
-            sidecar=result.get("sidecar"),
-            sha256=result.get("sha256"),
-            size_bytes=int(result.get("size_bytes") or 0),
-            codec="mp3",
-            sample_rate=int(result.get("sample_rate") or 0),
-            channels=int(result.get("channels") or 0),
-            streams=streams,
-            participants=[
-                _participant_row(ParticipantRow, p) for p in manifest.get("participants", [])
-            ],
-            dtmf=result.get("dtmf", []),
-        )
-
-
-def _refused(st: OfferedStream) -> AcceptedStream:
-    """The answer to an offered m-line we do not take: port 0, its first format echoed."""
-    return AcceptedStream(
-        port=0,
-        proto=st.proto,
-        codec=None,
-        label=st.label,
-        direction="inactive",
-        media=st.media,
-        refused_format=st.formats[0] if st.formats else "0",
-    )
-
-
-def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
-    def _dt(v: Any) -> datetime | None:
-        if not v:
-            return None
-        try:
-            d = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return d if d.tzinfo else d.replace(tzinfo=UTC)
-
-    return cls(
-        participant_id=p.get("participant_id"),
-        aor=p.get("aor"),
-        name=p.get("name"),
-        number=p.get("number"),
-        joined_at=_dt(p.get("joined_at")),
-        left_at=_dt(p.get("left_at")),
-    )
+    @staticmethod
+    def _node_id(store: Any) -> str | None:
+        return getattr(store, "node_id", "") or None

@@ -212,16 +212,6 @@ class RecordingSession:
         s = self.metadata.sessions[0]
         return str(getattr(s, "session_id", None) or s)
 
-    def leg_by_label(self, label: str | None, index: int) -> Leg | None:
-        if label is not None:
-            for leg in self.legs:
-                if leg.label == label:
-                    return leg
-        for leg in self.legs:
-            if leg.index == index:
-                return leg
-        return None
-
     def last_media_at(self) -> float:
         latest = self.started_at
         for leg in self.legs:
