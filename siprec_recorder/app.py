@@ -196,6 +196,7 @@ class Recorder:
             min_free_mb=c.storage.min_free_mb,
             country_code=c.policy.country_code,
             session_expires=c.sip.session_expires,
+            t1=c.sip.t1,
             accept_plain_invite=c.sip.accept_plain_invite,
             budgets=Budgets(
                 max_media_lines=c.admission.max_media_lines,

@@ -35,12 +35,21 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..sip.headers import Via
 
-__all__ = ["Admission", "Budgets", "Origin", "Refusal", "TrustedProxies", "is_siprec_invite"]
+__all__ = [
+    "Admission",
+    "Budgets",
+    "Origin",
+    "Refusal",
+    "SourcePolicy",
+    "TokenBuckets",
+    "TrustedProxies",
+    "is_siprec_invite",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +196,71 @@ class Admission:
             self._ports[host] = left
         else:
             self._ports.pop(host, None)
+
+
+class SourcePolicy:
+    """Allowlist (CIDRs; empty means loopback only) and a per-source token bucket."""
+
+    def __init__(self, cidrs: Iterable[str], rate: float, burst: int) -> None:
+        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._invites = TokenBuckets(self.burst, rate)
+        self._reject_bucket: tuple[float, float] = (500.0, 0.0)
+
+    def allowed(self, host: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        if not self.networks:
+            return ip.is_loopback or (
+                isinstance(ip, ipaddress.IPv6Address)
+                and ip.ipv4_mapped is not None
+                and ip.ipv4_mapped.is_loopback
+            )
+        return any(ip in net for net in self.networks if net.version == ip.version)
+
+    def take_reject(self, now: float, per_second: float = 500.0) -> bool:
+        """One stateless 403 to an unlisted source; False past ``per_second`` overall."""
+        tokens, last = self._reject_bucket
+        tokens = min(per_second, tokens + (now - last) * per_second)
+        if tokens < 1.0:
+            self._reject_bucket = (tokens, now)
+            return False
+        self._reject_bucket = (tokens - 1.0, now)
+        return True
+
+    def take(self, host: str, now: float) -> bool:
+        """One new INVITE from ``host``; False when over its rate."""
+        return self.rate <= 0 or self._invites.take(host, now)
+
+
+class TokenBuckets:
+    """Token buckets by key (``burst`` tokens, ``rate`` a second), bounded in keys."""
+
+    MAX_KEYS = 100_000
+
+    def __init__(self, burst: int, rate: float) -> None:
+        self.burst = float(max(1, burst))
+        self.rate = rate
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
+
+    def _tokens(self, key: Hashable, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - last) * self.rate)
+
+    def ready(self, key: Hashable, now: float) -> bool:
+        """Whether :meth:`take` would succeed now (takes nothing)."""
+        return self._tokens(key, now) >= 1.0
+
+    def take(self, key: Hashable, now: float) -> bool:
+        tokens = self._tokens(key, now)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self.MAX_KEYS:  # forget the oldest half
+            for old in list(self._buckets)[: self.MAX_KEYS // 2]:
+                del self._buckets[old]
+        return True

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..isotime import utc_iso
 
 if TYPE_CHECKING:  # imported lazily at run time: workers load them in warm_up
+    from ..rtp.render import LegMedia, Rendered
     from ..rtp.spoolfmt import SpoolRecord
     from ..storage.files import FileLayout
 
@@ -160,130 +161,43 @@ def finalize_spool(
     ``spool_node`` is the node whose spool store holds the session ("" for the folders of a
     recorder without node ids).
     """
-    from ..rtp.render import LegMedia, render_call
+    from ..rtp.render import render_call
     from ..storage.files import FileLayout
-    from ..storage.mp3 import encode_mp3
     from ..storage.spool import SpoolStore
-    from ..storage.waveform import waveform_peaks
 
-    store = SpoolStore(Path(spool_root), spool_node)
-    spool = store.get(rec_id)
+    spool = SpoolStore(Path(spool_root), spool_node).get(rec_id)
     manifest = spool.manifest
     started_at = float(manifest["started_at"])
-    legs: list[LegMedia] = []
-    for leg in manifest["legs"]:
-        rtpmaps = {
-            int(pt): (str(v[0]), int(v[1]), v[2] if len(v) > 2 else None)
-            for pt, v in leg["rtpmaps"].items()
-        }
-        legs.append(
-            LegMedia(
-                label=leg["label"],
-                records=spool.read_leg(leg["label"]),  # read as columns, not per packet
-                rtpmaps=rtpmaps,
-                role=leg.get("participant_id"),
-            )
-        )
+    legs = _leg_media(spool, manifest)
     rendered = render_call(legs, channels=manifest["channels"], session_start=started_at)
     if extend_to_end and ended_at is not None:
-        # The session went on after the last packet (hold without resume, a paused stream):
-        # that silence is part of the call, so the recording runs to the session's end.
-        missing = int(round((ended_at - started_at - rendered.duration_s) * rendered.sample_rate))
-        if missing > 0:
-            import numpy as np
-
-            pad = np.zeros((missing, rendered.pcm.shape[1]), dtype=rendered.pcm.dtype)
-            rendered = dataclasses.replace(
-                rendered,
-                pcm=np.concatenate([rendered.pcm, pad]),
-                duration_s=rendered.duration_s + missing / rendered.sample_rate,
-            )
-    last_arrival = started_at + rendered.duration_s
-    end_ts = ended_at if ended_at is not None else last_arrival
+        rendered = _extended_to(rendered, ended_at - started_at)
+    end_ts = ended_at if ended_at is not None else started_at + rendered.duration_s
     end_ts = max(end_ts, started_at)
-
-    streams: list[dict[str, Any]] = []
-    for leg in manifest["legs"]:
-        label = leg["label"]
-        info: dict[str, Any] = dict(rendered.per_leg.get(label, {}))
-        if final_stats and label in final_stats:
-            info.update(final_stats[label])
-        info.setdefault("codec", leg.get("codec"))
-        info["label"] = label
-        info["stream_id"] = leg.get("stream_id")
-        info["participant_id"] = leg.get("participant_id")
-        info["srtp"] = bool(leg.get("srtp"))
-        if info.get("status") == "no_media" and int(info.get("srtp_auth_failures") or 0) > 0:
-            # Packets came but none passed SRTP authentication (a wrong or stale key):
-            # nothing was decoded, and the row says why rather than "no media".
-            info["status"] = "auth_failed"
-        streams.append(info)
-
+    streams = _stream_facts(manifest, rendered, final_stats)
     dtmf = [
         {"label": label, "digit": digit, "at_s": round(at, 3), "duration_ms": dur}
         for (label, digit, at, dur) in rendered.dtmf
     ]
-    layout = FileLayout(Path(recordings_root))
-    start_dt = datetime.fromtimestamp(started_at, UTC)
-    file_rel: str | None = None
-    sidecar_rel: str | None = None
-    sha: str | None = None
-    size = 0
-    pcm = rendered.pcm
-    channels = int(pcm.shape[1]) if pcm.ndim == 2 else 1
     # Silence padded to the session's end is not media: a call whose packets never came
     # (an SRC that refused our answer) must not read "complete".
     any_media = any(s.get("packets_received", 0) for s in streams)
-    auth_failed = [str(s["label"]) for s in streams if s.get("status") == "auth_failed"]
-    if auth_failed:
-        # The call's row says so too, whatever else it says (a wrong key is not "no media",
-        # and a recording missing a leg for it must not look whole).
-        note = "SRTP authentication failed on every packet of stream " + ", ".join(auth_failed)
-        reason = note if reason is None else f"{reason}; {note}"
-    elif not any_media and reason is None:
-        reason = "no media received"
+    reason = _reason_of(streams, reason, any_media)
+    layout = FileLayout(Path(recordings_root))
+    pcm = rendered.pcm
+    channels = int(pcm.shape[1]) if pcm.ndim == 2 else 1
+    file_rel, sha, size = None, None, 0
     if len(pcm) > 0:
-        mp3 = encode_mp3(
-            pcm,
-            rendered.sample_rate,
-            int(manifest["bitrate_kbps"]),
-            # Manifests written before the setting existed were encoded at LAME's 5.
-            quality=int(manifest.get("mp3_quality", 5)),
-        )
-        key_id = manifest.get("key_id")
-        key = None
-        if key_id:
-            from ..compliance.crypto import encrypt_bytes
-
-            key = keyring.get(key_id) if keyring is not None else None
-            if key is None:
-                # Never write in clear a recording meant to be encrypted: keep the spool.
-                raise RuntimeError(f"encryption key {key_id} is not configured")
-            mp3, _ = encrypt_bytes(mp3, key)
-        file_rel = layout.relative_path(
-            manifest.get("recorded_number"),
-            start_dt,
-            manifest.get("direction", "unknown"),
-            manifest.get("other_number"),
-            rec_id,
-        )
-        sha, size = layout.write_atomic(file_rel, mp3)
-        kept = zip(manifest["legs"], legs, streams, strict=True)
-        for number, (leg, leg_media, info) in enumerate(kept, start=1):
-            if info.get("unsupported_encodings"):
-                rel = layout.raw_rtp_of(file_rel, number)
-                port = int(leg.get("port") or 0)
-                records = leg_media.table().records()
-                info["raw_rtp"] = _keep_raw_rtp(layout, rel, records, port, key)
+        key = _key_of(manifest, keyring)
+        file_rel, sha, size = _write_audio(layout, rec_id, manifest, rendered, key)
+        _keep_undecodable(layout, file_rel, manifest, legs, streams, key)
         if leg_audio_dir is not None:
             from ..transcription.legaudio import write_leg_audio
 
             write_leg_audio(
                 leg_audio_dir, rec_id, manifest["legs"], rendered.tracks, rendered.sample_rate, key
             )
-    if not any_media and state == "complete":
-        state = "failed"
-    elif state == "complete" and len(pcm) == 0:
+    if state == "complete" and (not any_media or len(pcm) == 0):
         state = "failed"
     result = FinalizeResult(
         rec_id=rec_id,
@@ -301,38 +215,186 @@ def finalize_spool(
         dtmf=dtmf,
     )
     if file_rel is not None:
-        retention_years = int(manifest.get("retention_years", 5))
-        doc = {
-            "format": "siprec-recorder/1",
-            "id": rec_id,
-            "call_id": manifest.get("call_id"),
-            "siprec_session_id": manifest.get("siprec_session_id"),
-            "state": state,
-            "reason": reason,
-            "start": utc_iso(started_at),
-            "end": result.end,
-            "duration_s": result.duration_s,
-            "direction": manifest.get("direction"),
-            "recorded_number": manifest.get("recorded_number"),
-            "other_number": manifest.get("other_number"),
-            "beep": manifest.get("beep", False),
-            "source": manifest.get("source"),
-            "origin": manifest.get("origin"),
-            "file": os.path.basename(file_rel),
-            "sha256": sha,
-            "size_bytes": size,
-            "key_id": manifest.get("key_id"),
-            "audio": {"codec": "mp3", "sample_rate": rendered.sample_rate, "channels": channels},
-            "waveform": waveform_peaks(pcm, rendered.sample_rate),
-            "participants": manifest.get("participants", []),
-            "participant_history": manifest.get("participant_history", []),
-            "streams": streams,
-            "dtmf": dtmf,
-            "metadata": manifest.get("metadata"),
-            "retention_until": utc_iso(
-                (start_dt + timedelta(days=round(365.25 * retention_years))).timestamp()
-            ),
-        }
+        doc = _sidecar(result, manifest, rendered, started_at)
         sidecar_rel = layout.write_sidecar(file_rel, json.loads(json.dumps(doc, default=str)))
-        result = FinalizeResult(**{**result.to_dict(), "sidecar": sidecar_rel})
+        result = dataclasses.replace(result, sidecar=sidecar_rel)
     return result.to_dict()
+
+
+def _leg_media(spool: Any, manifest: dict[str, Any]) -> list[LegMedia]:
+    """Each leg of the manifest with its spooled packets, read as columns."""
+    from ..rtp.render import LegMedia
+
+    legs = []
+    for leg in manifest["legs"]:
+        rtpmaps = {
+            int(pt): (str(v[0]), int(v[1]), v[2] if len(v) > 2 else None)
+            for pt, v in leg["rtpmaps"].items()
+        }
+        legs.append(
+            LegMedia(
+                label=leg["label"],
+                records=spool.read_leg(leg["label"]),
+                rtpmaps=rtpmaps,
+                role=leg.get("participant_id"),
+            )
+        )
+    return legs
+
+
+def _extended_to(rendered: Rendered, duration_s: float) -> Rendered:
+    """The session went on after the last packet (hold without resume, a paused stream):
+    that silence is part of the call, so the recording runs to the session's end."""
+    missing = int(round((duration_s - rendered.duration_s) * rendered.sample_rate))
+    if missing <= 0:
+        return rendered
+    import numpy as np
+
+    pad = np.zeros((missing, rendered.pcm.shape[1]), dtype=rendered.pcm.dtype)
+    return dataclasses.replace(
+        rendered,
+        pcm=np.concatenate([rendered.pcm, pad]),
+        duration_s=rendered.duration_s + missing / rendered.sample_rate,
+    )
+
+
+def _stream_facts(
+    manifest: dict[str, Any],
+    rendered: Rendered,
+    final_stats: dict[str, dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """What the index and the sidecar say of each leg: the render's facts, the live
+    receiver's statistics over them, and why a leg has no audio."""
+    streams: list[dict[str, Any]] = []
+    for leg in manifest["legs"]:
+        label = leg["label"]
+        info: dict[str, Any] = dict(rendered.per_leg.get(label, {}))
+        if final_stats and label in final_stats:
+            info.update(final_stats[label])
+        info.setdefault("codec", leg.get("codec"))
+        info["label"] = label
+        info["stream_id"] = leg.get("stream_id")
+        info["participant_id"] = leg.get("participant_id")
+        info["srtp"] = bool(leg.get("srtp"))
+        if info.get("status") == "no_media" and int(info.get("srtp_auth_failures") or 0) > 0:
+            # Packets came but none passed SRTP authentication (a wrong or stale key):
+            # nothing was decoded, and the row says why rather than "no media".
+            info["status"] = "auth_failed"
+        streams.append(info)
+    return streams
+
+
+def _reason_of(streams: list[dict[str, Any]], reason: str | None, any_media: bool) -> str | None:
+    auth_failed = [str(s["label"]) for s in streams if s.get("status") == "auth_failed"]
+    if auth_failed:
+        # The call's row says so too, whatever else it says (a wrong key is not "no media",
+        # and a recording missing a leg for it must not look whole).
+        note = "SRTP authentication failed on every packet of stream " + ", ".join(auth_failed)
+        return note if reason is None else f"{reason}; {note}"
+    if not any_media and reason is None:
+        return "no media received"
+    return reason
+
+
+def _key_of(manifest: dict[str, Any], keyring: Any) -> Any:
+    """The key the recording is encrypted with (None: written in clear)."""
+    key_id = manifest.get("key_id")
+    if not key_id:
+        return None
+    key = keyring.get(key_id) if keyring is not None else None
+    if key is None:
+        # Never write in clear a recording meant to be encrypted: keep the spool.
+        raise RuntimeError(f"encryption key {key_id} is not configured")
+    return key
+
+
+def _write_audio(
+    layout: FileLayout, rec_id: str, manifest: dict[str, Any], rendered: Rendered, key: Any
+) -> tuple[str, str, int]:
+    """Encode and write the MP3 (encrypted with ``key`` if any): path, sha256, size."""
+    from ..storage.mp3 import encode_mp3
+
+    mp3 = encode_mp3(
+        rendered.pcm,
+        rendered.sample_rate,
+        int(manifest["bitrate_kbps"]),
+        # Manifests written before the setting existed were encoded at LAME's 5.
+        quality=int(manifest.get("mp3_quality", 5)),
+    )
+    if key is not None:
+        from ..compliance.crypto import encrypt_bytes
+
+        mp3, _ = encrypt_bytes(mp3, key)
+    file_rel = layout.relative_path(
+        manifest.get("recorded_number"),
+        datetime.fromtimestamp(float(manifest["started_at"]), UTC),
+        manifest.get("direction", "unknown"),
+        manifest.get("other_number"),
+        rec_id,
+    )
+    sha, size = layout.write_atomic(file_rel, mp3)
+    return file_rel, sha, size
+
+
+def _keep_undecodable(
+    layout: FileLayout,
+    file_rel: str,
+    manifest: dict[str, Any],
+    legs: list[LegMedia],
+    streams: list[dict[str, Any]],
+    key: Any,
+) -> None:
+    """The packets of each leg we could not decode, kept as a pcap beside the MP3."""
+    kept = zip(manifest["legs"], legs, streams, strict=True)
+    for number, (leg, leg_media, info) in enumerate(kept, start=1):
+        if info.get("unsupported_encodings"):
+            rel = layout.raw_rtp_of(file_rel, number)
+            port = int(leg.get("port") or 0)
+            records = leg_media.table().records()
+            info["raw_rtp"] = _keep_raw_rtp(layout, rel, records, port, key)
+
+
+def _sidecar(
+    result: FinalizeResult, manifest: dict[str, Any], rendered: Rendered, started_at: float
+) -> dict[str, Any]:
+    """The JSON document beside the MP3: the recording without the index."""
+    from ..storage.waveform import waveform_peaks
+
+    assert result.file is not None
+    retention_years = int(manifest.get("retention_years", 5))
+    start_dt = datetime.fromtimestamp(started_at, UTC)
+    return {
+        "format": "siprec-recorder/1",
+        "id": result.rec_id,
+        "call_id": manifest.get("call_id"),
+        "siprec_session_id": manifest.get("siprec_session_id"),
+        "state": result.state,
+        "reason": result.reason,
+        "start": utc_iso(started_at),
+        "end": result.end,
+        "duration_s": result.duration_s,
+        "direction": manifest.get("direction"),
+        "recorded_number": manifest.get("recorded_number"),
+        "other_number": manifest.get("other_number"),
+        "beep": manifest.get("beep", False),
+        "source": manifest.get("source"),
+        "origin": manifest.get("origin"),
+        "file": os.path.basename(result.file),
+        "sha256": result.sha256,
+        "size_bytes": result.size_bytes,
+        "key_id": manifest.get("key_id"),
+        "audio": {
+            "codec": "mp3",
+            "sample_rate": rendered.sample_rate,
+            "channels": result.channels,
+        },
+        "waveform": waveform_peaks(rendered.pcm, rendered.sample_rate),
+        "participants": manifest.get("participants", []),
+        "participant_history": manifest.get("participant_history", []),
+        "streams": result.streams,
+        "dtmf": result.dtmf,
+        "metadata": manifest.get("metadata"),
+        "retention_until": utc_iso(
+            (start_dt + timedelta(days=round(365.25 * retention_years))).timestamp()
+        ),
+    }

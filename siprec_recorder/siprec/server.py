@@ -1,21 +1,22 @@
-"""The Session Recording Server: SIP events in, recording sessions out (RFC 7866).
+"""The SRS driver: the asyncio side of :mod:`.core` (sockets, tasks, locks, the disk).
 
 Theory of operation: the SIP layer hands us typed events (``RequestReceived``,
 ``AckReceived``, ``InviteCancelled``, ``TransactionTimedOut``). Each dialog's events are
 handled in order, one at a time (a lock per Call-ID); different dialogs run concurrently.
-
-A new INVITE is checked (source, rate, capacity, disk), answered ``100 Trying``, its body
-split (SDP offer + RFC 7865 metadata), the participants worked out (metadata, else From/To),
-and the policy asked. A declined call gets ``403`` with a ``Warning`` that names the reason
-and leaves an index row saying why (emergency calls leave only a counter). An accepted call
-gets an index row in state ``recording``, a spool, one RTP socket per accepted m-line and a
-``200 OK`` whose SDP echoes every label ``recvonly``.
+For each, the driver gathers the facts the core cannot read itself (free space, free
+ports, the current encryption key), calls :meth:`.core.SrsCore.handle` with the time, and
+carries out the actions it returns, in order: responses and BYEs through ``sip``, the
+policy's decision, RTP sockets (:class:`ApplyMedia`), the spool and the index rows. An
+action whose outcome the core needs (the policy's answer, the media opened) feeds an event
+back. What each SIP request means -- admission, the m-line mapping, metadata, the end of a
+session -- is decided in the core; see its docstring.
 
 About once a second a flusher moves each leg's released packets into its spool file and
-fsyncs it (in a thread, off the loop), and ends sessions whose media stopped for longer than
-the inactivity timeout (sending a BYE to the SRC). At BYE, CANCEL, timeout or expiry the
-session's sockets close, the spool is flushed one last time, and a worker process renders the
-MP3 (:mod:`.finalize`); the index row is then completed. Nothing here waits on media work.
+fsyncs it (in a thread, off the loop), and ends the sessions :meth:`.core.SrsCore.due`
+names (RTP inactivity, session expiry; sending a BYE to the SRC). At the end of a session
+its sockets close, the spool is flushed one last time, and a worker process renders the MP3
+(:mod:`.finalize`); the index row is then completed, with retries while the index cannot
+take it. Nothing here waits on media work.
 
 Budget refusals (sessions, sessions per source, RTP ports per source, media lines, storage;
 see :mod:`.admission`) are counted by budget name, and leave ``declined`` index rows only as
@@ -45,217 +46,104 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import ipaddress
 import logging
-import re
-import secrets
 import shutil
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import LocalProtocolError, RemoteProtocolError
-from ..phone import normalize_number, user_part
 from ..sip.events import (
     AckReceived,
     InviteCancelled,
     RequestReceived,
     TransactionTimedOut,
 )
-from ..sip.message import SipRequest, make_response, parse_message, uas_precheck
-from ..sip.multipart import split_body
-from ..sip.sdp import SessionDescription
-from ..sip.uri import SipUri, parse_uri
-from ..storage.index import RecordingNotFound
+from ..sip.message import SipRequest, make_response, parse_message
+from ..storage import rows
+from ..storage.index import NewRecording, RecordingNotFound
 from ..wiretext import escape
-from .admission import Admission, Budgets, Origin, TrustedProxies, is_siprec_invite
-from .answer import DELAYED_OFFER_FORMATS, AcceptedStream, build_answer, build_offer, choose_codec
+from .admission import Admission, SourcePolicy, TrustedProxies
+from .answer import AcceptedStream
+from .core import (
+    NOT_RECORDED,
+    AckIn,
+    AckTimedOut,
+    Action,
+    ApplyMedia,
+    AskPolicy,
+    CancelIn,
+    CloseLegs,
+    Counters,
+    EndRequested,
+    EndSession,
+    Event,
+    Facts,
+    MediaApplied,
+    MediaFailed,
+    NoteRefusal,
+    PolicyAnswered,
+    RequestIn,
+    Respond,
+    SaveManifest,
+    SendRequest,
+    SrsCore,
+    SrsSettings,
+    StartRecording,
+    WriteDeclined,
+)
 from .finalize import finalize_spool
-from .metadata import RecordingMetadata
-from .routing import bye_for, dialog_of
-from .session import Leg, OfferedStream, RecordingSession, parse_offer
+from .participants import Party
+from .session import Leg, OfferedStream, RecordingSession
+from .streams import StreamFate, StreamPlan, accepted, choose_leg, refresh_leg, refused
 
-__all__ = ["SrsSettings", "SessionRecordingServer"]
+__all__ = ["NOT_RECORDED", "SrsSettings", "SessionRecordingServer"]
 
 log = logging.getLogger("siprec_recorder.srs")
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
-KNOWN_METHODS = {
-    "REGISTER",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "PUBLISH",
-    "MESSAGE",
-    "REFER",
-    "PRACK",
-}
-SUPPORTED_EXTENSIONS = {"siprec", "timer", "replaces", "100rel"}
-MIN_SE = 90  # seconds, RFC 4028 section 4
-NOT_RECORDED = '399 - "not recorded"'  # every policy refusal says the same on the wire
-CALL_ID_LIMIT = 256  # characters of a Call-ID kept in the index, manifest and logs
+DISK_CHECK_INTERVAL = 1.0  # seconds a reading of the free space stays current
 
 
-@dataclass(frozen=True, slots=True)
-class SrsSettings:
-    """What the SRS needs to know, handed in by ``app.py``."""
+class FreeSpace:
+    """Free space on the recordings share, as a fact the admission of a call is given.
 
-    advertised_address: str = "127.0.0.1"
-    contact_host: str = "127.0.0.1"
-    contact_port: int = 5060
-    # The port of each transport's listener (a Contact on TCP names the TCP port); a
-    # transport not listed uses ``contact_port``.
-    contact_ports: tuple[tuple[str, int], ...] = ()
-    channels: str = "mono"
-    bitrate_kbps: int = 32
-    mp3_quality: int = 7
-    retention_years: int = 5
-    inactivity_timeout: float = 30.0
-    flush_interval: float = 1.0
-    jitter_window: int = 64
-    rtp_latch: bool = False
-    max_sessions: int = 2000
-    max_sessions_per_source: int = 1000
-    allowed_sources: tuple[str, ...] = ()
-    trusted_proxies: tuple[str, ...] = ()
-    unauthorised_response: str = "403"
-    rate_limit_per_source: float = 0.0
-    rate_limit_burst: int = 100
-    min_free_mb: int = 0
-    country_code: str = "32"
-    session_expires: int = 1800
-    accept_plain_invite: bool = False
-    budgets: Budgets = field(default_factory=Budgets)
-    srtp_suites: tuple[str, ...] = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32")
+    ``statvfs`` on a network share can block for as long as the server takes to answer, so
+    it runs in a thread, at most once per :data:`DISK_CHECK_INTERVAL` however many INVITEs
+    ask; callers that ask while a reading is under way share it.
+    """
 
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = root
+        self._clock = clock
+        self._value: float | None = None
+        self._read_at = 0.0
+        self._reading: asyncio.Task[float] | None = None
 
-class SourcePolicy:
-    """Allowlist (CIDRs; empty means loopback only) and a per-source token bucket."""
+    async def free_mb(self) -> float:
+        if self._value is not None and self._clock() - self._read_at < DISK_CHECK_INTERVAL:
+            return self._value
+        if self._reading is None:
+            self._reading = asyncio.create_task(self._read())
+        return await asyncio.shield(self._reading)
 
-    def __init__(self, cidrs: Iterable[str], rate: float, burst: int) -> None:
-        self.networks = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._invites = TokenBuckets(self.burst, rate)
-        self._reject_bucket: tuple[float, float] = (500.0, 0.0)
-
-    def allowed(self, host: str) -> bool:
+    async def _read(self) -> float:
         try:
-            ip = ipaddress.ip_address(host.strip("[]"))
-        except ValueError:
-            return False
-        if not self.networks:
-            return ip.is_loopback or (
-                isinstance(ip, ipaddress.IPv6Address)
-                and ip.ipv4_mapped is not None
-                and ip.ipv4_mapped.is_loopback
-            )
-        return any(ip in net for net in self.networks if net.version == ip.version)
+            value = await asyncio.to_thread(self._statvfs)
+            self._value, self._read_at = value, self._clock()
+            return value
+        finally:
+            self._reading = None
 
-    def take_reject(self, now: float, per_second: float = 500.0) -> bool:
-        """One stateless 403 to an unlisted source; False past ``per_second`` overall."""
-        tokens, last = self._reject_bucket
-        tokens = min(per_second, tokens + (now - last) * per_second)
-        if tokens < 1.0:
-            self._reject_bucket = (tokens, now)
-            return False
-        self._reject_bucket = (tokens - 1.0, now)
-        return True
-
-    def take(self, host: str, now: float) -> bool:
-        """One new INVITE from ``host``; False when over its rate."""
-        return self.rate <= 0 or self._invites.take(host, now)
-
-
-class TokenBuckets:
-    """Token buckets by key (``burst`` tokens, ``rate`` a second), bounded in keys."""
-
-    MAX_KEYS = 100_000
-
-    def __init__(self, burst: int, rate: float) -> None:
-        self.burst = float(max(1, burst))
-        self.rate = rate
-        self._buckets: dict[Any, tuple[float, float]] = {}
-
-    def _tokens(self, key: Any, now: float) -> float:
-        tokens, last = self._buckets.get(key, (self.burst, now))
-        return min(self.burst, tokens + max(0.0, now - last) * self.rate)
-
-    def ready(self, key: Any, now: float) -> bool:
-        """Whether :meth:`take` would succeed now (takes nothing)."""
-        return self._tokens(key, now) >= 1.0
-
-    def take(self, key: Any, now: float) -> bool:
-        tokens = self._tokens(key, now)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > self.MAX_KEYS:  # forget the oldest half
-            for old in list(self._buckets)[: self.MAX_KEYS // 2]:
-                del self._buckets[old]
-        return True
-
-
-@dataclass(slots=True)
-class Counters:
-    """Prometheus counters of the SRS (exposed by the metrics endpoint)."""
-
-    invites: int = 0
-    accepted: int = 0
-    declined: dict[str, int] = field(default_factory=dict)
-    rejected: dict[int, int] = field(default_factory=dict)
-    emergency: int = 0
-    unauthorised: int = 0
-    finished: int = 0
-    failed: int = 0
-    finalize_seconds: float = 0.0
-    # (budget, cause) -> budget refusals that left no index row; cause "not-governed" (a
-    # call the policy would not record) or "row-limit" (past the source's row budget).
-    refusals_not_indexed: dict[tuple[str, str], int] = field(default_factory=dict)
-
-
-_URI_RE = re.compile(r"<([^>]*)>")
-
-
-def _uri_of(name_addr: str | None) -> str:
-    if not name_addr:
-        return ""
-    m = _URI_RE.search(name_addr)
-    if m:
-        return m.group(1).strip()
-    return name_addr.split(";", 1)[0].strip()
-
-
-def _remote_target(req: SipRequest, src: Any) -> str:
-    """Where our in-dialog requests go: the Contact, else the From, else the source address
-    (a malformed Contact must not make our own BYE unsendable)."""
-    for header in ("Contact", "From"):
-        uri = _uri_of(req.headers.get(header))
+    def _statvfs(self) -> float:
         try:
-            if uri and isinstance(parse_uri(uri), SipUri):
-                return uri
-        except RemoteProtocolError:
-            continue
-    host = f"[{src.host}]" if ":" in src.host else src.host
-    return f"sip:{host}:{src.port}"
-
-
-def _reason(message: str) -> str:
-    """A reason phrase from an error message: one printable line, bounded."""
-    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in message)
-    return " ".join(text.split())[:100] or "Bad Request"
-
-
-def _display_of(name_addr: str | None) -> str | None:
-    if not name_addr or "<" not in name_addr:
-        return None
-    name = name_addr.split("<", 1)[0].strip().strip('"').strip()
-    return name or None
+            usage = shutil.disk_usage(self.root)
+        except OSError:
+            return 0.0  # an unreadable share takes no calls
+        return usage.free / (1024 * 1024)
 
 
 class SessionRecordingServer:
@@ -268,9 +156,8 @@ class SessionRecordingServer:
     # and what hears of every recording once it is indexed (the transcription queue).
     leg_audio_dir: str | None = None
     on_indexed: Callable[[str], Any] | None = None
-    # Index rows of budget refusals, per source and budget: a burst, then a steady rate.
-    REFUSAL_ROWS_BURST = 20
-    REFUSAL_ROWS_PER_SECOND = 1.0
+    REFUSAL_ROWS_BURST = SrsCore.REFUSAL_ROWS_BURST
+    REFUSAL_ROWS_PER_SECOND = SrsCore.REFUSAL_ROWS_PER_SECOND
 
     def __init__(
         self,
@@ -294,29 +181,53 @@ class SessionRecordingServer:
         self.recordings_root = Path(recordings_root)
         self.ports = ports
         self.executor = executor
-        self.settings = settings
+        self.core = SrsCore(settings, has_policy=policy is not None)
         self.receiver_factory = receiver_factory
         self.keyring = keyring  # compliance.crypto.KeyRing: encrypt finished files at rest
         self.clock = clock
-        self.sessions: dict[str, RecordingSession] = {}
-        self.sources = SourcePolicy(
-            settings.allowed_sources, settings.rate_limit_per_source, settings.rate_limit_burst
-        )
-        self.proxies = TrustedProxies(settings.trusted_proxies)
-        self.counters = Counters()
-        self.admission = Admission(settings.budgets)
-        self.refusal_rows = TokenBuckets(self.REFUSAL_ROWS_BURST, self.REFUSAL_ROWS_PER_SECOND)
-        self._not_indexed_logged: dict[tuple[str, str], float] = {}
+        self.free_space = FreeSpace(self.recordings_root)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finalizing: set[asyncio.Task[Any]] = set()
-        self._per_source: dict[str, int] = {}
-        self._pending_invites: dict[Any, str] = {}  # transaction -> call-id of a new INVITE
-        self._cancelled: dict[Any, SipRequest] = {}  # INVITE transaction -> its CANCEL
-        self._inviting: set[Any] = set()  # new INVITEs not answered finally yet
         self._flusher: asyncio.Task[None] | None = None
-        self._closing = False
         self._stopping = asyncio.Event()  # set by stop(): cuts short the waits of retries
+
+    # The core's state, as the metrics endpoint and app.py read it.
+    @property
+    def settings(self) -> SrsSettings:
+        return self.core.settings
+
+    @settings.setter
+    def settings(self, value: SrsSettings) -> None:
+        self.core.settings = value
+
+    @property
+    def sessions(self) -> dict[str, RecordingSession]:
+        return self.core.sessions
+
+    @property
+    def counters(self) -> Counters:
+        return self.core.counters
+
+    @property
+    def admission(self) -> Admission:
+        return self.core.admission
+
+    @property
+    def sources(self) -> SourcePolicy:
+        return self.core.sources
+
+    @property
+    def proxies(self) -> TrustedProxies:
+        return self.core.proxies
+
+    @property
+    def _cancelled(self) -> dict[Hashable, SipRequest]:
+        return self.core.cancelled
+
+    @property
+    def _closing(self) -> bool:
+        return self.core.closing
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -326,7 +237,7 @@ class SessionRecordingServer:
 
     async def stop(self) -> None:
         """End every session as if it had received a BYE, and wait for the files."""
-        self._closing = True
+        self.core.closing = True
         self._stopping.set()
         if self._flusher is not None:
             self._flusher.cancel()
@@ -335,7 +246,9 @@ class SessionRecordingServer:
             except asyncio.CancelledError:
                 pass
         for call_id in list(self.sessions):
-            await self._end(call_id, reason="recorder shutdown", send_bye=True)
+            await self._run(
+                self.core.handle(EndRequested(call_id, "recorder shutdown"), self.clock())
+            )
         await self.drain()
 
     async def drain(self) -> None:
@@ -351,16 +264,6 @@ class SessionRecordingServer:
         trusted proxy passes here; its INVITEs are checked against the SRC behind it.
         """
         return self.sources.allowed(address.host) or self.proxies.trusts(address.host)
-
-    def _origin(self, req: SipRequest, src: Any) -> Origin | None:
-        """The SRC behind a trusted proxy (None: ``src`` is the SRC, or nothing vouched)."""
-        if not self.proxies:
-            return None
-        try:
-            vias = req.vias
-        except RemoteProtocolError:
-            return None  # a hop we cannot read vouches for nobody
-        return self.proxies.origin_behind(src.host, vias)
 
     def on_rejected_source(self, address: Any, data: bytes) -> None:
         """A message from a source not allowed: one stateless 403 (RFC 3261 section 8.2.7).
@@ -391,10 +294,9 @@ class SessionRecordingServer:
     def on_event(self, event: Any) -> None:
         """Entry point from the SIP layer (synchronous; schedules the work)."""
         if isinstance(event, InviteCancelled):
-            # Not queued behind the INVITE it cancels: the INVITE's handler looks for this
+            # Not queued behind the INVITE it cancels: the INVITE's flow looks for this
             # mark before it answers, and answers 487 instead (RFC 3261 section 9.2).
-            if event.transaction in self._inviting:
-                self._cancelled[event.transaction] = event.cancel
+            self.core.handle(CancelIn(event.transaction, event.cancel), self.clock())
             return
         key = self._event_key(event)
         task = asyncio.create_task(self._dispatch(key, event))
@@ -406,347 +308,109 @@ class SessionRecordingServer:
         if req is not None:
             return req.call_id or "?"
         tx = getattr(event, "transaction", None)
-        return self._pending_invites.get(tx, "?")
+        return self.core.pending_invites.get(tx, "?")
 
     async def _dispatch(self, key: str, event: Any) -> None:
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
             async with lock:
-                await self._handle(event)
+                core_event = await self._core_event(event)
+                if core_event is not None:
+                    await self._run(self.core.handle(core_event, self.clock()))
         except Exception:  # a bug must never take the receive loop down
             log.exception("error handling %s", type(event).__name__)
             if isinstance(event, RequestReceived) and event.request.method != "ACK":
                 try:
-                    self._respond(event.transaction, event.request, 500, "Server Internal Error")
+                    self.sip.respond(
+                        event.transaction,
+                        self.core.respond(
+                            event.transaction, event.request, 500, "Server Internal Error"
+                        ).response,
+                    )
                 except Exception:
                     log.debug("could not answer 500", exc_info=True)
         finally:
             if not lock.locked() and key not in self.sessions:
                 self._locks.pop(key, None)
 
-    async def _handle(self, event: Any) -> None:
+    async def _core_event(self, event: Any) -> Event | None:
+        """The core's event for a SIP one, with the facts a new INVITE or OPTIONS needs."""
         match event:
             case RequestReceived(request=req, transaction=tx, source=src):
-                await self._on_request(req, tx, src)
+                facts = Facts()
+                if req.method.upper() in ("INVITE", "OPTIONS") and not req.to_tag:
+                    facts = await self._facts()
+                return RequestIn(req, tx, src, facts)
             case AckReceived(request=req):
-                s = self.sessions.get(req.call_id or "")
-                if s is not None and not s.acked:
-                    s.acked = True
-                    if s.delayed_offer:
-                        await self._on_delayed_answer(s, req)
+                return AckIn(req)
             case TransactionTimedOut(transaction=tx):
-                call_id = self._pending_invites.pop(tx, None)
-                s = self.sessions.get(call_id or "")
-                if s is not None and not s.acked:
-                    log.warning("call %s: no ACK for our 200 OK, ending it", s.call_id)
-                    await self._end(s.call_id, reason="no ACK", send_bye=True)
-            case _:
-                pass
-
-    def _respond(
-        self, tx: Any, req: SipRequest, status: int, reason: str | None = None, **kw: Any
-    ) -> None:
-        if status >= 300:
-            self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
-        if status >= 200:
-            self._cancelled.pop(tx, None)  # a CANCEL after the final answer changes nothing
-            self._inviting.discard(tx)
-        self.sip.respond(tx, make_response(req, status, reason, **kw))
-
-    async def _on_request(self, req: SipRequest, tx: Any, src: Any) -> None:
-        method = req.method.upper()
-        if method != "INVITE" or req.to_tag:
-            # New INVITEs are checked after the source checks; everything else here.
-            check = uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)
-            if check is not None:
-                status, reason, extra = check
-                self._respond(tx, req, status, reason, headers=list(extra))
-                return
-        if method == "INVITE":
-            if req.to_tag:
-                await self._on_reinvite(req, tx, src)
-            else:
-                await self._on_invite(req, tx, src)
-        elif method == "BYE":
-            s = self.sessions.get(req.call_id or "")
-            if s is None or (req.to_tag and req.to_tag != s.local_tag):
-                self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
-                return
-            self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
-            await self._end(s.call_id, reason=None, send_bye=False)
-        elif method == "OPTIONS":
-            full = self.cannot_take_calls()
-            if full is not None:
-                # The dispatcher's probe: a node that would refuse an INVITE says so here
-                # too, so that calls go to another node before one is refused.
-                self._respond(
-                    tx,
-                    req,
-                    503,
-                    "Service Unavailable",
-                    headers=[("Retry-After", "10"), ("Warning", f'399 - "{full}"')],
-                )
-                return
-            self._respond(
-                tx,
-                req,
-                200,
-                "OK",
-                headers=[
-                    ("Allow", ALLOW),
-                    ("Accept", "application/sdp, application/rs-metadata+xml, multipart/mixed"),
-                    ("Supported", "siprec, timer"),
-                ],
-            )
-        elif method == "UPDATE":
-            await self._on_update(req, tx, src)
-        elif method == "INFO":
-            s = self.sessions.get(req.call_id or "")
-            if s is None:
-                self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
-            else:
-                self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
-        elif method in KNOWN_METHODS:
-            self._respond(tx, req, 405, "Method Not Allowed", headers=[("Allow", ALLOW)])
-        else:
-            self._respond(tx, req, 501, "Not Implemented", headers=[("Allow", ALLOW)])
-
-    def cannot_take_calls(self) -> str | None:
-        """Why this node would refuse a new call now (None: it can take one)."""
-        if self._closing:
-            return "recorder shutting down"
-        if len(self.sessions) >= self.settings.max_sessions:
-            return "recorder at capacity"
-        available = getattr(self.ports, "available", None)
-        if isinstance(available, int) and available < 2:  # a call takes one port per leg
-            return "no RTP ports free"
-        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
-            return "recorder storage full"
+                return AckTimedOut(tx)
         return None
 
-    # ------------------------------------------------------------------ new INVITE
-    def _free_mb(self) -> float:
-        try:
-            usage = shutil.disk_usage(self.recordings_root)
-        except OSError:
-            return 0.0
-        return usage.free / (1024 * 1024)
-
-    async def _on_invite(self, req: SipRequest, tx: Any, src: Any) -> None:
-        self.counters.invites += 1
-        self._inviting.add(tx)
-        origin = self._origin(req, src)
-        host = origin.host if origin is not None else src.host
-        now = self.clock()
-        call_id = req.call_id or ""
-        if call_id in self.sessions:  # a retransmission with a new branch, or a forked copy
-            self._respond(tx, req, 482, "Loop Detected")
-            return
-        if not self.sources.allowed(host):
-            log.info("INVITE from %s refused: not in allowed_sources", host)
-            self._respond(
-                tx, req, 403, "Forbidden", headers=[("Warning", '399 - "source not allowed"')]
-            )
-            return
-        check = uas_precheck(req, supported_extensions=SUPPORTED_EXTENSIONS)
-        if check is not None:
-            status, reason, extra = check
-            self._respond(tx, req, status, reason, headers=list(extra))
-            return
-        if not self.settings.accept_plain_invite and not is_siprec_invite(req.headers, req.body):
-            # Not a recording session (no +sip.src, no Require: siprec): what a scanner sends.
-            self.counters.declined["not-siprec"] = self.counters.declined.get("not-siprec", 0) + 1
-            self._respond(tx, req, 403, "Forbidden", headers=[("Warning", NOT_RECORDED)])
-            return
-        if not self.sources.take(host, now):
-            self.admission.count("invites-per-second")
-            self._respond(
-                tx,
-                req,
-                503,
-                "Service Unavailable",
-                headers=[("Retry-After", "5"), ("Warning", '399 - "budget: invites-per-second"')],
-            )
-            return
-        if self._closing or len(self.sessions) >= self.settings.max_sessions:
-            self.admission.count("sessions")
-            self._respond(
-                tx,
-                req,
-                503,
-                "Service Unavailable",
-                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: sessions"')],
-            )
-            self._note_refusal(req, src, "recorder-at-capacity", now, budget="sessions")
-            return
-        if self._per_source.get(host, 0) >= self.settings.max_sessions_per_source:
-            self.admission.count("sessions-per-source")
-            self._respond(
-                tx,
-                req,
-                503,
-                "Service Unavailable",
-                headers=[
-                    ("Retry-After", "10"),
-                    ("Warning", '399 - "budget: sessions-per-source"'),
-                ],
-            )
-            self._note_refusal(req, src, "source-at-capacity", now, budget="sessions-per-source")
-            return
-        if self.settings.min_free_mb and self._free_mb() < self.settings.min_free_mb:
-            log.error(
-                "ALERT free space on %s below %d MiB: declining new sessions",
-                self.recordings_root,
-                self.settings.min_free_mb,
-            )
-            self.counters.declined["disk-full"] = self.counters.declined.get("disk-full", 0) + 1
-            self._respond(
-                tx,
-                req,
-                503,
-                "Service Unavailable",
-                headers=[("Retry-After", "60"), ("Warning", '399 - "recorder storage full"')],
-            )
-            self._note_refusal(req, src, "storage-low", now, budget="storage")
-            return
-
-        expires = self._session_expires(req)
-        if expires is not None and expires < MIN_SE:
-            # RFC 4028 section 8.1: too small an interval gets 422 with our Min-SE.
-            self._respond(
-                tx, req, 422, "Session Interval Too Small", headers=[("Min-SE", str(MIN_SE))]
-            )
-            return
-        local_tag = secrets.token_hex(8)  # (the SIP core already sent 100 Trying)
-        try:
-            offer, metadata = self._parse_body(req)
-        except RemoteProtocolError as exc:
-            # A body we cannot parse is a bad request, whatever layer found it (RFC 3261
-            # section 21.4.1); only size and media-type problems keep their own codes.
-            code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
-            self._respond(tx, req, code, _reason(exc.message), to_tag=local_tag)
-            return
-        delayed = offer is None
-        streams = parse_offer(offer) if offer is not None else self._delayed_offer(metadata)
-        participants = self._participants(req, metadata)
-        aors = [p["aor"] for p in participants if p.get("aor")]
-        decision = None
-        if self.policy is not None:
-            decision = await self.policy.decide(aors, datetime.fromtimestamp(now, UTC))
-            if not decision.record:
-                await self._decline(req, tx, local_tag, src, participants, decision, now)
-                return
-        offered_audio = [s for s in streams if s.codec is not None]
-        if not offered_audio:
-            self._respond(
-                tx,
-                req,
-                488,
-                "Not Acceptable Here",
-                to_tag=local_tag,
-                headers=[("Warning", '304 - "no audio stream we can record"')],
-            )
-            return
-
-        refusal = self.admission.check(host, len(offered_audio))
-        if refusal is not None:
-            log.info("INVITE from %s refused: budget %s", host, refusal.budget)
-            self._respond(
-                tx,
-                req,
-                refusal.status,
-                refusal.reason_phrase,
-                to_tag=local_tag,
-                headers=refusal.headers,
-            )
-            self._note_refusal(
-                req, src, f"budget: {refusal.budget}", now, budget=refusal.budget, decision=decision
-            )
-            return
-        recorded, other, direction = self._roles(participants, decision)
-        rec_id = uuid.uuid4().hex
-        session = RecordingSession(
-            rec_id=rec_id,
-            call_id=call_id,
-            remote_tag=req.from_tag or "",
-            local_tag=local_tag,
-            source=src,
-            remote_target=_remote_target(req, src),
-            remote_uri=req.headers.get("From") or "",
-            local_uri=req.headers.get("To") or "",
-            started_at=now,
-            origin=origin,
-            metadata=metadata,
-            participants=participants,
-            recorded_number=recorded,
-            other_number=other,
-            direction=direction,
-            beep=bool(decision.beep) if decision is not None else False,
-            spool=None,
+    async def _facts(self) -> Facts:
+        """What the core cannot read itself: free space (in a thread), ports, the key."""
+        free_mb = await self.free_space.free_mb() if self.settings.min_free_mb else None
+        available = getattr(self.ports, "available", None)
+        key = self.keyring.current if self.keyring is not None else None
+        return Facts(
+            free_mb=free_mb,
+            ports_available=available if isinstance(available, int) else None,
+            key_id=key.key_id if key is not None else None,
         )
-        if self.keyring is not None and self.keyring.current is not None:
-            session.key_id = self.keyring.current.key_id
-        session.dialog = dialog_of(req, local_tag)
-        session.delayed_offer = delayed
-        session.participant_history = [
-            {
-                "participant_id": p.get("participant_id"),
-                "aor": p.get("aor"),
-                "number": p.get("number"),
-                "event": "joined",
-                "at": datetime.fromtimestamp(now, UTC).isoformat(),
-            }
-            for p in participants
-        ]
-        try:
-            answer_streams = await self._open_legs(session, streams)
-        except Exception as exc:  # ports exhausted, bind failures, bad crypto
-            for leg in session.legs:
-                self._close_leg(leg)
-            log.error("call %s: cannot open media: %s", escape(call_id, CALL_ID_LIMIT), exc)
-            self.admission.count("rtp-ports")
-            self._respond(
-                tx,
-                req,
-                503,
-                "Service Unavailable",
-                to_tag=local_tag,
-                headers=[("Retry-After", "10"), ("Warning", '399 - "budget: rtp-ports"')],
-            )
-            return
-        session.ports_held = len(session.legs)
-        self.admission.hold(host, session.ports_held)
-        self._assign_participants(session)
-        session.session_expires = self._session_expires(req)
-        session.refreshed_at = now
-        session.last_answer = answer_streams
-        if self._cancelled.pop(tx, None) is not None:
-            self.admission.release(host, session.ports_held)
-            for leg in session.legs:
-                self._close_leg(leg)
-            self._respond(tx, req, 487, "Request Terminated", to_tag=local_tag)
-            self._note_refusal(req, src, "cancelled", now, decision=decision)
-            log.info("call %s: cancelled by the SRC before it was answered", call_id)
-            return
-        # Answer first: the signalling path never waits on the disk. The spool and the index
-        # row are created right after, off the loop; the flusher skips the session until its
-        # spool exists (packets wait in the legs' buffers), and the end of the call waits for
-        # it. A crash in between leaves a spool without a row, which recovery indexes.
-        session.started_at = self.clock()
-        self.sessions[call_id] = session
-        self._per_source[host] = self._per_source.get(host, 0) + 1
-        self._pending_invites[tx] = call_id
-        self.counters.accepted += 1
-        self._send_answer(req, tx, session)
-        session.setup = asyncio.create_task(self._persist_start(session))
-        log.info(
-            "call %s: recording %s (%s legs, recorded %s, other %s)",
-            call_id,
-            rec_id,
-            len(session.legs),
-            recorded,
-            other,
-        )
+
+    async def cannot_take_calls(self) -> str | None:
+        """Why this node would refuse a new call now (None: it can take one)."""
+        return self.core.cannot_take_calls(await self._facts())
+
+    # ------------------------------------------------------------------ actions
+    async def _run(self, actions: Sequence[Action]) -> None:
+        """Carry out the core's actions in order; outcomes go back to the core."""
+        queue: deque[Action] = deque(actions)
+        while queue:
+            action = queue.popleft()
+            outcome = await self._carry_out_action(action)
+            if outcome is not None:
+                queue.extendleft(reversed(self.core.handle(outcome, self.clock())))
+
+    async def _carry_out_action(self, action: Action) -> Event | None:
+        match action:
+            case Respond(transaction=tx, response=response):
+                self.sip.respond(tx, response)
+            case SendRequest(request=request, destination=destination):
+                try:
+                    self.sip.send_request(request, destination)
+                except Exception:
+                    log.exception("call %s: cannot send BYE", request.call_id)
+            case AskPolicy(transaction=tx, aors=aors, at=at):
+                assert self.policy is not None
+                return PolicyAnswered(tx, await self.policy.decide(list(aors), at))
+            case ApplyMedia(transaction=tx, session=s, plans=plans, initial=True):
+                try:
+                    answer = await self._open_legs(s, list(plans))
+                except Exception as exc:  # ports exhausted, bind failures, bad crypto
+                    return MediaFailed(tx, str(exc))
+                return MediaApplied(tx, tuple(answer))
+            case ApplyMedia(transaction=tx, session=s, plans=plans, initial=False):
+                used = {leg.label for leg in s.legs}
+                answer = [await self._carry_out(s, plan, used) for plan in plans]
+                return MediaApplied(tx, tuple(answer))
+            case CloseLegs(session=s, legs=legs):
+                for leg in legs or s.legs:
+                    self._close_leg(leg)
+            case WriteDeclined(row=row):
+                try:
+                    await self.index.record_declined(row)
+                except Exception:
+                    log.exception("call %s: cannot write declined row", row.call_id)
+            case NoteRefusal():
+                self._note_refusal(action)
+            case StartRecording(session=s):
+                s.setup = asyncio.create_task(self._persist_start(s))
+            case SaveManifest(session=s):
+                await self._save_manifest(s)
+            case EndSession(session=s, ended_at=ended_at, reason=reason, grace=grace):
+                await self._end(s, ended_at, reason, grace)
+        return None
 
     async def _persist_start(self, s: RecordingSession) -> None:
         manifest = self._manifest(s)
@@ -758,7 +422,7 @@ class SessionRecordingServer:
             await self._index_unspooled(s, f"spool could not be created: {exc}")
             raise
         try:
-            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.create_recording(self._new_recording_row(s))
         except Exception:
             # The spool holds the call; recovery or the end of the call will index it.
             log.exception("call %s: cannot create index row yet", s.call_id)
@@ -766,401 +430,100 @@ class SessionRecordingServer:
 
     async def _index_unspooled(self, s: RecordingSession, reason: str) -> None:
         """A ``failed`` row for an answered call whose audio has nowhere to go."""
-        from ..storage.index import FinishedRecording
-
         try:
-            await self.index.create_recording(self._new_recording_row(s, s.source))
+            await self.index.create_recording(self._new_recording_row(s))
             await self.index.finish_recording(
-                s.rec_id,
-                FinishedRecording(
-                    end=datetime.fromtimestamp(self.clock(), UTC),
-                    duration_s=0.0,
-                    state="failed",
-                    reason=escape(reason, 500),
-                    codec=None,
-                ),
+                s.rec_id, rows.failed_recording(self.clock(), escape(reason, 500))
             )
         except Exception:
             log.exception("call %s: cannot index the failed recording", escape(s.call_id, 256))
 
-    def _note_refusal(
-        self,
-        req: SipRequest,
-        src: Any,
-        reason: str,
-        now: float,
-        *,
-        budget: str | None = None,
-        decision: Any = None,
-    ) -> None:
+    def _note_refusal(self, note: NoteRefusal) -> None:
         """Leave a ``declined`` row for a call refused before a session existed, so that the
-        completeness report lists it (in the background: the 503 is already on its way).
-
-        A refusal for a budget (``budget`` set) leaves a row only for a call the policy
-        governs (one it would record), and at most :attr:`refusal_rows` rows per source and
-        budget (a burst, then a steady rate); every other refusal is counted in
-        :attr:`Counters.refusals_not_indexed` (on /metrics) and logged once a minute. The
-        policy is asked only while the source's row budget has room, so a flood costs no
-        database round trip per INVITE. See the module docstring for why.
-        """
-        origin = self._origin(req, src)
-        key = (origin.host if origin is not None else src.host, budget or "")
-        if budget is not None and not self.refusal_rows.ready(key, now):
-            self._not_indexed(src, budget, "row-limit", now)
+        completeness report lists it (in the background: the 503 is already on its way), as
+        far as the core allows (see the module docstring)."""
+        first = self.core.refusal_needs_policy(note)
+        if first is None:
             return
-        participants: list[dict[str, Any]] = []
-        try:
-            _offer, metadata = self._parse_body(req)
-            participants = self._participants(req, metadata)
-        except RemoteProtocolError:
-            participants = self._participants(req, None)
+        ask, participants = first
 
         async def write() -> None:
-            nonlocal decision
+            decision = note.decision
             try:
-                if budget is not None and decision is None and self.policy is not None:
-                    decision = await self._evaluate(participants, now)
-                if budget is not None and decision is not None and not decision.record:
-                    # Not a call the policy would record (an emergency call, an unlisted
-                    # number with unknown_numbers = "decline"): the counters carry it.
-                    self._not_indexed(src, budget, "not-governed", now)
-                    return
-                if budget is not None and not self.refusal_rows.take(key, now):
-                    self._not_indexed(src, budget, "row-limit", now)
-                    return
-                recorded, other, direction = self._roles(participants, decision)
-                row = self._declined_row(
-                    req, src, participants, recorded, other, direction, reason, now
-                )
-                await self.index.record_declined(row)
+                if ask:
+                    decision = await self._evaluate(participants, note.at)
+                row = self.core.refusal_row(note, participants, decision)
+                if row is not None:
+                    await self.index.record_declined(row)
             except Exception:
                 log.exception(
                     "call %s: cannot write the refusal row (%s)",
-                    escape(req.call_id or "", CALL_ID_LIMIT),
-                    reason,
+                    escape(note.request.call_id or "", 256),
+                    note.reason,
                 )
 
         task = asyncio.create_task(write())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _evaluate(self, participants: list[dict[str, Any]], now: float) -> Any:
+    async def _evaluate(self, participants: list[Party], now: float) -> Any:
         """What the policy would decide of a refused call (not counted as a decision)."""
-        aors = [p["aor"] for p in participants if p.get("aor")]
+        aors = [p["aor"] for p in participants if p["aor"]]
         policy = self.policy
         assert policy is not None
         ask = getattr(policy, "evaluate", None) or policy.decide
         return await ask(aors, datetime.fromtimestamp(now, UTC))
 
-    def _not_indexed(self, src: Any, budget: str, cause: str, now: float) -> None:
-        key = (budget, cause)
-        c = self.counters.refusals_not_indexed
-        c[key] = c.get(key, 0) + 1
-        last = self._not_indexed_logged.get((src.host, budget), 0.0)
-        if now - last >= 60.0:
-            self._not_indexed_logged[(src.host, budget)] = now
-            log.warning(
-                "refusals for budget %s from %s are not all indexed (%s; see "
-                "siprec_refusals_not_indexed_total)",
-                budget,
-                src.host,
-                cause,
-            )
-            if len(self._not_indexed_logged) > 10_000:
-                self._not_indexed_logged.clear()
-
-    def _delayed_offer(self, metadata: RecordingMetadata | None) -> list[OfferedStream]:
-        """The streams we offer to an INVITE without SDP: one per metadata stream, else one."""
-        labels: list[str | None] = [None]
-        if metadata is not None and metadata.streams:
-            labels = [st.label for st in metadata.streams][:8]
-        rtpmaps = dict(DELAYED_OFFER_FORMATS)
-        formats = tuple(str(pt) for pt in rtpmaps)
-        codec = choose_codec(formats, rtpmaps, {101: "0-15"})
-        return [
-            OfferedStream(
-                index=i,
-                media="audio",
-                port=9,
-                proto="RTP/AVP",
-                formats=formats,
-                label=label,
-                direction="sendonly",
-                rtpmaps=rtpmaps,
-                fmtps={101: "0-15"},
-                crypto=(),
-                rtcp_mux=False,
-                codec=codec,
-            )
-            for i, label in enumerate(labels)
-        ]
-
-    async def _on_delayed_answer(self, s: RecordingSession, ack: SipRequest) -> None:
-        """The SRC's answer to our offer came in the ACK: bind codecs and labels."""
-        answer = None
-        try:
-            _ctype = ack.headers.get("Content-Type")
-            answer, _md = self._parse_body(ack) if ack.body else (None, None)
-        except RemoteProtocolError as exc:
-            log.warning("call %s: bad SDP answer in ACK: %s", s.call_id, exc.message)
-        if answer is None:
-            log.warning("call %s: delayed offer but no SDP answer in the ACK; ending", s.call_id)
-            await self._end(s.call_id, reason="no SDP answer in ACK", send_bye=True)
-            return
-        streams = parse_offer(answer)
-        for leg in list(s.legs):
-            st = streams[leg.index] if leg.index < len(streams) else None
-            if st is None or st.port == 0:
-                leg.direction = "inactive"
-                self._close_leg(leg)
-                continue
-            if st.label is not None and leg.offered_label is None:
-                leg.label = st.label
-            if st.codec is not None:
-                leg.codec = st.codec.encoding
-            leg.direction = "inactive" if st.direction == "inactive" else "recvonly"
-        self._sync_ports_held(s)
-        self._assign_participants(s)
-        await self._save_manifest(s)
-
-    def _session_expires(self, req: SipRequest) -> float | None:
-        value = req.headers.get("Session-Expires")
-        if not value:
-            return None
-        try:
-            return float(value.split(";", 1)[0].strip())
-        except ValueError:
-            return None
-
-    def _send_answer(self, req: SipRequest, tx: Any, s: RecordingSession) -> None:
-        if s.delayed_offer and not s.acked:
-            body = build_offer(
-                origin_host=self.settings.advertised_address,
-                session_id=s.sdp_session_id,
-                session_version=s.sdp_version,
-                connection_address=self.settings.advertised_address,
-                streams=[(leg.port, leg.offered_label) for leg in s.legs],
-            )
-        else:
-            body = build_answer(
-                origin_host=self.settings.advertised_address,
-                session_id=s.sdp_session_id,
-                session_version=s.sdp_version,
-                connection_address=self.settings.advertised_address,
-                streams=s.last_answer,
-            )
-        headers = [
-            (
-                "Contact",
-                f"<sip:srs@{self._contact_hostport(s.source)};transport={s.source.transport}>",
-            ),
-            ("Allow", ALLOW),
-            ("Supported", "siprec, timer"),
-        ]
-        if s.session_expires:
-            headers.append(("Session-Expires", f"{int(s.session_expires)};refresher=uac"))
-            headers.append(("Require", "timer"))
-        self._respond(
-            tx,
-            req,
-            200,
-            "OK",
-            to_tag=s.local_tag,
-            headers=headers,
-            body=body,
-            content_type="application/sdp",
-        )
-
-    def _contact_hostport(self, source: Any) -> str:
-        host = self.settings.contact_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        port = dict(self.settings.contact_ports).get(source.transport, self.settings.contact_port)
-        return f"{host}:{port}"
-
-    def _parse_body(
-        self, req: SipRequest
-    ) -> tuple[SessionDescription | None, RecordingMetadata | None]:
-        ctype = req.headers.get("Content-Type")
-        if not req.body:
-            return None, None
-        parts = split_body(ctype, req.body)
-        offer = None
-        metadata = None
-        for part in parts:
-            ct = (part.content_type or "").split(";", 1)[0].strip().lower()
-            if ct == "application/sdp" and offer is None:
-                offer = SessionDescription.parse(part.body)
-            elif (
-                ct in ("application/rs-metadata+xml", "application/rs-metadata")
-                and metadata is None
-            ):
-                metadata = RecordingMetadata.parse(part.body)
-        return offer, metadata
-
-    def _participants(self, req: SipRequest, md: RecordingMetadata | None) -> list[dict[str, Any]]:
-        cc = self.settings.country_code
-        out: list[dict[str, Any]] = []
-        if md is not None and md.participants:
-            return self._participants_from(md)
-        # No metadata: the SRC's From/To describe the recorded call (RFC 7866 allows this
-        # only as a fallback; many simple SRCs do it).
-        for role, header in (("caller", "From"), ("callee", "To")):
-            value = req.headers.get(header)
-            uri = _uri_of(value)
-            if not uri:
-                continue
-            name = _display_of(value)
-            out.append(
-                {
-                    "participant_id": role,
-                    "aor": escape(uri, 512),
-                    "name": escape(name, 256) if name is not None else None,
-                    "number": normalize_number(uri, country_code=cc),
-                    "send": [],
-                    "joined_at": None,
-                    "left_at": None,
-                }
-            )
-        return out
-
-    def _roles(
-        self, participants: list[dict[str, Any]], decision: Any
-    ) -> tuple[str | None, str | None, str]:
-        numbers = [
-            p.get("number") or (user_part(p["aor"]) if p.get("aor") else None) for p in participants
-        ]
-        recorded = getattr(decision, "recorded_number", None) if decision is not None else None
-        if recorded is None:
-            recorded = next((n for n in numbers if n), None)
-        other = next((n for n in numbers if n and n != recorded), None)
-        direction = "unknown"
-        if recorded is not None and numbers:
-            direction = "out" if numbers[0] == recorded else "in"
-        return recorded, other, direction
-
-    async def _decline(
-        self,
-        req: SipRequest,
-        tx: Any,
-        local_tag: str,
-        src: Any,
-        participants: list[dict[str, Any]],
-        decision: Any,
-        now: float,
-    ) -> None:
-        reason = decision.reason
-        self.counters.declined[reason] = self.counters.declined.get(reason, 0) + 1
-        # An operator asking "why was this call not recorded?" starts at the log.
-        log.info("call %r from %s not recorded (403): %s", req.call_id, src.host, reason)
-        if decision.emergency:
-            self.counters.emergency += 1
-            # Nothing of an emergency call is kept but the counter; on the wire it looks like
-            # every other refusal, so that a scanner learns nothing about the numbers.
-            self._respond(
-                tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
-            )
-            return
-        recorded, other, direction = self._roles(participants, decision)
-        try:
-            await self.index.record_declined(
-                self._declined_row(req, src, participants, recorded, other, direction, reason, now)
-            )
-        except Exception:
-            log.exception("call %s: cannot write declined row", req.call_id)
-        # The reason stays in the index row and the counters, not on the wire.
-        self._respond(
-            tx, req, 403, "Forbidden", to_tag=local_tag, headers=[("Warning", NOT_RECORDED)]
-        )
-
     # ------------------------------------------------------------------ media legs
     async def _open_legs(
-        self, s: RecordingSession, streams: list[OfferedStream]
+        self, s: RecordingSession, plans: list[StreamPlan]
     ) -> list[AcceptedStream]:
+        """Carry out the mapper's plan for a new offer's ``open`` m-lines; the rest refused."""
         answer: list[AcceptedStream] = []
         used_labels: set[str] = set()
-        for st in streams:
-            answer.append(await self._accept_stream(s, st, used_labels))
+        for plan in plans:
+            st = plan.stream
+            if plan.fate is StreamFate.OPEN:
+                answer.append(await self._open_leg(s, st, used_labels))
+            else:
+                answer.append(refused(st))
         return answer
 
-    async def _accept_stream(
+    async def _open_leg(
         self, s: RecordingSession, st: OfferedStream, used_labels: set[str]
     ) -> AcceptedStream:
-        refused = _refused(st)
-        if st.codec is None:
-            return refused
-        srtp_params = None
-        crypto_answer = None
-        if "SAVP" in st.proto.upper():
-            chosen = next(
-                (
-                    c
-                    for suite in self.settings.srtp_suites
-                    for c in st.crypto
-                    if c[1].upper() == suite
-                ),
-                None,
-            )
-            if chosen is None:
-                return refused
-            from ..rtp.srtp import make_answer_crypto
-
-            tag, suite, key_params = chosen
-            crypto_answer = make_answer_crypto(tag, suite)
-            srtp_params = (suite, key_params)
-        label = st.label if st.label is not None else str(st.index + 1)
-        if label in used_labels:
-            label = f"{label}.{st.index}"
-        used_labels.add(label)
-        leg_maps = {
-            pt: (enc, rate, st.fmtps.get(pt)) for pt, (enc, rate, _ch) in st.rtpmaps.items()
-        }
+        """A socket and a receiver for one m-line, as :func:`.streams.choose_leg` decides."""
+        choice = choose_leg(st, used_labels, self.settings.srtp_suites)
+        if choice is None or st.codec is None:
+            return refused(st)
         try:
             receiver = self.receiver_factory(
-                label, srtp=srtp_params, jitter_window=self.settings.jitter_window, rtpmaps=leg_maps
+                choice.label,
+                srtp=choice.srtp,
+                jitter_window=self.settings.jitter_window,
+                rtpmaps=choice.decode_maps,
             )
         except RemoteProtocolError as exc:  # e.g. an a=crypto line we cannot use
             log.warning("call %s: refusing m-line %d: %s", s.call_id, st.index, exc.message)
-            used_labels.discard(label)
-            return refused
+            used_labels.discard(choice.label)
+            return refused(st)
         endpoint = await self.ports.open(receiver, rtcp_mux=st.rtcp_mux)
         self._bind_media_source(endpoint, receiver, st)
-        c = st.codec
-        rtpmaps: dict[int, tuple[str, int, str | None]] = {
-            c.payload_type: (c.encoding, c.clock_rate, c.fmtp)
-        }
-        for pt, rate, fmtp in c.dtmf:
-            rtpmaps[pt] = ("telephone-event", rate, fmtp)
-        for pt in c.comfort_noise:
-            rtpmaps[pt] = ("CN", c.clock_rate, None)
-        # The SRC may switch among the codecs it offered: keep them all for decoding.
-        for pt, (enc, rate, _ch) in st.rtpmaps.items():
-            rtpmaps.setdefault(pt, (enc, rate, st.fmtps.get(pt)))
-        direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
         leg = Leg(
             index=st.index,
-            label=label,
+            label=choice.label,
             receiver=receiver,
             endpoint=endpoint,
             port=endpoint.port,
-            rtpmaps=rtpmaps,
-            codec=c.encoding,
-            srtp=srtp_params is not None,
-            crypto_answer=crypto_answer[0] if crypto_answer else None,
-            direction=direction,
+            rtpmaps=choice.rtpmaps,
+            codec=st.codec.encoding,
+            srtp=choice.srtp is not None,
+            crypto_answer=choice.crypto_answer,
+            direction=choice.direction,
             offered_label=st.label,
         )
         s.legs.append(leg)
-        return AcceptedStream(
-            port=endpoint.port,
-            proto=st.proto,
-            codec=c,
-            label=st.label,
-            direction=direction,
-            crypto=leg.crypto_answer,
-            rtcp_mux=st.rtcp_mux,
-            media=st.media,
-        )
+        return accepted(leg, st)
 
     def _bind_media_source(self, endpoint: Any, receiver: Any, st: OfferedStream) -> None:
         """Media of this stream only from where the offer says it comes from (or latched)."""
@@ -1174,26 +537,6 @@ class SessionRecordingServer:
                 latch=self.settings.rtp_latch,
                 on_rejected=getattr(receiver, "reject_source", None),
             )
-
-    def _assign_participants(self, s: RecordingSession) -> None:
-        senders: dict[str, Any] = {}
-        streams_by_label: dict[str, Any] = {}
-        if s.metadata is not None:
-            senders = s.metadata.label_senders()
-            streams_by_label = {st.label: st for st in s.metadata.streams if st.label is not None}
-        for i, leg in enumerate(sorted(s.legs, key=lambda x: x.index)):
-            p = senders.get(leg.label)
-            st = streams_by_label.get(leg.label)
-            if st is not None:
-                leg.stream_id = st.stream_id
-            if p is not None:
-                leg.participant_id = p.participant_id
-            elif s.metadata is None and i < len(s.participants):
-                leg.participant_id = s.participants[i]["participant_id"]
-        for part in s.participants:
-            part["send"] = [
-                leg.label for leg in s.legs if leg.participant_id == part["participant_id"]
-            ]
 
     def _close_leg(self, leg: Leg) -> None:
         if leg.endpoint is not None:
@@ -1215,244 +558,35 @@ class SessionRecordingServer:
         manifest["key_id"] = s.key_id
         return manifest
 
-    # ------------------------------------------------------------------ mid-call changes
-    async def _on_reinvite(self, req: SipRequest, tx: Any, src: Any) -> None:
-        s = self.sessions.get(req.call_id or "")
-        if s is None or req.to_tag != s.local_tag:
-            self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
-            return
-        if s.invite_pending:
-            self._respond(tx, req, 491, "Request Pending", to_tag=s.local_tag)
-            return
-        s.invite_pending = True
-        try:
-            await self._apply_offer(req, tx, s, invite=True)
-        finally:
-            s.invite_pending = False
-
-    async def _on_update(self, req: SipRequest, tx: Any, src: Any) -> None:
-        s = self.sessions.get(req.call_id or "")
-        if s is None or req.to_tag != s.local_tag:
-            self._respond(tx, req, 481, "Call/Transaction Does Not Exist")
-            return
-        await self._apply_offer(req, tx, s, invite=False)
-
-    async def _apply_offer(
-        self, req: SipRequest, tx: Any, s: RecordingSession, *, invite: bool
-    ) -> None:
-        now = self.clock()
-        try:
-            offer, metadata = self._parse_body(req)
-        except RemoteProtocolError as exc:
-            code = exc.status_hint if exc.status_hint in (413, 415, 513) else 400
-            self._respond(tx, req, code, _reason(exc.message), to_tag=s.local_tag)
-            return
-        streams = parse_offer(offer) if offer is not None else []
-        if offer is not None and self._refuse_added_streams(req, tx, s, streams):
-            return  # the session, its legs and its metadata stay as they were
-        s.refreshed_at = now
-        se = self._session_expires(req)
-        if se:
-            s.session_expires = se
-        if metadata is not None:
-            self._update_metadata(s, metadata, now)
-        if offer is None:
-            # A metadata-only update (or a session refresh): answer with the SDP we have.
-            if invite:
-                self._send_answer(req, tx, s)
-            else:
-                self._respond(tx, req, 200, "OK", to_tag=s.local_tag)
-            await self._save_manifest(s)
-            return
-        answer: list[AcceptedStream] = []
-        used = {leg.label for leg in s.legs}
-        for st in streams:
-            leg = s.leg_by_label(st.label, st.index)
-            if leg is None or leg.endpoint is None:
+    async def _carry_out(
+        self, s: RecordingSession, plan: StreamPlan, used: set[str]
+    ) -> AcceptedStream:
+        """One m-line of a re-INVITE or UPDATE, as the mapper planned it."""
+        st, leg = plan.stream, plan.leg
+        match plan.fate:
+            case StreamFate.OPEN:
                 if leg is not None:
-                    used.discard(leg.label)
+                    used.discard(leg.label)  # re-offered after a port 0: the label again
                 try:
-                    answer.append(await self._accept_stream(s, st, used))
+                    return await self._open_leg(s, st, used)
                 except Exception as exc:
                     log.error("call %s: cannot open media for added stream: %s", s.call_id, exc)
-                    answer.append(_refused(st))
-                continue
-            if st.port == 0 or st.codec is None:
+                    return refused(st)
+            case StreamFate.CLOSE:
                 # The stream was removed: stop receiving, keep what we have.
+                assert leg is not None
                 leg.direction = "inactive"
                 self._close_leg(leg)
-                answer.append(_refused(st))
-                continue
-            c = st.codec
-            if leg.endpoint is not None:
+                return refused(st)
+            case StreamFate.KEEP:
+                assert leg is not None
                 # A re-INVITE may name a new sender: its address, and its SSRC (RFC 3550 8.2).
                 self._bind_media_source(leg.endpoint, leg.receiver, st)
                 if hasattr(leg.receiver, "allow_new_sender"):
                     leg.receiver.allow_new_sender()
-            leg.rtpmaps.setdefault(c.payload_type, (c.encoding, c.clock_rate, c.fmtp))
-            for pt, (enc, rate, _ch) in st.rtpmaps.items():
-                if pt not in leg.rtpmaps or leg.rtpmaps[pt][0].upper() != enc.upper():
-                    leg.rtpmaps[pt] = (enc, rate, st.fmtps.get(pt))
-            leg.codec = c.encoding
-            leg.direction = "inactive" if st.direction in ("inactive", "recvonly") else "recvonly"
-            answer.append(
-                AcceptedStream(
-                    port=leg.port,
-                    proto=st.proto,
-                    codec=c,
-                    label=st.label,
-                    direction=leg.direction,
-                    crypto=leg.crypto_answer,
-                    rtcp_mux=st.rtcp_mux,
-                    media=st.media,
-                )
-            )
-        self._sync_ports_held(s)
-        self._assign_participants(s)
-        s.sdp_version += 1
-        s.last_answer = answer
-        await self._save_manifest(s)
-        if invite:
-            self._pending_invites[tx] = s.call_id
-            self._send_answer(req, tx, s)
-        else:
-            body = build_answer(
-                origin_host=self.settings.advertised_address,
-                session_id=s.sdp_session_id,
-                session_version=s.sdp_version,
-                connection_address=self.settings.advertised_address,
-                streams=answer,
-            )
-            self._respond(
-                tx, req, 200, "OK", to_tag=s.local_tag, body=body, content_type="application/sdp"
-            )
-
-    def _refuse_added_streams(
-        self, req: SipRequest, tx: Any, s: RecordingSession, streams: list[OfferedStream]
-    ) -> bool:
-        """Check a new offer's added streams against the source's budgets; True when refused
-        (then answered 503 or 488, naming the budget, with nothing of the session changed)."""
-        added = removed = 0
-        for st in streams:
-            leg = s.leg_by_label(st.label, st.index)
-            live = leg is not None and leg.endpoint is not None
-            if not live and st.codec is not None and st.port != 0:
-                added += 1  # an upper bound: SRTP without a suite we take is refused later
-            elif live and (st.port == 0 or st.codec is None):
-                removed += 1
-        if not added:
-            return False
-        held = sum(1 for leg in s.legs if leg.endpoint is not None)
-        refusal = self.admission.check_change(
-            s.source_host, held - removed + added, added - removed
-        )
-        if refusal is None:
-            return False
-        log.info(
-            "call %s: %s from %s refused: budget %s (%d streams held, %d added)",
-            escape(s.call_id, CALL_ID_LIMIT),
-            req.method,
-            s.source_host,
-            refusal.budget,
-            held,
-            added,
-        )
-        self._respond(
-            tx,
-            req,
-            refusal.status,
-            refusal.reason_phrase,
-            to_tag=s.local_tag,
-            headers=refusal.headers,
-        )
-        return True
-
-    def _sync_ports_held(self, s: RecordingSession) -> None:
-        """Count the session's open legs against its source's port budget (after streams
-        were added, or removed with ``port 0``: those ports return to the budget)."""
-        held = 0 if s.ended else sum(1 for leg in s.legs if leg.endpoint is not None)
-        if held > s.ports_held:
-            self.admission.hold(s.source_host, held - s.ports_held)
-        elif held < s.ports_held:
-            self.admission.release(s.source_host, s.ports_held - held)
-        s.ports_held = held
-
-    def _update_metadata(self, s: RecordingSession, update: RecordingMetadata, now: float) -> None:
-        """Apply a metadata update (re-INVITE/UPDATE) and record who joined and who left.
-
-        Parties are matched by number before participant id: some SRCs (BroadWorks) give the
-        same party a new id in every document. A *complete* update that no longer lists an
-        earlier party means that party left (transfer, redirect, the end of a 3-way call);
-        the party stays in the recording with ``left_at`` set.
-        """
-        merged = s.metadata.merge(update) if s.metadata is not None else update
-        s.metadata = merged
-        at = datetime.fromtimestamp(now, UTC).isoformat()
-
-        def key(p: dict[str, Any]) -> str:
-            return str(p.get("number") or p.get("participant_id"))
-
-        def event(p: dict[str, Any], kind: str, when: str) -> None:
-            s.participant_history.append(
-                {
-                    "participant_id": p.get("participant_id"),
-                    "aor": p.get("aor"),
-                    "number": p.get("number"),
-                    "event": kind,
-                    "at": when,
-                }
-            )
-
-        before = {key(p): p for p in s.participants}
-        listed = {key(p) for p in self._participants_from(update)}
-        fresh = self._participants_from(merged)
-        seen: set[str] = set()
-        for p in fresh:
-            k = key(p)
-            seen.add(k)
-            old = before.get(k)
-            if old is None:
-                event(p, "joined", at)
-                continue
-            if old.get("left_at") and k in listed and not p.get("left_at"):
-                event(p, "joined", at)  # back again
-            elif old.get("left_at") and not p.get("left_at"):
-                p["left_at"] = old["left_at"]
-            if p.get("left_at") and not old.get("left_at"):
-                event(p, "left", p["left_at"])
-            if not p.get("joined_at"):
-                p["joined_at"] = old.get("joined_at")
-        if update.datamode == "complete":
-            for p in fresh:
-                if key(p) not in listed and not p.get("left_at"):
-                    p["left_at"] = at
-                    event(p, "left", at)
-        for k, old in before.items():
-            if k not in seen:
-                p = dict(old)
-                if not p.get("left_at"):
-                    p["left_at"] = at
-                    event(p, "left", at)
-                fresh.append(p)
-        s.participants = fresh
-        self._assign_participants(s)
-        if s.other_number is None:
-            _r, s.other_number, _d = self._roles(s.participants, None)
-
-    def _participants_from(self, md: RecordingMetadata) -> list[dict[str, Any]]:
-        cc = self.settings.country_code
-        return [
-            {
-                "participant_id": p.participant_id,
-                "aor": p.aor,
-                "name": p.name,
-                "number": normalize_number(p.aor, country_code=cc) if p.aor else None,
-                "send": [],
-                "joined_at": p.associate_time.isoformat() if p.associate_time else None,
-                "left_at": p.disassociate_time.isoformat() if p.disassociate_time else None,
-            }
-            for p in md.participants
-        ]
+                refresh_leg(leg, st)
+                return accepted(leg, st)
+        return refused(st)
 
     async def _save_manifest(self, s: RecordingSession) -> None:
         if s.setup is not None and not s.setup.done():
@@ -1466,26 +600,12 @@ class SessionRecordingServer:
         except Exception:
             log.exception("call %s: cannot update participants", s.call_id)
 
-    # ------------------------------------------------------------------ CANCEL and end
-    async def _end(self, call_id: str, *, reason: str | None, send_bye: bool) -> None:
-        s = self.sessions.pop(call_id, None)
-        if s is None or s.ended:
-            return
-        s.ended = True
-        ended_at = self.clock()
-        # The recording covers the session to its end (silence where media paused), except
-        # when we ended it ourselves for lack of media or signalling: then it ends with the
-        # last packet, not with our detection of the silence.
-        s.extend_to_end = reason not in ("rtp timeout", "session expired", "no ACK")
-        host = s.source_host
-        self.admission.release(host, s.ports_held)
-        s.ports_held = 0
-        self._per_source[host] = max(0, self._per_source.get(host, 1) - 1)
-        if self._per_source.get(host) == 0:
-            self._per_source.pop(host, None)
-        if send_bye:
-            self._send_bye(s)
-        elif reason is None and not self._closing:
+    # ------------------------------------------------------------------ the end
+    async def _end(
+        self, s: RecordingSession, ended_at: float, reason: str | None, grace: bool
+    ) -> None:
+        """Close the legs of a session the core ended, and start its finalisation."""
+        if grace:
             # The SRC's BYE can overtake its last RTP packets: keep listening a moment.
             await asyncio.sleep(self.BYE_GRACE)
         for leg in s.legs:
@@ -1539,7 +659,7 @@ class SessionRecordingServer:
                     spool_node=getattr(self.spool, "node_id", ""),
                 ),
             )
-            await self._index_finished(s, self._finished_row(s, result))
+            await self._index_finished(s, rows.finished_recording(self._manifest(s), result))
             await self._tell_indexed(s.rec_id)
             await asyncio.to_thread(s.spool.remove)
             self.counters.finished += 1
@@ -1582,12 +702,12 @@ class SessionRecordingServer:
         for attempt, delay in enumerate(delays, start=1):
             try:
                 if s.index_pending:
-                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    await self.index.create_recording(self._new_recording_row(s))
                     s.index_pending = False
                 try:
                     await self.index.finish_recording(s.rec_id, finished)
                 except RecordingNotFound:  # the row went missing during the call: write it
-                    await self.index.create_recording(self._new_recording_row(s, s.source))
+                    await self.index.create_recording(self._new_recording_row(s))
                     await self.index.finish_recording(s.rec_id, finished)
                 return
             except LocalProtocolError:
@@ -1608,13 +728,6 @@ class SessionRecordingServer:
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._closing:
                     raise
-
-    def _send_bye(self, s: RecordingSession) -> None:
-        try:
-            request, destination = bye_for(s, self._contact_hostport(s.source))
-            self.sip.send_request(request, destination)
-        except Exception:
-            log.exception("call %s: cannot send BYE", s.call_id)
 
     # ------------------------------------------------------------------ flushing
     def _flush_one(self, s: RecordingSession) -> None:
@@ -1667,21 +780,10 @@ class SessionRecordingServer:
         log.error("spool %s: flush failed (kept for the next pass): %s", spool.rec_id, exc)
 
     async def _expire(self, now: float) -> None:
-        timeout = self.settings.inactivity_timeout
-        for s in list(self.sessions.values()):
-            if not s.acked and now - s.started_at < 32:
-                continue
-            if s.session_expires and now - s.refreshed_at > s.session_expires:
-                log.info("call %s: session expired (RFC 4028)", s.call_id)
-                await self._end_locked(s.call_id, "session expired")
-            elif not s.all_on_hold() and now - s.last_media_at() > timeout:
-                log.info("call %s: no RTP for %.0f s, ending", s.call_id, timeout)
-                await self._end_locked(s.call_id, "rtp timeout")
-
-    async def _end_locked(self, call_id: str, reason: str) -> None:
-        lock = self._locks.setdefault(call_id, asyncio.Lock())
-        async with lock:
-            await self._end(call_id, reason=reason, send_bye=True)
+        for call_id, reason in self.core.due(now):
+            lock = self._locks.setdefault(call_id, asyncio.Lock())
+            async with lock:
+                await self._run(self.core.handle(EndRequested(call_id, reason), self.clock()))
 
     # ------------------------------------------------------------------ crash recovery
     async def recover(
@@ -1721,11 +823,9 @@ class SessionRecordingServer:
                 manifest = sp.manifest
                 if await self.index.get(rec_id) is None:
                     await self.index.create_recording(
-                        self._new_row_from_manifest(manifest, node_id=node or None)
+                        rows.new_recording(manifest, node_id=node or None)
                     )
-                await self.index.finish_recording(
-                    rec_id, self._finished_row_from_manifest(manifest, result)
-                )
+                await self.index.finish_recording(rec_id, rows.finished_recording(manifest, result))
                 await asyncio.to_thread(sp.remove)
                 await self._tell_indexed(rec_id)
                 log.warning("recovered interrupted recording %s (%s)", rec_id, result.get("file"))
@@ -1748,142 +848,9 @@ class SessionRecordingServer:
         return {s.rec_id for s in self.sessions.values()}
 
     # ------------------------------------------------------------------ index rows
-    def _new_recording_row(self, s: RecordingSession, src: Any) -> Any:
-        from ..storage.index import NewRecording, ParticipantRow
+    def _new_recording_row(self, s: RecordingSession) -> NewRecording:
+        return rows.new_recording(self._manifest(s), node_id=self._node_id(self.spool))
 
-        return NewRecording(
-            id=s.rec_id,
-            call_id=escape(s.call_id, CALL_ID_LIMIT),
-            siprec_session_id=s.siprec_session_id,
-            start=datetime.fromtimestamp(s.started_at, UTC),
-            direction=s.direction,
-            recorded_number=s.recorded_number,
-            other_number=s.other_number,
-            source=f"{src.transport}:{src.host}:{src.port}",
-            origin=str(s.origin) if s.origin is not None else None,
-            beep=s.beep,
-            srtp=any(leg.srtp for leg in s.legs),
-            participants=[_participant_row(ParticipantRow, p) for p in s.participants],
-            metadata_json=s.metadata.to_json() if s.metadata is not None else None,
-            retention_years=self.settings.retention_years,
-            key_id=s.key_id,
-            node_id=getattr(self.spool, "node_id", "") or None,
-        )
-
-    def _new_row_from_manifest(self, m: dict[str, Any], node_id: str | None = None) -> Any:
-        from ..storage.index import NewRecording, ParticipantRow
-
-        return NewRecording(
-            node_id=node_id,
-            id=m["rec_id"],
-            call_id=m.get("call_id") or "",
-            siprec_session_id=m.get("siprec_session_id"),
-            start=datetime.fromtimestamp(float(m["started_at"]), UTC),
-            direction=m.get("direction") or "unknown",
-            recorded_number=m.get("recorded_number"),
-            other_number=m.get("other_number"),
-            source=m.get("source"),
-            origin=m.get("origin"),
-            beep=bool(m.get("beep")),
-            srtp=any(leg.get("srtp") for leg in m.get("legs", [])),
-            participants=[_participant_row(ParticipantRow, p) for p in m.get("participants", [])],
-            metadata_json=m.get("metadata"),
-            retention_years=m.get("retention_years"),
-            key_id=m.get("key_id"),
-        )
-
-    def _declined_row(
-        self,
-        req: SipRequest,
-        src: Any,
-        participants: list[dict[str, Any]],
-        recorded: str | None,
-        other: str | None,
-        direction: str,
-        reason: str,
-        now: float,
-    ) -> Any:
-        from ..storage.index import DeclinedCall, ParticipantRow
-
-        return DeclinedCall(
-            id=uuid.uuid4().hex,
-            call_id=escape(req.call_id or "", CALL_ID_LIMIT),
-            start=datetime.fromtimestamp(now, UTC),
-            direction=direction,
-            recorded_number=recorded,
-            other_number=other,
-            source=f"{src.transport}:{src.host}:{src.port}",
-            origin=str(origin) if (origin := self._origin(req, src)) is not None else None,
-            reason=reason,
-            participants=[_participant_row(ParticipantRow, p) for p in participants],
-        )
-
-    def _finished_row(self, s: RecordingSession, result: dict[str, Any]) -> Any:
-        return self._finished_row_from_manifest(self._manifest(s), result)
-
-    def _finished_row_from_manifest(self, manifest: dict[str, Any], result: dict[str, Any]) -> Any:
-        from ..storage.index import FinishedRecording, ParticipantRow, StreamRow
-
-        end = datetime.fromisoformat(result["end"].replace("Z", "+00:00"))
-        started_at = float(manifest["started_at"])
-
-        def absolute(stream: dict[str, Any]) -> dict[str, Any]:
-            # The render gives packet times in seconds from the session's start.
-            out = dict(stream)
-            for key in ("first_packet_at", "last_packet_at"):
-                if out.get(key) is not None:
-                    out[key] = started_at + float(out[key])
-            return out
-
-        streams = [StreamRow.from_dict(absolute(st)) for st in result["streams"]]
-        return FinishedRecording(
-            state=result["state"],
-            reason=result.get("reason"),
-            end=end,
-            duration_s=float(result["duration_s"]),
-            file=result.get("file"),
-            sidecar=result.get("sidecar"),
-            sha256=result.get("sha256"),
-            size_bytes=int(result.get("size_bytes") or 0),
-            codec="mp3",
-            sample_rate=int(result.get("sample_rate") or 0),
-            channels=int(result.get("channels") or 0),
-            streams=streams,
-            participants=[
-                _participant_row(ParticipantRow, p) for p in manifest.get("participants", [])
-            ],
-            dtmf=result.get("dtmf", []),
-        )
-
-
-def _refused(st: OfferedStream) -> AcceptedStream:
-    """The answer to an offered m-line we do not take: port 0, its first format echoed."""
-    return AcceptedStream(
-        port=0,
-        proto=st.proto,
-        codec=None,
-        label=st.label,
-        direction="inactive",
-        media=st.media,
-        refused_format=st.formats[0] if st.formats else "0",
-    )
-
-
-def _participant_row(cls: Any, p: dict[str, Any]) -> Any:
-    def _dt(v: Any) -> datetime | None:
-        if not v:
-            return None
-        try:
-            d = datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return d if d.tzinfo else d.replace(tzinfo=UTC)
-
-    return cls(
-        participant_id=p.get("participant_id"),
-        aor=p.get("aor"),
-        name=p.get("name"),
-        number=p.get("number"),
-        joined_at=_dt(p.get("joined_at")),
-        left_at=_dt(p.get("left_at")),
-    )
+    @staticmethod
+    def _node_id(store: Any) -> str | None:
+        return getattr(store, "node_id", "") or None

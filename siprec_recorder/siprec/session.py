@@ -18,12 +18,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..sip.sdp import MediaDescription, SessionDescription
 from ..wiretext import escape
 from .answer import AcceptedStream, CodecChoice, choose_codec
 from .metadata import RecordingMetadata
+
+if TYPE_CHECKING:
+    from ..sip.dialog import Dialog
+    from ..sip.events import Address
+    from .admission import Origin
+    from .participants import Party, PartyEvent
 
 __all__ = ["Leg", "OfferedStream", "RecordingSession", "parse_offer"]
 
@@ -141,13 +147,13 @@ class RecordingSession:
     call_id: str
     remote_tag: str
     local_tag: str
-    source: Any  # sip Address of the SRC
+    source: Address  # where the SRC (or the trusted proxy in front of it) sent from
     remote_target: str
     remote_uri: str  # the SRC's From (our To of a BYE)
     local_uri: str
     started_at: float
     metadata: RecordingMetadata | None
-    participants: list[dict[str, Any]]
+    participants: list[Party]
     recorded_number: str | None
     other_number: str | None
     direction: str
@@ -157,11 +163,11 @@ class RecordingSession:
     sdp_version: int = 1
     sdp_session_id: int = field(default_factory=lambda: int(time.time()))
     local_cseq: int = 0
-    dialog: Any = None  # sip.dialog.Dialog: route set and CSeq of the requests we send
+    dialog: Dialog | None = None  # route set and CSeq of the requests we send
     acked: bool = False
     invite_pending: bool = False
     ended: bool = False
-    participant_history: list[dict[str, Any]] = field(default_factory=list)
+    participant_history: list[PartyEvent] = field(default_factory=list)
     session_expires: float | None = None
     refreshed_at: float = 0.0
     last_answer: list[AcceptedStream] = field(default_factory=list)
@@ -171,7 +177,7 @@ class RecordingSession:
     extend_to_end: bool = False  # the recording runs to the session's end (BYE, CANCEL)
     delayed_offer: bool = False  # INVITE without SDP: our offer went in the 200, answer in ACK
     ports_held: int = 0  # RTP port pairs counted against the source's budget
-    origin: Any = None  # admission.Origin: the SRC behind a trusted proxy (source is the proxy)
+    origin: Origin | None = None  # the SRC behind a trusted proxy (source is the proxy)
 
     @property
     def source_host(self) -> str:
@@ -212,16 +218,6 @@ class RecordingSession:
             return None
         s = self.metadata.sessions[0]
         return str(getattr(s, "session_id", None) or s)
-
-    def leg_by_label(self, label: str | None, index: int) -> Leg | None:
-        if label is not None:
-            for leg in self.legs:
-                if leg.label == label:
-                    return leg
-        for leg in self.legs:
-            if leg.index == index:
-                return leg
-        return None
 
     def last_media_at(self) -> float:
         latest = self.started_at
