@@ -166,19 +166,19 @@ async def test_a_long_takeover_does_not_stop_the_takers_heartbeat(
 ) -> None:
     # Finalising a dead node's spools takes seconds; if the heartbeat waited for it, the
     # taker's own lease would expire and another survivor would take over its live calls.
-    dead = NodeLease(db, "b", lease_seconds=0.5)
-    taker = NodeLease(db, "a", lease_seconds=0.5)
-    watcher = NodeLease(db, "c", lease_seconds=0.5)
+    dead = NodeLease(db, "b", lease_seconds=1.5)
+    taker = NodeLease(db, "a", lease_seconds=1.5)
+    watcher = NodeLease(db, "c", lease_seconds=1.5)
     for lease in (dead, taker, watcher):
         await lease.acquire()
-    await asyncio.sleep(0.7)  # b never beats: dead
+    await asyncio.sleep(1.7)  # b never beats: dead
     await taker.renew()
     await watcher.renew()
     started = asyncio.Event()
 
     async def slow_take_over(node: str) -> bool:
         started.set()
-        await asyncio.sleep(2.0)  # four leases long
+        await asyncio.sleep(4.5)  # three leases long
         return True
 
     service = NodeService(
@@ -191,7 +191,7 @@ async def test_a_long_takeover_does_not_stop_the_takers_heartbeat(
     await service.start()
     try:
         await asyncio.wait_for(started.wait(), 5)
-        for _ in range(15):
+        for _ in range(35):
             await asyncio.sleep(0.1)
             await watcher.renew()
             assert "a" not in await watcher.dead_nodes()
